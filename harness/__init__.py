@@ -1,0 +1,1 @@
+"""Regenerates the experiments of "Denoising Diffusion Implicit Models" (Song, Meng, Ermon, ICLR 2021)."""
