@@ -13,7 +13,8 @@ on the way down (-1 for the data, a = 1).
 * Encoding (sec. 4.3, 5.4): the eta = 0 update run along tau in increasing order, with the network evaluated at
   the source timestep (the official maintainers' convention, ermongroup/ddim issue #9).
 
-The model is any callable ``model(x, t)`` with t a float tensor [batch] of integer timesteps.
+The model is any callable ``model(x, t)``; t is a float tensor holding the integer timestep, of shape [1] (shared by
+the batch, broadcast by the model) as the sampler calls it, or [batch].
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def sigma_hat_step(
 
 
 def _timestep(x: torch.Tensor, t: int) -> torch.Tensor:
-    return torch.full((x.shape[0],), float(t), dtype=x.dtype, device=x.device)
+    """The timestep of the whole batch as a [1] tensor; models broadcast it over the batch."""
+    return torch.full((1,), float(t), dtype=x.dtype, device=x.device)
 
 
 @torch.no_grad()

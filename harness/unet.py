@@ -17,6 +17,12 @@ with ``strict=True``. The key layout is::
 
 The only addition is ``num_groups`` (GroupNorm groups), hard-coded to 32 in the official code,
 so that small CPU models can be built. The model holds parameters only, no buffers.
+
+Batch independence: on the CPU, oneDNN/MKL choose GEMM kernels by problem size, so a plain 1x1 convolution or
+linear layer gives an image bitwise different results in batches of different sizes. Here the 1x1 convolutions
+run as one small matrix product per image, the timestep MLP runs once when the batch shares its timestep (a [1] ``t``), and a batch of one
+is evaluated as a batch of two; with that, an image's output does not depend on the batch it is in (tested
+bitwise on the CPU). The arithmetic is the official model's.
 """
 
 from __future__ import annotations
@@ -77,6 +83,18 @@ class Downsample(nn.Module):
         return F.avg_pool2d(x, kernel_size=2, stride=2)
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution (same parameters and keys as nn.Conv2d) computed as one matrix product per image."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, hgt, wid = x.shape
+        y = torch.matmul(self.weight[:, :, 0, 0], x.reshape(b, c, hgt * wid)) + self.bias[:, None]
+        return y.reshape(b, -1, hgt, wid)
+
+
 class ResnetBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, temb_channels: int, dropout: float, num_groups: int):
         super().__init__()
@@ -87,9 +105,10 @@ class ResnetBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1)
         if in_channels != out_channels:
-            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=1, padding=0)
+            self.nin_shortcut = PointwiseConv2d(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """``temb`` is [B, temb_ch], or [1, temb_ch] when all images share the timestep (broadcast)."""
         h = self.conv1(swish(self.norm1(x)))
         h = h + self.temb_proj(swish(temb))[:, :, None, None]
         h = self.conv2(self.dropout(swish(self.norm2(h))))
@@ -104,10 +123,10 @@ class AttnBlock(nn.Module):
     def __init__(self, channels: int, num_groups: int):
         super().__init__()
         self.norm = group_norm(channels, num_groups)
-        self.q = nn.Conv2d(channels, channels, 1)
-        self.k = nn.Conv2d(channels, channels, 1)
-        self.v = nn.Conv2d(channels, channels, 1)
-        self.proj_out = nn.Conv2d(channels, channels, 1)
+        self.q = PointwiseConv2d(channels, channels)
+        self.k = PointwiseConv2d(channels, channels)
+        self.v = PointwiseConv2d(channels, channels)
+        self.proj_out = PointwiseConv2d(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, hgt, wid = x.shape
@@ -197,9 +216,12 @@ class UNet(nn.Module):
         self.conv_out = nn.Conv2d(block_in, out_ch, 3, stride=1, padding=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``t`` holds one timestep per image ([B]) or one for the whole batch ([] or [1]), as the sampler passes it."""
         assert x.shape[2] == x.shape[3] == self.resolution, f"expected {self.resolution}x{self.resolution} input"
+        if x.shape[0] == 1:  # oneDNN runs a batch of one through other convolution kernels
+            return self.forward(x.expand(2, -1, -1, -1), t)[:1]
 
-        temb = timestep_embedding(t, self.ch)
+        temb = timestep_embedding(t.reshape(-1), self.ch)
         temb = self.temb.dense[1](swish(self.temb.dense[0](temb)))
 
         hs = [self.conv_in(x)]

@@ -213,3 +213,18 @@ def test_images_do_not_depend_on_batch_size():
         assert torch.equal(whole, parts)
         reordered = sample_seeded(model, [5, 2], 42, (4,), tau, SCHEDULE, eta)
         assert torch.equal(reordered, whole[[5, 2]])
+
+
+def test_unet_images_do_not_depend_on_batch_size():
+    """Images 0..7 sampled in one batch of 8 and in batches of 3, 3, 2 (and 1) with the digits U-Net: bitwise equal."""
+    from omegaconf import OmegaConf
+
+    from harness.unet import build_unet
+
+    torch.manual_seed(0)
+    model = build_unet(OmegaConf.load("conf/model/digits.yaml").architecture).eval()
+    tau = timesteps("uniform", 10)
+    for eta in (0.0, 1.0):
+        whole = sample_seeded(model, range(8), 1, (1, 8, 8), tau, SCHEDULE, eta)
+        parts = [sample_seeded(model, idx, 1, (1, 8, 8), tau, SCHEDULE, eta) for idx in ([0, 1, 2], [3, 4, 5], [6], [7])]
+        assert torch.equal(whole, torch.cat(parts))
