@@ -1,0 +1,29 @@
+"""python -m harness: one Hydra job per cell (dataset, S, eta); ``-m`` sweeps, e.g. ``-m eta=0,0.2,0.5,1 S=10,20,50,100``."""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin on shared cores
+
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from .cli import reports_errors  # noqa: E402
+from .config import register_resolvers  # noqa: E402
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@reports_errors
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from .runner import run_cell
+
+    run_cell(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""A cell is one job of a sweep: (job, dataset, model, S, eta, trajectory, N, seed). Validation and identity.
+
+Every check here runs before any heavy work; a failing one raises a HarnessError that names the fix.
+The cell key is a hash of every setting that determines a cell's result (not batch size, device or threads,
+which do not change the images), so a re-run of a sweep can find cells that already finished and the
+sample shards of a cell that was interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import HarnessError
+from .sampling import parse_eta
+from .trajectory import TRAJECTORIES, check_steps, timesteps
+
+JOBS = ("sample", "recon", "timing")
+
+
+def _int(name: str, value: Any, minimum: int, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HarnessError(f"{name} must be an integer >= {minimum}, got {value!r}. {fix}")
+    return value
+
+
+def check_cell(cfg: DictConfig) -> None:
+    """Validate the swept and sized settings of one cell (cheap; before loading anything)."""
+    T = int(cfg.diffusion.T)
+    check_steps(cfg.S, T)
+    parse_eta(cfg.eta)
+    if cfg.trajectory not in TRAJECTORIES:
+        raise HarnessError(f"Unknown trajectory {cfg.trajectory!r}: choose one of {sorted(TRAJECTORIES)}.")
+    _int("N", cfg.N, 2, "FID needs at least 2 samples (the paper used 50,000).")
+    _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
+    _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
+    if cfg.job.name not in JOBS:
+        raise HarnessError(f"Unknown job {cfg.job.name!r}: choose job= one of {JOBS}.")
+
+
+def eta_label(eta: Any) -> str:
+    value = parse_eta(eta)
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def run_name(cfg: DictConfig) -> str:
+    return f"{cfg.dataset.name} {cfg.job.name} S={cfg.S} eta={eta_label(cfg.eta)} {cfg.trajectory}"
+
+
+def identity(cfg: DictConfig) -> dict:
+    """The settings that determine a cell's result."""
+    return {
+        "job": OmegaConf.to_container(cfg.job, resolve=True),
+        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "fid": OmegaConf.to_container(cfg.fid, resolve=True),
+        "diffusion": OmegaConf.to_container(cfg.diffusion, resolve=True),
+        "S": int(cfg.S),
+        "eta": eta_label(cfg.eta),
+        "trajectory": cfg.trajectory,
+        "N": int(cfg.N),
+        "seed": int(cfg.seed),
+    }
+
+
+def cell_key(cfg: DictConfig) -> str:
+    blob = json.dumps(identity(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def swept_params(cfg: DictConfig, nfe: int) -> dict:
+    """The flat MLflow params of a cell: every swept key plus trajectory, NFE, N, seed."""
+    return {
+        "job": cfg.job.name,
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "checkpoint": cfg.model.checkpoint.path or cfg.model.checkpoint.name,
+        "ema": bool(cfg.model.checkpoint.ema),
+        "S": int(cfg.S),
+        "eta": eta_label(cfg.eta),
+        "trajectory": cfg.trajectory,
+        "nfe": nfe,
+        "N": int(cfg.N),
+        "seed": int(cfg.seed),
+        "batch_size": int(cfg.batch_size),
+        "T": int(cfg.diffusion.T),
+    }
+
+
+def nfe_of(cfg: DictConfig) -> int:
+    return len(timesteps(cfg.trajectory, int(cfg.S), int(cfg.diffusion.T)))
+
+
+def check_sweep_overrides(overrides: list[str], base: Mapping) -> None:
+    """Validate every value a multirun sweeps over S, eta, N and trajectory before any job is launched."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    T = int(base["diffusion"]["T"])
+    for override in parser.parse_overrides(overrides):
+        key = override.get_key_element()
+        if key not in ("S", "eta", "N", "trajectory"):
+            continue
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            if key == "S":
+                check_steps(value, T)
+            elif key == "eta":
+                parse_eta(value)
+            elif key == "N":
+                _int("N", value, 2, "FID needs at least 2 samples.")
+            elif value not in TRAJECTORIES:
+                raise HarnessError(f"Unknown trajectory {value!r}: choose one of {sorted(TRAJECTORIES)}.")
