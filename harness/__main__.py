@@ -20,6 +20,9 @@ register_resolvers()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from .cells import check_cell
+
+    check_cell(cfg)  # bad input stops here, before the heavy imports and any work
     from .runner import run_cell
 
     run_cell(cfg, Path(HydraConfig.get().runtime.output_dir))

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import HarnessError
 from .sampling import parse_eta
+from .runtime import PRECISIONS
 from .trajectory import TRAJECTORIES, check_steps, timesteps
 
 JOBS = ("sample", "recon", "timing")
@@ -38,6 +39,8 @@ def check_cell(cfg: DictConfig) -> None:
     _int("N", cfg.N, 2, "FID needs at least 2 samples (the paper used 50,000).")
     _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
     _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
+    if cfg.precision not in PRECISIONS:
+        raise HarnessError(f"Unknown precision {cfg.precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
     if cfg.job.name not in JOBS:
         raise HarnessError(f"Unknown job {cfg.job.name!r}: choose job= one of {JOBS}.")
 
@@ -51,19 +54,29 @@ def run_name(cfg: DictConfig) -> str:
     return f"{cfg.dataset.name} {cfg.job.name} S={cfg.S} eta={eta_label(cfg.eta)} {cfg.trajectory}"
 
 
+# Settings that say where things are or how fast they run, not what the result is.
+NOT_IDENTITY = {"dataset": ("root",), "fid": ("weights_path", "batch_size"), "job": ("grid_images", "grid_scale")}
+
+
+def _section(cfg: DictConfig, name: str) -> dict:
+    values = OmegaConf.to_container(cfg[name], resolve=True)
+    return {k: v for k, v in values.items() if k not in NOT_IDENTITY.get(name, ())}
+
+
 def identity(cfg: DictConfig) -> dict:
     """The settings that determine a cell's result."""
     return {
-        "job": OmegaConf.to_container(cfg.job, resolve=True),
-        "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "fid": OmegaConf.to_container(cfg.fid, resolve=True),
+        "job": _section(cfg, "job"),
+        "dataset": _section(cfg, "dataset"),
+        "model": _section(cfg, "model"),
+        "fid": _section(cfg, "fid"),
         "diffusion": OmegaConf.to_container(cfg.diffusion, resolve=True),
         "S": int(cfg.S),
         "eta": eta_label(cfg.eta),
         "trajectory": cfg.trajectory,
         "N": int(cfg.N),
         "seed": int(cfg.seed),
+        "precision": cfg.precision,
     }
 
 
@@ -88,30 +101,9 @@ def swept_params(cfg: DictConfig, nfe: int) -> dict:
         "seed": int(cfg.seed),
         "batch_size": int(cfg.batch_size),
         "T": int(cfg.diffusion.T),
+        "precision": cfg.precision,
     }
 
 
 def nfe_of(cfg: DictConfig) -> int:
     return len(timesteps(cfg.trajectory, int(cfg.S), int(cfg.diffusion.T)))
-
-
-def check_sweep_overrides(overrides: list[str], base: Mapping) -> None:
-    """Validate every value a multirun sweeps over S, eta, N and trajectory before any job is launched."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    T = int(base["diffusion"]["T"])
-    for override in parser.parse_overrides(overrides):
-        key = override.get_key_element()
-        if key not in ("S", "eta", "N", "trajectory"):
-            continue
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
-            if key == "S":
-                check_steps(value, T)
-            elif key == "eta":
-                parse_eta(value)
-            elif key == "N":
-                _int("N", value, 2, "FID needs at least 2 samples.")
-            elif value not in TRAJECTORIES:
-                raise HarnessError(f"Unknown trajectory {value!r}: choose one of {sorted(TRAJECTORIES)}.")

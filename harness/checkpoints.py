@@ -341,3 +341,25 @@ def load_checkpoint(model_cfg: Mapping) -> tuple[UNet, dict]:
         info["weights"] = entry.weights
     info.update(checkpoint=entry.name if entry else None, config=name)
     return model.eval(), info
+
+
+def availability(name: str | None, ema: bool = True, path: str | os.PathLike | None = None) -> tuple[bool, str]:
+    """Whether a checkpoint can be used without asking the user, and how: never downloads (for dry runs)."""
+    if path is not None:
+        p = Path(path).expanduser()
+        return (True, f"local file {p}") if p.is_file() else (False, f"missing: {p} (fix model.checkpoint.path)")
+    if name is None:
+        return False, "missing: set model.checkpoint.name or model.checkpoint.path"
+    try:
+        entry = entry_for(name, ema)
+    except HarnessError as err:
+        return False, str(err)
+    if entry.packaged:
+        p = PACKAGE_DIR / entry.filename
+        return (True, f"packaged {p.name}") if p.is_file() else (False, f"missing packaged file {p}: reinstall")
+    dest = checkpoint_dir() / entry.filename
+    if dest.is_file():
+        return True, f"cached {dest}"
+    if entry.url is not None:
+        return True, f"will download {entry.url} to {dest}"
+    return False, "missing: " + (entry.hint or "no download URL").format(cached=dest)

@@ -24,16 +24,25 @@ def register_resolvers() -> None:
 
 
 class CheckSweep(Callback):
-    """Hydra callback: validate every swept value (S, eta, N, trajectory) before any job is launched."""
+    """Hydra callback, before any job is launched: compose and validate every cell of the sweep (bad input stops the
+    whole sweep with one message); with ``dry_run=true`` print the plan instead of launching."""
 
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
         import sys
 
-        from .cells import check_sweep_overrides
+        from .cells import check_cell
         from .errors import HarnessError
+        from .sweep import compose_cells
 
         try:
-            check_sweep_overrides(list(config.hydra.overrides.task), config)
+            configs = [cfg for _, cfg in compose_cells(config)]
+            for cfg in configs:
+                check_cell(cfg)
+            if config.get("dry_run"):
+                from .dryrun import print_plan
+
+                print_plan(configs)
+                sys.exit(0)
         except HarnessError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

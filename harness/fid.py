@@ -4,6 +4,10 @@
   digits classifier (``harness.digits_classifier``). FID in these features is NOT Inception FID and is
   always reported together with the extractor's name.
 * ``digits-train`` / ``digits-test``: torch-fidelity inputs holding the digits splits as uint8 [1, 8, 8].
+* ``celeba64-train`` / ``celeba64-test``, ``lsun_bedroom-train``, ``lsun_church-train``: torch-fidelity inputs
+  reading a dataset folder (``datasets_root``) with the official preprocessing of ``harness.datasets`` (CelebA's
+  128x128 crop resized to 64; LSUN's resize to 256 and centre crop, first 50,000 images). CIFAR-10 uses
+  torch-fidelity's own ``cifar10-train`` (torchvision's files under ``datasets_root``; downloaded when allowed).
 
 ``compute_fid`` feeds the generated samples (never cached) and a reference (a registered input name) to
 ``torch_fidelity.calculate_metrics``. The reference statistics are cached by torch-fidelity in
@@ -12,17 +16,26 @@ extractor and weights. torch-fidelity uses the registered name itself as the cac
 ignores ``input2_cache_name`` then), so ``compute_fid`` instead passes the registered input as a (lazily
 built) Dataset together with ``input2_cache_name``, a name that fingerprints what the statistics depend on:
 
-    {reference}[-{sha256 of the reference's uint8 images, 12 hex}][-w{sha256 of the weights file, 12 hex}][-float64]
+    {reference}[-{sha256 of the reference's data, 12 hex}][-w{sha256 of the weights file, 12 hex}][-float64]
 
 (the data part for the harness's own references, the weights part for ``digits-cnn`` and for any extractor
 given ``feature_extractor_weights_path``, the dtype part when asked for float64 features), so changed data,
-quantization, split or classifier never reuse stale statistics.
+quantization, split or classifier never reuse stale statistics. The data part hashes the digits' uint8 images
+themselves; for the dataset-folder references it hashes ``harness.datasets.reference_fingerprint``: the
+preprocessing's definition string, the split, the image count and the images' names (CelebA file names, LSUN lmdb
+keys), so these references need their data present even when the statistics are cached. torch-fidelity's own
+inputs (``cifar10-train``) are fixed, md5-checked files and keep their plain name.
+
+A reference whose data is missing raises the ``harness.datasets.check_available`` message (the path expected and
+where to get it) before any feature is extracted, unless torch-fidelity can download it (``datasets_download``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import urllib.error
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +43,7 @@ import torch
 import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import DATASETS_REGISTRY, FEATURE_EXTRACTORS_REGISTRY
 
@@ -39,6 +53,17 @@ from .errors import HarnessError
 
 DIGITS_EXTRACTOR = "digits-cnn"
 DIGITS_REFERENCES = {"digits-train": "train", "digits-test": "test"}
+# references read from a dataset folder by harness.datasets: name -> (dataset config name, split)
+DATA_REFERENCES = {
+    "celeba64-train": ("celeba", "train"),
+    "celeba64-test": ("celeba", "test"),
+    "lsun_bedroom-train": ("lsun_bedroom", "train"),
+    "lsun_church-train": ("lsun_church", "train"),
+}
+# torch-fidelity's own inputs that read a harness dataset's files (it downloads them when allowed)
+FIDELITY_DATA_REFERENCES = {"cifar10-train": ("cifar10", "train"), "cifar10-val": ("cifar10", "test")}
+# where the weights of torch-fidelity's extractors come from, for messages
+WEIGHTS_URLS = {"inception-v3-compat": URL_INCEPTION_V3}
 _MARK = "_ddim_harness_registered"
 
 
@@ -160,6 +185,16 @@ def _digits_factory(split: str):
     return create
 
 
+def _data_factory(dataset: str, split: str):
+    def create(root, download):  # the data cannot be downloaded automatically: check_available says where from
+        from .datasets import reference_dataset
+
+        return reference_dataset({"name": dataset, "root": root}, split)
+
+    setattr(create, _MARK, True)
+    return create
+
+
 def _ours(obj) -> bool:
     return bool(getattr(obj, _MARK, False)) or (
         isinstance(obj, type)
@@ -169,7 +204,7 @@ def _ours(obj) -> bool:
 
 
 def register() -> None:
-    """Register ``digits-cnn``, ``digits-train`` and ``digits-test`` with torch-fidelity; idempotent.
+    """Register ``digits-cnn``, ``digits-train``/``-test`` and ``DATA_REFERENCES`` with torch-fidelity; idempotent.
 
     torch-fidelity refuses duplicate names, so an existing entry of ours (e.g. after a module reload) is
     replaced in place, and one registered by someone else is an error.
@@ -182,12 +217,14 @@ def register() -> None:
             FEATURE_EXTRACTORS_REGISTRY[DIGITS_EXTRACTOR] = DigitsCNNFeatureExtractor
         else:
             raise HarnessError(f"torch-fidelity already has a different feature extractor named {DIGITS_EXTRACTOR!r}.")
-    for name, split in DIGITS_REFERENCES.items():
+    factories = {name: _digits_factory(split) for name, split in DIGITS_REFERENCES.items()}
+    factories.update({name: _data_factory(*where) for name, where in DATA_REFERENCES.items()})
+    for name, factory in factories.items():
         existing = DATASETS_REGISTRY.get(name)
         if existing is None:
-            torch_fidelity.register_dataset(name, _digits_factory(split))
+            torch_fidelity.register_dataset(name, factory)
         elif _ours(existing):
-            DATASETS_REGISTRY[name] = _digits_factory(split)
+            DATASETS_REGISTRY[name] = factory
         else:
             raise HarnessError(f"torch-fidelity already has a different input named {name!r}.")
 
@@ -229,27 +266,69 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: str | Path) -> str:
+def _file_sha256(path: str | Path, feature_extractor: str | None = None) -> str:
     p = Path(path).expanduser()
     if not p.is_file():
-        raise HarnessError(f"feature extractor weights {p} not found; fix feature_extractor_weights_path.")
+        source = ""
+        if feature_extractor in WEIGHTS_URLS:
+            url = WEIGHTS_URLS[feature_extractor]
+            source = (
+                f" The {feature_extractor} weights are {url} (torch hub caches them as "
+                f"$TORCH_HOME/hub/checkpoints/{url.rsplit('/', 1)[-1]}): download that file and give its path, "
+                "or set fid.weights_path=null to let torch hub fetch it."
+            )
+        raise HarnessError(
+            f"feature extractor weights {p} not found; fix feature_extractor_weights_path (fid.weights_path).{source}"
+        )
     st = p.stat()
     return _sha256_cached(str(p.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def _data_fingerprint(reference: str) -> str | None:
-    """sha256 (12 hex) of the exact uint8 images of a harness reference (data, split and quantization)."""
+def _datasets_root(reference: str, datasets_root: str | Path | None) -> Path:
+    """``datasets_root``, else the harness's data folder for its own references, else torch-fidelity's default."""
+    if datasets_root is not None:
+        return Path(datasets_root).expanduser()
+    if reference in DATA_REFERENCES:
+        from .datasets import default_data_root
+
+        return default_data_root()
+    return Path(torch.hub._get_torch_home()) / "fidelity_datasets"  # torch-fidelity's default
+
+
+def _data_problem(reference: str, datasets_root: Path) -> str | None:
+    """``check_available``'s message when a reference backed by a harness dataset lacks its files, else None."""
+    where = DATA_REFERENCES.get(reference) or FIDELITY_DATA_REFERENCES.get(reference)
+    if where is None:
+        return None
+    from .datasets import check_available
+
+    dataset, split = where
+    return check_available({"name": dataset, "root": str(datasets_root)}, split)
+
+
+def _data_fingerprint(reference: str, datasets_root: Path | None = None) -> str | None:
+    """sha256 (12 hex) of what a harness reference's statistics depend on (see the module docstring)."""
     if reference in DIGITS_REFERENCES and _ours(DATASETS_REGISTRY.get(reference)):
         from .datasets import digits
 
         x = digits.images_uint8(DIGITS_REFERENCES[reference]).contiguous()
         return hashlib.sha256(str(tuple(x.shape)).encode() + x.numpy().tobytes()).hexdigest()[:12]
+    if reference in DATA_REFERENCES and _ours(DATASETS_REGISTRY.get(reference)):
+        from .datasets import reference_fingerprint
+
+        root = _datasets_root(reference, datasets_root)
+        problem = _data_problem(reference, root)
+        if problem:
+            raise HarnessError(f"FID reference {reference}: {problem}")
+        dataset, split = DATA_REFERENCES[reference]
+        spec = reference_fingerprint({"name": dataset, "root": str(root)}, split)
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     return None
 
 
 def _weights_fingerprint(feature_extractor: str, weights_path: str | Path | None) -> str | None:
     if weights_path is not None:
-        return _file_sha256(weights_path)[:12]
+        return _file_sha256(weights_path, feature_extractor)[:12]
     if feature_extractor == DIGITS_EXTRACTOR:
         return _file_sha256(DEFAULT_WEIGHTS)[:12]
     return None  # torch-fidelity's own extractors: fixed weights named by their download URL
@@ -261,12 +340,13 @@ def reference_cache_name(
     *,
     feature_extractor_weights_path: str | Path | None = None,
     feature_extractor_internal_dtype: str | None = None,
+    datasets_root: str | Path | None = None,
 ) -> str:
     """The torch-fidelity cache name of a reference (see the module docstring)."""
     _check_reference(reference)
     _check_extractor(feature_extractor)
     parts = [reference]
-    data = _data_fingerprint(reference)
+    data = _data_fingerprint(reference, datasets_root)
     if data:
         parts.append(data)
     weights = _weights_fingerprint(feature_extractor, feature_extractor_weights_path)
@@ -289,6 +369,7 @@ def reference_statistics_path(
     feature_layer: str | None = None,
     feature_extractor_weights_path: str | Path | None = None,
     feature_extractor_internal_dtype: str | None = None,
+    datasets_root: str | Path | None = None,
 ) -> Path:
     """Where torch-fidelity keeps (or will keep) the reference's FID statistics (mu, sigma)."""
     cls = _check_extractor(feature_extractor)
@@ -298,6 +379,7 @@ def reference_statistics_path(
         feature_extractor,
         feature_extractor_weights_path=feature_extractor_weights_path,
         feature_extractor_internal_dtype=feature_extractor_internal_dtype,
+        datasets_root=datasets_root,
     )
     return _cache_root(cache_dir) / f"{name}-{feature_extractor}-stat-fid-{layer}.pt"
 
@@ -320,7 +402,10 @@ def compute_fid(
     """FID of uint8 samples [N, C, H, W] against a registered reference, in ``feature_extractor``'s features.
 
     ``cache_dir``: torch-fidelity's ``cache_root`` (default ``<harness cache>/fidelity``). ``datasets_root``:
-    where registered datasets that need files (e.g. ``cifar10-train``) are kept (default: torch-fidelity's).
+    where registered datasets that need files are kept: the dataset config's ``root`` (default: the harness's data
+    folder for ``DATA_REFERENCES``, torch-fidelity's ``$TORCH_HOME/fidelity_datasets`` for its own inputs such as
+    ``cifar10-train``). ``datasets_download``: let torch-fidelity download its own inputs when missing.
+    ``feature_extractor_weights_path``: a local weights file (e.g. the Inception weights on an offline cluster).
     Returns ``fid``, ``feature_extractor``, ``feature_layer``, ``reference``, ``n_samples``,
     ``reference_statistics`` (the cached file) and ``reference_cached`` (whether it existed before the call).
     """
@@ -335,16 +420,20 @@ def compute_fid(
             f"feature extractor {feature_extractor!r} has no feature {layer!r}; it provides {list(cls.get_provided_features_list())}."
         )
     cache_root = _cache_root(cache_dir)
+    datasets_root = _datasets_root(reference, datasets_root)
     cache_name = reference_cache_name(
         reference,
         feature_extractor,
         feature_extractor_weights_path=feature_extractor_weights_path,
         feature_extractor_internal_dtype=feature_extractor_internal_dtype,
+        datasets_root=datasets_root,
     )
     stats_path = cache_root / f"{cache_name}-{feature_extractor}-stat-fid-{layer}.pt"
     cached = stats_path.is_file()
-    if datasets_root is None:
-        datasets_root = os.path.join(torch.hub._get_torch_home(), "fidelity_datasets")  # torch-fidelity's default
+    if not cached:
+        problem = _data_problem(reference, datasets_root)
+        if problem and not (datasets_download and reference in FIDELITY_DATA_REFERENCES):
+            raise HarnessError(f"FID reference {reference}: {problem}")
     cuda = torch.device(device).type == "cuda"
 
     kwargs = dict(
@@ -359,7 +448,7 @@ def compute_fid(
         cache_root=str(cache_root),
         cache=True,
         samples_shuffle=False,
-        save_cpu_ram=True,  # DataLoader without worker processes: the inputs are in-memory tensors
+        save_cpu_ram=True,  # DataLoader without worker processes: tensors, or files read in this process
         verbose=verbose,
     )
     if feature_extractor_weights_path is not None:
@@ -370,6 +459,13 @@ def compute_fid(
         metrics = torch_fidelity.calculate_metrics(**kwargs)
     except ValueError as exc:  # torch-fidelity reports bad inputs/options with ValueError (vassert)
         raise HarnessError(f"torch-fidelity rejected the FID inputs ({feature_extractor} vs {reference}): {exc}") from exc
+    except urllib.error.URLError as exc:  # offline: torch hub weights or a torch-fidelity dataset
+        hint = ""
+        if feature_extractor in WEIGHTS_URLS and feature_extractor_weights_path is None:
+            hint = f" The {feature_extractor} weights come from {WEIGHTS_URLS[feature_extractor]}: offline, download it elsewhere and set fid.weights_path."
+        if reference in FIDELITY_DATA_REFERENCES and not cached:
+            hint += f" {reference} is downloaded into {datasets_root}: offline, put the data there (see dataset.root)."
+        raise HarnessError(f"FID ({feature_extractor} vs {reference}) needed a download that failed: {exc}.{hint}") from exc
     return {
         "fid": float(metrics[torch_fidelity.KEY_METRIC_FID]),
         "feature_extractor": feature_extractor,

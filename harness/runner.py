@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import cells, tracking
 from .jobs import recon, sample, timing
 from .jobs.context import CellContext
-from .runtime import configure_threads, device_name, git_commit, package_versions, select_device
+from .runtime import claimed_device, configure_threads, device_name, git_commit, package_versions, select_device
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ def _workers() -> int:
 
 def run_cell(cfg: DictConfig, output_dir: Path | None = None) -> dict | None:
     cells.check_cell(cfg)
+    if cfg.dry_run:
+        from .dryrun import print_plan
+
+        print_plan([cfg])
+        return None
     uri = tracking.tracking_uri(cfg.tracking)
     experiment = cfg.tracking.experiment
     key = cells.cell_key(cfg)
@@ -45,7 +50,11 @@ def run_cell(cfg: DictConfig, output_dir: Path | None = None) -> dict | None:
             print(f"[skip] {name}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
             return None
 
-    device = select_device(cfg.device)
+    with claimed_device(select_device(cfg.device)) as device:
+        return _run(cfg, device, key, name, uri, experiment, output_dir)
+
+
+def _run(cfg: DictConfig, device, key: str, name: str, uri: str, experiment: str, output_dir: Path | None) -> dict:
     threads = configure_threads(cfg.threads, _workers())
     nfe = cells.nfe_of(cfg)
     cell_dir = Path(cfg.output_root) / "cells" / key

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
+import socket
 import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -69,3 +74,61 @@ def package_versions() -> dict[str, str]:
             versions[dist] = "not installed"
     versions["python"] = platform.python_version()
     return versions
+
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+
+
+class Autocast(torch.nn.Module):
+    """Runs the wrapped model under autocast (bf16/fp16) and returns float32, like the fp32 model does."""
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype, device_type: str):
+        super().__init__()
+        self.model, self.dtype, self.device_type = model, dtype, device_type
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(x, t).float()
+
+
+def apply_precision(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
+    """fp32 (default, the paper's), tf32 (CUDA matmul/conv in TF32), bf16 or fp16 autocast. Off unless asked."""
+    if precision not in PRECISIONS:
+        raise HarnessError(f"Unknown precision {precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision in ("bf16", "fp16"):
+        return Autocast(model, torch.bfloat16 if precision == "bf16" else torch.float16, device.type)
+    return model
+
+
+@contextmanager
+def claimed_device(device: torch.device):
+    """Hold a CUDA device for this job so parallel local workers use one GPU each (a node-local lock per GPU).
+
+    ``device=auto`` on a machine with several GPUs: take the first GPU no other job holds, waiting if all are busy.
+    An explicit device, or the CPU, is used as given.
+    """
+    if device.type != "cuda" or device.index is not None or torch.cuda.device_count() < 2:
+        yield device
+        return
+    lock_dir = Path(tempfile.gettempdir()) / "ddim-harness-gpu-locks"
+    lock_dir.mkdir(exist_ok=True)
+    while True:
+        for index in range(torch.cuda.device_count()):
+            uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", f"{socket.gethostname()}-{index}"))
+            handle = open(lock_dir / f"{uuid}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            try:
+                torch.cuda.set_device(index)
+                yield torch.device("cuda", index)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        time.sleep(2.0)

@@ -1,41 +1,18 @@
 """The main command end to end: a tiny multirun into a temporary SQLite store, bad input, skip and resume."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import mlflow
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def harness(tmp_path, *args, check=True):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before the overrides
-    overrides = [a for a in args if not a.startswith("-")]
-    cmd = [sys.executable, "-m", "harness", *flags, f"output_root={tmp_path / 'out'}", "progress=false", *overrides]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def runs(tmp_path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["ddim-harness"])
+from clitools import harness, runs
 
 
 def test_tiny_multirun_logs_every_cell(tmp_path):
-    proc = harness(tmp_path, "-m", "N=32", "batch_size=16", "S=5", "eta=0,1", "hydra.launcher.n_jobs=2")
+    proc = harness(tmp_path, "-m", "N=32", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=2")
     df = runs(tmp_path)
-    assert len(df) == 2 and set(df["status"]) == {"FINISHED"}
-    assert set(df["params.eta"]) == {"0", "1"}
-    assert set(df["params.S"]) == {"5"} and set(df["params.nfe"]) == {"5"} and set(df["params.N"]) == {"32"}
+    assert len(df) == 4 and set(df["status"]) == {"FINISHED"}  # two parallel workers, one SQLite store, nothing lost
+    assert sorted(zip(df["params.S"], df["params.eta"])) == [("4", "0"), ("4", "1"), ("5", "0"), ("5", "1")]
+    assert (df["params.S"] == df["params.nfe"]).all() and set(df["params.N"]) == {"32"}
     assert set(df["params.trajectory"]) == {"uniform"}
     assert df["metrics.fid"].notna().all() and (df["metrics.fid"] > 0).all()
     assert (df["metrics.seconds_per_image"] > 0).all() and (df["metrics.sampling_seconds"] > 0).all()
@@ -45,11 +22,11 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
     for run_id in df["run_id"]:
         names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
         assert {"config.yaml", "samples.png", "hydra"} <= names
-    assert proc.stdout.count("[done]") == 2 and "FID" in proc.stdout
+    assert proc.stdout.count("[done]") == 4 and "FID" in proc.stdout
 
-    # A second run of the same sweep skips both cells.
-    again = harness(tmp_path, "-m", "N=32", "batch_size=16", "S=5", "eta=0,1", "hydra.launcher.n_jobs=1")
-    assert again.stdout.count("[skip]") == 2 and len(runs(tmp_path)) == 2
+    # A second run of the same sweep skips every cell.
+    again = harness(tmp_path, "-m", "N=32", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=1")
+    assert again.stdout.count("[skip]") == 4 and len(runs(tmp_path)) == 4
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from ..checkpoints import load_checkpoint
 from ..errors import HarnessError
+from ..runtime import apply_precision
 from ..sampling import parse_eta
 from ..schedule import NoiseSchedule
 from ..tracking import CellRun
@@ -65,7 +66,7 @@ class CellContext:
                 "checkpoint_weights": info.get("weights"),
             }
         )
-        return model.to(self.device).eval()
+        return apply_precision(model.to(self.device).eval(), self.cfg.precision, self.device)
 
     def interrupt_hook(self, batches_done: int) -> None:
         limit = self.cfg.debug.fail_after_batches

@@ -48,6 +48,8 @@ def run(ctx: CellContext) -> dict:
         batch_size=int(cfg.fid.batch_size),
         device=ctx.device,
         verbose=bool(cfg.progress),
+        feature_extractor_weights_path=cfg.fid.get("weights_path"),
+        datasets_root=cfg.dataset.get("root"),
     )
     ctx.run.set_tags({"feature_extractor": fid["feature_extractor"], "fid_reference": fid["reference"]})
     metrics["fid"] = fid["fid"]

@@ -1,0 +1,30 @@
+"""Run the harness's command line in a subprocess against a temporary working directory and tracking store."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def harness(tmp_path, *args, check=True):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before the overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    cmd = [sys.executable, "-m", "harness", *flags, f"output_root={tmp_path / 'out'}", "progress=false", *overrides]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def runs(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return mlflow.search_runs(experiment_names=["ddim-harness"])
+
+
