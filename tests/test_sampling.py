@@ -228,3 +228,10 @@ def test_unet_images_do_not_depend_on_batch_size():
         whole = sample_seeded(model, range(8), 1, (1, 8, 8), tau, SCHEDULE, eta)
         parts = [sample_seeded(model, idx, 1, (1, 8, 8), tau, SCHEDULE, eta) for idx in ([0, 1, 2], [3, 4, 5], [6], [7])]
         assert torch.equal(whole, torch.cat(parts))
+
+
+def test_prefetched_noise_is_the_same_stream():
+    """The CUDA path draws several steps of noise at once; the values must equal step-by-step draws."""
+    one, block = ImageNoise(9, [4, 0, 7]), ImageNoise(9, [4, 0, 7], prefetch=4)
+    for _ in range(10):
+        assert torch.equal(one.randn(1, 8, 8), block.randn(1, 8, 8))
