@@ -75,7 +75,13 @@ REGISTRY: dict[str, CheckpointEntry] = {
                 "model.checkpoint.path=/path/to/ckpt.pth (or place it at {cached})."
             ),
         ),
-        CheckpointEntry(name="digits", filename="assets/digits_unet.pt", packaged=True),
+        CheckpointEntry(
+            name="digits",
+            filename="assets/digits_unet.pt",
+            sha256="f7dcd3caafb5410f0b71db9a676f957eb849a890699e8fffeb7def3c29426ac1",  # see assets/digits_unet.json
+            weights="ema",
+            packaged=True,
+        ),
     ]
 }
 
