@@ -32,6 +32,7 @@ where to get it) before any feature is extracted, unless torch-fidelity can down
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -456,7 +457,13 @@ def compute_fid(
     if feature_extractor_internal_dtype is not None:
         kwargs["feature_extractor_internal_dtype"] = feature_extractor_internal_dtype
     try:
-        metrics = torch_fidelity.calculate_metrics(**kwargs)
+        if cached:
+            metrics = torch_fidelity.calculate_metrics(**kwargs)
+        else:  # parallel jobs: the first computes the reference statistics, the others wait and read them
+            cache_root.mkdir(parents=True, exist_ok=True)
+            with open(stats_path.with_name(stats_path.name + ".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                metrics = torch_fidelity.calculate_metrics(**kwargs)
     except ValueError as exc:  # torch-fidelity reports bad inputs/options with ValueError (vassert)
         raise HarnessError(f"torch-fidelity rejected the FID inputs ({feature_extractor} vs {reference}): {exc}") from exc
     except urllib.error.URLError as exc:  # offline: torch hub weights or a torch-fidelity dataset

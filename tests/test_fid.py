@@ -1,6 +1,7 @@
 """FID through torch-fidelity in the digits classifier's features: values, reference cache, errors; the classifier."""
 
 import importlib
+import os
 import json
 import shutil
 
@@ -171,3 +172,21 @@ def digits_classifier_sha(path):
     from harness.checkpoints import file_sha256
 
     return file_sha256(path)
+
+
+def test_parallel_first_calls_compute_the_reference_statistics_once(tmp_path):
+    """Two processes asking for FID against a cold cache at once: one computes the statistics, the other reads them."""
+    import subprocess
+    import sys
+
+    code = (
+        "from harness.fid import compute_fid; from harness.datasets import digits; "
+        "compute_fid(digits.images_uint8('test'), 'digits-train', verbose=True)"
+    )
+    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path), OMP_NUM_THREADS="1", TORCH_HOME=str(tmp_path / "torch"))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    writes = [line for log in logs for line in log.splitlines() if line.startswith("Caching") and "stat-fid" in line]
+    assert len(writes) == 1, logs  # torch-fidelity announces every statistics file it computes and writes
+    assert sum("Loading cached" in log and "stat-fid" in log for log in logs) == 1
