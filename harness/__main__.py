@@ -1,16 +1,12 @@
 """python -m harness: one Hydra job per cell (dataset, S, eta); ``-m`` sweeps, e.g. ``-m eta=0,0.2,0.5,1 S=10,20,50,100``."""
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin on shared cores
+import hydra
+from omegaconf import DictConfig
 
-from pathlib import Path  # noqa: E402
-
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from .cli import reports_errors  # noqa: E402
-from .config import register_resolvers  # noqa: E402
+from .cli import reports_errors
+from .config import register_resolvers
 
 register_resolvers()
 
