@@ -124,7 +124,8 @@ def test_registry():
     assert entry_for("lsun_church").md5 == "fdc68a23938c2397caba4a260bc2445f"
     assert entry_for("lsun_bedroom").filename == "ema_diffusion_lsun_bedroom_model/model-2388000.ckpt"
     assert entry_for("celeba").url is None and entry_for("celeba", ema=False).name == "celeba"
-    assert entry_for("digits").packaged and entry_for("digits").sha256 is None
+    digits = entry_for("digits")
+    assert digits.packaged and digits.sha256 == file_sha256(resolve("digits"))  # the shipped file is verified
     with pytest.raises(HarnessError, match="unknown checkpoint"):
         entry_for("imagenet")
 
