@@ -204,31 +204,30 @@ def _ours(obj) -> bool:
     )
 
 
+def _register_one(registry: dict, register_fn, kind: str, name: str, obj) -> None:
+    existing = registry.get(name)
+    if existing is None:
+        register_fn(name, obj)
+    elif _ours(existing):
+        registry[name] = obj
+    else:
+        raise HarnessError(f"torch-fidelity already has a different {kind} named {name!r}.")
+
+
 def register() -> None:
     """Register ``digits-cnn``, ``digits-train``/``-test`` and ``DATA_REFERENCES`` with torch-fidelity; idempotent.
 
     torch-fidelity refuses duplicate names, so an existing entry of ours (e.g. after a module reload) is
     replaced in place, and one registered by someone else is an error.
     """
-    if FEATURE_EXTRACTORS_REGISTRY.get(DIGITS_EXTRACTOR) is not DigitsCNNFeatureExtractor:
-        existing = FEATURE_EXTRACTORS_REGISTRY.get(DIGITS_EXTRACTOR)
-        if existing is None:
-            torch_fidelity.register_feature_extractor(DIGITS_EXTRACTOR, DigitsCNNFeatureExtractor)
-        elif _ours(existing):
-            FEATURE_EXTRACTORS_REGISTRY[DIGITS_EXTRACTOR] = DigitsCNNFeatureExtractor
-        else:
-            raise HarnessError(f"torch-fidelity already has a different feature extractor named {DIGITS_EXTRACTOR!r}.")
+    _register_one(
+        FEATURE_EXTRACTORS_REGISTRY, torch_fidelity.register_feature_extractor, "feature extractor",
+        DIGITS_EXTRACTOR, DigitsCNNFeatureExtractor,
+    )
     factories = {name: _digits_factory(split) for name, split in DIGITS_REFERENCES.items()}
     factories.update({name: _data_factory(*where) for name, where in DATA_REFERENCES.items()})
     for name, factory in factories.items():
-        existing = DATASETS_REGISTRY.get(name)
-        if existing is None:
-            torch_fidelity.register_dataset(name, factory)
-        elif _ours(existing):
-            DATASETS_REGISTRY[name] = factory
-        else:
-            raise HarnessError(f"torch-fidelity already has a different input named {name!r}.")
-
+        _register_one(DATASETS_REGISTRY, torch_fidelity.register_dataset, "input", name, factory)
 
 register()
 

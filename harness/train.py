@@ -9,17 +9,15 @@ atomically every ``checkpoint_every`` steps; rerunning the same command resumes 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .cli import reports_errors
 from .errors import HarnessError

@@ -19,7 +19,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import DATASETS_REGISTRY, FEATURE_EXTRACTORS_REGISTRY
 
 from harness import fid
-from harness.datasets import FloatImages, celeba, check_available, cifar10, load_split, lsun, reference_dataset
+from harness.datasets import FloatImages, celeba, check_available, load_split, lsun, reference_dataset
 from harness.errors import HarnessError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

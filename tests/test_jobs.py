@@ -1,6 +1,5 @@
 """Reconstruction and timing jobs, dry runs, presets and launchers on the shipped digits model."""
 
-import mlflow
 import pytest
 import torch
 from omegaconf import OmegaConf
