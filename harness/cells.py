@@ -38,6 +38,13 @@ def check_cell(cfg: DictConfig) -> None:
     _int("N", cfg.N, 2, "FID needs at least 2 samples (the paper used 50,000).")
     _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
     _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
+    arch, data = cfg.model.architecture, cfg.dataset
+    if (int(arch.in_channels), int(arch.resolution)) != (int(data.channels), int(data.image_size)):
+        raise HarnessError(
+            f"model={cfg.model.name} takes {arch.in_channels}x{arch.resolution}x{arch.resolution} images but "
+            f"dataset={data.name} has {data.channels}x{data.image_size}x{data.image_size}; choose model={data.name} "
+            "(or the model trained on it)."
+        )
     if cfg.precision not in PRECISIONS:
         raise HarnessError(f"Unknown precision {cfg.precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
     if cfg.job.name not in JOBS:

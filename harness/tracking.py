@@ -138,6 +138,13 @@ class PrepareTrackingStore(Callback):
         prepare_store(uri, config.tracking.experiment)
 
     def on_run_start(self, config: DictConfig, **_: Any) -> None:
+        from .cells import check_cell
+        from .errors import HarnessError
+
+        try:
+            check_cell(config)  # bad input is reported by the job itself, before any store is created
+        except HarnessError:
+            return
         self._prepare(config)
 
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:

@@ -39,6 +39,7 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
         (["-m", "S=10,2000", "N=4"], "1..1000"),
         (["-m", "eta=0,minus", "N=4"], "eta must be"),
         (["model.checkpoint.path=/nonexistent/ckpt.pth", "N=4"], "/nonexistent/ckpt.pth"),
+        (["model=cifar10", "N=4"], "model=cifar10 takes 3x32x32 images but dataset=digits has 1x8x8"),
     ],
 )
 def test_bad_input_is_one_clear_message(tmp_path, args, message):
@@ -47,6 +48,8 @@ def test_bad_input_is_one_clear_message(tmp_path, args, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not list((tmp_path / "out").glob("cells/*/samples/*.pt"))  # no heavy work happened
+    if "-m" not in args and "checkpoint" not in args[0]:
+        assert not (tmp_path / "mlflow.db").exists()  # refused before the tracking store was touched
 
 
 def test_unknown_dataset_names_the_options(tmp_path):

@@ -10,7 +10,6 @@ import torch
 from omegaconf import DictConfig
 
 from ..checkpoints import load_checkpoint
-from ..errors import HarnessError
 from ..runtime import apply_precision
 from ..sampling import parse_eta
 from ..schedule import NoiseSchedule
@@ -52,12 +51,6 @@ class CellContext:
     def load_model(self) -> torch.nn.Module:
         """The configured U-Net with its checkpoint, on the job's device, in eval mode; records the checkpoint."""
         model, info = load_checkpoint(self.cfg.model)
-        arch = self.cfg.model.architecture
-        if int(arch.in_channels) != self.image_shape[0] or int(arch.resolution) != self.image_shape[1]:
-            raise HarnessError(
-                f"model={self.cfg.model.name} takes {arch.in_channels}x{arch.resolution}x{arch.resolution} images but "
-                f"dataset={self.cfg.dataset.name} has {self.image_shape}; choose the matching model."
-            )
         self.model_info = info
         self.run.set_tags(
             {
