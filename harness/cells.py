@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import HarnessError
 from .sampling import parse_eta
-from .runtime import PRECISIONS
-from .trajectory import TRAJECTORIES, check_steps, timesteps
+from .runtime import check_precision
+from .trajectory import timesteps
 
 JOBS = ("sample", "recon", "timing")
 
@@ -30,11 +30,8 @@ def _int(name: str, value: Any, minimum: int, fix: str) -> int:
 
 def check_cell(cfg: DictConfig) -> None:
     """Validate the swept and sized settings of one cell (cheap; before loading anything)."""
-    T = int(cfg.diffusion.T)
-    check_steps(cfg.S, T)
+    timesteps(cfg.trajectory, cfg.S, int(cfg.diffusion.T))  # a known trajectory and 1 <= S <= T
     parse_eta(cfg.eta)
-    if cfg.trajectory not in TRAJECTORIES:
-        raise HarnessError(f"Unknown trajectory {cfg.trajectory!r}: choose one of {sorted(TRAJECTORIES)}.")
     _int("N", cfg.N, 2, "FID needs at least 2 samples (the paper used 50,000).")
     _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
     _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
@@ -45,8 +42,7 @@ def check_cell(cfg: DictConfig) -> None:
             f"dataset={data.name} has {data.channels}x{data.image_size}x{data.image_size}; choose model={data.name} "
             "(or the model trained on it)."
         )
-    if cfg.precision not in PRECISIONS:
-        raise HarnessError(f"Unknown precision {cfg.precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
+    check_precision(cfg.precision)
     if cfg.job.name not in JOBS:
         raise HarnessError(f"Unknown job {cfg.job.name!r}: choose job= one of {JOBS}.")
 

@@ -184,6 +184,14 @@ def download(
     return dest
 
 
+def save_atomic(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary name beside ``path``, then rename: an interruption never leaves a partial file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def resolve(name: str | None, ema: bool = True, path: str | os.PathLike | None = None) -> Path:
     """Local file for a checkpoint: ``path`` if given, else the registry entry (downloaded if needed)."""
     if path is not None:

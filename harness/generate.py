@@ -8,7 +8,6 @@ of an uninterrupted run, whatever the batch sizes of the two runs.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .checkpoints import save_atomic
 from .errors import HarnessError
 from .images import to_uint8
 from .sampling import Model, sample_seeded
@@ -65,11 +65,11 @@ def generate(
     after_batch: Callable[[int], None] | None = None,
 ) -> Generated:
     """Sample images 0..n-1 (resuming from ``shard_dir`` if given). ``after_batch(k)`` runs after the k-th new batch."""
-    images = torch.zeros((n, *shape), dtype=torch.uint8)
-    done = torch.zeros(n, dtype=torch.bool)
     if shard_dir is not None:
         shard_dir.mkdir(parents=True, exist_ok=True)
         images, done = _load_shards(shard_dir, n, shape)
+    else:
+        images, done = torch.zeros((n, *shape), dtype=torch.uint8), torch.zeros(n, dtype=torch.bool)
     todo = torch.nonzero(~done).flatten().tolist()
     nfe = len(tau)
     bar = tqdm(total=n, initial=n - len(todo), desc="sampling", unit="img", disable=not progress, mininterval=1.0)
@@ -83,10 +83,7 @@ def generate(
         batch = to_uint8(x).cpu()
         images[idx] = batch
         if shard_dir is not None:
-            path = shard_dir / f"{idx[0]:07d}-{idx[-1]:07d}.pt"
-            tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-            torch.save({"indices": torch.tensor(idx), "images": batch}, tmp)
-            os.replace(tmp, path)
+            save_atomic({"indices": torch.tensor(idx), "images": batch}, shard_dir / f"{idx[0]:07d}-{idx[-1]:07d}.pt")
         if after_batch is not None:
             after_batch(k + 1)
     if device.type == "cuda":

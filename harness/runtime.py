@@ -91,10 +91,14 @@ class Autocast(torch.nn.Module):
             return self.model(x, t).float()
 
 
-def apply_precision(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
-    """fp32 (default, the paper's), tf32 (CUDA matmul/conv in TF32), bf16 or fp16 autocast. Off unless asked."""
+def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise HarnessError(f"Unknown precision {precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
+
+
+def apply_precision(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
+    """fp32 (default, the paper's), tf32 (CUDA matmul/conv in TF32), bf16 or fp16 autocast. Off unless asked."""
+    check_precision(precision)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
         torch.backends.cudnn.allow_tf32 = precision == "tf32"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from .checkpoints import save_atomic
 from .cli import reports_errors
 from .errors import HarnessError
 from .schedule import NoiseSchedule
@@ -71,12 +71,6 @@ def load_training_images(dataset_cfg: DictConfig) -> torch.Tensor:
         f"Training is implemented for the digits dataset only (got {dataset_cfg.name!r}); the paper's models are the "
         "pretrained checkpoints (model.checkpoint)."
     )
-
-
-def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict:

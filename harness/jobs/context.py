@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -28,7 +28,6 @@ class CellContext:
     run: CellRun
     cell_dir: Path
     summary: str = ""
-    model_info: dict = field(default_factory=dict)
 
     @cached_property
     def schedule(self) -> NoiseSchedule:
@@ -51,7 +50,6 @@ class CellContext:
     def load_model(self) -> torch.nn.Module:
         """The configured U-Net with its checkpoint, on the job's device, in eval mode; records the checkpoint."""
         model, info = load_checkpoint(self.cfg.model)
-        self.model_info = info
         self.run.set_tags(
             {
                 "checkpoint_sha256": info.get("sha256"),
