@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import HarnessError
-from .sampling import parse_eta
+from .eta import eta_label, parse_eta
 from .runtime import check_precision
 from .trajectory import timesteps
 
@@ -45,11 +45,6 @@ def check_cell(cfg: DictConfig) -> None:
     check_precision(cfg.precision)
     if cfg.job.name not in JOBS:
         raise HarnessError(f"Unknown job {cfg.job.name!r}: choose job= one of {JOBS}.")
-
-
-def eta_label(eta: Any) -> str:
-    value = parse_eta(eta)
-    return value if isinstance(value, str) else f"{value:g}"
 
 
 def run_name(cfg: DictConfig) -> str:

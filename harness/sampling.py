@@ -25,27 +25,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .errors import HarnessError
+from .eta import SIGMA_HAT, parse_eta
 from .noise import ImageNoise
 from .schedule import NoiseSchedule
 from .trajectory import step_pairs
 
-SIGMA_HAT = "hat"
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
-
-
-def parse_eta(value: float | int | str) -> float | str:
-    """A valid eta: a number >= 0, or ``"hat"`` for the sigma-hat process."""
-    if isinstance(value, str):
-        if value.strip().lower() == SIGMA_HAT:
-            return SIGMA_HAT
-        try:
-            value = float(value)
-        except ValueError:
-            raise HarnessError(f"eta must be a number >= 0 or 'hat' (the sigma-hat process), got {value!r}.") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise HarnessError(f"eta must be a number >= 0 or 'hat' (the sigma-hat process), got {value!r}.")
-    return float(value)
 
 
 def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, a_t: float) -> torch.Tensor:

@@ -1,0 +1,101 @@
+"""The names of everything the runner writes to MLflow and the report reads back: params, tags, metrics.
+
+One place for each name (as torch-fidelity keeps its ``KEY_METRIC_*`` constants), so renaming one cannot leave a
+report table silently empty: the writer and the reader both import it from here.
+
+* Params are set once, when a cell's run starts: the cell's identity and how it was sized.
+* Tags say where and how it ran, and what it was scored against.
+* Metrics are the numbers. A cell scored on K repeats (disjoint ranges of image indices) logs each repeat's value as
+  ``<metric>_r<k>`` and the summary over repeats under ``repeat_stat(metric, ...)``; the plain ``<metric>`` is the mean.
+"""
+
+from __future__ import annotations
+
+
+class Param:
+    JOB = "job"
+    DATASET = "dataset"
+    MODEL = "model"
+    CHECKPOINT = "checkpoint"
+    EMA = "ema"
+    SAMPLER = "sampler"
+    S = "S"
+    ETA = "eta"
+    TRAJECTORY = "trajectory"
+    NFE = "nfe"
+    N = "N"
+    REPEATS = "repeats"
+    SEED = "seed"
+    BATCH_SIZE = "batch_size"
+    T = "T"
+    PRECISION = "precision"
+    NOISE = "noise"
+    COMPILE = "compile"
+
+
+class Tag:
+    CELL_KEY = "cell_key"
+    SWEEP_ID = "sweep_id"
+    GIT_COMMIT = "git_commit"
+    DEVICE = "device"
+    DEVICE_NAME = "device_name"
+    THREADS = "threads"
+    HOST = "host"
+    PID = "pid"
+    CELL_DIR = "cell_dir"
+    CHECKPOINT_SHA256 = "checkpoint_sha256"
+    CHECKPOINT_PATH = "checkpoint_path"
+    CHECKPOINT_WEIGHTS = "checkpoint_weights"
+    FEATURE_EXTRACTOR = "feature_extractor"
+    FID_REFERENCE = "fid_reference"
+    HEADLINE_METRIC = "headline_metric"
+    DTYPE = "dtype"
+    TIMING_BATCH_SIZE = "timing_batch_size"
+    ERROR = "error"
+    FEATURES_PREFIX = "features."  # features.<metric> = the feature space a metric was computed in
+
+
+class Metric:
+    # scores of a sample cell (each per repeat and summarised)
+    FID = "fid"
+    KID = "kid"
+    KID_SUBSET_STD = "kid_subset_std"  # torch-fidelity's std of KID over its subsets, within one repeat
+    PRC_PRECISION = "prc_precision"
+    PRC_RECALL = "prc_recall"
+    FD_PIXELS = "fd_pixels"
+    # sampling and scoring time
+    IMAGES_SAMPLED = "images_sampled"
+    SAMPLING_SECONDS = "sampling_seconds"
+    SECONDS_PER_IMAGE = "seconds_per_image"
+    IMAGES_PER_SECOND = "images_per_second"
+    SECONDS_PER_NFE_IMAGE = "seconds_per_nfe_image"
+    SCORING_SECONDS = "fid_seconds"
+    COMPILE_SECONDS = "compile_seconds"
+    NFE_COUNTED = "nfe_counted"
+    # reconstruction (Table 2)
+    RECON_MSE = "recon_mse"
+    RECON_MSE_STDERR = "recon_mse_stderr"
+    N_IMAGES = "n_images"
+    RECON_SECONDS = "recon_seconds"
+    NFE_PER_IMAGE = "nfe_per_image"
+    # timing (Figure 4)
+    SECONDS_PER_BATCH = "seconds_per_batch"
+    SECONDS_PER_BATCH_MIN = "seconds_per_batch_min"
+    SECONDS_PER_BATCH_MAX = "seconds_per_batch_max"
+    SECONDS_PER_NFE = "seconds_per_nfe"
+    HOURS_50K = "hours_50k"
+
+
+REPEAT_STATS = ("std", "min", "ci95_low", "ci95_high")
+
+
+def per_repeat(metric: str, k: int) -> str:
+    """The metric of repeat k (images k*N .. (k+1)*N - 1 of the cell): ``fid_r0``, ``fid_r1``, ..."""
+    return f"{metric}_r{k}"
+
+
+def repeat_stat(metric: str, stat: str) -> str:
+    """A summary over a cell's repeats: ``fid_std``, ``fid_min``, ``fid_ci95_low``, ``fid_ci95_high``."""
+    if stat not in REPEAT_STATS:
+        raise ValueError(f"unknown repeat statistic {stat!r}; one of {REPEAT_STATS}")
+    return f"{metric}_{stat}"
