@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from common import ROOT, Bench
-from harness.checkpoints import load_checkpoint
+from harness.model_loading import load_checkpoint
 from harness.fid import compute_fid
 from harness.images import to_uint8
 from harness.sampling import sample_seeded

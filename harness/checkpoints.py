@@ -1,4 +1,5 @@
-"""Pretrained U-Net checkpoints: registry, verified download into a cache, reading and strict loading.
+"""Pretrained U-Net checkpoints: the registry of known files and where each comes from, resolved to a verified
+local file (downloaded into the cache when needed). Reading and loading them is ``harness.model_loading``.
 
 Sources:
 * Ho et al. (2020) CIFAR10 / LSUN models converted to PyTorch by pesser/pytorch_diffusion (the
@@ -11,24 +12,15 @@ Sources:
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import tempfile
-import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from harness.errors import HarnessError
-from harness.unet import UNet, build_unet
+from .errors import HarnessError
+from .files import cache_dir, checksum_problem, download
 
 CELEBA_URL = "https://drive.google.com/file/d/1R_H-fJYXSH79wfSKs9D-fuKQVan5L-GR/view"
 PACKAGE_DIR = Path(__file__).resolve().parent
-MODEL_CONF_DIR = PACKAGE_DIR.parent / "conf" / "model"
 
 
 @dataclass(frozen=True)
@@ -98,98 +90,8 @@ def entry_for(name: str, ema: bool = True) -> CheckpointEntry:
     return REGISTRY[name]
 
 
-def cache_dir() -> Path:
-    """``$DDIM_HARNESS_CACHE``, else ``$XDG_CACHE_HOME/ddim-harness``, else ``~/.cache/ddim-harness``."""
-    if os.environ.get("DDIM_HARNESS_CACHE"):
-        return Path(os.environ["DDIM_HARNESS_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "ddim-harness"
-
-
 def checkpoint_dir() -> Path:
     return cache_dir() / "checkpoints"
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
-    """Hex digest of a file, read in chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    return file_digest(path, "sha256")
-
-
-def _checksum_problem(path: Path, md5: str | None, sha256: str | None) -> str | None:
-    """None when the file matches the given checksums, else 'expected ..., got ...'."""
-    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
-        if expected is not None:
-            got = file_digest(path, algorithm)
-            if got != expected.lower():
-                return f"expected {algorithm} {expected}, got {got}"
-    return None
-
-
-def download(
-    url: str,
-    dest: str | os.PathLike,
-    md5: str | None = None,
-    sha256: str | None = None,
-    chunk_size: int = 1 << 20,
-    timeout: float = 60.0,
-) -> Path:
-    """Download ``url`` (http, https or file) to ``dest``, verified, atomically.
-
-    The bytes go to a uniquely named temporary file next to ``dest`` that replaces ``dest`` only
-    once the length and checksums are right; on any failure it is deleted and HarnessError raised.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    fix = "retry; if it keeps failing, download the file yourself and set model.checkpoint.path=/path/to/it"
-    try:
-        hashes = {a: hashlib.new(a) for a, v in (("md5", md5), ("sha256", sha256)) if v is not None}
-        received = 0
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length is not None else None
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
-                    while chunk := response.read(chunk_size):
-                        out.write(chunk)
-                        for h in hashes.values():
-                            h.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise HarnessError(f"download of {url} to {dest} failed ({type(exc).__name__}: {exc}); {fix}.") from None
-        if total is not None and received != total:
-            raise HarnessError(
-                f"download of {url} is truncated: got {received} bytes, the server announced {total}; {fix}."
-            )
-        for algorithm, expected in (("md5", md5), ("sha256", sha256)):
-            if expected is not None and hashes[algorithm].hexdigest() != expected.lower():
-                raise HarnessError(
-                    f"download of {url} has the wrong checksum: expected {algorithm} {expected}, "
-                    f"got {hashes[algorithm].hexdigest()} ({received} bytes): the transfer was corrupted or the "
-                    f"server now serves a different file; {fix}."
-                )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
-def save_atomic(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary name beside ``path``, then rename: an interruption never leaves a partial file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def resolve(name: str | None, ema: bool = True, path: str | os.PathLike | None = None) -> Path:
@@ -207,14 +109,14 @@ def resolve(name: str | None, ema: bool = True, path: str | os.PathLike | None =
         p = PACKAGE_DIR / entry.filename
         if not p.is_file():
             raise HarnessError(f"the packaged {entry.name} checkpoint {p} is missing; reinstall the harness.")
-        problem = _checksum_problem(p, entry.md5, entry.sha256)
+        problem = checksum_problem(p, entry.md5, entry.sha256)
         if problem:
             raise HarnessError(f"the packaged {entry.name} checkpoint {p} is corrupt ({problem}); reinstall the harness.")
         return p
 
     dest = checkpoint_dir() / entry.filename
     if dest.is_file():
-        problem = _checksum_problem(dest, entry.md5, entry.sha256)
+        problem = checksum_problem(dest, entry.md5, entry.sha256)
         if problem is None:
             return dest
         if entry.url is None:
@@ -224,137 +126,6 @@ def resolve(name: str | None, ema: bool = True, path: str | os.PathLike | None =
     if entry.url is None:
         raise HarnessError((entry.hint or f"checkpoint {entry.name!r} has no download URL.").format(cached=dest))
     return download(entry.url, dest, md5=entry.md5, sha256=entry.sha256)
-
-
-def _strip_prefix(state: Mapping, prefix: str = "module.") -> dict:
-    if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
-    return dict(state)
-
-
-def _is_state_dict(obj) -> bool:
-    return isinstance(obj, Mapping) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items())
-
-
-def read_state_dict(path: str | os.PathLike, ema: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a checkpoint file into a model state dict.
-
-    Accepts the official training list ``[model, optimizer, epoch, step(, ema)]`` (EMA weights at
-    index -1 when ``ema``, else the model weights at 0, ``module.`` prefixes removed) or a plain
-    state dict (taken as saved). ``info``: path, sha256, format ("list"/"state_dict"), weights
-    ("ema"/"raw"/"as_saved").
-    """
-    path = Path(path)
-    fix = "re-download it or point model.checkpoint.path at a valid checkpoint"
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, pickled objects refused by weights_only, ...
-        raise HarnessError(f"cannot read checkpoint {path} (torch.load raised {type(exc).__name__}): the file is "
-                           f"truncated, corrupt, not a PyTorch checkpoint, or holds objects other than tensors; "
-                           f"{fix}.") from None
-    info = {"path": str(path), "sha256": file_sha256(path)}
-
-    if isinstance(obj, (list, tuple)) and len(obj) in (4, 5) and _is_state_dict(obj[0]):
-        if ema:
-            if len(obj) == 4:
-                raise HarnessError(f"checkpoint {path} is a training list without EMA weights; "
-                                   "set model.checkpoint.ema=false to use its raw weights.")
-            if not _is_state_dict(obj[-1]):
-                raise HarnessError(f"checkpoint {path}: the EMA entry (index -1) is not a state dict; {fix}.")
-            state, info["weights"] = obj[-1], "ema"
-        else:
-            state, info["weights"] = obj[0], "raw"
-        info["format"] = "list"
-    elif _is_state_dict(obj):
-        state, info["format"], info["weights"] = obj, "state_dict", "as_saved"
-    else:
-        kind = f"dict with keys {list(obj)[:5]}" if isinstance(obj, Mapping) else type(obj).__name__
-        raise HarnessError(f"checkpoint {path} holds a {kind}, neither a state dict nor the official "
-                           f"[model, optimizer, epoch, step, ema] list; {fix}.")
-    return _strip_prefix(state), info
-
-
-def _shapes(state: Mapping) -> dict[str, tuple]:
-    return {k: tuple(v.shape) for k, v in state.items()}
-
-
-def _matching_configs(shapes: Mapping[str, tuple], conf_dir: Path = MODEL_CONF_DIR) -> list[str]:
-    """Names of the model configs in ``conf_dir`` whose architecture has exactly these keys/shapes."""
-    from omegaconf import OmegaConf
-
-    names = []
-    for yaml in sorted(conf_dir.glob("*.yaml")):
-        try:
-            cfg = OmegaConf.load(yaml)
-            with torch.device("meta"):
-                model = build_unet(cfg.architecture)
-        except Exception:
-            continue
-        if _shapes(model.state_dict()) == shapes:
-            names.append(yaml.stem)
-    return names
-
-
-def load_model(
-    model: UNet,
-    path_or_state: str | os.PathLike | Mapping,
-    *,
-    ema: bool = True,
-    config_name: str = "?",
-) -> dict:
-    """Load a checkpoint file (or a state dict) into ``model`` with strict=True; return the info dict.
-
-    A key or shape mismatch raises HarnessError naming the file and the config and suggesting the
-    ``model=`` config that fits the checkpoint.
-    """
-    if isinstance(path_or_state, Mapping):
-        state, info = _strip_prefix(path_or_state), {"path": None, "sha256": None, "format": "state_dict",
-                                                      "weights": "as_saved"}
-    else:
-        state, info = read_state_dict(path_or_state, ema=ema)
-    source = info["path"] or "<state dict>"
-    want, have = _shapes(model.state_dict()), _shapes(state)
-    if want != have:
-        missing = sorted(set(want) - set(have))
-        unexpected = sorted(set(have) - set(want))
-        wrong = [f"{k}: checkpoint {have[k]} vs model {want[k]}" for k in sorted(set(want) & set(have))
-                 if want[k] != have[k]]
-        details = "; ".join(
-            f"{label} ({len(items)}): {', '.join(items[:4])}{f' (+{len(items) - 4} more)' if len(items) > 4 else ''}"
-            for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong))
-            if items
-        )
-        fits = _matching_configs(have)
-        advice = (f"the checkpoint fits model={' or model='.join(fits)}" if fits else
-                  "no config in conf/model fits it; choose the model= config (or architecture) it was trained with")
-        raise HarnessError(
-            f"checkpoint {source} does not fit model config {config_name!r}: {details}. "
-            f"{advice}, or set model.checkpoint.path to a checkpoint of this architecture."
-        )
-    model.load_state_dict(state, strict=True)
-    return info
-
-
-def load_checkpoint(model_cfg: Mapping) -> tuple[UNet, dict]:
-    """Build the UNet of a model config (``name``, ``architecture``, ``checkpoint``) and load its weights.
-
-    Returns the model on the CPU in eval mode and the info dict (path, sha256, format, weights,
-    checkpoint name, config name).
-    """
-    name = model_cfg.get("name", "?")
-    ckpt = model_cfg.get("checkpoint") or {}
-    ckpt_name, ema, path = ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path")
-    if ckpt_name is None and path is None:
-        raise HarnessError(f"model config {name!r} has no checkpoint: set model.checkpoint.name or "
-                           "model.checkpoint.path (build_unet gives an untrained model for training).")
-    file = resolve(ckpt_name, ema=ema, path=path)
-    model = build_unet(model_cfg["architecture"])
-    info = load_model(model, file, ema=ema, config_name=name)
-    entry = entry_for(ckpt_name, ema) if path is None else None
-    if entry is not None and info["weights"] == "as_saved" and entry.weights:
-        info["weights"] = entry.weights
-    info.update(checkpoint=entry.name if entry else None, config=name)
-    return model.eval(), info
 
 
 def availability(name: str | None, ema: bool = True, path: str | os.PathLike | None = None) -> tuple[bool, str]:

@@ -1,48 +1,25 @@
-"""Hydra glue: resolvers used by ``conf/`` and the callback that checks a sweep before launching it."""
+"""Where the harness's Hydra configs are: the package ``harness.conf`` (the repository's ``conf/`` folder, shipped
+inside the wheel; ``conf/sweeps`` links to the top-level ``sweeps/`` presets), and reading one config of a group."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from importlib.resources import files
+from pathlib import Path
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-
-def default_workers() -> int:
-    """Parallel jobs for a local multirun: one per GPU on a CUDA machine, else one per CPU core."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return os.cpu_count() or 1
+CONFIG_PACKAGE = "harness.conf"
+HYDRA_CONFIG_PATH = f"pkg://{CONFIG_PACKAGE}"
 
 
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("harness.workers"):
-        OmegaConf.register_new_resolver("harness.workers", default_workers)
+def config_dir() -> Path:
+    return Path(str(files(CONFIG_PACKAGE)))
 
 
-class CheckSweep(Callback):
-    """Hydra callback, before any job is launched: compose and validate every cell of the sweep (bad input stops the
-    whole sweep with one message); with ``dry_run=true`` print the plan instead of launching."""
+def load(group: str, name: str) -> DictConfig:
+    """One config of a group as it is on disk (no defaults list, no interpolation resolved): e.g. ``load("model", "digits")``."""
+    return OmegaConf.load(config_dir() / group / f"{name}.yaml")
 
-    def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
-        import sys
 
-        from .cells import check_cell
-        from .errors import HarnessError
-        from .sweep import compose_cells
-
-        try:
-            configs = [cfg for _, cfg in compose_cells(config)]
-            for cfg in configs:
-                check_cell(cfg)
-            if config.get("dry_run"):
-                from .dryrun import print_plan
-
-                print_plan(configs)
-                sys.exit(0)
-        except HarnessError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+def names(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))

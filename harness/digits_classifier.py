@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.helpers import vassert
 
 from .errors import HarnessError
 
@@ -74,6 +76,62 @@ def load_classifier(path: str | Path | None = None) -> DigitsCNN:
             "`python -m harness.digits_classifier`."
         ) from None
     return model.float().eval().requires_grad_(False)
+
+
+class DigitsCNNFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor: the digits classifier's penultimate features (and logits).
+
+    Input: uint8 [B, 1, 8, 8] (or [B, 3, 8, 8], averaged over channels) in 0..255.
+    Features: ``penultimate`` (64-d, after the ReLU; the default for FID/KID/PRC) and ``logits`` (10-d; ISC).
+    """
+
+    def __init__(
+        self,
+        name,
+        features_list,
+        feature_extractor_weights_path=None,
+        feature_extractor_internal_dtype=None,
+        **kwargs,
+    ):
+        super().__init__(name, features_list)
+        vassert(
+            feature_extractor_internal_dtype in ("float32", "float64", None),
+            "Only 32 and 64 bit floats are supported for internal dtype of this feature extractor",
+        )
+        # torch_fidelity.helpers.text_to_dtype maps "float64" to float32 in 0.4.0, so resolve it here.
+        self.feature_extractor_internal_dtype = torch.float64 if feature_extractor_internal_dtype == "float64" else torch.float32
+        self.model = load_classifier(feature_extractor_weights_path)
+        self.to(self.feature_extractor_internal_dtype)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x):
+        vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting image as torch.Tensor with dtype=torch.uint8")
+        vassert(x.dim() == 4 and x.shape[1] in (1, 3), f"Input is not Bx1xHxW or Bx3xHxW: {tuple(x.shape)}")
+        vassert(tuple(x.shape[2:]) == (8, 8), f"the {self.name} extractor takes 8x8 digits images, got {tuple(x.shape)}")
+        x = x.to(self.feature_extractor_internal_dtype)
+        if x.shape[1] == 3:
+            x = x.mean(dim=1, keepdim=True)
+        penultimate, logits = self.model.features(x)
+        out = {"penultimate": penultimate, "logits": logits}
+        # float32 like torch-fidelity's own extractors, float64 when asked for (the cache name then says so).
+        return tuple(out[name].to(self.feature_extractor_internal_dtype) for name in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "penultimate", "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "penultimate", "kid": "penultimate", "prc": "penultimate"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
 
 
 def random_shift(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
@@ -151,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-shift", action="store_true", help="no random 1-pixel shift augmentation")
     args = ap.parse_args(argv)
 
-    from .checkpoints import file_sha256
+    from .files import file_sha256
     from .datasets import digits
 
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .checkpoints import file_sha256
+from .files import file_sha256
 
 
 def export(ckpt: Path, out: Path, command: str) -> dict:

@@ -1,8 +1,26 @@
-"""A multirun's cells before launch: the same expansion as Hydra's basic sweeper, each cell composed and checked."""
+"""A multirun as a whole: checked before any cell runs, grouped under one MLflow parent run, summarised at the end.
+
+Before launching (``on_multirun_start``), every cell is composed and built as a ``Cell`` (so any bad input, an eta
+too large for its tau, a missing device, a bad name, stops the sweep with one message before any work), a dry run
+prints the plan, runs orphaned by dead processes are marked, and the parent run is created. At the end
+(``on_multirun_end``) the outcomes the jobs wrote are summarised (k of n cells failed, which and why), the summary
+table and a metric-vs-S figure go to the parent run, and the command exits non-zero if any cell failed.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from .errors import HarnessError
 
 
 def sweep_overrides(config: DictConfig) -> list[list[str]]:
@@ -16,8 +34,146 @@ def sweep_overrides(config: DictConfig) -> list[list[str]]:
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 
-def compose_cells(config: DictConfig) -> list[tuple[list[str], DictConfig]]:
-    """(overrides, composed job config) for every cell of the sweep; needs Hydra initialised (inside the app)."""
+def compose_cells(config: DictConfig):
+    """The Cell of every job of the sweep; needs Hydra initialised (inside the app)."""
     from hydra import compose
 
-    return [(cell, compose(config_name="config", overrides=cell)) for cell in sweep_overrides(config)]
+    from .cell import Cell
+
+    cells = []
+    for overrides in sweep_overrides(config):
+        try:
+            cells.append(Cell.from_config(compose(config_name="config", overrides=overrides)))
+        except HarnessError as err:
+            raise HarnessError(f"cell {' '.join(overrides)}: {err}") from None
+    return cells
+
+
+def sweep_store(config: DictConfig) -> tuple[str, str]:
+    from .tracking import tracking_uri
+
+    return tracking_uri(config.tracking.get("uri")), str(config.tracking.experiment)
+
+
+class SweepCallbacks(Callback):
+    def __init__(self) -> None:
+        self.parent: tuple[str, str] | None = None  # (store URI, run id): plain strings, so the callbacks pickle
+        self.started = 0.0
+
+    def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
+        from . import tracking
+        from .cell import check_environment
+        from .launcher import workers_of
+        from .runner import SWEEP_ENV, configure_console
+
+        configure_console(bool(config.get("verbose", False)))
+        try:
+            cells = compose_cells(config)
+            for cell in {c.device: c for c in cells}.values():  # one cell per device asked for
+                check_environment(cell)
+            if config.get("dry_run"):
+                from .dryrun import print_plan
+
+                print_plan(cells)
+                sys.exit(0)
+            uri, experiment = sweep_store(config)
+            tracking.prepare_store(uri, experiment)
+            orphans = tracking.reconcile_orphans(uri, experiment)
+            if orphans:
+                print(f"note: {len(orphans)} run(s) left RUNNING by processes that no longer exist were marked KILLED")
+            sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            names = sorted({c.dataset["name"] for c in cells}), sorted({c.job for c in cells})
+            description = (f"Sweep of {len(cells)} cells ({', '.join(names[0])}; {', '.join(names[1])}): "
+                           + "python -m harness " + " ".join(config.hydra.overrides.task))
+            parent = tracking.Run.start(
+                uri, experiment, f"sweep {sweep_id[:15]} ({len(cells)} cells)", {"cells": len(cells)},
+                {"kind": "sweep", "sweep_id": sweep_id, **tracking.source_tags(description)})
+            self.parent = (uri, parent.run_id)
+        except HarnessError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        self.started = time.perf_counter()
+        os.environ[SWEEP_ENV] = json.dumps({"id": sweep_id, "size": len(cells), "parent_run_id": self.parent[1],
+                                            "workers": workers_of(config)})
+        print(f"sweep {sweep_id}: {len(cells)} cells on {workers_of(config)} worker(s), parent run {self.parent[1]}",
+              flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
+        from .runner import OUTCOME_FILE
+
+        if self.parent is None:
+            return
+        outcomes = []
+        for path in sorted(Path(str(config.hydra.sweep.dir)).glob(f"*/{OUTCOME_FILE}"), key=lambda p: int(p.parent.name)
+                           if p.parent.name.isdigit() else 0):
+            outcomes.append(json.loads(path.read_text()))
+        failed = [o for o in outcomes if o["status"] in ("FAILED", "KILLED")]
+        counts = {s: sum(o["status"] == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED", "KILLED")}
+        minutes = (time.perf_counter() - self.started) / 60
+        line = (f"sweep done in {minutes:.1f} min: {len(outcomes)} cells, {counts['FINISHED']} finished, "
+                f"{counts['SKIPPED']} skipped (already finished), {len(failed)} failed")
+        print(line, flush=True)
+        for o in failed:
+            print(f"  {o['status'].lower()}: {o['name']}: {o['error']}", flush=True)
+        try:
+            from .tracking import Run
+
+            parent = Run(*self.parent)
+            self._log_summary(parent, outcomes)
+            parent.end("FAILED" if failed else "FINISHED")
+        except Exception as err:  # noqa: BLE001 - the cells' runs are what matter; say so and go on
+            print(f"warning: could not write the sweep summary to the parent run: {err}", file=sys.stderr)
+        if failed:
+            sys.exit(1)
+
+    @staticmethod
+    def _log_summary(parent, outcomes: list[dict]) -> None:
+        import pandas as pd
+
+        table = pd.DataFrame(outcomes, columns=["index", "name", "status", "headline", "summary", "error", "run_id"])
+        parent.log_text(table.to_csv(index=False), "sweep_summary.csv")
+        parent.log_text(table.drop(columns=["summary"]).to_markdown(index=False), "sweep_summary.md")
+        figure = _headline_figure(parent.uri, [o["run_id"] for o in outcomes if o.get("run_id")])
+        if figure is not None:
+            parent.log_artifact(figure)
+            figure.unlink()
+
+
+def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
+    """The headline metric against S, one line per (sampler, eta), with the 95% CI when the cells have repeats."""
+    import tempfile
+
+    from .names import Param, Tag, repeat_stat
+    from .tracking import client
+
+    c = client(uri)
+    rows = []
+    for run_id in run_ids:
+        run = c.get_run(run_id)
+        p, m, t = run.data.params, run.data.metrics, run.data.tags
+        metric = t.get(Tag.HEADLINE_METRIC)
+        if p.get(Param.JOB) != "sample" or metric not in m:
+            continue
+        rows.append({"line": f"{p.get(Param.SAMPLER, 'ddim')} eta={p.get(Param.ETA)}", "S": int(p[Param.S]),
+                     "value": m[metric], "low": m.get(repeat_stat(metric, "ci95_low")), "metric": metric})
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for line in sorted({r["line"] for r in rows}):
+        pts = sorted((r["S"], r["value"], r["low"]) for r in rows if r["line"] == line)
+        err = [v - lo if lo is not None else 0.0 for _, v, lo in pts]
+        ax.errorbar([s for s, _, _ in pts], [v for _, v, _ in pts], yerr=err, marker="o", capsize=3, label=line)
+    ax.set_xscale("log")
+    ax.set_xlabel("S (steps)")
+    ax.set_ylabel(rows[0]["metric"] + " (95% CI over repeats)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    path = Path(tempfile.mkdtemp()) / "metric_vs_S.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,42 +1,89 @@
-"""MLflow at the edge: the tracking store, one run per cell, and the Hydra callback that prepares the store.
+"""MLflow at the edge: the tracking store, one run per cell (children of one parent run per sweep), orphan runs.
 
 The default store is SQLite (``sqlite:///mlflow.db`` in the working directory; MLflow 3 rejects the old ``./mlruns``
-file store). ``MLFLOW_TRACKING_URI`` or ``tracking.uri`` point elsewhere, e.g. an ``mlflow server`` for clusters.
-Parallel workers must not race to create the database or the experiment, so both are created once before any
-job starts (``PrepareTrackingStore``, a Hydra callback).
+file store); ``tracking.uri`` or ``$MLFLOW_TRACKING_URI`` point elsewhere, e.g. an ``mlflow server`` for clusters.
+A store that cannot be used (a corrupt database, a server that does not answer) is one HarnessError within about
+30 s: MLflow's HTTP retries and timeout are bounded here unless the user set them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
-
 from .errors import HarnessError
+from .names import Tag
 
 log = logging.getLogger(__name__)
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 then opens the experiment on its runs
+ENTRY_POINT = "python -m harness"
+_HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
-def tracking_uri(tracking_cfg: Mapping | None = None) -> str:
-    """``tracking.uri`` if set, else ``$MLFLOW_TRACKING_URI``, else SQLite ``mlflow.db`` in the working directory."""
-    uri = (tracking_cfg or {}).get("uri") if tracking_cfg is not None else None
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        uri = "sqlite:///" + str(Path("mlflow.db").resolve())
+
+def tracking_uri(uri: str | None = None) -> str:
+    """``uri`` if set, else ``$MLFLOW_TRACKING_URI``, else SQLite ``mlflow.db`` in the working directory (absolute, so
+    parallel workers agree)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())  # absolute, so workers agree
-    if uri.startswith(("./", "/")) or uri.endswith("mlruns"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    if uri.startswith(("./", "/", "file:")) or uri.rstrip("/").endswith("mlruns"):
         raise HarnessError(
             f"Tracking URI {uri!r} is a file store, which MLflow 3 rejects. Use SQLite, e.g. tracking.uri=sqlite:///mlflow.db, "
             "or an MLflow server (http://host:5000)."
         )
     return uri
+
+
+def shown_uri(uri: str) -> str:
+    """A store URI as written into reports and messages: an SQLite file relative to the working directory."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        try:
+            return "sqlite:///" + str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return "sqlite:///" + path.name
+    return uri
+
+
+@contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Turn any failure to use the store into one HarnessError naming the store and the fix."""
+    try:
+        yield
+    except HarnessError:
+        raise
+    except Exception as err:  # sqlalchemy.exc.DatabaseError, MlflowException, requests' ConnectionError, ...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        fix = ("is it an MLflow SQLite database? Move it aside to start a new store, or point tracking.uri "
+               "(MLFLOW_TRACKING_URI) at the right one" if uri.startswith("sqlite:") else
+               "is the server running and reachable? Start it (mlflow server ...) or fix tracking.uri (MLFLOW_TRACKING_URI)")
+        raise HarnessError(f"Cannot use the tracking store {shown_uri(uri)} ({type(err).__name__}: {first}): {fix}.") from None
+
+
+def client(uri: str):
+    for key, value in _HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+    import mlflow
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
+            raise HarnessError(f"The tracking store {shown_uri(uri)} is not an SQLite database: move it aside to start a "
+                               "new store, or point tracking.uri (MLFLOW_TRACKING_URI) at the right one.")
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def _header(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(16)
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -48,77 +95,119 @@ def _artifact_location(uri: str) -> str | None:
 
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the database (schema migrations) and the experiment if needed; return the experiment id."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    for attempt in range(5):
-        try:
-            found = client.get_experiment_by_name(experiment)
-            if found is not None:
-                return found.experiment_id
-            return client.create_experiment(experiment, artifact_location=_artifact_location(uri))
-        except MlflowException as err:  # another process created it meanwhile, or the database was busy
-            if attempt == 4:
-                raise HarnessError(f"Could not prepare the MLflow store {uri}: {err}") from err
-            time.sleep(0.5 * (attempt + 1))
+    with store_errors(uri):
+        c = client(uri)
+        for attempt in range(5):
+            try:
+                found = c.get_experiment_by_name(experiment)
+                if found is not None:
+                    return found.experiment_id
+                return c.create_experiment(experiment, artifact_location=_artifact_location(uri), tags=EXPERIMENT_KIND)
+            except MlflowException:  # another process created it meanwhile, or the database was busy
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
-def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
-    """The newest FINISHED run of this cell (same resolved settings), or None."""
-    import mlflow
+def experiment_id(uri: str, experiment: str) -> str | None:
+    with store_errors(uri):
+        found = client(uri).get_experiment_by_name(experiment)
+    return None if found is None else found.experiment_id
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
+
+def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
+    """The newest FINISHED run of this cell (same key), or None."""
+    exp = experiment_id(uri, experiment)
     if exp is None:
         return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.cell_key = '{cell_key}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    with store_errors(uri):
+        runs = client(uri).search_runs(
+            [exp], filter_string=f"tags.{Tag.CELL_KEY} = '{cell_key}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
     return runs[0] if runs else None
 
 
-def _flatten(prefix: str, value: Any, out: dict) -> None:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-class CellRun:
-    """One MLflow run for one cell: params at the start, metrics and artifacts as they come, status at the end."""
+def reconcile_orphans(uri: str, experiment: str) -> list[str]:
+    """Mark KILLED the RUNNING runs started on this host by a process that no longer exists (``kill -9``, a crashed
+    worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen)."""
+    exp = experiment_id(uri, experiment)
+    if exp is None:
+        return []
+    host = socket.gethostname()
+    fixed = []
+    with store_errors(uri):
+        c = client(uri)
+        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'",
+                                 max_results=10_000):
+            pid = run.data.tags.get(Tag.PID, "")
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                c.set_tag(run.info.run_id, Tag.ERROR, f"process {pid} on {host} ended without closing the run "
+                                                      "(killed or crashed); marked KILLED later")
+                c.set_terminated(run.info.run_id, status="KILLED")
+                fixed.append(run.info.run_id)
+    return fixed
 
-    def __init__(self, uri: str, experiment: str, run_name: str, params: Mapping, tags: Mapping):
-        import mlflow
 
-        self.mlflow = mlflow
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
+def source_tags(description: str) -> dict[str, str]:
+    """MLflow's standard provenance tags, as its UI shows them."""
+    from .runtime import git_commit
+
+    return {"mlflow.source.name": ENTRY_POINT, "mlflow.source.type": "LOCAL",
+            "mlflow.source.git.commit": git_commit(), "mlflow.note.content": description,
+            "mlflow.user": os.environ.get("USER", "harness")}
+
+
+class Run:
+    """One MLflow run: params at the start, metrics and artifacts as they come, status at the end."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.uri, self.run_id = uri, run_id
+        self.client = client(uri)
+
+    @classmethod
+    def start(cls, uri: str, experiment: str, name: str, params: Mapping, tags: Mapping,
+              parent_run_id: str | None = None) -> "Run":
         experiment_id = prepare_store(uri, experiment)
-        flat: dict = {}
-        _flatten("", params, flat)
-        self.run = self.client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
-        self.run_id = self.run.info.run_id
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)) for k, v in flat.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
+        tags = {k: str(v) for k, v in tags.items() if v is not None}
+        tags.update({Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid())})
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        with store_errors(uri):
+            c = client(uri)
+            run = c.create_run(experiment_id, run_name=name, tags=tags)
+            items = [Param(k, str(v)) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                c.log_batch(run.info.run_id, params=items[i : i + 100])
+        return cls(uri, run.info.run_id)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
@@ -126,26 +215,33 @@ class CellRun:
     def log_dict(self, data: Mapping, name: str) -> None:
         self.client.log_dict(self.run_id, dict(data), name)
 
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str = "reference") -> None:
+        """An MLflow dataset input (what the UI's Dataset column shows): the reference the cell is scored against."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from mlflow.exceptions import MlflowException
+
+        dataset = Dataset(name=name, digest=digest[:36], source_type="harness", source=source)
+        for attempt in range(3):  # parallel workers may insert the same dataset row at once: the loser retries
+            try:
+                self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+                return
+            except MlflowException:
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def fail(self, err: BaseException) -> None:
+        """FAILED, with the error message as a tag (and the whole text as an artifact)."""
+        message = f"{type(err).__name__}: {err}"
+        try:
+            self.set_tags({Tag.ERROR: message[:5000]})
+            self.log_text(message, "error.txt")
+        finally:
+            self.end("FAILED")
+
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
-
-
-class PrepareTrackingStore(Callback):
-    """Hydra callback: create the tracking database and experiment once, before any job (and any worker) starts."""
-
-    def _prepare(self, config: DictConfig) -> None:
-        uri = tracking_uri(config.get("tracking"))
-        prepare_store(uri, config.tracking.experiment)
-
-    def on_run_start(self, config: DictConfig, **_: Any) -> None:
-        from .cells import check_cell
-        from .errors import HarnessError
-
-        try:
-            check_cell(config)  # bad input is reported by the job itself, before any store is created
-        except HarnessError:
-            return
-        self._prepare(config)
-
-    def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
-        self._prepare(config)

@@ -18,8 +18,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from .checkpoints import save_atomic
+from .files import save_atomic
 from .cli import reports_errors
+from .config import HYDRA_CONFIG_PATH
 from .errors import HarnessError
 from .schedule import NoiseSchedule
 from .unet import build_unet
@@ -131,7 +132,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     return {"steps": step, "history": history, "checkpoint": str(ckpt_path)}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="train")
 @reports_errors
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig

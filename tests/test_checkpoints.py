@@ -10,10 +10,9 @@ import torch
 from omegaconf import OmegaConf
 
 from harness import checkpoints
-from harness.checkpoints import (
-    CheckpointEntry, cache_dir, checkpoint_dir, download, entry_for, file_sha256, load_checkpoint,
-    load_model, read_state_dict, resolve,
-)
+from harness.checkpoints import CheckpointEntry, checkpoint_dir, entry_for, resolve
+from harness.files import cache_dir, download, file_sha256
+from harness.model_loading import load_checkpoint, load_model, read_state_dict
 from harness.errors import HarnessError
 from harness.unet import build_unet
 

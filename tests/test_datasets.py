@@ -1,26 +1,26 @@
 """Datasets (CIFAR-10, CelebA 64, LSUN 256) on small fake folders: official preprocessing geometry, split
-membership, availability messages, the torch-fidelity references and their cache names, the Inception config."""
+membership, availability messages, the torch-fidelity references and their fingerprints, Inception's weights."""
 
 import hashlib
 import io
 import pickle
 import sys
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch_fidelity
 import torchvision.transforms.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import DATASETS_REGISTRY, FEATURE_EXTRACTORS_REGISTRY
 
-from harness import fid
+from harness import features
 from harness.datasets import FloatImages, celeba, check_available, load_split, lsun, reference_dataset
 from harness.errors import HarnessError
+from harness.metrics import Scoring, score
+from harness.references import TensorImages, reference_fingerprint
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
@@ -35,12 +35,12 @@ def private_dirs(tmp_path, monkeypatch):
 
 @pytest.fixture
 def no_fidelity_run(monkeypatch):
-    """Fails the test if torch-fidelity would extract any feature (or Inception would be built)."""
+    """Fails the test if any feature would be extracted (or Inception would be built)."""
 
     def refuse(*args, **kwargs):
-        raise AssertionError("torch-fidelity was called")
+        raise AssertionError("features were extracted")
 
-    monkeypatch.setattr(torch_fidelity, "calculate_metrics", refuse)
+    monkeypatch.setattr(features, "extract", refuse)
     monkeypatch.setattr(FEATURE_EXTRACTORS_REGISTRY["inception-v3-compat"], "__init__", refuse)
 
 
@@ -143,7 +143,6 @@ def test_fake_celeba_splits_and_shapes(tmp_path):
     torch.testing.assert_close(test[0], batch[0])
 
     # the registered torch-fidelity inputs read the same folder
-    fid.register()
     via_fidelity = DATASETS_REGISTRY["celeba64-test"](str(tmp_path), False)
     assert len(via_fidelity) == 2 and torch.equal(via_fidelity[0], reference_dataset(cfg, "test")[0])
 
@@ -162,10 +161,10 @@ def test_celeba_reference_cache_name_tracks_preprocessing_split_and_images(tmp_p
     fake_celeba(tmp_path)
 
     def name(reference="celeba64-train"):
-        return fid.reference_statistics_path(reference, "inception-v3-compat", datasets_root=tmp_path).name
+        return reference_fingerprint(reference, tmp_path)
 
     base = name()
-    assert base.startswith("celeba64-train-") and base.endswith("-inception-v3-compat-stat-fid-2048.pt")
+    assert base.startswith("celeba64-train-")
     assert name() == base  # deterministic
     assert name("celeba64-test") != base
     original = celeba.PREPROCESS
@@ -204,18 +203,19 @@ class ChannelMeans(FeatureExtractorBase):
         return torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
 
 
-def test_celeba_fid_end_to_end(tmp_path, monkeypatch):
+def test_celeba_metrics_end_to_end(tmp_path, monkeypatch):
     fake_celeba(tmp_path)
     monkeypatch.setitem(FEATURE_EXTRACTORS_REGISTRY, "test-means", ChannelMeans)
+    monkeypatch.setattr(features, "OURS", features.OURS + ("test-means",))
     cfg = {"name": "celeba", "root": str(tmp_path)}
     ref = reference_dataset(cfg, "train")
     samples = torch.stack([ref[i] for i in range(len(ref))])
-    out = fid.compute_fid(samples, "celeba64-train", "test-means", datasets_root=tmp_path, verbose=False)
-    assert abs(out["fid"]) < 1e-3 and not out["reference_cached"]
-    stats = fid.reference_statistics_path("celeba64-train", "test-means", datasets_root=tmp_path)
-    assert out["reference_statistics"] == str(stats) and stats.is_file()
-    again = fid.compute_fid(samples[:2], "celeba64-train", "test-means", datasets_root=tmp_path, verbose=False)
-    assert again["reference_cached"] and again["fid"] > 0
+    scoring = Scoring("celeba64-train", "test-means", 64, kid_subset_size=4, prc_neighborhood=1, datasets_root=str(tmp_path))
+    (out,) = score(TensorImages(samples), 1, scoring, torch.device("cpu"))
+    assert abs(out["fid"]) < 1e-3 and "fd_pixels" not in out
+    assert list((tmp_path / "cache" / "references").glob("celeba64-train-*-test-means-means.npz"))
+    (again,) = score(TensorImages(samples[[0, 1, 0, 1]]), 1, scoring, torch.device("cpu"))
+    assert again["fid"] > 0
 
 
 # ---------------------------------------------------------------- LSUN
@@ -274,13 +274,12 @@ def test_lsun_fake_lmdb(tmp_path, monkeypatch):
     assert isinstance(val, FloatImages) and val.shape == (2, 3, 256, 256)
     assert val[:].min() >= -1 and val[:].max() <= 1
 
-    fid.register()
     assert len(DATASETS_REGISTRY["lsun_church-train"](str(tmp_path), False)) == 5
-    base = fid.reference_statistics_path("lsun_church-train", "inception-v3-compat", datasets_root=tmp_path).name
+    base = reference_fingerprint("lsun_church-train", tmp_path)
     assert base.startswith("lsun_church-train-")
     monkeypatch.setattr(lsun, "FID_REFERENCE_IMAGES", 3)  # the reference's image count is part of its name
     assert len(reference_dataset(cfg, "train")) == 3
-    assert fid.reference_statistics_path("lsun_church-train", "inception-v3-compat", datasets_root=tmp_path).name != base
+    assert reference_fingerprint("lsun_church-train", tmp_path) != base
 
 
 def test_lsun_without_lmdb_names_the_install(tmp_path, monkeypatch):
@@ -292,7 +291,7 @@ def test_lsun_without_lmdb_names_the_install(tmp_path, monkeypatch):
     with pytest.raises(HarnessError, match="pip install lmdb"):
         load_split(cfg, "train")
     with pytest.raises(HarnessError, match="pip install lmdb"):
-        fid.reference_statistics_path("lsun_bedroom-train", "inception-v3-compat", datasets_root=tmp_path)
+        reference_fingerprint("lsun_bedroom-train", tmp_path)
 
 
 # ---------------------------------------------------------------- CIFAR-10
@@ -377,12 +376,10 @@ def test_missing_reference_fails_before_feature_extraction(name, tmp_path, no_fi
     cfg = OmegaConf.load(CONF / "dataset" / f"{name}.yaml")
     path, hint = MISSING[name]
     size = int(cfg.image_size)
-    samples = torch.zeros(4, 3, size, size, dtype=torch.uint8)
+    scoring = Scoring(cfg.fid_reference, "inception-v3-compat", size, datasets_root=str(tmp_path / "nowhere"),
+                      datasets_download=False)
     with pytest.raises(HarnessError) as err:
-        fid.compute_fid(
-            samples, cfg.fid_reference, "inception-v3-compat", datasets_root=tmp_path / "nowhere",
-            datasets_download=False, verbose=False,
-        )
+        score(TensorImages(torch.zeros(4, 3, size, size, dtype=torch.uint8)), 1, scoring, torch.device("cpu"))
     assert str(tmp_path / "nowhere" / path) in str(err.value) and hint in str(err.value)
 
 
@@ -399,64 +396,56 @@ def test_dataset_configs():
         cfg = OmegaConf.load(CONF / "dataset" / f"{name}.yaml")
         assert cfg.name == name and cfg.trajectory == trajectory and cfg.channels == 3
         assert set(OmegaConf.load(CONF / "dataset" / "digits.yaml")) | {"root"} == set(cfg)
+        assert cfg.feature_extractor == "inception-v3-compat" and cfg.headline_metric == "fid"
         assert cfg.fid_reference in DATASETS_REGISTRY
         model = OmegaConf.load(CONF / "model" / f"{name}.yaml")
         assert model.architecture.resolution == cfg.image_size
 
 
-# ---------------------------------------------------------------- Inception config
+# ---------------------------------------------------------------- Inception weights
 
 
-def test_inception_config_missing_weights(tmp_path, no_fidelity_run):
-    cfg = OmegaConf.load(CONF / "fid" / "inception.yaml")
-    assert cfg.feature_extractor == "inception-v3-compat" and cfg.weights_path is None and cfg.batch_size > 0
+def cifar_scoring(tmp_path, **kw):
+    return Scoring("cifar10-train", "inception-v3-compat", 32, kid_subset_size=4, prc_neighborhood=1,
+                   datasets_root=str(tmp_path / "data"), datasets_download=False, **kw)
+
+
+def test_inception_missing_weights_file(tmp_path, no_fidelity_run):
     fake_cifar10(tmp_path / "data")
-    cfg.weights_path = str(tmp_path / "no-such-weights.pth")
     with pytest.raises(HarnessError) as err:
-        fid.compute_fid(
-            torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "cifar10-train", cfg.feature_extractor,
-            batch_size=cfg.batch_size, feature_extractor_weights_path=cfg.get("weights_path"),
-            datasets_root=tmp_path / "data", datasets_download=False, verbose=False,
-        )
+        score(TensorImages(torch.zeros(4, 3, 32, 32, dtype=torch.uint8)), 1,
+              cifar_scoring(tmp_path, weights_path=str(tmp_path / "no-such-weights.pth")), torch.device("cpu"))
     assert str(tmp_path / "no-such-weights.pth") in str(err.value) and INCEPTION_URL in str(err.value)
 
 
-def test_inception_config_plumbs_weights_path(tmp_path, monkeypatch):
-    cfg = OmegaConf.load(CONF / "fid" / "inception.yaml")
+def test_inception_gets_a_verified_copy_of_the_weights(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
     fake_cifar10(tmp_path / "data")
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)  # the fake files have other md5s
     weights = tmp_path / "inception.pth"
-    weights.write_bytes(b"not really weights")
-    cfg.weights_path = str(weights)
-    seen = {}
+    torch.save({"w": torch.ones(3)}, weights)
+    seen = []
 
-    def fake_metrics(**kwargs):
-        seen.update(kwargs)
-        return {torch_fidelity.KEY_METRIC_FID: 12.5}
+    class FakeInception(ChannelMeans):
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list)
+            seen.append(kwargs)
 
-    monkeypatch.setattr(torch_fidelity, "calculate_metrics", fake_metrics)
-    out = fid.compute_fid(
-        torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "cifar10-train", cfg.feature_extractor,
-        batch_size=cfg.batch_size, feature_extractor_weights_path=cfg.get("weights_path"),
-        datasets_root=tmp_path / "data", datasets_download=False, verbose=False,
-    )
-    assert out["fid"] == 12.5 and out["feature_layer"] == "2048"
-    assert seen["feature_extractor"] == "inception-v3-compat" and seen["feature_layer_fid"] == "2048"
-    assert seen["feature_extractor_weights_path"] == str(weights) and seen["batch_size"] == cfg.batch_size
-    sha = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
-    assert seen["input2_cache_name"] == f"cifar10-train-w{sha}"
-    assert seen["input2"].datasets_root == str(tmp_path / "data") and seen["input2"].download is False
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "means"
+
+    monkeypatch.setitem(FEATURE_EXTRACTORS_REGISTRY, "inception-v3-compat", FakeInception)
+    (out,) = score(TensorImages(torch.zeros(4, 3, 32, 32, dtype=torch.uint8)), 1,
+                   cifar_scoring(tmp_path, weights_path=str(weights)), torch.device("cpu"))
+    assert out["fid"] > 0 and seen
+    path = seen[0]["feature_extractor_weights_path"]
+    assert path != str(weights) and torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
 
 
 def test_offline_inception_download_is_a_harness_error(tmp_path, monkeypatch):
-    fake_cifar10(tmp_path / "data")
-
-    def offline(**kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch_fidelity, "calculate_metrics", offline)
-    with pytest.raises(HarnessError, match="weights_path") as err:
-        fid.compute_fid(
-            torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "cifar10-train", "inception-v3-compat",
-            datasets_root=tmp_path / "data", verbose=False,
-        )
-    assert INCEPTION_URL in str(err.value)
+    monkeypatch.setitem(features.WEIGHTS_URLS, "inception-v3-compat", "http://127.0.0.1:9/weights-inception-6726825d.pth")
+    with pytest.raises(HarnessError, match="metrics.weights_path") as err:
+        features.verified_weights("inception-v3-compat", None)
+    assert "127.0.0.1:9" in str(err.value)

@@ -8,25 +8,42 @@ from clitools import harness, runs
 
 
 def test_tiny_multirun_logs_every_cell(tmp_path):
-    proc = harness(tmp_path, "-m", "N=32", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=2")
+    proc = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=2")
     df = runs(tmp_path)
-    assert len(df) == 4 and set(df["status"]) == {"FINISHED"}  # two parallel workers, one SQLite store, nothing lost
-    assert sorted(zip(df["params.S"], df["params.eta"])) == [("4", "0"), ("4", "1"), ("5", "0"), ("5", "1")]
-    assert (df["params.S"] == df["params.nfe"]).all() and set(df["params.N"]) == {"32"}
-    assert set(df["params.trajectory"]) == {"uniform"}
-    assert df["metrics.fid"].notna().all() and (df["metrics.fid"] > 0).all()
-    assert (df["metrics.seconds_per_image"] > 0).all() and (df["metrics.sampling_seconds"] > 0).all()
-    assert set(df["tags.feature_extractor"]) == {"digits-cnn"}
-    assert df["tags.checkpoint_sha256"].str.len().eq(64).all()
-    assert df["tags.git_commit"].notna().all() and df["tags.device"].eq("cpu").all()
-    for run_id in df["run_id"]:
-        names = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}
+    cells, sweep = df[df["tags.kind"] == "cell"], df[df["tags.kind"] == "sweep"]
+    assert len(cells) == 4 and set(cells["status"]) == {"FINISHED"}  # two workers, one SQLite store, nothing lost
+    assert len(sweep) == 1 and sweep["status"].item() == "FINISHED"
+    assert (cells["tags.mlflow.parentRunId"] == sweep["run_id"].item()).all()  # the cells are the sweep's children
+    assert sorted(zip(cells["params.S"], cells["params.eta"])) == [("4", "0"), ("4", "1"), ("5", "0"), ("5", "1")]
+    assert (cells["params.S"] == cells["params.nfe"]).all() and set(cells["params.N"]) == {"16"}
+    assert set(cells["params.repeats"]) == {"2"} and set(cells["params.trajectory"]) == {"uniform"}
+    for m in ("fid", "kid", "prc_precision", "prc_recall", "fd_pixels"):
+        for k in (0, 1):
+            assert cells[f"metrics.{m}_r{k}"].notna().all()
+        mean = (cells[f"metrics.{m}_r0"] + cells[f"metrics.{m}_r1"]) / 2
+        assert (cells[f"metrics.{m}"] - mean).abs().max() < 1e-9  # the plain name is the mean over repeats
+        assert (cells[f"metrics.{m}_ci95_low"] <= cells[f"metrics.{m}"]).all()
+        assert (cells[f"metrics.{m}_ci95_high"] >= cells[f"metrics.{m}"]).all()
+    assert (cells["metrics.seconds_per_image"] > 0).all() and (cells["metrics.sampling_seconds"] > 0).all()
+    assert set(cells["tags.features.fid"]) == {"digits-cnn"} and set(cells["tags.features.fd_pixels"]) == {"pixels"}
+    assert set(cells["tags.headline_metric"]) == {"fid"}
+    assert cells["tags.checkpoint_sha256"].str.len().eq(64).all()
+    assert cells["tags.mlflow.source.git.commit"].notna().all() and cells["tags.device"].eq("cpu").all()
+    assert cells["tags.mlflow.note.content"].str.contains("digits").all()
+    assert set(cells["tags.mlflow.runName"]) == {"S=4 eta=0 digits/sample", "S=4 eta=1 digits/sample",
+                                                 "S=5 eta=0 digits/sample", "S=5 eta=1 digits/sample"}
+    client = mlflow.MlflowClient()
+    for run_id in cells["run_id"]:
+        names = {a.path for a in client.list_artifacts(run_id)}
         assert {"config.yaml", "samples.png", "hydra"} <= names
-    assert proc.stdout.count("[done]") == 4 and "FID" in proc.stdout
+        assert [d.dataset.name for d in client.get_run(run_id).inputs.dataset_inputs] == ["digits-train"]
+    assert {a.path for a in client.list_artifacts(sweep["run_id"].item())} >= {"sweep_summary.csv", "metric_vs_S.png"}
+    assert proc.stdout.count("[done]") == 4 and "cell 4/4" in proc.stdout and "fid " in proc.stdout
+    assert "INFO" not in proc.stdout + proc.stderr and "Frechet Inception Distance" not in proc.stdout + proc.stderr
 
     # A second run of the same sweep skips every cell.
-    again = harness(tmp_path, "-m", "N=32", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=1")
-    assert again.stdout.count("[skip]") == 4 and len(runs(tmp_path)) == 4
+    again = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=1")
+    assert again.stdout.count("[skip]") == 4 and len(runs(tmp_path).query("`tags.kind` == 'cell'")) == 4
 
 
 @pytest.mark.parametrize(
@@ -35,9 +52,15 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
         (["S=0"], "S (the number of sampling steps"),
         (["S=1001"], "1..1000"),
         (["eta=-0.5"], "eta must be a number >= 0 or 'hat'"),
+        (["eta=1.5", "S=10"], "eta=1.5 is too large"),
         (["N=1"], "N must be an integer >= 2"),
+        (["threads=0"], "threads must be an integer >= 1"),
+        (["repeats=0"], "repeats must be an integer >= 1"),
+        (["dataset.name=a/b"], "is not a plain name"),
         (["-m", "S=10,2000", "N=4"], "1..1000"),
         (["-m", "eta=0,minus", "N=4"], "eta must be"),
+        (["-m", "eta=0,1.5", "S=10", "N=4"], "eta=1.5 is too large"),
+        (["-m", "device=cpu,cuda", "N=4"], "CUDA is not available"),
         (["model.checkpoint.path=/nonexistent/ckpt.pth", "N=4"], "/nonexistent/ckpt.pth"),
         (["model=cifar10", "N=4"], "model=cifar10 takes 3x32x32 images but dataset=digits has 1x8x8"),
     ],
@@ -47,9 +70,8 @@ def test_bad_input_is_one_clear_message(tmp_path, args, message):
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not list((tmp_path / "out").glob("cells/*/samples/*.pt"))  # no heavy work happened
-    if "-m" not in args and "checkpoint" not in args[0]:
-        assert not (tmp_path / "mlflow.db").exists()  # refused before the tracking store was touched
+    assert not list((tmp_path / "out").glob("images/*/*.pt"))  # no heavy work happened
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the tracking store was touched
 
 
 def test_unknown_dataset_names_the_options(tmp_path):
@@ -57,26 +79,30 @@ def test_unknown_dataset_names_the_options(tmp_path):
     assert proc.returncode != 0 and "dataset" in proc.stderr and "digits" in proc.stderr
 
 
+def shard_images(root, n):
+    (folder,) = (root / "out" / "images").iterdir()
+    out = torch.zeros((n, 1, 8, 8), dtype=torch.uint8)
+    for p in sorted(folder.glob("*.pt")):
+        s = torch.load(p, weights_only=True)
+        out[s["indices"]] = s["images"]
+    return out
+
+
 def test_interrupted_cell_resumes_to_the_same_images(tmp_path):
-    common = ["N=40", "batch_size=8", "S=4", "eta=1", "job.grid_images=40"]
+    common = ["N=20", "repeats=2", "batch_size=8", "S=4", "eta=1", "job.grid_images=40"]
     harness(tmp_path / "a", *common)
     broken = harness(tmp_path / "b", *common, "debug.fail_after_batches=2", check=False)
     assert broken.returncode != 0
-    shards = list((tmp_path / "b" / "out").glob("cells/*/samples/*.pt"))
-    assert len(shards) == 2
-    resumed = harness(tmp_path / "b", *common[:1], "batch_size=16", *common[2:])  # another batch size on resume
-
-    def images(root):
-        (cell,) = (root / "out" / "cells").iterdir()
-        shard = [torch.load(p, weights_only=True) for p in sorted((cell / "samples").glob("*.pt"))]
-        out = torch.zeros((40, 1, 8, 8), dtype=torch.uint8)
-        for s in shard:
-            out[s["indices"]] = s["images"]
-        return out
-
-    assert torch.equal(images(tmp_path / "a"), images(tmp_path / "b"))
+    assert len(list((tmp_path / "b" / "out" / "images").glob("*/*.pt"))) == 2
+    resumed = harness(tmp_path / "b", *common[:2], "batch_size=16", *common[3:])  # another batch size on resume
+    assert torch.equal(shard_images(tmp_path / "a", 40), shard_images(tmp_path / "b", 40))
     df = runs(tmp_path / "b")
     assert sorted(df["status"]) == ["FAILED", "FINISHED"]
-    finished = df[df["status"] == "FINISHED"].iloc[0]
-    assert finished["metrics.images_sampled"] == 40 - 16
+    assert "fail_after_batches" in df[df["status"] == "FAILED"]["tags.error"].item()
+    assert df[df["status"] == "FINISHED"]["metrics.images_sampled"].item() == 40 - 16
     assert "[done]" in resumed.stdout
+
+    # More repeats reuse the images that exist: only the new index range is sampled.
+    harness(tmp_path / "b", *common[:1], "repeats=3", *common[2:])
+    df = runs(tmp_path / "b")
+    assert df[df["params.repeats"] == "3"]["metrics.images_sampled"].item() == 20

@@ -4,7 +4,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from clitools import ROOT
-from harness.checkpoints import read_state_dict
+from harness.model_loading import read_state_dict
 from harness.train import EMA, antithetic_timesteps, train
 
 

@@ -83,7 +83,9 @@ def test_digits_forward_shape_and_batch_independence():
         out3 = model(x[:3], t[:3])
     assert out8.shape == (8, 1, 8, 8)
     assert torch.isfinite(out8).all()
-    assert torch.allclose(out8[:3], out3, atol=1e-6, rtol=0)
+    # A per-image t runs the time MLP on batches of 8 and 3, whose GEMM kernels may round differently (~1e-6);
+    # bitwise batch independence is claimed for the sampler's shared t, and tested in test_sampling.
+    assert torch.allclose(out8[:3], out3, atol=1e-5, rtol=0)
 
 
 def test_sdpa_attention_matches_explicit_form():

@@ -1,1 +1,5 @@
-"""Job kinds: ``sample`` (FID cells, Table 1/3), ``recon`` (Table 2) and ``timing`` (Figure 4)."""
+"""The jobs a cell can run, by name: ``sample`` (Tables 1 and 3), ``recon`` (Table 2), ``timing`` (Figure 4)."""
+
+from . import recon, sample, timing
+
+JOBS = {"sample": sample.run, "recon": recon.run, "timing": timing.run}

@@ -1,20 +1,16 @@
-"""What every job of a cell gets: its config, device, tracking run, folder, trajectory and model loader."""
+"""What every job gets: its Cell, the device, its tracking run, and the model loader."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
-from ..checkpoints import load_checkpoint
-from ..runtime import apply_precision
-from ..sampling import parse_eta
-from ..schedule import NoiseSchedule
-from ..tracking import CellRun
-from ..trajectory import timesteps
+from ..cell import Cell
+from ..names import Tag
+from ..progress import Progress
+from ..tracking import Run
 
 
 class Interrupted(RuntimeError):
@@ -22,44 +18,30 @@ class Interrupted(RuntimeError):
 
 
 @dataclass
-class CellContext:
-    cfg: DictConfig
+class JobContext:
+    cell: Cell
     device: torch.device
-    run: CellRun
-    cell_dir: Path
+    run: Run
+    label: str  # how this cell is named on the console ("cell 3/16 S=50 eta=0 digits/sample")
+    parallel: bool = False  # other workers share the console: status lines instead of progress bars
     summary: str = ""
-
-    @cached_property
-    def schedule(self) -> NoiseSchedule:
-        d = self.cfg.diffusion
-        return NoiseSchedule.linear(int(d.T), float(d.beta_start), float(d.beta_end))
-
-    @cached_property
-    def tau(self) -> list[int]:
-        return timesteps(self.cfg.trajectory, int(self.cfg.S), int(self.cfg.diffusion.T))
-
-    @property
-    def eta(self) -> float | str:
-        return parse_eta(self.cfg.eta)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        d = self.cfg.dataset
-        return (int(d.channels), int(d.image_size), int(d.image_size))
+    headline: str | None = None  # the headline metric with its interval, for the console and the sweep summary
 
     def load_model(self) -> torch.nn.Module:
-        """The configured U-Net with its checkpoint, on the job's device, in eval mode; records the checkpoint."""
-        model, info = load_checkpoint(self.cfg.model)
-        self.run.set_tags(
-            {
-                "checkpoint_sha256": info.get("sha256"),
-                "checkpoint_path": info.get("path"),
-                "checkpoint_weights": info.get("weights"),
-            }
-        )
-        return apply_precision(model.to(self.device).eval(), self.cfg.precision, self.device)
+        """The cell's network with its checkpoint, on the job's device, in eval mode, precision applied; recorded."""
+        from ..model_loading import load_checkpoint
+        from ..runtime import apply_precision
 
-    def interrupt_hook(self, batches_done: int) -> None:
-        limit = self.cfg.debug.fail_after_batches
-        if limit is not None and batches_done >= int(limit):
+        model, info = load_checkpoint(self.cell.model)
+        self.run.set_tags({Tag.CHECKPOINT_SHA256: info.get("sha256"),
+                           Tag.CHECKPOINT_PATH: Path(info["path"]).name if info.get("path") else None,
+                           Tag.CHECKPOINT_WEIGHTS: info.get("weights")})
+        return apply_precision(model.to(self.device).eval(), self.cell.precision, self.device)
+
+    def progress(self, total: int, what: str, unit: str = "img") -> Progress:
+        return Progress(total, f"{self.label}: {what}", unit, enabled=self.cell.progress, lines=self.parallel)
+
+    def after_batch(self, batches_done: int) -> None:
+        limit = self.cell.fail_after_batches
+        if limit is not None and batches_done >= limit:
             raise Interrupted(f"debug.fail_after_batches={limit}: stopping after {batches_done} batches")

@@ -7,44 +7,43 @@ import math
 import time
 
 import torch
-from tqdm import tqdm
 
 from ..datasets import load_split
+from ..names import Metric
+from ..runtime import synchronize
 from ..sampling import decode, encode, reconstruction_mse
-from .context import CellContext
+from .context import JobContext
 
 
-def run(ctx: CellContext) -> dict:
-    cfg = ctx.cfg
+def run(ctx: JobContext) -> dict:
+    cell = ctx.cell
     model = ctx.load_model()
-    images = load_split(cfg.dataset, cfg.dataset.test_split)[: int(cfg.N)]
-    n, nfe = len(images), len(ctx.tau)
+    images = load_split(cell.dataset, cell.dataset["test_split"])[: cell.N]
+    n = len(images)
     errors = []
-    bar = tqdm(total=n, desc="encode+decode", unit="img", disable=not cfg.progress, mininterval=1.0)
+    progress = ctx.progress(n, "encode+decode")
     start = time.perf_counter()
-    for first in range(0, n, int(cfg.batch_size)):
-        x0 = images[first : first + int(cfg.batch_size)].to(ctx.device)
-        x_T = encode(model, x0, ctx.tau, ctx.schedule)
-        x_rec = decode(model, x_T, ctx.tau, ctx.schedule)
+    for first in range(0, n, cell.batch_size):
+        x0 = images[first : first + cell.batch_size].to(ctx.device)
+        x_T = encode(model, x0, cell.tau, cell.schedule)
+        x_rec = decode(model, x_T, cell.tau, cell.schedule)
         errors.append(reconstruction_mse(x0, x_rec).double().cpu())
-        bar.update(len(x0))
-        ctx.interrupt_hook(len(errors))
-    if ctx.device.type == "cuda":
-        torch.cuda.synchronize(ctx.device)
+        progress.update(len(x0))
+        ctx.after_batch(len(errors))
+    synchronize(ctx.device)
     seconds = time.perf_counter() - start
-    bar.close()
+    progress.close()
     mse = torch.cat(errors)
     metrics = {
-        "recon_mse": float(mse.mean()),
-        "recon_mse_stderr": float(mse.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"),
-        "n_images": n,
-        "recon_seconds": seconds,
-        "seconds_per_image": seconds / n,
-        "nfe_per_image": 2 * nfe,
+        Metric.RECON_MSE: float(mse.mean()),
+        Metric.RECON_MSE_STDERR: float(mse.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan"),
+        Metric.N_IMAGES: n,
+        Metric.RECON_SECONDS: seconds,
+        Metric.SECONDS_PER_IMAGE: seconds / n,
+        Metric.NFE_PER_IMAGE: 2 * cell.nfe,
     }
     ctx.run.log_metrics(metrics)
-    ctx.summary = (
-        f"reconstruction MSE {metrics['recon_mse']:.3g} +- {metrics['recon_mse_stderr']:.2g} over {n} held-out images "
-        f"({2 * nfe} NFE each, {seconds:.1f} s)"
-    )
+    ctx.headline = f"recon_mse {metrics[Metric.RECON_MSE]:.3g} +- {1.96 * metrics[Metric.RECON_MSE_STDERR]:.2g}"
+    ctx.summary = (f"reconstruction MSE {metrics[Metric.RECON_MSE]:.3g} +- {metrics[Metric.RECON_MSE_STDERR]:.2g} (stderr) "
+                   f"over {n} held-out images ({2 * cell.nfe} NFE each, {seconds:.1f} s)")
     return metrics

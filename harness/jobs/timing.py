@@ -9,53 +9,47 @@ from __future__ import annotations
 import statistics
 import time
 
-import torch
-
+from ..names import Metric, Tag
 from ..noise import ImageNoise
+from ..runtime import synchronize
 from ..sampling import sample
-from .context import CellContext
+from .context import JobContext
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def run(ctx: CellContext) -> dict:
-    cfg = ctx.cfg
+def run(ctx: JobContext) -> dict:
+    cell = ctx.cell
     model = ctx.load_model()
-    b, nfe = int(cfg.batch_size), len(ctx.tau)
-    noise = ImageNoise(int(cfg.seed), range(b), ctx.device)
-    x_T = noise.randn(*ctx.image_shape)
+    b, nfe = cell.batch_size, cell.nfe
+    noise = ImageNoise(cell.seed, range(b), ctx.device)
+    x_T = noise.randn(*cell.image_shape)
 
     def once(tau) -> float:
-        _sync(ctx.device)
+        synchronize(ctx.device)
         t0 = time.perf_counter()
-        sample(model, x_T, tau, ctx.schedule, ctx.eta, noise)
-        _sync(ctx.device)
+        sample(model, x_T, tau, cell.schedule, cell.eta, noise)
+        synchronize(ctx.device)
         return time.perf_counter() - t0
 
-    for _ in range(int(cfg.job.warmup)):
-        once(ctx.tau[-2:])  # two steps warm kernels and allocator without paying for the whole trajectory
+    for _ in range(int(cell.job_options["warmup"])):
+        once(cell.tau[-2:])  # two steps warm kernels and allocator without paying for the whole trajectory
     times = []
-    for r in range(int(cfg.job.repeats)):
-        times.append(once(ctx.tau))
-        ctx.interrupt_hook(r + 1)
+    for r in range(int(cell.job_options["repeats"])):
+        times.append(once(cell.tau))
+        ctx.after_batch(r + 1)
     per_batch = statistics.median(times)
     per_image = per_batch / b
     metrics = {
-        "seconds_per_batch": per_batch,
-        "seconds_per_batch_min": min(times),
-        "seconds_per_batch_max": max(times),
-        "seconds_per_image": per_image,
-        "seconds_per_nfe": per_batch / nfe,
-        "images_per_second": b / per_batch,
-        "hours_50k": 50_000 * per_image / 3600.0,
+        Metric.SECONDS_PER_BATCH: per_batch,
+        Metric.SECONDS_PER_BATCH_MIN: min(times),
+        Metric.SECONDS_PER_BATCH_MAX: max(times),
+        Metric.SECONDS_PER_IMAGE: per_image,
+        Metric.SECONDS_PER_NFE: per_batch / nfe,
+        Metric.IMAGES_PER_SECOND: b / per_batch,
+        Metric.HOURS_50K: 50_000 * per_image / 3600.0,
     }
-    ctx.run.set_tags({"dtype": str(next(model.parameters()).dtype).replace("torch.", ""), "timing_batch_size": b})
+    ctx.run.set_tags({Tag.DTYPE: str(next(model.parameters()).dtype).replace("torch.", ""), Tag.TIMING_BATCH_SIZE: b})
     ctx.run.log_metrics(metrics)
-    ctx.summary = (
-        f"{per_batch:.3f} s per batch of {b} (median of {len(times)}), {1000 * per_batch / nfe:.2f} ms per NFE, "
-        f"{metrics['hours_50k']:.3g} h for 50k images"
-    )
+    ctx.headline = f"{1000 * per_batch / nfe:.2f} ms per NFE"
+    ctx.summary = (f"{per_batch:.3f} s per batch of {b} (median of {len(times)}), {1000 * per_batch / nfe:.2f} ms per NFE, "
+                   f"{metrics[Metric.HOURS_50K]:.3g} h for 50k images")
     return metrics

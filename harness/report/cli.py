@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.name and ("/" in args.name or args.name in (".", "..")):
         raise HarnessError(f"--name {args.name!r} must be a plain folder name; use --out DIR for a path.")
-    uri = tracking_uri({"uri": args.tracking_uri} if args.tracking_uri else None)  # the runner's resolution
+    uri = tracking_uri(args.tracking_uri)  # the runner's resolution
     out = args.out if args.out is not None else Path("reports") / args.name
     result = build_report(Options(uri, out, args.experiment, args.dataset, args.samples, args.latex_check, args.seed))
     print(f"report written to {out}/ in {result.seconds:.1f} s: {out / 'index.html'} ({len(result.files)} files)")

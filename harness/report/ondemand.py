@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from ..checkpoints import MODEL_CONF_DIR, load_checkpoint
+from .. import config
+from ..model_loading import load_checkpoint
 from ..images import to_uint8
 from ..interpolation import slerp_grid, slerp_line
 from ..noise import ImageNoise
@@ -41,8 +41,8 @@ class OnDemand:
 
 
 def _load():
-    cfg = OmegaConf.load(MODEL_CONF_DIR / "digits.yaml")
-    data = OmegaConf.load(MODEL_CONF_DIR.parent / "dataset" / "digits.yaml")
+    cfg = config.load("model", "digits")
+    data = config.load("dataset", "digits")
     model, info = load_checkpoint(cfg)
     shape = (int(cfg.architecture.in_channels), int(data.image_size), int(data.image_size))
     return model, info, shape, str(data.trajectory)

@@ -1,0 +1,266 @@
+"""A cell is one job of a sweep: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated
+once from the Hydra config by ``Cell.from_config``; everything downstream (jobs, dry run, tracking, the sweep
+pre-check) takes a ``Cell`` and trusts it.
+
+Identity. Two keys are hashed from the settings:
+
+* ``images_key``: what determines the images. Image i of a cell depends only on (seed, i) and the process (model,
+  checkpoint, schedule, sampler, tau, eta, precision, noise scheme, compile mode), not on N, repeats, batch size,
+  device or threads; so every cell with the same ``images_key`` shares one folder of index-named sample shards, and
+  raising N or the number of repeats samples only the new indices.
+* ``key``: what determines the cell's result (the images, plus N, repeats, the job and the metrics); a finished run
+  with the same ``key`` makes a rerun skip the cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import HarnessError
+from .eta import SIGMA_HAT, Eta, eta_label, parse_eta
+from .names import Param
+
+JOBS = ("sample", "recon", "timing")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names that end up in file paths and MLflow names
+
+
+def _int(name: str, value: Any, minimum: int, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HarnessError(f"{name} must be an integer >= {minimum}, got {value!r}. {fix}")
+    return value
+
+
+def _safe_name(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not SAFE_NAME.match(value):
+        raise HarnessError(
+            f"{what} {value!r} is not a plain name (letters, digits, '_', '-', '.'; it names files and runs): rename it."
+        )
+    return value
+
+
+def _frozen(node: Any) -> Mapping:
+    """A resolved, read-only plain-dict copy of a config section."""
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+    return MappingProxyType(data)
+
+
+def _hash(blob: Mapping) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Tracking:
+    uri: str | None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (resolved by harness.tracking)
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One validated cell. ``dataset``, ``model``, ``metrics``, ``job_options`` and ``diffusion`` are read-only dicts
+    of their config sections, resolved."""
+
+    job: str
+    dataset: Mapping
+    model: Mapping
+    metrics: Mapping
+    job_options: Mapping
+    diffusion: Mapping
+    sampler: str
+    S: int
+    eta: Eta
+    trajectory: str
+    tau: tuple[int, ...]
+    N: int
+    repeats: int
+    seed: int
+    precision: str
+    noise: str
+    compile: str
+    # how it runs, not what it computes: never part of a key
+    batch_size: int
+    device: str
+    threads: int | None
+    progress: bool
+    verbose: bool
+    force: bool
+    dry_run: bool
+    output_root: Path
+    tracking: Tracking
+    fail_after_batches: int | None = None
+    config: Mapping = field(default_factory=dict, compare=False, repr=False)  # the whole resolved config, for the record
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "Cell":
+        """Parse and check every setting of one job's config (cheap: no model, no data); HarnessError names the fix."""
+        from .trajectory import timesteps
+
+        job = cfg.job.name
+        if job not in JOBS:
+            raise HarnessError(f"Unknown job {job!r}: choose job= one of {JOBS}.")
+        dataset, model = _frozen(cfg.dataset), _frozen(cfg.model)
+        _safe_name("dataset.name", dataset.get("name"))
+        _safe_name("model.name", model.get("name"))
+        diffusion = _frozen(cfg.diffusion)
+        T = _int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
+        S = cfg.S
+        tau = tuple(timesteps(cfg.trajectory, S, T))  # a known trajectory and 1 <= S <= T
+        eta = parse_eta(cfg.eta)
+        sampler = _sampler_name(cfg.get("sampler", "ddim"), eta)
+        N = _int("N", cfg.N, 2, "Metrics need at least 2 images per repeat (the paper used 50,000).")
+        repeats = _int("repeats", cfg.get("repeats", 1), 1, "Set repeats=<number of disjoint image ranges scored>.")
+        seed = _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
+        batch_size = _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
+        threads = cfg.get("threads")
+        if threads is not None:
+            _int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
+        precision = cfg.precision
+        if precision not in PRECISIONS:
+            raise HarnessError(f"Unknown precision {precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
+        arch = model.get("architecture") or {}
+        if arch and (int(arch["in_channels"]), int(arch["resolution"])) != (int(dataset["channels"]), int(dataset["image_size"])):
+            raise HarnessError(
+                f"model={model['name']} takes {arch['in_channels']}x{arch['resolution']}x{arch['resolution']} images but "
+                f"dataset={dataset['name']} has {dataset['channels']}x{dataset['image_size']}x{dataset['image_size']}; "
+                f"choose model={dataset['name']} (or the model trained on it)."
+            )
+        fail_after = cfg.get("debug", {}).get("fail_after_batches")
+        cell = cls(
+            job=job, dataset=dataset, model=model, metrics=_frozen(cfg.metrics), job_options=_frozen(cfg.job),
+            diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
+            repeats=repeats, seed=seed, precision=precision, noise=str(cfg.get("noise", "cpu-generator")),
+            compile=str(cfg.get("compile", "none")), batch_size=batch_size, device=str(cfg.device), threads=threads,
+            progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
+            dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
+            tracking=Tracking(cfg.tracking.get("uri"), str(cfg.tracking.experiment)),
+            fail_after_batches=None if fail_after is None else int(fail_after),
+            config=_frozen(cfg),
+        )
+        cell.process_steps  # eta > 1 is refused here when eq. (12) is undefined for this tau
+        return cell
+
+    # --- derived values -------------------------------------------------------------------------------------------
+    @property
+    def T(self) -> int:
+        return int(self.diffusion["T"])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (int(self.dataset["channels"]), int(self.dataset["image_size"]), int(self.dataset["image_size"]))
+
+    @cached_property
+    def schedule(self):
+        from .schedule import NoiseSchedule
+
+        d = self.diffusion
+        return NoiseSchedule.linear(int(d["T"]), float(d["beta_start"]), float(d["beta_end"]))
+
+    @cached_property
+    def process_steps(self) -> list[tuple[int, float, float, float]]:
+        from .sampling import process_steps
+
+        return process_steps(self.tau, self.schedule, self.eta)
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per image that the sampler needs along tau (a recon job runs it twice)."""
+        return len(self.tau)
+
+    @property
+    def eta_label(self) -> str:
+        return eta_label(self.eta)
+
+    @property
+    def n_images(self) -> int:
+        """Images the cell samples: N per repeat; repeat k holds indices k*N .. (k+1)*N - 1."""
+        return self.N * self.repeats
+
+    @property
+    def run_name(self) -> str:
+        """What differs inside a sweep first (MLflow's list cuts long names): ``S=100 eta=1 digits/sample``."""
+        lead = f"S={self.S} eta={self.eta_label}" if self.sampler == "ddim" else f"{self.sampler} S={self.S}"
+        return f"{lead} {self.dataset['name']}/{self.job}"
+
+    @property
+    def description(self) -> str:
+        what = {"sample": f"{self.repeats} x {self.N} images scored", "recon": f"reconstruction of {self.N} held-out images",
+                "timing": f"timing of batches of {self.batch_size}", "figures": "Figures 5 and 6 sampled"}[self.job]
+        process = "sigma-hat process" if self.eta == SIGMA_HAT else f"eta={self.eta_label}"
+        return (f"{self.dataset['name']}: {what}; {self.sampler} ({process}), S={self.S} ({self.trajectory} tau, "
+                f"NFE {self.nfe}), seed {self.seed}, model {self.model['name']}")
+
+    # --- identity ---------------------------------------------------------------------------------------------------
+    def _checkpoint(self) -> dict:
+        ckpt = dict(self.model.get("checkpoint") or {})
+        return {"name": ckpt.get("name"), "ema": ckpt.get("ema"), "path": ckpt.get("path")}
+
+    @cached_property
+    def images_key(self) -> str:
+        return _hash({
+            "dataset": {k: self.dataset.get(k) for k in ("name", "channels", "image_size")},
+            "model": {"architecture": self.model.get("architecture"), "kind": self.model.get("kind"),
+                      "checkpoint": self._checkpoint()},
+            "diffusion": dict(self.diffusion), "sampler": self.sampler, "tau": list(self.tau), "eta": self.eta_label,
+            "seed": self.seed, "precision": self.precision, "noise": self.noise, "compile": self.compile,
+        })
+
+    @cached_property
+    def key(self) -> str:
+        metrics = {k: v for k, v in self.metrics.items() if k not in ("batch_size", "weights_path")}
+        job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
+        return _hash({"images": self.images_key, "job": job, "N": self.N, "repeats": self.repeats, "S": self.S,
+                      "trajectory": self.trajectory, "metrics": metrics if self.job == "sample" else None,
+                      "reference": self.dataset.get("fid_reference") if self.job == "sample" else None})
+
+    @property
+    def images_dir(self) -> Path:
+        return self.output_root / "images" / self.images_key
+
+    def params(self) -> dict[str, Any]:
+        """The flat MLflow params: every swept key, the trajectory, NFE, N, repeats, seed."""
+        ckpt = self._checkpoint()
+        return {
+            Param.JOB: self.job, Param.DATASET: self.dataset["name"], Param.MODEL: self.model["name"],
+            Param.CHECKPOINT: Path(ckpt["path"]).name if ckpt["path"] else ckpt["name"], Param.EMA: bool(ckpt["ema"]),
+            Param.SAMPLER: self.sampler, Param.S: self.S, Param.ETA: self.eta_label, Param.TRAJECTORY: self.trajectory,
+            Param.NFE: self.nfe, Param.N: self.N, Param.REPEATS: self.repeats, Param.SEED: self.seed,
+            Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
+            Param.NOISE: self.noise, Param.COMPILE: self.compile,
+        }
+
+
+def _sampler_name(name: Any, eta: Eta) -> str:
+    if name != "ddim":
+        raise HarnessError(f"Unknown sampler {name!r}: choose sampler=ddim.")
+    return name
+
+
+def check_environment(cell: Cell) -> None:
+    """The checks that need no model but look outside the config: the device exists here, a checkpoint file given
+    by path exists."""
+    from .runtime import select_device
+
+    select_device(cell.device)
+    path = (cell.model.get("checkpoint") or {}).get("path")
+    if path and not Path(path).expanduser().is_file():
+        raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
+
+
+def relative(path: str | os.PathLike) -> str:
+    """A path as recorded in runs: relative to the working directory when inside it, else as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)

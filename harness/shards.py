@@ -1,0 +1,113 @@
+"""The sampled images of a cell on disk: index-named shards, each written atomically as soon as its batch is done.
+
+A shard ``<first>-<last>.pt`` holds uint8 images [n, C, H, W], their image indices and a sha256 of both, checked on
+every load: a shard that is unreadable, of another shape, or whose contents do not match its checksum (a tampered or
+damaged file) is deleted with a warning, and its images are sampled again. ``ShardImages`` streams images in index
+order from the shards, one shard in memory at a time, so scoring a 50,000-image LSUN cell does not hold all images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from .files import save_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _checksum(indices: torch.Tensor, images: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(str((tuple(images.shape), str(images.dtype))).encode())
+    h.update(indices.to(torch.int64).contiguous().numpy().tobytes())
+    h.update(images.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class ShardStore:
+    def __init__(self, folder: Path, shape: Sequence[int]):
+        self.folder, self.shape = Path(folder), tuple(shape)
+        self._where: dict[int, Path] | None = None
+
+    def clear(self) -> None:
+        """Forget every shard (``force=true``: resample)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self._where = None
+
+    def _load(self, path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            shard = torch.load(path, map_location="cpu", weights_only=True)
+            idx, imgs, digest = shard["indices"], shard["images"], shard["sha256"]
+            ok = tuple(imgs.shape[1:]) == self.shape and imgs.dtype == torch.uint8 and len(idx) == len(imgs)
+            if ok and _checksum(idx, imgs) == digest:
+                return idx, imgs
+            reason = "its checksum does not match its contents" if ok else f"images of shape {tuple(imgs.shape[1:])}"
+        except Exception as err:  # noqa: BLE001 - unreadable, truncated, old format: resampled, never trusted
+            reason = f"unreadable ({type(err).__name__})"
+        log.warning("sample shard %s is damaged or not this cell's (%s): deleted, its images are sampled again", path, reason)
+        print(f"warning: sample shard {path.name} is damaged ({reason}): its images are sampled again")
+        path.unlink(missing_ok=True)
+        return None
+
+    def index(self) -> dict[int, Path]:
+        """{image index: shard file} over the valid shards (verified once per store object)."""
+        if self._where is None:
+            self._where = {}
+            for path in sorted(self.folder.glob("*.pt")):
+                loaded = self._load(path)
+                if loaded is not None:
+                    self._where.update({int(i): path for i in loaded[0]})
+        return self._where
+
+    def missing(self, n: int) -> list[int]:
+        have = self.index()
+        return [i for i in range(n) if i not in have]
+
+    def write(self, indices: Sequence[int], images: torch.Tensor) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        idx = torch.tensor(list(indices), dtype=torch.int64)
+        path = self.folder / f"{idx[0]:07d}-{idx[-1]:07d}.pt"
+        save_atomic({"indices": idx, "images": images, "sha256": _checksum(idx, images)}, path)
+        if self._where is not None:
+            self._where.update({int(i): path for i in idx})
+        return path
+
+    def images(self, n: int) -> "ShardImages":
+        return ShardImages(self, n)
+
+
+class ShardImages(Dataset):
+    """Images 0..n-1 of a store as a Dataset of uint8 [C, H, W], read shard by shard (one in memory)."""
+
+    def __init__(self, store: ShardStore, n: int):
+        where = store.index()
+        missing = [i for i in range(n) if i not in where]
+        if missing:
+            raise ValueError(f"{len(missing)} of {n} images have no shard (first: {missing[:5]})")
+        self.store, self.n, self.where = store, n, where
+        self._path: Path | None = None
+        self._rows: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i < 0 or i >= self.n:
+            raise IndexError(i)
+        path = self.where[i]
+        if path != self._path:
+            loaded = self.store._load(path)
+            if loaded is None:
+                raise RuntimeError(f"sample shard {path} changed while it was being read")
+            self._path, self._rows = path, {int(k): img for k, img in zip(*loaded)}
+        return self._rows[i]
+
+    def head(self, k: int) -> torch.Tensor:
+        """The first k images as one uint8 tensor (for the sample grid)."""
+        return torch.stack([self[i] for i in range(min(k, self.n))])
