@@ -7,7 +7,8 @@ Two schemes produce those streams (``NOISE_SCHEMES``; a run records which, since
 * ``"cpu-generator"`` (the default): one CPU ``torch.Generator`` per image, seeded by ``image_seed(s, i)``; the
   draws are made on the CPU and copied to the device, so CUDA and CPU runs agree bit for bit. Drawing image by image
   on the CPU costs the GPU sampler time at every step.
-* ``"philox"``: counter-based draws computed on the device, batched over all images in a few tensor operations.
+* ``"philox"``: counter-based draws computed on the device for all images of a batch at once (about 300
+  elementwise tensor operations per draw, whatever the batch size; no per-image loop).
   Philox-4x32-10 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC 2011) is a keyed
   bijection of a 128-bit counter: block b of draw d of image i is ``philox4x32(counter=(b, d), key=image_seed(s, i))``,
   so any element of any draw is computed directly, with no state carried between draws but the draw number. Each
@@ -97,7 +98,8 @@ def philox_normal(keys: torch.Tensor, draw: int, numel: int) -> torch.Tensor:
     ``keys`` is an int64 tensor [batch, 2] of 32-bit key words (one row per image). Element j comes from Philox
     block b = j // 2 with counter (b mod 2^32, b // 2^32, draw mod 2^32, draw // 2^32): the block's words (w0, w1)
     and (w2, w3) make uniforms u1, u2 on [0, 1), and the Box-Muller pair r cos(2 pi u2), r sin(2 pi u2) with
-    r = sqrt(-2 ln(1 - u1)) (1 - u1 is exact and > 0) are elements 2b and 2b + 1. Element j therefore does not depend on ``numel`` or on the other images.
+    r = sqrt(-2 ln(1 - u1)) (1 - u1 is exact and > 0) are elements 2b and 2b + 1. Element j therefore does not
+    depend on ``numel`` or on the other images.
     """
     if draw < 0 or draw >= 2**64:
         raise ValueError(f"draw number out of range: {draw}")
