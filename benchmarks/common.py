@@ -174,7 +174,7 @@ class Bench:
             "date": self.started.isoformat(timespec="seconds"),
             "seconds": round((datetime.datetime.now(datetime.timezone.utc) - self.started).total_seconds(), 1),
             "command": shlex.join(["python", *sys.argv]),
-            "cwd": os.getcwd(),
+            "cwd": relative_cwd(),
             "options": vars(self.args),
             "loadavg_before": list(self.loadavg_before),
             "loadavg_after": list(os.getloadavg()),
@@ -188,6 +188,12 @@ class Bench:
         print(f"\nload average before {fmt_load(self.loadavg_before)}, after {fmt_load(payload['loadavg_after'])} "
               f"({os.cpu_count()} cores, {torch.get_num_threads()} torch threads); wrote {path}")
         return path
+
+
+def relative_cwd() -> str:
+    """The working directory relative to the repository root (results carry no absolute paths)."""
+    cwd = Path.cwd().resolve()
+    return str(cwd.relative_to(ROOT)) if cwd.is_relative_to(ROOT) else "(outside the repository)"
 
 
 def fmt_load(load: Sequence[float]) -> str:

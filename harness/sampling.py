@@ -26,7 +26,7 @@ import torch
 
 from .errors import HarnessError
 from .eta import SIGMA_HAT, parse_eta
-from .noise import ImageNoise
+from .noise import DEFAULT_NOISE_SCHEME, ImageNoise
 from .schedule import NoiseSchedule
 from .trajectory import step_pairs
 
@@ -180,8 +180,10 @@ def sample_seeded(
     eta: float | str = 0.0,
     device: torch.device | str = "cpu",
     callback: StepCallback | None = None,
+    noise_scheme: str = DEFAULT_NOISE_SCHEME,
 ) -> torch.Tensor:
-    """Sample the images with the given indices; each draws x_T and its noise from its own (seed, index) stream."""
-    noise = ImageNoise(base_seed, indices, device)
+    """Sample the images with the given indices; each draws x_T and its noise from its own (seed, index) stream,
+    made by ``noise_scheme`` (``harness.noise.NOISE_SCHEMES``)."""
+    noise = ImageNoise(base_seed, indices, device, scheme=noise_scheme)
     x_T = noise.randn(*shape)
     return sample(model, x_T, tau, schedule, eta, noise, callback)
