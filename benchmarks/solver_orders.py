@@ -69,10 +69,9 @@ def main() -> None:
     parser.add_argument("--nfe", default="10,20,50", help="NFE targets on the paper's schedule")
     args = parser.parse_args()
     started, load_before = datetime.datetime.now(datetime.timezone.utc), os.getloadavg()
-    torch.manual_seed(0)
     data = exact_mixture("gaussian64")
     x_T = torch.randn(args.samples, *data.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    steps = [int(s) for s in args.S.split(",")]
+    steps, targets = [int(s) for s in args.S.split(",")], [int(n) for n in args.nfe.split(",")]
 
     schedule = log_snr_linear_schedule()
     model = data.eps_model(schedule)
@@ -86,20 +85,21 @@ def main() -> None:
                      **{f"e{r['S']}": r["rms_error"] for r in runs}, **{f"n{r['S']}": r["nfe"] for r in runs}})
     print_table(rows, [("name", "sampler", "s"), ("theory", "order", "d"), ("slope", "slope", ".2f")]
                 + [(f"e{S}", f"err S={S}", ".2e") for S in steps] + [(f"n{S}", f"NFE S={S}", "d") for S in steps],
-                title="(1) RMS error vs the exact flow, log-SNR-linear schedule, equal lambda steps (slope over S >= 20)")
+                title="(1) RMS error vs the exact flow, log-SNR-linear schedule, equal lambda steps "
+                      "(slope over S >= 20)")
 
     paper = NoiseSchedule.linear()
     model = data.eps_model(paper)
     equal_nfe, rows = {}, []
     for name in SAMPLERS:
         equal_nfe[name] = []
-        for target in (int(n) for n in args.nfe.split(",")):
+        for target in targets:
             S = steps_for_nfe(name, target, "uniform")
-            equal_nfe[name].append(dict(target_nfe=target, S=S, **measure(name, model, x_T, timesteps("uniform", S), paper, data)))
+            run = measure(name, model, x_T, timesteps("uniform", S), paper, data)
+            equal_nfe[name].append(dict(target_nfe=target, S=S, **run))
         rows.append({"name": name, **{f"e{r['target_nfe']}": r["rms_error"] for r in equal_nfe[name]},
                      **{f"w{r['target_nfe']}": r["w2"] for r in equal_nfe[name]},
                      **{f"n{r['target_nfe']}": r["nfe"] for r in equal_nfe[name]}})
-    targets = [int(n) for n in args.nfe.split(",")]
     print_table(rows, [("name", "sampler", "s")] + [(f"n{t}", f"NFE~{t}", "d") for t in targets]
                 + [(f"e{t}", f"err@{t}", ".2e") for t in targets] + [(f"w{t}", f"W2@{t}", ".2e") for t in targets],
                 title="(2) Equal NFE on the paper's schedule (linear betas, uniform tau): RMS error and exact W2")
@@ -115,7 +115,9 @@ def main() -> None:
         "machine": machine_info(torch.device("cpu")),
         "results": {
             "data": {"name": data.name, "std": float(data.stds[0]), "samples": args.samples, "dtype": "float64"},
-            "orders_log_snr_linear_schedule": {"lambda": [10.0, -5.0], "t_max": 960, "fit_S_min": 20, "samplers": orders},
+            "orders_log_snr_linear_schedule": {
+                "lambda": [10.0, -5.0], "t_max": 960, "fit_S_min": 20, "samplers": orders,
+            },
             "equal_nfe_paper_schedule": equal_nfe,
         },
     }

@@ -58,7 +58,9 @@ class GaussianMixtureEps:
         return _draw(self.means, self.stds, self.weights, n, generator)
 
 
-def _draw(means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+def _draw(
+    means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor, n: int, generator: torch.Generator
+) -> torch.Tensor:
     k = torch.multinomial(weights, n, replacement=True, generator=generator)
     z = torch.randn((n,) + tuple(means.shape[1:]), dtype=torch.float64, generator=generator)
     return means[k] + stds[k].reshape((n,) + (1,) * (means.dim() - 1)) * z
@@ -118,13 +120,15 @@ def exact_mixtures() -> dict[str, GaussianMixture]:
     glyphs = torch.stack([_glyph(rows) for rows in _GLYPHS.values()])
     ramp = torch.linspace(-0.5, 0.5, 8, dtype=torch.float64)
     gradient = (0.6 * ramp[:, None] + 0.4 * ramp[None, :])[None, None]
+    f64 = torch.float64
     mixtures = [
-        GaussianMixture("ring2d", ring, torch.full((8,), 0.06, dtype=torch.float64),
-                        torch.full((8,), 1 / 8, dtype=torch.float64), "8 equal Gaussians (std 0.06) on a circle of radius 0.7, 2-D"),
-        GaussianMixture("glyphs64", glyphs, torch.tensor([0.2, 0.15, 0.2, 0.25], dtype=torch.float64),
-                        torch.tensor([0.3, 0.2, 0.25, 0.25], dtype=torch.float64), "4 glyphs (0, 1, 4, 7) as 1x8x8 images with isotropic noise"),
-        GaussianMixture("gaussian64", gradient, torch.tensor([0.5], dtype=torch.float64),
-                        torch.ones(1, dtype=torch.float64), "one Gaussian N(gradient image, 0.5^2 I), 1x8x8"),
+        GaussianMixture("ring2d", ring, torch.full((8,), 0.06, dtype=f64), torch.full((8,), 1 / 8, dtype=f64),
+                        "8 equal Gaussians (std 0.06) on a circle of radius 0.7, 2-D"),
+        GaussianMixture("glyphs64", glyphs, torch.tensor([0.2, 0.15, 0.2, 0.25], dtype=f64),
+                        torch.tensor([0.3, 0.2, 0.25, 0.25], dtype=f64),
+                        "4 glyphs (0, 1, 4, 7) as 1x8x8 images with isotropic noise"),
+        GaussianMixture("gaussian64", gradient, torch.tensor([0.5], dtype=f64), torch.ones(1, dtype=f64),
+                        "one Gaussian N(gradient image, 0.5^2 I), 1x8x8"),
     ]
     return {m.name: m for m in mixtures}
 
@@ -154,7 +158,8 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 
 
 def gaussian_w2(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    """The 2-Wasserstein distance between N(mu1, C1) and N(mu2, C2): sqrt of their Frechet distance (exact for Gaussians)."""
+    """The 2-Wasserstein distance between N(mu1, C1) and N(mu2, C2): the square root of their Frechet distance,
+    which for two Gaussians is exactly W2^2."""
     return math.sqrt(max(0.0, frechet_distance(mu1, cov1, mu2, cov2)))
 
 

@@ -40,7 +40,7 @@ from .schedule import NoiseSchedule
 from .trajectory import step_pairs, timesteps
 
 
-class Level(NamedTuple):
+class _Level(NamedTuple):
     """A noise level: timestep t (-1 is the data), alpha_bar, alpha, sigma and lambda, all float64."""
 
     t: int
@@ -50,27 +50,27 @@ class Level(NamedTuple):
     lam: float
 
 
-def level(schedule: NoiseSchedule, t: int) -> Level:
+def _level(schedule: NoiseSchedule, t: int) -> _Level:
     a = float(schedule.alpha_bar(t))
     alpha, sigma = math.sqrt(a), math.sqrt(1.0 - a)
-    return Level(t, a, alpha, sigma, math.log(alpha / sigma) if sigma > 0 else math.inf)
+    return _Level(t, a, alpha, sigma, math.log(alpha / sigma) if sigma > 0 else math.inf)
 
 
 def _eps(model: Model, x: torch.Tensor, t: int) -> torch.Tensor:
     return model(x, sampling._timestep(x, t))
 
 
-def _transfer(x: torch.Tensor, eps: torch.Tensor, s: Level, t: Level) -> torch.Tensor:
+def _transfer(x: torch.Tensor, eps: torch.Tensor, s: _Level, t: _Level) -> torch.Tensor:
     """The deterministic DDIM step from level s to level t with noise estimate eps (eq. 12, sigma = 0)."""
     return generalized_step(x, eps, s.a, t.a, 0.0, None)[0]
 
 
-def _interior(schedule: NoiseSchedule, top: int, bottom: int, target: float) -> Level:
+def _interior(schedule: NoiseSchedule, top: int, bottom: int, target: float) -> _Level:
     """The level strictly between timesteps ``bottom`` and ``top`` whose lambda is nearest to ``target``."""
     candidates = torch.arange(bottom + 1, top)
     a = schedule.alpha_bar(candidates)
     lam = 0.5 * (torch.log(a) - torch.log1p(-a))
-    return level(schedule, int(candidates[(lam - target).abs().argmin()]))
+    return _level(schedule, int(candidates[(lam - target).abs().argmin()]))
 
 
 # --- validation and expected NFE ---------------------------------------------------------------------------------
@@ -100,14 +100,14 @@ def _check_tau(name: str, tau: Sequence[int], width: int = 1, top_steps: int | N
         raise HarnessError(
             f"Sampler {name!r} needs each of its {'multi-stage' if top_steps is None else f'first {top_steps}'} "
             f"steps to span at least {width} timesteps (its intermediate points lie strictly inside), but tau has "
-            f"a step of {min(checked)}. Use fewer steps (or sampler=plms / dpmpp_2m, which have no intermediate points)."
+            f"a step of {min(checked)}. Use fewer steps, or sampler=plms / dpmpp_2m (no intermediate points)."
         )
     return tau
 
 
 def _pndm_warmup(n: int) -> int:
     """F-PNDM's Runge-Kutta warm-up steps for n generative steps: 3, but never the step into the data."""
-    return min(3, n - 1)
+    return max(0, min(3, n - 1))
 
 
 def nfe_ddim(tau: Sequence[int]) -> int:
@@ -154,7 +154,10 @@ def _prepare(name: str, tau: Sequence[int], schedule: NoiseSchedule, eta: float 
     SAMPLERS[name].nfe(tau)
     tau = [int(t) for t in tau]
     if tau[-1] >= schedule.T:
-        raise HarnessError(f"tau reaches timestep {tau[-1]}, beyond the schedule's last one ({schedule.T - 1}).")
+        raise HarnessError(
+            f"tau reaches timestep {tau[-1]}, beyond the schedule's last one ({schedule.T - 1}): build tau for "
+            f"T = {schedule.T} (trajectory.timesteps(kind, S, T))."
+        )
     return tau
 
 
@@ -204,7 +207,7 @@ def sample_plms(
     tau = _prepare("plms", tau, schedule, eta)
     x, history = x_T, []
     for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = level(schedule, t), level(schedule, t_prev)
+        s, e = _level(schedule, t), _level(schedule, t_prev)
         eps = _eps(model, x, t)
         history = (history + [eps])[-4:]
         if i == 0 and t_prev >= 0:
@@ -257,11 +260,11 @@ def sample_pndm(
     warmup = _pndm_warmup(len(tau))
     x, history = x_T, []
     for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = level(schedule, t), level(schedule, t_prev)
+        s, e = _level(schedule, t), _level(schedule, t_prev)
         eps = _eps(model, x, t)
         history = (history + [eps])[-4:]
         if i < warmup:
-            mid = level(schedule, t - (t - t_prev) // 2)
+            mid = _level(schedule, t - (t - t_prev) // 2)
             e2 = _eps(model, _transfer(x, eps, s, mid), mid.t)
             e3 = _eps(model, _transfer(x, e2, s, mid), mid.t)
             e4 = _eps(model, _transfer(x, e3, s, e), t_prev)
@@ -286,7 +289,7 @@ def sample_dpm_solver_2(
     noise: ImageNoise | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """DPM-Solver-2, singlestep, noise prediction (Lu et al., NeurIPS 2022, Alg. 1 / Alg. 4 with r1 = 1/2).
+    """DPM-Solver-2, singlestep, noise prediction (Lu et al., NeurIPS 2022, sec. 3.3, with r1 = 1/2).
 
     Step s -> t, h = lambda_t - lambda_s, intermediate level u with r = (lambda_u - lambda_s) / h:
         x_u = (alpha_u / alpha_s) x_s - sigma_u (e^{r h} - 1) eps(x_s, s)
@@ -299,7 +302,7 @@ def sample_dpm_solver_2(
     tau = _prepare("dpm_solver_2", tau, schedule, eta)
     x = x_T
     for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = level(schedule, t), level(schedule, t_prev)
+        s, e = _level(schedule, t), _level(schedule, t_prev)
         eps = _eps(model, x, t)
         x0 = predict_x0(x, eps, s.a)
         if t_prev < 0:
@@ -327,13 +330,14 @@ def sample_dpm_solver_3(
     noise: ImageNoise | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """DPM-Solver-3, singlestep, noise prediction (Lu et al., NeurIPS 2022, Alg. 5 with r1 = 1/3, r2 = 2/3).
+    """DPM-Solver-3, singlestep, noise prediction (Lu et al., NeurIPS 2022, sec. 3.3, with r1 = 1/3, r2 = 2/3).
 
     Step s -> t, h = lambda_t - lambda_s, levels u1, u2 with r_k = (lambda_uk - lambda_s) / h, eps_s = eps(x_s, s):
         x_u1 = (alpha_u1 / alpha_s) x_s - sigma_u1 (e^{r1 h} - 1) eps_s
         x_u2 = (alpha_u2 / alpha_s) x_s - sigma_u2 (e^{r2 h} - 1) eps_s
                - sigma_u2 (r2 / r1) ((e^{r2 h} - 1) / (r2 h) - 1) (eps(x_u1, u1) - eps_s)
-        x_t  = (alpha_t / alpha_s) x_s - sigma_t (e^h - 1) eps_s - (sigma_t / r2) ((e^h - 1) / h - 1) (eps(x_u2, u2) - eps_s)
+        x_t  = (alpha_t / alpha_s) x_s - sigma_t (e^h - 1) eps_s
+               - (sigma_t / r2) ((e^h - 1) / h - 1) (eps(x_u2, u2) - eps_s)
     (the official code's solver_type="dpmsolver"). u1, u2 are the integer timesteps strictly inside the step nearest
     to lambda_s + h/3 and lambda_s + 2h/3 (each step must span >= 3 timesteps). Third order needs r2 = 2/3; the grid
     realises it only up to rounding, which matters when a step spans few timesteps. The step into the data is the
@@ -344,7 +348,7 @@ def sample_dpm_solver_3(
     tau = _prepare("dpm_solver_3", tau, schedule, eta)
     x = x_T
     for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = level(schedule, t), level(schedule, t_prev)
+        s, e = _level(schedule, t), _level(schedule, t_prev)
         eps = _eps(model, x, t)
         x0 = predict_x0(x, eps, s.a)
         if t_prev < 0:
@@ -388,7 +392,7 @@ def sample_dpmpp_2m(
     tau = _prepare("dpmpp_2m", tau, schedule, eta)
     x, previous = x_T, None  # (lambda, D) of the level above
     for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = level(schedule, t), level(schedule, t_prev)
+        s, e = _level(schedule, t), _level(schedule, t_prev)
         x0 = predict_x0(x, _eps(model, x, t), s.a)
         if t_prev < 0:
             x_new = x0
@@ -406,14 +410,14 @@ def sample_dpmpp_2m(
 
 
 def _uni_update(
-    x: torch.Tensor, s: Level, t: Level, m_s: torch.Tensor, above: tuple[float, torch.Tensor] | None,
+    x: torch.Tensor, s: _Level, t: _Level, m_s: torch.Tensor, above: tuple[float, torch.Tensor] | None,
     m_t: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One UniP-p (``m_t`` None) or UniC-p update from level s to level t, B(h) = e^{-h} - 1 (bh2), data prediction.
 
     p = 2 when ``above`` = (lambda, data prediction) of the level before s is given, else 1. With hh = -h,
     B = e^{hh} - 1, b_1 = (B / hh - 1) / B, b_2 = 2 ((B / hh - 1) / hh - 1/2) / B, r1 = (lambda_above - lambda_s) / h
-    and D1 = (m_above - m_s) / r1 (UniPC, Zhao et al., NeurIPS 2023, Alg. 2-3 in data-prediction form):
+    and D1 = (m_above - m_s) / r1 (UniPC's UniP-p / UniC-p, Zhao et al., NeurIPS 2023, in data-prediction form):
         base  = (sigma_t / sigma_s) x_s - alpha_t B m_s
         UniP-1: base;                          UniP-2: base - alpha_t B D1 / 2   (rho_p = 1/2, as in the paper's code)
         UniC-1: base - alpha_t B (m_t - m_s) / 2
@@ -445,7 +449,7 @@ def sample_unipc(
     noise: ImageNoise | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """UniPC-2 with B(h) = e^h - 1 ("bh2"), data prediction (Zhao et al., NeurIPS 2023): UniP-2 + UniC.
+    """UniPC-2 with B(h) = e^h - 1 ("bh2"), data prediction (Zhao et al., NeurIPS 2023, sec. 3): UniP-2 + UniC.
 
     At each level s_i the model is evaluated once, at the predicted state; that evaluation first corrects the state
     (UniC, which re-does the previous step with the new data prediction, raising its order by one at no extra NFE),
@@ -458,7 +462,7 @@ def sample_unipc(
     tau = _prepare("unipc", tau, schedule, eta)
     x, above, last = x_T, None, None  # last: the previous predictor's (x_s, s, t, m_s, above) for the corrector
     for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = level(schedule, t), level(schedule, t_prev)
+        s, e = _level(schedule, t), _level(schedule, t_prev)
         x0 = predict_x0(x, _eps(model, x, t), s.a)
         if t_prev < 0:
             x = x0
@@ -484,7 +488,8 @@ def sample_heun(
     noise: ImageNoise | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Heun's second-order method of EDM (Karras et al., NeurIPS 2022, Alg. 1, no churn) on sigma = sqrt((1 - a) / a).
+    """Heun's second-order method of EDM (Karras et al., NeurIPS 2022, Alg. 1: deterministic, no churn), on EDM's
+    noise level sigma = sqrt((1 - a) / a).
 
     In EDM's variables xh = x / sqrt(a) and sigma, the ODE is d xh / d sigma = eps(sqrt(a) xh, t); for a step
     sigma_i -> sigma_{i+1} with d_i = eps(x_i, t_i):
@@ -495,10 +500,10 @@ def sample_heun(
     NFE = 2 len(tau) - 1.
     """
     tau = _prepare("heun", tau, schedule, eta)
-    top = level(schedule, tau[-1])
+    top = _level(schedule, tau[-1])
     xh = x_T / top.alpha
     for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = level(schedule, t), level(schedule, t_prev)
+        s, e = _level(schedule, t), _level(schedule, t_prev)
         ds = e.sigma / e.alpha - s.sigma / s.alpha
         d = _eps(model, s.alpha * xh, t)
         x0 = xh - (s.sigma / s.alpha) * d
@@ -544,7 +549,7 @@ SAMPLERS: dict[str, SamplerInfo] = {
         SamplerInfo("dpmpp_2m", sample_dpmpp_2m, False, 2, False, nfe_dpmpp_2m,
                     "DPM-Solver++(2M) (Lu et al. 2022b): multistep, data prediction, 1 NFE per step"),
         SamplerInfo("unipc", sample_unipc, False, 3, False, nfe_unipc,
-                    "UniPC-2 bh2 (Zhao et al. 2023): UniP-2 predictor + UniC corrector, data prediction, 1 NFE per step"),
+                    "UniPC-2 bh2 (Zhao et al. 2023): UniP-2 predictor + UniC corrector, data prediction, 1 NFE/step"),
         SamplerInfo("heun", sample_heun, False, 2, False, nfe_heun,
                     "Heun (Karras et al. 2022, Alg. 1, no churn): 2 NFE per step, Euler into the data"),
     ]
@@ -583,9 +588,9 @@ def steps_for_nfe(name: str, nfe: int, trajectory: str, T: int = 1000) -> int:
         if cost < nfe and (best is None or cost > best[0]):
             best = (cost, S)
     if best is None:
+        fix = f"ask for nfe >= {fewest}" if fewest is not None else "use another trajectory or sampler"
         raise HarnessError(
-            f"No S gives sampler {name!r} at most {nfe} network evaluations on the {trajectory!r} trajectory "
-            f"(the fewest is {fewest}): ask for nfe >= {fewest}."
+            f"No S gives sampler {name!r} at most {nfe} network evaluations on the {trajectory!r} trajectory: {fix}."
         )
     return best[1]
 

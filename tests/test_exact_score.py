@@ -22,7 +22,8 @@ SCHEDULE = NoiseSchedule.linear()
 
 def test_registry_names_shapes_and_unknown_name():
     mixtures = exact_mixtures()
-    assert {name: m.shape for name, m in mixtures.items()} == {"ring2d": (2,), "glyphs64": (1, 8, 8), "gaussian64": (1, 8, 8)}
+    shapes = {name: m.shape for name, m in mixtures.items()}
+    assert shapes == {"ring2d": (2,), "glyphs64": (1, 8, 8), "gaussian64": (1, 8, 8)}
     for m in mixtures.values():
         assert abs(float(m.weights.sum()) - 1) < 1e-12 and len(m.stds) == len(m.weights) == m.means.shape[0]
     with pytest.raises(HarnessError, match="Unknown exact-score dataset 'moons'.*ring2d"):

@@ -121,7 +121,8 @@ def test_ddim_equals_diffusers(S, eta):
     tau = timesteps("uniform", S)
     noise = RecordingNoise(3, len(X_T))
     ours = sample_ddim(MODEL, X_T, tau, SCHEDULE, eta=eta, noise=noise)
-    s = scheduler(diffusers.DDIMScheduler, clip_sample=False, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+    s = scheduler(diffusers.DDIMScheduler, clip_sample=False, set_alpha_to_one=True, steps_offset=0,
+                  timestep_spacing="leading")
     s.set_timesteps(S)
     assert s.timesteps.tolist() == tau[::-1]
     draws = iter(noise.draws)
@@ -140,7 +141,8 @@ def test_plms_equals_diffusers(S):
     tau = timesteps("uniform", S)
     model = Recording(MODEL)
     ours = sample_plms(model, X_T, tau, SCHEDULE)
-    s = scheduler(diffusers.PNDMScheduler, skip_prk_steps=True, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+    s = scheduler(diffusers.PNDMScheduler, skip_prk_steps=True, set_alpha_to_one=True, steps_offset=0,
+                  timestep_spacing="leading")
     s.set_timesteps(S)
     assert model.t == s.timesteps.tolist()
     assert max_diff(ours, run(s, X_T)) < 1e-12
@@ -152,7 +154,8 @@ def test_pndm_equals_diffusers(S):
     tau = timesteps("uniform", S)
     model = Recording(MODEL)
     ours = sample_pndm(model, X_T, tau, SCHEDULE)
-    s = scheduler(diffusers.PNDMScheduler, skip_prk_steps=False, set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
+    s = scheduler(diffusers.PNDMScheduler, skip_prk_steps=False, set_alpha_to_one=True, steps_offset=0,
+                  timestep_spacing="leading")
     s.set_timesteps(S)
     assert model.t == s.timesteps.tolist()
     assert max_diff(ours, run(s, X_T)) < 1e-12
@@ -266,7 +269,8 @@ ORDER_STEPS = [20, 40, 80, 160]
 def convergence(name):
     """RMS error of x_0 against the exact flow on the gaussian64 data (mean a gradient image, std 0.5), 256 samples,
     on a schedule linear in log-SNR (lambda 10 -> -5 over t = 0..960) with tau = 0, 960/S, ..., 960: equal steps in
-    lambda, so error ~ C h^p shows the order p; the first-order step from sigma/alpha = e^-10 into the data adds < 1e-8."""
+    lambda, so error ~ C h^p shows the order p; the first-order step from sigma / alpha = e^-10 into the data adds
+    < 1e-8."""
     data, schedule = exact_mixture("gaussian64"), log_snr_linear_schedule()
     model = data.eps_model(schedule)
     x_T = torch.randn(256, *data.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -401,11 +405,12 @@ def test_tau_without_room_is_refused_before_any_evaluation():
         sample_unipc(never_called, X_T, [], SCHEDULE)
 
 
-# --- batch independence ------------------------------------------------------------------------------------------------
+# --- batch independence --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,eta", [(n, 0.0) for n in DETERMINISTIC] + [("ddim", 0.0), ("ddim", 1.0), ("ddim", "hat")])
+@pytest.mark.parametrize("name,eta", [(n, 0.0) for n in DETERMINISTIC] + [("ddim", e) for e in (0.0, 1.0, "hat")])
 def test_images_do_not_depend_on_the_batch(name, eta):
-    """Images 0..7 sampled in one batch and in batches of 3, 3, 2 (noise and x_T from per-image streams): bitwise equal."""
+    """Images 0..7 sampled in one batch and in batches of 3, 3, 2 (x_T and noise from per-image streams): bitwise
+    equal."""
     sample, tau = get_sampler(name).sample, timesteps("uniform", 10)
 
     def images(indices):
@@ -416,7 +421,7 @@ def test_images_do_not_depend_on_the_batch(name, eta):
     assert torch.equal(whole, torch.cat([images(idx) for idx in ([0, 1, 2], [3, 4, 5], [6, 7])]))
 
 
-# --- smoke on the shipped digits U-Net -----------------------------------------------------------------------------------
+# --- smoke on the shipped digits U-Net ------------------------------------------------------------------------------
 
 def test_every_sampler_runs_on_the_digits_unet():
     from omegaconf import OmegaConf
