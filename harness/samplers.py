@@ -413,25 +413,26 @@ def _uni_update(
     x: torch.Tensor, s: _Level, t: _Level, m_s: torch.Tensor, above: tuple[float, torch.Tensor] | None,
     m_t: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One UniP-p (``m_t`` None) or UniC-p update from level s to level t, B(h) = e^{-h} - 1 (bh2), data prediction.
+    """One UniP-p (``m_t`` None) or UniC-p update from level s to level t, bh2, data prediction.
 
-    p = 2 when ``above`` = (lambda, data prediction) of the level before s is given, else 1. With hh = -h,
-    B = e^{hh} - 1, b_1 = (B / hh - 1) / B, b_2 = 2 ((B / hh - 1) / hh - 1/2) / B, r1 = (lambda_above - lambda_s) / h
+    p = 2 when ``above`` = (lambda, data prediction) of the level before s is given, else 1. With
+    h = lambda_t - lambda_s, hh = -h, B = e^{hh} - 1, b_1 = (B / hh - 1) / B, b_2 = 2 ((B / hh - 1) / hh - 1/2) / B, r1 = (lambda_above - lambda_s) / h
     and D1 = (m_above - m_s) / r1 (UniPC's UniP-p / UniC-p, Zhao et al., NeurIPS 2023, in data-prediction form):
         base  = (sigma_t / sigma_s) x_s - alpha_t B m_s
         UniP-1: base;                          UniP-2: base - alpha_t B D1 / 2   (rho_p = 1/2, as in the paper's code)
         UniC-1: base - alpha_t B (m_t - m_s) / 2
         UniC-2: base - alpha_t B (rho_1 D1 + rho_t (m_t - m_s)),  [[1, 1], [r1, 1]] (rho_1, rho_t) = (b_1, b_2)
     """
-    hh = -(t.lam - s.lam)
-    big_b = math.expm1(hh)
+    h = t.lam - s.lam
+    hh, big_b = -h, math.expm1(-h)
     base = (t.sigma / s.sigma) * x - t.alpha * big_b * m_s
-    d1 = None if above is None else (above[1] - m_s) / ((above[0] - s.lam) / -hh)
+    if above is not None:
+        r1 = (above[0] - s.lam) / h
+        d1 = (above[1] - m_s) / r1
     if m_t is None:
-        return base if d1 is None else base - t.alpha * big_b * 0.5 * d1
-    if d1 is None:
+        return base if above is None else base - t.alpha * big_b * 0.5 * d1
+    if above is None:
         return base - t.alpha * big_b * 0.5 * (m_t - m_s)
-    r1 = (above[0] - s.lam) / -hh
     g1 = big_b / hh - 1
     b1, b2 = g1 / big_b, 2 * (g1 / hh - 0.5) / big_b
     rho_1 = (b1 - b2) / (1 - r1)
@@ -449,15 +450,16 @@ def sample_unipc(
     noise: ImageNoise | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """UniPC-2 with B(h) = e^h - 1 ("bh2"), data prediction (Zhao et al., NeurIPS 2023, sec. 3): UniP-2 + UniC.
+    """UniPC-2, B(h) = e^h - 1 ("bh2"), data prediction (Zhao et al., NeurIPS 2023, sec. 3): UniP-2 + UniC.
 
     At each level s_i the model is evaluated once, at the predicted state; that evaluation first corrects the state
     (UniC, which re-does the previous step with the new data prediction, raising its order by one at no extra NFE),
-    then the predictor UniP steps on from the corrected state (formulas in ``_uni_update``). The predictor's order is
-    min(2, i + 1): one past data prediction is needed for order 2. The step into the data is the first-order step,
-    x_0 = the data prediction at tau_0; a correction there would be discarded by it and is skipped. This is diffusers'
-    UniPCMultistepScheduler(solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True,
-    final_sigmas_type="zero"). NFE = len(tau).
+    then the predictor UniP steps on from the corrected state (formulas in ``_uni_update``, where h is the step in
+    the data-prediction variable, -(lambda_t - lambda_s)). The predictor's order is min(2, i + 1): one past data
+    prediction is needed for order 2; with the corrector, UniPC-p is of order p + 1, so 3 here (the registry's order).
+    The step into the data is the first-order step, x_0 = the data prediction at tau_0; a correction there would be
+    discarded by it and is skipped. This is diffusers' UniPCMultistepScheduler(solver_order=2, solver_type="bh2",
+    predict_x0=True, lower_order_final=True, final_sigmas_type="zero"). NFE = len(tau).
     """
     tau = _prepare("unipc", tau, schedule, eta)
     x, above, last = x_T, None, None  # last: the previous predictor's (x_s, s, t, m_s, above) for the corrector

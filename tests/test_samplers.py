@@ -38,6 +38,9 @@ from harness.samplers import (  # noqa: E402
 from harness.schedule import NoiseSchedule  # noqa: E402
 from harness.trajectory import timesteps  # noqa: E402
 
+# diffusers 0.42.1 calls np.array on torch tensors when it builds sigma tables; numpy 2 warns about it there.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 SCHEDULE = NoiseSchedule.linear()
 DETERMINISTIC = [name for name, info in SAMPLERS.items() if not info.stochastic]
 
