@@ -32,7 +32,6 @@ from .eta import SIGMA_HAT, Eta, eta_label, parse_eta
 from .names import Param
 
 JOBS = ("sample", "recon", "timing")
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names that end up in file paths and MLflow names
 
 
@@ -114,10 +113,17 @@ class Cell:
         _safe_name("model.name", model.get("name"))
         diffusion = _frozen(cfg.diffusion)
         T = _int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
-        S = cfg.S
-        tau = tuple(timesteps(cfg.trajectory, S, T))  # a known trajectory and 1 <= S <= T
+        from .samplers import check_eta, get_sampler, steps_for_nfe
+
+        sampler = get_sampler(cfg.get("sampler", "ddim")).name
+        if job == "recon" and sampler != "ddim":
+            raise HarnessError(f"job=recon encodes and decodes with DDIM (eta=0); it takes no sampler={sampler}: "
+                               "drop the sampler override.")
         eta = parse_eta(cfg.eta)
-        sampler = _sampler_name(cfg.get("sampler", "ddim"), eta)
+        check_eta(sampler, eta)
+        target = cfg.get("nfe")
+        S = cfg.S if target is None else steps_for_nfe(sampler, target, cfg.trajectory, T)
+        tau = tuple(timesteps(cfg.trajectory, S, T))  # a known trajectory and 1 <= S <= T
         N = _int("N", cfg.N, 2, "Metrics need at least 2 images per repeat (the paper used 50,000).")
         repeats = _int("repeats", cfg.get("repeats", 1), 1, "Set repeats=<number of disjoint image ranges scored>.")
         seed = _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
@@ -125,9 +131,12 @@ class Cell:
         threads = cfg.get("threads")
         if threads is not None:
             _int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
-        precision = cfg.precision
-        if precision not in PRECISIONS:
-            raise HarnessError(f"Unknown precision {precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
+        from .acceleration import check_compile_mode
+        from .noise import check_noise_scheme
+        from .runtime import check_precision
+
+        precision = check_precision(cfg.precision)
+        noise, compile_mode = check_noise_scheme(cfg.noise), check_compile_mode(cfg.compile)
         arch = model.get("architecture") or {}
         if arch and (int(arch["in_channels"]), int(arch["resolution"])) != (int(dataset["channels"]), int(dataset["image_size"])):
             raise HarnessError(
@@ -135,18 +144,28 @@ class Cell:
                 f"dataset={dataset['name']} has {dataset['channels']}x{dataset['image_size']}x{dataset['image_size']}; "
                 f"choose model={dataset['name']} (or the model trained on it)."
             )
+        analytic = model.get("kind") == "analytic"
+        if analytic and (precision != "fp32" or compile_mode != "none"):
+            raise HarnessError(f"model={model['name']} is the exact eps* of its data (no network): it runs in fp32 "
+                               "without compile; drop the precision/compile overrides.")
+        if (dataset.get("kind") == "exact") != analytic:
+            raise HarnessError(f"dataset={dataset['name']} and model={model['name']} do not go together: exact-score "
+                               "data needs its analytic model and vice versa; choose model=<the dataset's name>.")
+        if analytic and job == "recon":
+            raise HarnessError(f"dataset={dataset['name']} has no held-out images to reconstruct: use job=sample.")
+        device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
         fail_after = cfg.get("debug", {}).get("fail_after_batches")
         cell = cls(
             job=job, dataset=dataset, model=model, metrics=_frozen(cfg.metrics), job_options=_frozen(cfg.job),
             diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
-            repeats=repeats, seed=seed, precision=precision, noise=str(cfg.get("noise", "cpu-generator")),
-            compile=str(cfg.get("compile", "none")), batch_size=batch_size, device=str(cfg.device), threads=threads,
-            progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
-            dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
+            repeats=repeats, seed=seed, precision=precision, noise=noise, compile=compile_mode, batch_size=batch_size,
+            threads=threads, progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
+            device=device, dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
             tracking=Tracking(cfg.tracking.get("uri"), str(cfg.tracking.experiment)),
             fail_after_batches=None if fail_after is None else int(fail_after),
             config=_frozen(cfg),
         )
+        cell.nfe  # a tau the sampler refuses (repeated or too close timesteps) is refused here
         cell.process_steps  # eta > 1 is refused here when eq. (12) is undefined for this tau
         return cell
 
@@ -154,6 +173,11 @@ class Cell:
     @property
     def T(self) -> int:
         return int(self.diffusion["T"])
+
+    @property
+    def is_exact(self) -> bool:
+        """Exact-score data (harness.analytic): samples are scored against the true law, not images."""
+        return self.dataset.get("kind") == "exact"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -164,6 +188,10 @@ class Cell:
         from .schedule import NoiseSchedule
 
         d = self.diffusion
+        if d.get("schedule", "linear") == "log_snr":
+            from .analytic import log_snr_linear_schedule
+
+            return log_snr_linear_schedule(int(d["T"]), float(d["lambda_max"]), float(d["lambda_min"]))
         return NoiseSchedule.linear(int(d["T"]), float(d["beta_start"]), float(d["beta_end"]))
 
     @cached_property
@@ -173,9 +201,15 @@ class Cell:
         return process_steps(self.tau, self.schedule, self.eta)
 
     @property
+    def sampler_info(self):
+        from .samplers import get_sampler
+
+        return get_sampler(self.sampler)
+
+    @property
     def nfe(self) -> int:
-        """Network evaluations per image that the sampler needs along tau (a recon job runs it twice)."""
-        return len(self.tau)
+        """Network evaluations per image that the sampler spends along tau (a recon job runs DDIM both ways)."""
+        return len(self.tau) if self.job == "recon" else self.sampler_info.nfe(self.tau)
 
     @property
     def eta_label(self) -> str:
@@ -189,7 +223,7 @@ class Cell:
     @property
     def run_name(self) -> str:
         """What differs inside a sweep first (MLflow's list cuts long names): ``S=100 eta=1 digits/sample``."""
-        lead = f"S={self.S} eta={self.eta_label}" if self.sampler == "ddim" else f"{self.sampler} S={self.S}"
+        lead = f"S={self.S} eta={self.eta_label}" if self.sampler == "ddim" else f"{self.sampler} NFE={self.nfe} S={self.S}"
         return f"{lead} {self.dataset['name']}/{self.job}"
 
     @property
@@ -238,12 +272,6 @@ class Cell:
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
             Param.NOISE: self.noise, Param.COMPILE: self.compile,
         }
-
-
-def _sampler_name(name: Any, eta: Eta) -> str:
-    if name != "ddim":
-        raise HarnessError(f"Unknown sampler {name!r}: choose sampler=ddim.")
-    return name
 
 
 def check_environment(cell: Cell) -> None:

@@ -1,9 +1,10 @@
 """Sampling the images of a cell in batches into its shard store, so an interrupted cell resumes exactly.
 
-Image i is ``sample_seeded(..., indices=[i], base_seed=seed)``: it depends on (seed, i) only. Each batch is written
-to the store as soon as it is done; a rerun samples only the indices the store lacks, so the final images are exactly
-those of an uninterrupted run, whatever the batch sizes of the two runs. A network output that is not finite stops
-the cell with a message naming the images and the step, instead of turning into black images and a silly FID.
+Image i draws x_T and all its noise from its own (seed, i) stream (harness.noise), so it depends on (seed, i) only.
+Each batch is written to the store as soon as it is done; a rerun samples only the indices the store lacks, so the
+final images are exactly those of an uninterrupted run, whatever the batch sizes of the two runs. The network is
+wrapped in a counter, so the evaluations per image are counted, not assumed. A network output that is not finite
+stops the cell with a message naming the images and the step, instead of turning into black images and a silly FID.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import torch
 
 from .errors import HarnessError
 from .images import to_uint8
+from .noise import DEFAULT_NOISE_SCHEME, ImageNoise
 from .runtime import synchronize
-from .sampling import Model, sample_seeded
+from .samplers import CountingModel, SamplerInfo
+from .sampling import Model
 from .schedule import NoiseSchedule
 from .shards import ShardStore
 
@@ -26,6 +29,7 @@ from .shards import ShardStore
 class Generated:
     sampled: int  # images sampled by this call (the rest were in the store)
     seconds: float  # wall time of this call's sampling (device-synchronised)
+    nfe: float | None  # network evaluations per image, counted (None when nothing was sampled)
 
 
 def _check_finite(indices: Sequence[int]):
@@ -41,10 +45,20 @@ def _check_finite(indices: Sequence[int]):
     return check
 
 
+def sample_batch(sampler: SamplerInfo, model: Model, indices: Sequence[int], seed: int, shape: Sequence[int],
+                 tau: Sequence[int], schedule: NoiseSchedule, eta: float | str, device: torch.device,
+                 noise_scheme: str = DEFAULT_NOISE_SCHEME, callback=None) -> torch.Tensor:
+    """The images ``indices`` of a cell, each from its own (seed, index) noise stream."""
+    noise = ImageNoise(seed, indices, device, scheme=noise_scheme)
+    x_T = noise.randn(*shape)
+    return sampler.sample(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)
+
+
 def generate(
     model: Model,
     store: ShardStore,
     *,
+    sampler: SamplerInfo,
     n: int,
     seed: int,
     tau: Sequence[int],
@@ -52,12 +66,14 @@ def generate(
     eta: float | str,
     batch_size: int,
     device: torch.device,
+    noise_scheme: str = DEFAULT_NOISE_SCHEME,
     progress=None,
     after_batch: Callable[[int], None] | None = None,
 ) -> Generated:
     """Sample the images 0..n-1 that ``store`` lacks. ``after_batch(k)`` runs after the k-th new batch."""
     todo = store.missing(n)
-    nfe = len(tau)
+    counted = CountingModel(model)
+    steps = len(tau)
     if progress is not None:
         progress.update(n - len(todo))
     start = time.perf_counter()
@@ -68,11 +84,12 @@ def generate(
         def step(i, t, x, x0, idx=idx, check=check):
             check(i, t, x, x0)
             if progress is not None:
-                progress.update(len(idx) / nfe)
+                progress.update(len(idx) / steps)
 
-        x = sample_seeded(model, idx, seed, store.shape, tau, schedule, eta, device, callback=step)
-        store.write(idx, to_uint8(x).cpu())
+        x = sample_batch(sampler, counted, idx, seed, store.shape, tau, schedule, eta, device, noise_scheme, step)
+        store.write(idx, (to_uint8(x) if store.dtype == torch.uint8 else x.to(store.dtype)).cpu())
         if after_batch is not None:
             after_batch(k + 1)
     synchronize(device)
-    return Generated(sampled=len(todo), seconds=time.perf_counter() - start)
+    nfe = counted.image_evaluations / len(todo) if todo else None
+    return Generated(sampled=len(todo), seconds=time.perf_counter() - start, nfe=nfe)

@@ -94,6 +94,15 @@ class Autocast(torch.nn.Module):
             return self.model(x, t).float()
 
 
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise HarnessError(f"Unknown precision {precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
+    return precision
+
+
 def apply_precision(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
     """fp32 (default, the paper's), tf32 (CUDA matmul/conv in TF32), bf16 or fp16 autocast. Off unless asked."""
     if device.type == "cuda":

@@ -75,7 +75,8 @@ def _interior(schedule: NoiseSchedule, top: int, bottom: int, target: float) -> 
 
 # --- validation and expected NFE ---------------------------------------------------------------------------------
 
-def _refuse_eta(name: str, eta: float | str) -> None:
+def check_eta(name: str, eta: float | str) -> None:
+    """Only ``ddim`` takes eta; the others refuse any eta but 0 with a message naming the fix."""
     if parse_eta(eta) != 0.0:
         raise HarnessError(
             f"Sampler {name!r} is a deterministic ODE solver and takes no eta (got eta={eta!r}): set eta=0, "
@@ -150,7 +151,7 @@ def nfe_heun(tau: Sequence[int]) -> int:
 
 def _prepare(name: str, tau: Sequence[int], schedule: NoiseSchedule, eta: float | str) -> list[int]:
     """Refuse eta, validate tau (via the sampler's NFE rule) and its range, before any network call."""
-    _refuse_eta(name, eta)
+    check_eta(name, eta)
     SAMPLERS[name].nfe(tau)
     tau = [int(t) for t in tau]
     if tau[-1] >= schedule.T:

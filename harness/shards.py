@@ -1,6 +1,6 @@
 """The sampled images of a cell on disk: index-named shards, each written atomically as soon as its batch is done.
 
-A shard ``<first>-<last>.pt`` holds uint8 images [n, C, H, W], their image indices and a sha256 of both, checked on
+A shard ``<first>-<last>.pt`` holds images [n, C, H, W] (uint8; float32 samples for exact-score data), their indices and a sha256 of both, checked on
 every load: a shard that is unreadable, of another shape, or whose contents do not match its checksum (a tampered or
 damaged file) is deleted with a warning, and its images are sampled again. ``ShardImages`` streams images in index
 order from the shards, one shard in memory at a time, so scoring a 50,000-image LSUN cell does not hold all images.
@@ -31,8 +31,8 @@ def _checksum(indices: torch.Tensor, images: torch.Tensor) -> str:
 
 
 class ShardStore:
-    def __init__(self, folder: Path, shape: Sequence[int]):
-        self.folder, self.shape = Path(folder), tuple(shape)
+    def __init__(self, folder: Path, shape: Sequence[int], dtype: torch.dtype = torch.uint8):
+        self.folder, self.shape, self.dtype = Path(folder), tuple(shape), dtype
         self._where: dict[int, Path] | None = None
 
     def clear(self) -> None:
@@ -44,7 +44,7 @@ class ShardStore:
         try:
             shard = torch.load(path, map_location="cpu", weights_only=True)
             idx, imgs, digest = shard["indices"], shard["images"], shard["sha256"]
-            ok = tuple(imgs.shape[1:]) == self.shape and imgs.dtype == torch.uint8 and len(idx) == len(imgs)
+            ok = tuple(imgs.shape[1:]) == self.shape and imgs.dtype == self.dtype and len(idx) == len(imgs)
             if ok and _checksum(idx, imgs) == digest:
                 return idx, imgs
             reason = "its checksum does not match its contents" if ok else f"images of shape {tuple(imgs.shape[1:])}"
@@ -83,7 +83,7 @@ class ShardStore:
 
 
 class ShardImages(Dataset):
-    """Images 0..n-1 of a store as a Dataset of uint8 [C, H, W], read shard by shard (one in memory)."""
+    """Images 0..n-1 of a store as a Dataset of [C, H, W] tensors, read shard by shard (one in memory)."""
 
     def __init__(self, store: ShardStore, n: int):
         where = store.index()
@@ -109,5 +109,8 @@ class ShardImages(Dataset):
         return self._rows[i]
 
     def head(self, k: int) -> torch.Tensor:
-        """The first k images as one uint8 tensor (for the sample grid)."""
+        """The first k images as one tensor (for the sample grid)."""
         return torch.stack([self[i] for i in range(min(k, self.n))])
+
+    def all(self) -> torch.Tensor:
+        return self.head(self.n)

@@ -444,7 +444,7 @@ def test_images_do_not_depend_on_the_batch(name, eta):
 def test_every_sampler_runs_on_the_digits_unet():
     from omegaconf import OmegaConf
 
-    from harness.checkpoints import load_checkpoint
+    from harness.model_loading import load_checkpoint
 
     model, _ = load_checkpoint(OmegaConf.load("conf/model/digits.yaml"))
     x_T = ImageNoise(0, range(4)).randn(1, 8, 8)

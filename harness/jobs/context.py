@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..cell import Cell
-from ..names import Tag
+from ..names import Metric, Tag
 from ..progress import Progress
 from ..tracking import Run
 
@@ -28,15 +28,30 @@ class JobContext:
     headline: str | None = None  # the headline metric with its interval, for the console and the sweep summary
 
     def load_model(self) -> torch.nn.Module:
-        """The cell's network with its checkpoint, on the job's device, in eval mode, precision applied; recorded."""
+        """The cell's network with its checkpoint, on the job's device, in eval mode, with the precision and compile
+        mode applied; recorded. A compiled model is warmed up here, so its compile time is logged apart
+        (``compile_seconds``) and not counted as sampling time."""
+        from ..acceleration import prepare_model, warm_up
         from ..model_loading import load_checkpoint
-        from ..runtime import apply_precision
 
-        model, info = load_checkpoint(self.cell.model)
+        cell = self.cell
+        if cell.model.get("kind") == "analytic":
+            from ..analytic import exact_mixture
+
+            self.run.set_tags({"model_kind": "analytic", "mixture": cell.model["mixture"]})
+            return exact_mixture(cell.model["mixture"]).eps_model(cell.schedule)
+        model, info = load_checkpoint(cell.model)
         self.run.set_tags({Tag.CHECKPOINT_SHA256: info.get("sha256"),
                            Tag.CHECKPOINT_PATH: Path(info["path"]).name if info.get("path") else None,
                            Tag.CHECKPOINT_WEIGHTS: info.get("weights")})
-        return apply_precision(model.to(self.device).eval(), self.cell.precision, self.device)
+        model, record = prepare_model(model.to(self.device).eval(), precision=cell.precision, compile=cell.compile,
+                                      device=self.device)
+        self.run.set_tags({f"acceleration.{k}": v for k, v in record.items()})
+        if cell.compile != "none":
+            x = torch.zeros((min(cell.batch_size, cell.n_images), *cell.image_shape), device=self.device)
+            t = torch.full((1,), float(cell.tau[-1]), device=self.device)
+            self.run.log_metrics({Metric.COMPILE_SECONDS: warm_up(model, x, t)})
+        return model
 
     def progress(self, total: int, what: str, unit: str = "img") -> Progress:
         return Progress(total, f"{self.label}: {what}", unit, enabled=self.cell.progress, lines=self.parallel)

@@ -1,14 +1,18 @@
-"""The sample job (Tables 1 and 3): sample the cell's K x N images, time the sampler, score each repeat with the
-metric suite (harness.metrics) and log every repeat's values and their summary."""
+"""The sample job (Tables 1 and 3, the sampler grids): sample the cell's K x N images, time the sampler, score each
+repeat (the metric suite of harness.metrics, or harness.exact for exact-score data) and log every repeat's values
+and their summary."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from ..generate import generate
-from ..images import save_grid
+from ..images import save_grid, to_uint8
 from ..metrics import Scoring, headline_text, score, summarize
 from ..names import Metric, Tag
 from ..shards import ShardStore
@@ -25,47 +29,85 @@ def scoring_of(cell) -> Scoring:
 
 def run(ctx: JobContext) -> dict:
     cell = ctx.cell
-    scoring = scoring_of(cell)
     model = ctx.load_model()
-    store = ShardStore(cell.images_dir, cell.image_shape)
+    store = ShardStore(cell.images_dir, cell.image_shape, torch.float32 if cell.is_exact else torch.uint8)
     if cell.force:
         store.clear()  # force resamples; reusing shards is what resume does
     n = cell.n_images
     progress = ctx.progress(n, "sampling")
-    gen = generate(model, store, n=n, seed=cell.seed, tau=cell.tau, schedule=cell.schedule, eta=cell.eta,
-                   batch_size=cell.batch_size, device=ctx.device, progress=progress, after_batch=ctx.after_batch)
+    gen = generate(model, store, sampler=cell.sampler_info, n=n, seed=cell.seed, tau=cell.tau, schedule=cell.schedule,
+                   eta=cell.eta, batch_size=cell.batch_size, device=ctx.device, noise_scheme=cell.noise,
+                   progress=progress, after_batch=ctx.after_batch)
     progress.close()
     metrics = {Metric.IMAGES_SAMPLED: gen.sampled}
     if gen.sampled:
         metrics.update({Metric.SAMPLING_SECONDS: gen.seconds, Metric.SECONDS_PER_IMAGE: gen.seconds / gen.sampled,
                         Metric.IMAGES_PER_SECOND: gen.sampled / gen.seconds,
-                        Metric.SECONDS_PER_NFE_IMAGE: gen.seconds / (gen.sampled * cell.nfe)})
-    images = store.images(n)
-    with tempfile.TemporaryDirectory() as tmp:
-        grid = save_grid(images.head(int(cell.job_options["grid_images"])), Path(tmp) / "samples.png", nrow=10,
-                         scale=int(cell.job_options["grid_scale"]))
-        ctx.run.log_artifact(grid)
+                        Metric.SECONDS_PER_NFE_IMAGE: gen.seconds / (gen.sampled * cell.nfe),
+                        Metric.NFE_COUNTED: gen.nfe})
     ctx.run.log_metrics(metrics)
+    images = store.images(n)
+    _log_grid(ctx, images.head(int(cell.job_options["grid_images"])))
 
     start = time.perf_counter()
-    per_repeat = score(images, cell.repeats, scoring, ctx.device, ctx.progress)
+    per_repeat, spaces, against = (_score_exact(ctx, images) if cell.is_exact else _score_images(ctx, images))
     summary = summarize(per_repeat)
     summary[Metric.SCORING_SECONDS] = time.perf_counter() - start
-    ctx.run.set_tags({Tag.FEATURE_EXTRACTOR: scoring.feature_extractor, Tag.FID_REFERENCE: scoring.reference,
-                      Tag.HEADLINE_METRIC: cell.metrics["headline"],
-                      **{Tag.FEATURES_PREFIX + m: scoring.feature_space(m) for m in scoring.metrics}})
-    ctx.run.log_dataset(scoring.reference, digest=reference_digest(scoring), source=f"torch-fidelity input {scoring.reference}")
+    headline = cell.metrics["headline"]
+    ctx.run.set_tags({Tag.HEADLINE_METRIC: headline, Tag.SAMPLER_ORDER: cell.sampler_info.order,
+                      **{Tag.FEATURES_PREFIX + m: space for m, space in spaces.items()}})
     ctx.run.log_metrics(summary)
     metrics.update(summary)
-    headline = cell.metrics["headline"]
     ctx.headline = headline_text(summary, headline)
     per_image = f", {1000 * metrics[Metric.SECONDS_PER_IMAGE]:.2f} ms/img" if gen.sampled else " (all from shards)"
-    ctx.summary = (f"{ctx.headline} [{scoring.feature_space(headline)} vs {scoring.reference}], "
-                   f"{cell.repeats} x {cell.N} images, NFE {cell.nfe}{per_image}")
+    ctx.summary = (f"{ctx.headline} [{spaces[headline]} vs {against}], {cell.repeats} x {cell.N} images, "
+                   f"NFE {cell.nfe}{per_image}")
     return metrics
 
 
-def reference_digest(scoring: Scoring) -> str:
+def _score_images(ctx: JobContext, images) -> tuple[list[dict], dict[str, str], str]:
     from ..references import datasets_root, reference_fingerprint
 
-    return reference_fingerprint(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root))
+    scoring = scoring_of(ctx.cell)
+    per_repeat = score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress)
+    ctx.run.set_tags({Tag.FEATURE_EXTRACTOR: scoring.feature_extractor, Tag.FID_REFERENCE: scoring.reference})
+    digest = reference_fingerprint(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root))
+    ctx.run.log_dataset(scoring.reference, digest=digest, source=f"torch-fidelity input {scoring.reference}")
+    return per_repeat, {m: scoring.feature_space(m) for m in scoring.metrics}, scoring.reference
+
+
+def _score_exact(ctx: JobContext, images) -> tuple[list[dict], dict[str, str], str]:
+    from ..analytic import exact_mixture
+    from ..exact import score_exact
+
+    cell = ctx.cell
+    mixture = exact_mixture(cell.model["mixture"])
+    per_repeat = score_exact(images.all(), cell.repeats, mixture, seed=cell.seed, tau=cell.tau, schedule=cell.schedule,
+                             noise_scheme=cell.noise, deterministic=cell.eta == 0)
+    digest = hashlib.sha256(mixture.means.numpy().tobytes() + mixture.stds.numpy().tobytes()).hexdigest()
+    ctx.run.log_dataset(mixture.name, digest=digest, source=f"harness.analytic: {mixture.description}")
+    spaces = {name: "true law" if name == Metric.FD_TRUE else "exact flow" for name in per_repeat[0]}
+    return per_repeat, spaces, f"the true {mixture.name} law"
+
+
+def _log_grid(ctx: JobContext, first: torch.Tensor) -> None:
+    """samples.png: the first images (a scatter plot for 2-D data)."""
+    cell = ctx.cell
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "samples.png"
+        if cell.image_shape[1:] == (1, 1):
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(4, 4))
+            points = first.flatten(1).float().numpy()
+            ax.scatter(points[:, 0], points[:, 1], s=4)
+            ax.set_aspect("equal")
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+        else:
+            images = first if first.dtype == torch.uint8 else to_uint8(first)
+            save_grid(images, path, nrow=10, scale=int(cell.job_options["grid_scale"]))
+        ctx.run.log_artifact(path)

@@ -12,7 +12,6 @@ import time
 from ..names import Metric, Tag
 from ..noise import ImageNoise
 from ..runtime import synchronize
-from ..sampling import sample
 from .context import JobContext
 
 
@@ -20,18 +19,18 @@ def run(ctx: JobContext) -> dict:
     cell = ctx.cell
     model = ctx.load_model()
     b, nfe = cell.batch_size, cell.nfe
-    noise = ImageNoise(cell.seed, range(b), ctx.device)
+    noise = ImageNoise(cell.seed, range(b), ctx.device, scheme=cell.noise)
     x_T = noise.randn(*cell.image_shape)
 
     def once(tau) -> float:
         synchronize(ctx.device)
         t0 = time.perf_counter()
-        sample(model, x_T, tau, cell.schedule, cell.eta, noise)
+        cell.sampler_info.sample(model, x_T, tau, cell.schedule, eta=cell.eta, noise=noise)
         synchronize(ctx.device)
         return time.perf_counter() - t0
 
     for _ in range(int(cell.job_options["warmup"])):
-        once(cell.tau[-2:])  # two steps warm kernels and allocator without paying for the whole trajectory
+        once(cell.tau[-3:])  # a few steps warm kernels and allocator without paying for the whole trajectory
     times = []
     for r in range(int(cell.job_options["repeats"])):
         times.append(once(cell.tau))
