@@ -77,6 +77,8 @@ def _interior(schedule: NoiseSchedule, top: int, bottom: int, target: float) -> 
 
 def check_eta(name: str, eta: float | str) -> None:
     """Only ``ddim`` takes eta; the others refuse any eta but 0 with a message naming the fix."""
+    if SAMPLERS[name].uses_eta:
+        return
     if parse_eta(eta) != 0.0:
         raise HarnessError(
             f"Sampler {name!r} is a deterministic ODE solver and takes no eta (got eta={eta!r}): set eta=0, "
