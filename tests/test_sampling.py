@@ -158,8 +158,8 @@ def test_sample_statistics_approach_the_data_as_S_grows(eta):
         noise = BatchNoise(3, 20_000)
         x = sample(model, noise.randn(2), timesteps("uniform", S), SCHEDULE, eta, noise).double()
         errors[S] = float((x.mean(0) - 0.3).abs().max() + (x.std(0) - 0.5).abs().max())
-    assert errors[10] > errors[100] > errors[1000] or errors[1000] < 0.02, errors
-    assert errors[10] > 2 * errors[1000], errors
+    # measured: S=10 ~0.13 (eta 0) / 0.17 (eta 1), S=100 ~0.02 / 0.04, S=1000 ~0.006 / 0.009 (Monte Carlo floor ~0.006)
+    assert errors[10] > errors[100] > errors[1000], errors
     assert errors[1000] < 0.03, errors
 
 
