@@ -1,16 +1,16 @@
 """The README's main command end to end, and where its time goes.
 
-Runs ``python -m harness -m eta=0,0.2,0.5,1 S=10,20,50,100 N=<N> progress=false <extra>`` as a subprocess in a
-temporary working directory (fresh SQLite store ``mlflow.db``, fresh ``DDIM_HARNESS_CACHE``, so the first FID
-computes the reference statistics), measures its wall time, then reads the runs back from the store and reports,
-per cell and in total: sampling seconds (metric ``sampling_seconds``), FID seconds (metric ``fid_seconds``), and
-the rest of each job (MLflow run end - start minus those two: model loading, logging, artifacts); then the whole
-command's wall time against the sum of the job times (> 1: jobs ran in parallel; the command's wall time also
-holds Hydra's and each worker's start-up, which come before a run starts). Checks that every cell has one FINISHED
-run, and prints the FID table (eta x S).
+Runs ``python -m harness -m eta=0,0.2,0.5,1 S=10,20,50,100 progress=false <extra>`` as a subprocess in a temporary
+working directory (fresh SQLite store ``mlflow.db``, fresh ``DDIM_HARNESS_CACHE``, so the first cell computes the
+reference features), measures its wall time, then reads the cells' runs back from the store and reports, per cell
+and in total: sampling seconds (metric ``sampling_seconds``), scoring seconds (metric ``fid_seconds``: the whole
+metric suite over every repeat), and the rest of each job (MLflow run end - start minus those two: model loading,
+logging, artifacts); then the whole command's wall time against the sum of the job times (> 1: jobs ran in
+parallel; the wall time also holds Hydra's and each worker's start-up). Checks that every cell has one FINISHED
+run, and prints the FID table (eta x S) with the 95% intervals over repeats.
 
-    python benchmarks/default_grid.py                   # the README's grid, N=1000
-    python benchmarks/default_grid.py --N 100 --extra hydra.launcher.n_jobs=1
+    python benchmarks/default_grid.py                   # the README's grid with the default N and repeats
+    python benchmarks/default_grid.py --extra N=100 repeats=2 hydra.launcher.n_jobs=1
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def read_runs(workdir: Path) -> list[dict]:
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("ddim-harness")
-    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+    runs = client.search_runs([exp.experiment_id], "tags.kind = 'cell'", max_results=1000) if exp else []
     cells = []
     for r in runs:
         m, end = r.data.metrics, r.info.end_time
@@ -43,6 +43,8 @@ def read_runs(workdir: Path) -> list[dict]:
         cells.append({
             "eta": r.data.params.get("eta"), "S": int(r.data.params.get("S", 0)), "nfe": r.data.params.get("nfe"),
             "status": r.info.status, "run_id": r.info.run_id, "fid": m.get("fid"),
+            "fid_ci95": [m.get("fid_ci95_low"), m.get("fid_ci95_high")], "N": r.data.params.get("N"),
+            "repeats": r.data.params.get("repeats"),
             "job_s": job_s, "sampling_s": sampling, "fid_s": fid_s,
             "rest_s": job_s - (sampling or 0) - (fid_s or 0) if job_s is not None else None,
             "start_ms": r.info.start_time, "end_ms": end, "threads": r.data.tags.get("threads"),
@@ -52,7 +54,6 @@ def read_runs(workdir: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--N", type=int, default=1000, help="images per cell (the README's default 1000)")
     parser.add_argument("--eta", default="0,0.2,0.5,1", help="the sweep's eta values (the README's)")
     parser.add_argument("--S", default="10,20,50,100", help="the sweep's S values (the README's)")
     parser.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides, e.g. hydra.launcher.n_jobs=1")
@@ -65,8 +66,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="default-grid-"))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(DDIM_HARNESS_CACHE=str(workdir / "cache"), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "harness", "-m", f"eta={args.eta}", f"S={args.S}", f"N={args.N}", "progress=false", *args.extra]
-    print(f"running in {workdir}:\n  {' '.join(cmd[1:])}", flush=True)
+    cmd = [sys.executable, "-m", "harness", "-m", f"eta={args.eta}", f"S={args.S}", "progress=false", *args.extra]
+    print(f"running in a temporary folder:\n  {' '.join(cmd[1:])}", flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     wall_s = time.perf_counter() - start
@@ -74,7 +75,7 @@ def main() -> None:
     (workdir / "stderr.log").write_text(proc.stderr)
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", file=sys.stderr)
-        sys.exit(f"the command failed with exit status {proc.returncode}; logs in {workdir}")
+        sys.exit(f"the command failed with exit status {proc.returncode}; logs in {workdir} (kept)")
 
     cells = read_runs(workdir)
     finished = [c for c in cells if c["status"] == "FINISHED"]
@@ -85,7 +86,8 @@ def main() -> None:
     print_table(finished + [{"eta": "total", **total}],
                 [("eta", "eta", "s"), ("S", "S", "d"), ("status", "status", "s"), ("job_s", "job s", ".2f"),
                  ("sampling_s", "sampling s", ".2f"), ("fid_s", "FID s", ".2f"), ("rest_s", "rest s", ".2f"),
-                 ("fid", "FID", ".3f")], f"per cell (N={args.N}); rest = job - sampling - FID")
+                 ("fid", "FID", ".3f")], f"per cell (N={finished[0]['N'] if finished else '?'} x "
+                                         f"{finished[0]['repeats'] if finished else '?'} repeats); rest = job - sampling - scoring")
     if not fid_logged:
         print("note: metric fid_seconds is absent from some runs (the sample job does not log it): "
               "FID time is counted in 'rest'.")
@@ -96,14 +98,19 @@ def main() -> None:
 
     etas = list(dict.fromkeys(c["eta"] for c in finished))
     steps = sorted({c["S"] for c in finished})
-    fid = {(c["eta"], c["S"]): c["fid"] for c in finished}
-    print_table([{"eta": e, **{f"S={s}": fid.get((e, s)) for s in steps}} for e in etas],
-                [("eta", "eta \\ S", "s")] + [(f"S={s}", f"S={s}", ".3f") for s in steps], "FID (digits-cnn vs digits-train)")
+    def shown(c):
+        low = c["fid_ci95"][0]
+        return f"{c['fid']:.3f}" + (f" +- {c['fid'] - low:.2f}" if low is not None else "")
+
+    fid = {(c["eta"], c["S"]): shown(c) for c in finished}
+    print_table([{"eta": e, **{f"S={s}": fid.get((e, s), "-") for s in steps}} for e in etas],
+                [("eta", "eta \\ S", "s")] + [(f"S={s}", f"S={s}", "s") for s in steps],
+                "FID (digits-cnn vs digits-train), mean +- 95% CI half-width over repeats")
 
     ok = len(cells) == expected and len(finished) == expected
     print(f"\n{len(finished)} FINISHED runs of {len(cells)} in the store, {expected} expected: {'OK' if ok else 'MISMATCH'}")
     bench.write(torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda"), {
-        "N": args.N, "eta": args.eta, "S": args.S, "extra": args.extra, "subprocess": cmd[1:],
+        "eta": args.eta, "S": args.S, "extra": args.extra, "subprocess": cmd[1:],
         "wall_s": wall_s, "sum_job_s": total["job_s"], "parallelism": total["job_s"] / wall_s,
         "runs_span_s": (last - first) / 1000, "totals": total, "fid_seconds_logged": fid_logged,
         "expected_runs": expected, "finished_runs": len(finished), "all_finished": ok, "cells": cells,

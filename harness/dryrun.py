@@ -10,6 +10,8 @@ from .names import Metric, Param
 def _data_status(cell: Cell) -> tuple[bool, str]:
     from .datasets import check_available
 
+    if cell.is_exact:
+        return True, f"exact-score data {cell.dataset['name']}: no data needed"
     if cell.job == "sample":
         from .jobs.sample import scoring_of
         from .metrics import reference_cached
@@ -68,7 +70,10 @@ def print_plan(cells: list[Cell]) -> int:
         uri = tracking.tracking_uri(cell.tracking.uri)
         done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
         ckpt = cell.model.get("checkpoint") or {}
-        ckpt_ok, ckpt_text = availability(ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path"))
+        if cell.model.get("kind") == "analytic":
+            ckpt_ok, ckpt_text = True, "none needed (exact eps*)"
+        else:
+            ckpt_ok, ckpt_text = availability(ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path"))
         data_ok, data_text = _data_status(cell)
         for ok, text in ((ckpt_ok, f"checkpoint: {ckpt_text}"), (data_ok, f"data: {data_text}")):
             if not ok:

@@ -28,3 +28,17 @@ def runs(tmp_path):
     return mlflow.search_runs(experiment_names=["ddim-harness"])
 
 
+
+
+def cells(*overrides):
+    """The Cells a command line would run, composed in this process (no subprocess, no work): as the sweep's
+    pre-check builds them."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from harness.sweep import compose_cells
+
+    with initialize_config_module(config_module="harness.conf", version_base="1.3"):
+        config = GlobalHydra.instance().hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN)
+        return compose_cells(config)

@@ -9,7 +9,7 @@ from harness.model_loading import load_checkpoint
 from harness.sampling import decode, encode, reconstruction_mse
 from harness.schedule import NoiseSchedule
 from harness.trajectory import timesteps
-from clitools import harness, runs
+from clitools import cells, harness, runs
 
 
 def test_reconstruction_error_of_the_default_model_falls_with_S():
@@ -44,34 +44,52 @@ def test_recon_and_timing_jobs_log_their_metrics(tmp_path):
 def test_dry_run_lists_cells_without_sampling(tmp_path):
     harness(tmp_path, "N=8", "S=5")  # one finished cell
     proc = harness(tmp_path, "-m", "N=8", "S=5,10", "dry_run=true")
-    assert "S=5 eta=0 digits/sample [uniform, 1 x 8 images]: NFE 5, done" in proc.stdout
-    assert "S=10 eta=0 digits/sample [uniform, 1 x 8 images]: NFE 10, to run, ~" in proc.stdout  # timed from the S=5 run
+    assert "S=5 eta=0 digits/sample [uniform, 5 x 8 images]: NFE 5, done" in proc.stdout
+    assert "S=10 eta=0 digits/sample [uniform, 5 x 8 images]: NFE 10, to run, ~" in proc.stdout  # timed from the S=5 run
     assert "2 cells: 1 done, 1 to run" in proc.stdout
     assert len(runs(tmp_path).query("`tags.kind` == 'cell'")) == 1
 
 
-@pytest.mark.parametrize("preset, cells", [("table1_cifar10", 25), ("table1_celeba", 25), ("table2_cifar10", 7),
-                                           ("table3_bedroom", 8), ("table3_church", 8)])
-def test_paper_presets_dry_run_without_their_data(tmp_path, preset, cells):
-    proc = harness(tmp_path, f"sweeps={preset}", "dry_run=true")
-    assert sum(": NFE " in line for line in proc.stdout.splitlines()) == cells
-    missing = [line for line in proc.stdout.splitlines() if line.startswith("MISSING for")]
-    assert missing and all(f"MISSING for {cells} cell(s)" in line for line in missing)  # each missing input once
-    assert not (tmp_path / "out" / "images").exists()
+@pytest.mark.parametrize("preset, count", [("table1_cifar10", 25), ("table1_celeba", 25), ("table2_cifar10", 7),
+                                           ("table3_bedroom", 8), ("table3_church", 8), ("samplers", 16),
+                                           ("samplers_cifar10", 32), ("samplers_exact", 32)])
+def test_presets_plan_without_their_data(tmp_path, monkeypatch, capsys, preset, count):
+    from harness.dryrun import print_plan
+
+    monkeypatch.chdir(tmp_path)  # the plan reads the (empty) store in the working directory
+    monkeypatch.setenv("DDIM_HARNESS_DATA", str(tmp_path / "no-data"))
+    planned = cells(f"sweeps={preset}")
+    assert len(planned) == count
+    missing = print_plan(planned)
+    out = capsys.readouterr().out
+    assert sum(": NFE " in line for line in out.splitlines()) == count
+    needs_data = preset not in ("samplers", "samplers_exact")
+    assert (missing == count) == needs_data
+    if needs_data:  # each missing input printed once for all its cells
+        assert [line for line in out.splitlines() if line.startswith("MISSING for")][0].startswith(f"MISSING for {count} cell(s)")
 
 
-def test_cifar10_preset_uses_the_papers_settings(tmp_path):
-    proc = harness(tmp_path, "sweeps=table1_cifar10", "dry_run=true")
-    assert "S=100 eta=0 cifar10/sample [quad, 1 x 50000 images]: NFE 100" in proc.stdout
-    assert "S=10 eta=hat cifar10/sample [quad" in proc.stdout
+def test_cifar10_preset_uses_the_papers_settings():
+    planned = {c.run_name: c for c in cells("sweeps=table1_cifar10")}
+    c = planned["S=100 eta=0 cifar10/sample"]
+    assert (c.trajectory, c.N, c.repeats, c.nfe, c.metrics["feature_extractor"]) == ("quad", 50000, 1, 100, "inception-v3-compat")
+    assert c.model["checkpoint"]["name"] == "cifar10" and planned["S=10 eta=hat cifar10/sample"].eta == "hat"
 
 
-def test_the_dataset_axis_brings_model_tau_and_metric(tmp_path):
-    proc = harness(tmp_path, "-m", "dataset=digits,cifar10", "S=10,20", "eta=0,1", "dry_run=true")
-    lines = [line for line in proc.stdout.splitlines() if ": NFE " in line]
-    assert len(lines) == 8
-    assert sum("digits/sample [uniform" in line for line in lines) == 4
-    assert sum("cifar10/sample [quad" in line for line in lines) == 4
+def test_the_dataset_axis_brings_model_tau_and_metric():
+    planned = cells("dataset=digits,cifar10", "S=10,20", "eta=0,1")
+    assert len(planned) == 8
+    by = {c.dataset["name"]: c for c in planned}
+    assert (by["digits"].model["name"], by["digits"].trajectory, by["digits"].metrics["feature_extractor"]) == (
+        "digits", "uniform", "digits-cnn")
+    assert (by["cifar10"].model["name"], by["cifar10"].trajectory, by["cifar10"].metrics["feature_extractor"]) == (
+        "cifar10", "quad", "inception-v3-compat")
+
+
+def test_sampler_nfe_targets_pick_S():
+    planned = {c.sampler: c for c in cells("sampler=ddim,heun,dpm_solver_3", "nfe=20")}
+    assert (planned["ddim"].S, planned["ddim"].nfe) == (19, 20)  # uniform S=19: 20 levels
+    assert planned["heun"].nfe == 19 and planned["dpm_solver_3"].nfe <= 20  # 2 and 3 evaluations per step
 
 
 def test_submitit_local_launcher_runs_the_cells(tmp_path):

@@ -4,7 +4,7 @@ import mlflow
 import pytest
 import torch
 
-from clitools import harness, runs
+from clitools import cells, harness, runs
 
 
 def test_tiny_multirun_logs_every_cell(tmp_path):
@@ -57,20 +57,40 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
         (["threads=0"], "threads must be an integer >= 1"),
         (["repeats=0"], "repeats must be an integer >= 1"),
         (["dataset.name=a/b"], "is not a plain name"),
-        (["-m", "S=10,2000", "N=4"], "1..1000"),
-        (["-m", "eta=0,minus", "N=4"], "eta must be"),
-        (["-m", "eta=0,1.5", "S=10", "N=4"], "eta=1.5 is too large"),
-        (["-m", "device=cpu,cuda", "N=4"], "CUDA is not available"),
-        (["model.checkpoint.path=/nonexistent/ckpt.pth", "N=4"], "/nonexistent/ckpt.pth"),
-        (["model=cifar10", "N=4"], "model=cifar10 takes 3x32x32 images but dataset=digits has 1x8x8"),
+        (["S=10,2000"], "1..1000"),
+        (["eta=0,minus"], "eta must be"),
+        (["device=cpu,cuda"], "CUDA is not available"),
+        (["model.checkpoint.path=/nonexistent/ckpt.pth"], "/nonexistent/ckpt.pth"),
+        (["model=cifar10"], "model=cifar10 takes 3x32x32 images but dataset=digits has 1x8x8"),
+        (["sampler=heun", "eta=1"], "takes no eta"),
+        (["sampler=euler"], "Unknown sampler 'euler'"),
+        (["sampler=dpm_solver_2", "trajectory=quad", "S=100"], "repeats some"),
+        (["job=recon", "sampler=heun"], "job=recon encodes and decodes with DDIM"),
+        (["noise=mt"], "Unknown noise scheme"),
+        (["compile=fast"], "Unknown compile mode"),
+        (["precision=fp8"], "Unknown precision"),
+        (["dataset=gmm_gaussian64", "model=digits"], "do not go together"),
     ],
 )
-def test_bad_input_is_one_clear_message(tmp_path, args, message):
+def test_bad_input_is_refused_before_any_work(args, message):
+    """What the sweep's pre-check runs for every cell, before anything is launched."""
+    from harness.cell import check_environment
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError) as err:
+        for cell in cells(*args):
+            check_environment(cell)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("args, message", [(["S=0"], "S (the number of sampling steps"),
+                                           (["-m", "eta=0,1.5", "S=10", "N=4"], "eta=1.5 is too large"),
+                                           (["model.checkpoint.path=/nonexistent/ckpt.pth", "N=4"], "/nonexistent/ckpt.pth")])
+def test_bad_input_on_the_command_line_is_one_clear_message(tmp_path, args, message):
     proc = harness(tmp_path, *args, check=False)
-    assert proc.returncode != 0
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not list((tmp_path / "out").glob("images/*/*.pt"))  # no heavy work happened
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "images").exists()  # no heavy work happened
     assert not (tmp_path / "mlflow.db").exists()  # refused before the tracking store was touched
 
 
