@@ -164,8 +164,6 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     except KeyboardInterrupt as err:
         run.set_tags({Tag.ERROR: "interrupted (Ctrl-C or SIGTERM)"})
         run.end("KILLED")
-        if index is None:
-            raise
         print(f"[killed] {label} (run {run.run_id})", file=sys.stderr)
         return Outcome(index, cell.run_name, "KILLED", error=f"interrupted ({err or 'Ctrl-C'})", run_id=run.run_id)
     except BaseException as err:  # noqa: BLE001 - the cell fails alone, with its message on its run
