@@ -9,13 +9,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import cells, tracking
-from .jobs import recon, sample, timing
+from .jobs import figures, recon, sample, timing
 from .jobs.context import CellContext
 from .runtime import claimed_device, configure_threads, device_name, git_commit, package_versions, select_device
 
 log = logging.getLogger(__name__)
 
-JOB_RUNNERS = {"sample": sample.run, "recon": recon.run, "timing": timing.run}
+JOB_RUNNERS = {"sample": sample.run, "recon": recon.run, "timing": timing.run, "figures": figures.run}
 
 
 def _workers() -> int:

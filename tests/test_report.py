@@ -1,13 +1,14 @@
 """python -m harness.report on a temporary SQLite MLflow store of synthetic runs with known values.
 
-The store holds runs that follow the runner's schema: digits (measured only, with a missing cell, a duplicate of one
-cell, a FAILED run, a cell with a different N and a second run of one position with another trajectory), CIFAR-10
-(claims pass, a hand-computed Kendall tau), CelebA (claims fail), LSUN Church (Table 3), recon and timing runs.
+The store holds runs that follow the runner's schema (tests/report_store.py): digits (measured only, with a missing
+cell, a duplicate of one cell, a FAILED run, a cell with a different N and a second run of one position with another
+trajectory), CIFAR-10 (claims pass, a hand-computed Kendall tau), CelebA (claims fail), LSUN Church (Table 3), recon
+and timing runs, and one real figures job (tiny) on the shipped digits model.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import math
 import os
 import re
@@ -15,136 +16,60 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from report_store import SHA, Store, fill_v1, replace_ids, stable_ids
 
 from harness.report import claims as C
 from harness.report.build import Options, build_report
-from harness.report.latex import check_latex, find_engine, syntax_problems
+from harness.report.fits import fit_line, kendall_tau, loglog_line
 from harness.report.paper import load_paper
-from harness.report.stats import kendall_tau, linear_fit, loglog_slope
-from harness.tracking import prepare_store
+from harness.report.texcheck import check_latex, find_engine, syntax_problems
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = 1_767_000_000_000  # ms; run start times count up from here
-SHA = "ab" * 32
+GOLDEN = Path(__file__).resolve().parent / "data" / "report_golden"
+FIGURES = ["job.consistency_S=[3,5]", "job.consistency_images=2", "job.interpolation_S=5", "job.interpolation_steps=3",
+           "job.interpolation_grid=2"]
 
 
-def cell_key(**s) -> str:
-    blob = "|".join(f"{k}={s[k]}" for k in sorted(s))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def run_figures_job(store: Store, out: Path, overrides: list[str]) -> str:
+    """The figures job on the shipped digits model, logged into the store as the runner would (``python -m harness
+    job=figures``); returns its run id."""
+    import torch
+    from hydra import compose, initialize_config_dir
 
+    from harness import cells, tracking
+    from harness.config import register_resolvers
+    from harness.jobs import figures
+    from harness.jobs.context import CellContext
 
-class Store:
-    """Writes runs of the harness schema into a SQLite store."""
-
-    def __init__(self, path: Path):
-        self.uri = f"sqlite:///{path}"
-        self.exp = prepare_store(self.uri, "ddim-harness")
-        self.client = mlflow.MlflowClient(tracking_uri=self.uri)
-        self.clock = 0
-        self.png = path.parent / "samples.png"
-        import matplotlib.pyplot as plt
-
-        plt.imsave(self.png, np.random.default_rng(0).random((34, 34)), cmap="gray")
-        self.ids: dict[str, str] = {}
-
-    def add(self, job, dataset, S, eta, metrics, *, N=1000, seed=0, trajectory="uniform", status="FINISHED",
-            start=None, device_name="TestCPU", extractor="digits-cnn", artifact=False, batch_size=500, tag=None,
-            precision=None):
-        self.clock += 1
-        start = T0 + 1000 * (self.clock if start is None else start)
-        settings = dict(job=job, dataset=dataset, S=S, eta=eta, trajectory=trajectory, N=N, seed=seed, p=precision)
-        key = cell_key(**settings)
-        run = self.client.create_run(
-            self.exp, start_time=start, run_name=f"{dataset} {job} S={S} eta={eta} {trajectory}",
-            tags={"cell_key": key, "job": job, "git_commit": "c0ffee1", "device": "cpu", "device_name": device_name,
-                  "threads": "1", "host": "testhost", "checkpoint_sha256": SHA, "checkpoint_weights": "ema",
-                  **({"feature_extractor": extractor, "fid_reference": f"{dataset}-train"} if job == "sample" else {}),
-                  **({"dtype": "float32", "timing_batch_size": str(batch_size)} if job == "timing" else {})},
-        )
-        params = {"job": job, "dataset": dataset, "model": dataset, "checkpoint": dataset, "ema": "True", "S": S,
-                  "eta": eta, "trajectory": trajectory, "nfe": S, "N": N, "seed": seed, "batch_size": batch_size,
-                  "T": 1000, **({"precision": precision} if precision else {})}  # no precision: an older run (fp32)
-        from mlflow.entities import Metric, Param
-
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                              metrics=[Metric(k, float(v), start, 0) for k, v in metrics.items()])
-        if artifact:
-            self.client.log_artifact(run.info.run_id, str(self.png))
-        self.client.set_terminated(run.info.run_id, status=status, end_time=start + 500)
-        if tag:
-            self.ids[tag] = run.info.run_id
-        return run.info.run_id
-
-
-DIGITS_FID = {  # (eta, S): FID in digits-cnn features
-    ("0", 5): 3.0, ("0", 20): 0.9, ("0", 50): 0.5,
-    ("0.2", 10): 1.6, ("0.2", 20): 1.0, ("0.2", 50): 0.55,
-    ("0.5", 10): 1.9, ("0.5", 20): 1.2,  # (0.5, 50) not run
-    ("1", 10): 3.5, ("1", 20): 2.0,
-    ("hat", 10): 30.0, ("hat", 20): 12.0, ("hat", 50): 3.0,
-}
-CIFAR_FID = {("0", 10): 12.3, ("0", 20): 6.5, ("0", 50): 4.5, ("0", 100): 4.6, ("1", 10): 40.0, ("1", 20): 17.0,
-             ("hat", 10): 300.0}
-CELEBA_FID = {("0", 10): 20.0, ("0", 20): 25.0, ("1", 10): 15.0, ("hat", 10): 10.0}
-
-
-def sample_metrics(fid, S):
-    return {"fid": fid, "seconds_per_image": 0.001 * S, "sampling_seconds": S, "images_per_second": 1000 / S,
-            "seconds_per_nfe_image": 0.001, "images_sampled": 1000}
-
-
-def fill(store: Store) -> None:
-    for (eta, S), fid in DIGITS_FID.items():
-        store.add("sample", "digits", S, eta, sample_metrics(fid, S), artifact=True, tag=f"digits {eta} {S}")
-    # A duplicate of one cell: the newer run (later start time) is written first and must win.
-    store.add("sample", "digits", 10, "0", sample_metrics(1.5, 10), start=500, artifact=True, tag="dup new")
-    store.add("sample", "digits", 10, "0", sample_metrics(9.99, 10), start=400, artifact=True, tag="dup old")
-    # A FAILED run (newest of its cell) must be ignored.
-    store.add("sample", "digits", 20, "0", sample_metrics(0.01, 20), status="FAILED", start=600, tag="failed")
-    # A cell with a different N must be flagged.
-    store.add("sample", "digits", 50, "1", sample_metrics(1.2, 50), N=500, artifact=True, tag="N500")
-    # A second run for a shown position with another trajectory (a different cell): listed, not shown.
-    store.add("sample", "digits", 50, "0.2", sample_metrics(0.7, 50), trajectory="quad", start=700, tag="quad")
-    for (eta, S), fid in CIFAR_FID.items():
-        store.add("sample", "cifar10", S, eta, sample_metrics(fid, S), trajectory="quad", extractor="inception-v3-compat")
-    for (eta, S), fid in CELEBA_FID.items():
-        store.add("sample", "celeba", S, eta, sample_metrics(fid, S), extractor="inception-v3-compat")
-    store.add("sample", "lsun_church", 10, "0", sample_metrics(20.0, 10), extractor="inception-v3-compat")
-    store.add("sample", "lsun_church", 10, "1", sample_metrics(50.0, 10), extractor="inception-v3-compat",
-              precision="fp32")
-    store.add("sample", "lsun_church", 20, "1", sample_metrics(45.0, 20), extractor="inception-v3-compat",
-              precision="fp16", tag="fp16")
-    for S, mse in ((10, 0.02), (20, 0.01), (50, 0.005)):
-        store.add("recon", "digits", S, "0", {"recon_mse": mse, "recon_mse_stderr": mse / 10, "n_images": 297})
-    for S, mse in ((10, 0.015), (20, 0.007)):
-        store.add("recon", "cifar10", S, "0", {"recon_mse": mse, "recon_mse_stderr": 0.001, "n_images": 100})
-    for S, mse in ((10, 0.01), (20, 0.02)):
-        store.add("recon", "celeba", S, "0", {"recon_mse": mse, "recon_mse_stderr": 0.001, "n_images": 100})
-    for S in (10, 20, 50, 100):  # linear in S: slope 1, R^2 1
-        hours = 0.002 * S
-        store.add("timing", "digits", S, "0", {"hours_50k": hours, "seconds_per_image": hours * 3600 / 50000,
-                                               "seconds_per_batch": 1.0})
-    for S in (10, 20, 50):  # flat: slope 0
-        store.add("timing", "digits", S, "0", {"hours_50k": 0.01, "seconds_per_image": 0.01 * 3600 / 50000,
-                                               "seconds_per_batch": 1.0}, device_name="TestGPU")
+    register_resolvers()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["job=figures", f"output_root={out}", *overrides])
+    key = cells.cell_key(cfg)
+    run = tracking.CellRun(store.uri, "ddim-harness", cells.run_name(cfg), cells.swept_params(cfg, cells.nfe_of(cfg)),
+                           {"cell_key": key, "job": "figures", "git_commit": "c0ffee1", "device": "cpu"})
+    ctx = CellContext(cfg=cfg, device=torch.device("cpu"), run=run, cell_dir=out / key)
+    ctx.cell_dir.mkdir(parents=True)
+    figures.run(ctx)
+    run.end("FINISHED")
+    return run.run_id
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Store:
     path = tmp_path_factory.mktemp("store") / "mlflow.db"
     s = Store(path)
-    fill(s)
+    fill_v1(s)
+    s.ids["figures"] = run_figures_job(s, path.parent / "outputs", FIGURES)
     return s
 
 
 @pytest.fixture(scope="module")
 def report(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "default"
-    return build_report(Options(store.uri, out, samples=False, latex_check=True))
+    return build_report(Options(store.uri, out, latex_check=True))
 
 
 def block_cells(md: str, caption_start: str) -> dict[str, dict[str, str]]:
@@ -289,10 +214,10 @@ def test_claim_verdicts(report):
 
 def test_claims_pass_where_the_data_agree(store, tmp_path):
     out = tmp_path / "r"
-    build_report(Options(store.uri, out, datasets=["digits"], samples=False))
+    build_report(Options(store.uri, out, datasets=["digits"]))
     (out / "notes.txt").write_text("mine")
     assert (out / "figure3_samples_digits.png").is_file()
-    result = build_report(Options(store.uri, out, datasets=["cifar10", "lsun_church", "lsun_bedroom"], samples=False))
+    result = build_report(Options(store.uri, out, datasets=["cifar10", "lsun_church", "lsun_bedroom"]))
     overall = {c.key: c.verdict for c in result.claims}
     assert overall == {"eta0_best_small_S": C.PASS, "fid_falls_with_S": C.PASS, "sigma_hat_worse_small_S": C.PASS,
                        "recon_falls_with_S": C.PASS, "time_linear_in_S": C.PASS}
@@ -300,20 +225,31 @@ def test_claims_pass_where_the_data_agree(store, tmp_path):
     assert "No finished runs for --dataset lsun_bedroom." in (out / "report.md").read_text()
     assert not (out / "figure3_samples_digits.png").exists()  # written by the first report, stale now
     assert (out / "notes.txt").read_text() == "mine"  # never delete what the report did not write
-    assert (out / "figure3_samples_cifar10.png").is_file() and not (out / "figure5_consistency.png").exists()
+    assert (out / "figure3_samples_cifar10.png").is_file()
+    assert not (out / "figure5_consistency.png").exists()  # the figures run is a digits run: filtered out, and said
+    assert "no finished figures run in the store; run python -m harness job=figures" in (out / "report.md").read_text()
 
 
-def test_kendall_tau():
+def test_kendall_tau_and_fits():
     assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)  # one discordant pair of six
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
     # With ties (tau-b): x=[1,2,2,3], y=[1,2,3,3]: C=4, D=0, one tie in x, one in y: 4/sqrt(5*5) = 0.8
     assert kendall_tau([1, 2, 2, 3], [1, 2, 3, 3]) == pytest.approx(0.8)
-    scipy_stats = pytest.importorskip("scipy.stats")
-    x, y = [3.1, 1.2, 5.5, 2.2, 2.2, 9.0], [2.0, 1.0, 4.0, 4.0, 3.0, 8.0]
-    assert kendall_tau(x, y) == pytest.approx(scipy_stats.kendalltau(x, y).statistic)
     assert math.isnan(kendall_tau([1.0], [2.0]))
-    assert linear_fit([1, 2, 3], [2, 4, 6]) == pytest.approx((0.0, 2.0, 1.0))
-    assert loglog_slope([10, 100], [1, 10]) == pytest.approx(1.0)
+    line = fit_line([1, 2, 3], [2, 4, 6])
+    assert (line.intercept, line.slope, line.r2) == pytest.approx((0.0, 2.0, 1.0))
+    assert line.slope_low == pytest.approx(2.0) and line.slope_high == pytest.approx(2.0)  # exact fit: no spread
+    assert fit_line([1, 2, 3], [5, 5, 5]).r2 == 1.0  # a flat line fits a constant exactly
+    assert math.isnan(fit_line([1, 1], [2, 3]).slope)
+    assert loglog_line([10, 100], [1, 10]).slope == pytest.approx(1.0)
+    # The slope's 95% interval by hand: b -+ t(0.975, n-2) sqrt(s^2 / Sxx), s^2 = sum of squared residuals / (n-2)
+    x, y = np.arange(1, 6.0), np.array([2.3, 3.8, 5.6, 8.2, 9.7])
+    b = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    e = y - (y.mean() - b * x.mean()) - b * x
+    se = math.sqrt((e ** 2).sum() / 3 / ((x - x.mean()) ** 2).sum())
+    noisy = fit_line(x, y)
+    assert noisy.slope == pytest.approx(b) and noisy.slope_high - noisy.slope == pytest.approx(3.182446 * se, rel=1e-6)
+    assert noisy.slope - noisy.slope_low == pytest.approx(3.182446 * se, rel=1e-6)
 
 
 def test_rank_agreement(report):
@@ -336,7 +272,7 @@ def test_files_written(report):
                                                    for ext in (".md", ".csv", "_long.csv", ".tex")]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     html = (out / "index.html").read_text()
-    assert html.count("data:image/png;base64,") >= 4  # figure 4 and the digits, cifar10, celeba, church grids
+    assert html.count("data:image/png;base64,") == 8  # figure 4, digits/cifar10/celeba/church grids, figures 5/6
     assert not re.search(r'<img[^>]+src="(?!data:)', html)  # self-contained
     assert "12.30 (13.36)" in html and "PASS" in html and "Provenance" in html
     assert "Kendall" in html
@@ -365,35 +301,52 @@ def test_latex_compiles(report):
 
 
 def test_cli_end_to_end(store, tmp_path):
-    """The command itself: the default out folder under the working directory, the summary on stdout."""
+    """The command itself: the out folder under the working directory, the summary on stdout."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "harness.report", "--tracking-uri", store.uri, "--name", "t", "--dataset", "digits",
-           "--no-samples", "--latex-check"]
+           "--latex-check"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "reports" / "t"
     assert "report written to reports/t/" in proc.stdout and "PASS" in proc.stdout and "LaTeX OK" in proc.stdout
-    assert (out / "index.html").stat().st_size > 0 and not (out / "figure5_consistency.png").exists()
-    assert "skipped (--no-samples)" in (out / "report.md").read_text()
+    assert (out / "index.html").stat().st_size > 0 and (out / "figure5_consistency.png").is_file()
     assert "CIFAR-10: measured" not in (out / "table1.md").read_text()  # filtered to digits
 
 
-def test_report_with_sampled_figures(store, tmp_path, monkeypatch):
-    """--samples with digits in the report: consistency and interpolation figures, embedded in the HTML."""
-    import functools
-
-    from harness.report import ondemand
-
-    tiny = functools.partial(ondemand.digits_figures, n_consistency=2, n_interp=3, grid=2, consistency_S=(5, 10))
-    monkeypatch.setattr(ondemand, "digits_figures", tiny)
-    out = tmp_path / "r"
-    build_report(Options(store.uri, out, datasets=["digits"], samples=True))
+def test_figures_5_and_6_come_from_the_figures_job(report, store):
+    """The report draws Figures 5/6 from the figures run's artifacts (it samples nothing) and names the run."""
+    out = report.out
     for stem in ("figure5_consistency", "figure6_interpolation", "figure6_interpolation_grid"):
         assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.pdf").stat().st_size > 0
     html = (out / "index.html").read_text()
-    assert "Consistency" in html and "sampled when this report was built (11 images" in html
-    assert html.count("data:image/png;base64,") == 5  # figure 4, the digits grid, three sampled figures
+    assert "Consistency: digits, the same x_T (rows, seed 0, images 0-1) decoded with eta=0 and S = 3, 5" in html
+    prov = (out / "provenance.md").read_text()
+    assert f"Figures 5 and 6 come from the figures run {store.ids['figures']}" in prov and "checkpoint digits " in prov
+
+
+def test_the_figures_job_logs_what_the_figures_show(store):
+    """figures.npz holds the decoded images in the layout the report reads; the interpolation's end (alpha = 0, the
+    x_T of image 0 itself, decoded in a batch of other latents) is the consistency image of image 0 at the same S."""
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(run_id=store.ids["figures"], artifact_path="figures.npz",
+                                               tracking_uri=store.uri)
+    with np.load(path) as data:
+        consistency, line, grid, alphas = data["consistency"], data["interpolation"], data["grid"], data["alphas"]
+    assert consistency.shape == (2, 2, 1, 8, 8) and line.shape == (3, 1, 8, 8) and grid.shape == (2, 2, 1, 8, 8)
+    assert consistency.dtype == np.uint8 and list(alphas) == [0.0, 0.5, 1.0]
+    assert np.array_equal(line[0], consistency[1, 0]) and np.array_equal(grid[0, 0], consistency[1, 0])
+    assert not np.array_equal(consistency[0, 0], consistency[0, 1])  # two different latents
+
+
+def test_report_modules_do_not_import_torch():
+    code = ("import sys, pkgutil, importlib, harness.report as r\n"
+            "for m in pkgutil.iter_modules(r.__path__): importlib.import_module(f'harness.report.{m.name}')\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -409,14 +362,54 @@ def test_dataset_filter_without_runs_is_an_error(store, tmp_path):
     from harness.errors import HarnessError
 
     with pytest.raises(HarnessError, match="datasets with finished runs: celeba, cifar10, digits, lsun_church"):
-        build_report(Options(store.uri, tmp_path / "r", datasets=["lsun_bedroom"], samples=False))
+        build_report(Options(store.uri, tmp_path / "r", datasets=["lsun_bedroom"]))
 
 
-def test_ondemand_figures_tiny(tmp_path):
-    from harness.report.ondemand import digits_figures
+# ----------------------------------------------------------------------------------------------------------------
+# The same outputs as the report before the pandas/jinja2 rewrite (tests/data/report_golden/, written at ce902b1).
 
-    result = digits_figures(tmp_path, seed=0, n_consistency=2, n_interp=3, grid=2, consistency_S=(5, 10))
-    assert result.images == 2 * 2 + 3 + 4
-    assert len(result.checkpoint_sha256) == 64
-    for _, png, pdf in result.figures:
-        assert png.stat().st_size > 0 and pdf.stat().st_size > 0
+
+def md_chunks(text: str) -> list:
+    """A Markdown file as its paragraphs and tables (tables as lists of cell rows: column padding does not count)."""
+    out = []
+    for chunk in re.split(r"\n\s*\n", text.strip()):
+        lines = chunk.splitlines()
+        if all(line.startswith("|") for line in lines):
+            rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]] for line in lines]
+            out.append([row for i, row in enumerate(rows) if i != 1])  # without the |---| line
+        else:
+            out.append(chunk)
+    return out
+
+
+def tex_rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if " & " in line and line.endswith("\\\\")]
+
+
+def test_same_outputs_as_the_report_before_the_rewrite(report, store):
+    ids = stable_ids(store.uri)
+    new = {name: replace_ids((report.out / name).read_text(encoding="utf-8"), ids) for name in os.listdir(GOLDEN)
+           if (report.out / name).is_file()}
+    for name in [f"table{i}{ext}" for i in (1, 2, 3) for ext in (".csv", "_long.csv")] + ["claims.csv",
+                                                                                          "provenance_runs.csv"]:
+        pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(new[name])), pd.read_csv(GOLDEN / name),
+                                      check_dtype=False, obj=name)  # ints once written as floats (10.0) now as 10
+    for name in ["table1.md", "table2.md", "table3.md", "claims.md"]:
+        assert md_chunks(new[name]) == md_chunks((GOLDEN / name).read_text(encoding="utf-8")), name
+    for i in (1, 2, 3):  # the same rows; one tabular per dataset block now (each with its header) instead of one
+        old = [row for row in tex_rows((GOLDEN / f"table{i}.tex").read_text()) if not row.startswith((" & ", "$\\eta$ & "))]
+        assert [row for row in tex_rows(new[f"table{i}.tex"]) if not row.startswith((" & ", "$\\eta$ & "))] == old
+
+    # provenance.md, with the differences made on purpose: the store shown without its folder, displayed times to
+    # the minute (hashes were already short here), and the figures run that feeds Figures 5 and 6.
+    old, now = md_chunks((GOLDEN / "provenance.md").read_text()), md_chunks(new["provenance.md"])
+    assert old[1] == "Tracking store sqlite:///<store>/mlflow.db, experiment 'ddim-harness': 44 FINISHED runs used (one per cell)."
+    assert now[1] == "Tracking store sqlite:///.../mlflow.db, experiment 'ddim-harness': 45 FINISHED runs used (one per cell)."
+    assert now[-2:] == ["### Figures 5 and 6", now[-1]] and now[-1].startswith("- Figures 5 and 6 come from the figures run")
+    for a, b in zip(old[2:], now[2:-2], strict=True):
+        if isinstance(a, list):
+            time = a[0].index("start_time") if "start_time" in a[0] else None
+            a = [[c[:16] if time is not None and j == time and k else c for j, c in enumerate(row)] for k, row in enumerate(a)]
+        else:
+            a = a.replace("(sha256 shortened; full", "(hashes, commits and times shortened; full")
+        assert a == b

@@ -25,10 +25,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output folder (overrides --name)")
     p.add_argument("--dataset", nargs="+", action="extend", default=None, metavar="NAME",
                    help="only these datasets (repeatable), e.g. --dataset digits cifar10")
-    p.add_argument("--samples", action=argparse.BooleanOptionalAction, default=True,
-                   help="sample the consistency and interpolation figures with the digits model (default: on; "
-                        "only when digits is in the report)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the latents of the sampled figures (default: 0)")
     p.add_argument("--latex-check", action="store_true",
                    help="compile tables.tex with pdflatex/latexmk if one is on PATH, else check its syntax; "
                         "exit status 1 if it fails")
@@ -46,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         raise HarnessError(f"--name {args.name!r} must be a plain folder name; use --out DIR for a path.")
     uri = tracking_uri({"uri": args.tracking_uri} if args.tracking_uri else None)  # the runner's resolution
     out = args.out if args.out is not None else Path("reports") / args.name
-    result = build_report(Options(uri, out, args.experiment, args.dataset, args.samples, args.latex_check, args.seed))
+    result = build_report(Options(uri, out, args.experiment, args.dataset, args.latex_check))
     print(f"report written to {out}/ in {result.seconds:.1f} s: {out / 'index.html'} ({len(result.files)} files)")
     for c in result.claims:
         print(f"  {c.verdict:<15} {c.statement}")
