@@ -10,6 +10,7 @@ alike compare equal although MLflow draws new run ids.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from pathlib import Path
 
 import mlflow
@@ -136,3 +137,85 @@ def replace_ids(text: str, ids: dict[str, str]) -> str:
     for run_id, name in ids.items():
         text = text.replace(run_id, name)
     return text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The schema with repeats (issue 9): a sample cell scored on K repeats logs, per metric m, the mean m, each repeat
+# m_r<k>, and over repeats m_std, m_min and the 95% t-interval m_ci95_low/high (absent when K = 1).
+
+FEATURES = {"fid": "digits-cnn", "kid": "digits-cnn", "prc_precision": "digits-cnn", "prc_recall": "digits-cnn",
+            "fd_pixels": "pixels"}
+SHARED = {"fid": [0.9, -0.7, 0.4, -0.3, -0.3], "kid": [0.0009, -0.0007, 0.0004, -0.0003, -0.0003],
+          "prc_precision": [0.03, -0.02, 0.01, -0.01, -0.01], "prc_recall": [0.03, -0.02, 0.01, -0.01, -0.01],
+          "fd_pixels": [2.0, -1.5, 1.0, -0.8, -0.7]}  # the x_T noise a repeat shares across cells (sums to 0)
+
+
+def repeat_metrics(metric: str, values) -> dict[str, float]:
+    """What the runner logs for one metric of a cell scored on len(values) repeats."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    out = {metric: float(v.mean()), **{f"{metric}_r{k}": float(x) for k, x in enumerate(v)}}
+    if len(v) >= 2 and np.isfinite(v).all():
+        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+        out.update({f"{metric}_std": float(v.std(ddof=1)), f"{metric}_min": float(v.min()),
+                    f"{metric}_ci95_low": float(v.mean() - half), f"{metric}_ci95_high": float(v.mean() + half)})
+    return out
+
+
+JITTER = [[1, -1, 0, 0, 0], [0, 1, -1, 0, 0], [0, 0, 1, -1, 0], [0, 0, 0, 1, -1], [1, 0, 0, 0, -1]]  # mean 0
+
+
+def repeats_of(metric: str, mean: float, K: int, cell: tuple) -> list[float]:
+    """K repeat values whose mean is ``mean``: the noise each repeat shares with every cell (the same x_T) plus a
+    small zero-mean jitter of this cell's own, so a paired difference is the designed one within a narrow interval
+    while an unpaired comparison sees all of the shared noise."""
+    pattern = JITTER[zlib.crc32(repr((metric, *cell)).encode()) % len(JITTER)][:K]
+    return list(mean + np.asarray(SHARED[metric][:K]) + 0.02 * abs(SHARED[metric][0]) * np.asarray(pattern))
+
+
+# (eta, S): (fid, kid, precision, recall, fd_pixels) means. FID: eta=0 best at S=10 (by 0.5 against eta=0.5: less
+# than the shared noise, so only the paired comparison decides it), level with eta=0.5 at S=20;
+# KID: eta=1 better than eta=0 at S=10; precision and recall (higher is better) rise with S; nan / inf cells.
+DIGITS_V2 = {
+    ("0", 10): (6.0, 0.0060, 0.90, 0.60, 20.0), ("0", 20): (4.0, 0.0040, 0.92, 0.65, 15.0),
+    ("0", 50): (3.0, 0.0030, 0.95, 0.70, 12.0), ("0", 100): (3.0, 0.0030, 0.95, 0.70, 12.0),
+    ("0.5", 10): (6.5, 0.0070, 0.85, 0.58, 21.0), ("0.5", 20): (4.0, 0.0045, 0.90, 0.63, 16.0),
+    ("1", 10): (8.0, 0.0040, 0.80, 0.55, 22.0), ("1", 20): (5.0, 0.0050, 0.88, 0.62, 17.0),
+    ("1", 100): (3.2, 0.0032, 0.94, 0.69, float("nan")),
+    ("hat", 10): (30.0, 0.0300, 0.30, 0.20, 60.0), ("hat", 100): (3.3, float("inf"), 0.93, 0.68, 13.0),
+}
+V2_METRICS = ["fid", "kid", "prc_precision", "prc_recall", "fd_pixels"]
+
+
+def v2_metrics(values: tuple, K: int, cell: tuple) -> dict[str, float]:
+    out = {}
+    for metric, mean in zip(V2_METRICS, values):
+        reps = repeats_of(metric, mean if np.isfinite(mean) else 0.003, K, cell)
+        if not np.isfinite(mean):  # a metric that failed: NaN in every repeat, or one infinite repeat
+            reps = [mean] * K if np.isnan(mean) else [reps[0], reps[1], mean, *reps[3:]]
+        out.update(repeat_metrics(metric, reps))
+    return out
+
+
+def v2_tags(features: dict | None = None) -> dict[str, str]:
+    return {"headline_metric": "fid", **{f"features.{m}": f for m, f in (features or FEATURES).items()}}
+
+
+def fill_v2(store: Store, K: int = 5, N: int = 200) -> None:
+    """Runs of the schema with repeats: digits (K=5, one cell with another seed), a dataset named 'mnist/32' with
+    K=1, recon runs with standard errors, timing runs."""
+    for (eta, S), values in DIGITS_V2.items():
+        store.add("sample", "digits", S, eta, v2_metrics(values, K, ("digits", eta, S)), N=N, artifact=True,
+                  params={"repeats": K, "sampler": "ddim", "nfe": S}, tags=v2_tags(), tag=f"digits {eta} {S}")
+    store.add("sample", "digits", 10, "0.2", v2_metrics((6.5, 0.006, 0.88, 0.6, 20.0), K, ("seed1",)), N=N, seed=1,
+              params={"repeats": K}, tags=v2_tags(), tag="seed1")
+    for (eta, S), fid in {("0", 10): 9.0, ("1", 10): 12.0, ("0", 20): 7.0}.items():
+        store.add("sample", "mnist/32", S, eta, repeat_metrics("fid", [fid]), N=N, params={"repeats": 1},
+                  tags=v2_tags({"fid": "lenet"}), tag=f"mnist {eta} {S}")
+    for S, mse, se in ((10, 0.020, 0.0004), (20, 0.010, 0.0004), (50, 0.0098, 0.0004)):
+        store.add("recon", "digits", S, "0", {"recon_mse": mse, "recon_mse_stderr": se, "n_images": 297}, N=297)
+    for S in (10, 20, 50, 100):
+        hours = 0.002 * S * (1 + 0.02 * (S % 3 - 1))  # nearly linear
+        store.add("timing", "digits", S, "0", {"hours_50k": hours, "seconds_per_image": hours * 3600 / 50000,
+                                               "seconds_per_batch": 1.0})

@@ -12,11 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import HarnessError
-from . import claims as claims_mod
+from . import claims as C
 from .artifacts import figures_images
 from .document import Bullets, Figure, Para, Section, Table
-from .labels import dataset_name, store_name
+from .labels import dataset_name, file_stem, store_name
 from .latex import standalone_tex, table_tex
+from .metrics import label
 from .provenance import provenance_section
 from .render import write_csv, write_html, write_markdown
 from .runs import RunSet, load_runs
@@ -26,6 +27,8 @@ from .timing import TimingLine, timing_lines
 
 MANIFEST = ".report-files.json"
 TITLE = "DDIM reproduction report"
+SAYS = {C.PASS: "holds on", C.FAIL: "fails on", C.NOISE: "within noise on", C.NO_REPEATS: "not enough repeats on",
+        C.NO_DATA: "not enough data on"}
 
 
 @dataclass
@@ -42,8 +45,8 @@ class Result:
     out: Path
     files: list[Path] = field(default_factory=list)
     tables: list[ReportTable] = field(default_factory=list)
-    claims: list[claims_mod.Claim] = field(default_factory=list)
-    ranks: list[claims_mod.RankAgreement] = field(default_factory=list)
+    claims: list[C.Claim] = field(default_factory=list)
+    ranks: list[C.RankAgreement] = field(default_factory=list)
     latex: LatexCheck | None = None
     runs: RunSet | None = None
     seconds: float = 0.0
@@ -53,21 +56,48 @@ def _table_section(table: ReportTable, files: list[str]) -> Section:
     sec = Section(table.title).add(*[Para(n) for n in table.notes])
     if not table.blocks:
         sec.add(Para("No runs for this table among the datasets of this report."))
+    others = []  # a dataset's other metrics follow its headline block and the paper's block beside it
     for block in table.blocks:
+        if not block.paper_only:
+            sec.add(*others)
+            others = [Table(table.block_frame(b), b.label) for b in table.metric_blocks.get(block.dataset, [])]
         sec.add(Table(table.block_frame(block), block.label), *[Para(n) for n in block.notes])
-    return sec.add(Para("Files: " + ", ".join(files)))
+    return sec.add(*others, Para("Files: " + ", ".join(files)))
 
 
-def _claims_sections(claims: list[claims_mod.Claim], ranks: list[claims_mod.RankAgreement]) -> list[Section]:
-    overview = pd.DataFrame([{"claim": c.statement, "verdict": c.verdict, "checks": len(c.checks),
-                              "definition": c.definition} for c in claims])
-    sec = Section("Claims").add(Table(overview, "The paper's qualitative claims"))
-    for c in claims:
-        frame = pd.DataFrame([{"scope": k.scope, "verdict": k.verdict, "numbers": k.evidence} for k in c.checks],
-                             columns=["scope", "verdict", "numbers"])
-        sec.add(Section(f"{c.verdict}: {c.statement}", level=3).add(
-            Para("Definition: " + c.definition),
-            Table(frame) if not frame.empty else Para("No cells to check: not enough runs.")))
+def verdict_table(claims: list[C.Claim]) -> pd.DataFrame:
+    """One row per claim, one column per metric: the verdicts."""
+    frame = pd.DataFrame([{"claim": c.statement, "metric": label(c.metric), "verdict": c.verdict} for c in claims])
+    return frame.pivot(index="claim", columns="metric", values="verdict").reindex(
+        index=list(dict.fromkeys(frame["claim"])), columns=list(dict.fromkeys(frame["metric"]))).fillna("").reset_index()
+
+
+def plain_verdicts(claims: list[C.Claim]) -> list[str]:
+    """Which of the paper's orderings hold on which metric, in words."""
+    lines = []
+    for statement in dict.fromkeys(c.statement for c in claims):
+        group = [c for c in claims if c.statement == statement]
+        said = [f"{SAYS[v]} " + " and ".join(label(c.metric) for c in group if c.verdict == v)
+                for v in SAYS if any(c.verdict == v for c in group)]
+        lines.append(f"{statement.rstrip('.')}: " + "; ".join(said) + ".")
+    return lines
+
+
+def _claims_sections(claims: list[C.Claim], ranks: list[C.RankAgreement]) -> list[Section]:
+    sec = Section("Claims").add(Para(
+        "Verdicts: PASS (the 95% interval of the compared difference lies wholly on the claimed side), FAIL (wholly "
+        "on the other side), within noise (the interval contains 0), not enough repeats (a cell measured once), not "
+        "enough data (a NaN or infinite value, cells not paired, a cell not run)."),
+        Table(verdict_table(claims), "Verdict per claim and metric"))
+    for statement in dict.fromkeys(c.statement for c in claims):
+        sub = Section(statement, level=3)
+        for c in [c for c in claims if c.statement == statement]:
+            frame = pd.DataFrame([{"scope": k.scope, "verdict": k.verdict, "numbers": k.evidence} for k in c.checks],
+                                 columns=["scope", "verdict", "numbers"])
+            sub.add(Section(f"{label(c.metric)}: {c.verdict}", level=4).add(
+                Para("Definition: " + c.definition), *([Bullets(c.where)] if c.checks else []),
+                Table(frame) if not frame.empty else Para("No cells to check: not enough runs.")))
+        sec.add(sub)
     rank = Section("Rank agreement with the paper (Kendall tau-b)").add(Para(
         "Kendall's tau-b between the measured values and the paper's over the cells both have (1 = same ordering, -1 = "
         "reversed). For a dataset the paper did not use (digits) the comparison is against the paper's CIFAR-10 block "
@@ -75,21 +105,23 @@ def _claims_sections(claims: list[claims_mod.Claim], ranks: list[claims_mod.Rank
     frame = pd.DataFrame([{"comparison": r.description, "cells": r.n,
                            "tau": "n/a (< 2 cells)" if math.isnan(r.tau) else f"{r.tau:.3f}"} for r in ranks],
                          columns=["comparison", "cells", "tau"])
-    rank.add(Table(frame) if not frame.empty else Para("No measured cells."))
-    return [sec, rank]
+    return [sec, rank.add(Table(frame) if not frame.empty else Para("No measured cells."))]
 
 
-def _claims_frame(claims: list[claims_mod.Claim], ranks: list[claims_mod.RankAgreement]) -> pd.DataFrame:
-    data = [{"kind": "claim", "claim": c.key, "scope": k.scope, "verdict": k.verdict, "value": "", "evidence": k.evidence}
-            for c in claims for k in c.checks]
-    data += [{"kind": "claim_overall", "claim": c.key, "scope": "all", "verdict": c.verdict, "value": "",
-              "evidence": c.definition} for c in claims]
-    data += [{"kind": "kendall_tau", "claim": f"table{r.table}", "scope": r.description, "verdict": "",
-              "value": r.tau, "evidence": f"{r.n} cells"} for r in ranks]
-    return pd.DataFrame(data, columns=["kind", "claim", "scope", "verdict", "value", "evidence"])
+def _claims_frame(claims: list[C.Claim], ranks: list[C.RankAgreement]) -> pd.DataFrame:
+    data = [{"kind": "claim", "claim": c.key, "metric": c.metric, "scope": k.scope, "verdict": k.verdict, "value": "",
+             "evidence": k.evidence, "estimate": k.interval.estimate if k.interval else None,
+             "ci95_low": k.interval.low if k.interval else None, "ci95_high": k.interval.high if k.interval else None,
+             "df": k.interval.df if k.interval else None, "K": k.K} for c in claims for k in c.checks]
+    data += [{"kind": "claim_overall", "claim": c.key, "metric": c.metric, "scope": "all", "verdict": c.verdict,
+              "value": "", "evidence": c.definition} for c in claims]
+    data += [{"kind": "kendall_tau", "claim": f"table{r.table}", "metric": r.metric, "scope": r.description,
+              "verdict": "", "value": r.tau, "evidence": f"{r.n} cells"} for r in ranks]
+    return pd.DataFrame(data, columns=["kind", "claim", "metric", "scope", "verdict", "value", "evidence", "estimate",
+                                       "ci95_low", "ci95_high", "df", "K"])
 
 
-def _timing_section(lines: list[TimingLine], png: Path, pdf: Path) -> list:
+def _timing_blocks(lines: list[TimingLine], png: Path, pdf: Path) -> list:
     source = ("Timing jobs (hours_50k)" if lines and not any(l.fallback for l in lines) else
               "Timing jobs where present; lines marked [from sample jobs] have no timing jobs and use the sample "
               "jobs' seconds_per_image * 50000 / 3600 instead" if lines else "No timing or sample runs")
@@ -106,6 +138,27 @@ def _timing_section(lines: list[TimingLine], png: Path, pdf: Path) -> list:
             "R^2 (linear)": f"{l.linear.r2:.4f}" if not math.isnan(l.linear.r2) else "n/a"} for l in lines]),
             "Figure 4 data"))
     return blocks
+
+
+def _metric_figures(tables: list[ReportTable], out: Path) -> tuple[list, list[Path]]:
+    """Per dataset of Tables 1/3: each metric against NFE, one line per eta, 95% intervals as error bars."""
+    from .figures import metric_panels
+
+    blocks, files = [], []
+    for table in [t for t in tables if t.number in (1, 3)]:
+        for block in [b for b in table.blocks if not b.paper_only and len(b.measured)]:
+            data = pd.concat([b.measured.reset_index().assign(metric=b.metric)
+                              for b in [block, *table.metric_blocks.get(block.dataset, [])]])
+            data = data.assign(nfe=data["nfe"].fillna(data["S"]).astype(int), eta=data["eta"].map(table.row_label))
+            data = data[data["value"].map(math.isfinite)]
+            png, pdf = metric_panels(data, "eta", f"{dataset_name(block.dataset)}: each metric against NFE per eta "
+                                     "(DDIM family; error bars: 95% interval over repeats)", out,
+                                     f"figure_metrics_{file_stem(block.dataset)}")
+            files += [png, pdf]
+            blocks.append(Figure(png, f"{dataset_name(block.dataset)}: each metric against the network evaluations per "
+                                      "image (log x), one line per eta; error bars: the 95% interval over the cell's "
+                                      "repeats (none where K=1).", pdf))
+    return blocks, files
 
 
 def _sample_figures(tables: list[ReportTable], runs: RunSet, out: Path, tmp: Path) -> tuple[list, list[Path], list[str]]:
@@ -157,7 +210,7 @@ def build_report(opts: Options) -> Result:
         raise HarnessError(f"The report folder {out} is a file; choose another --out.")
     out.mkdir(parents=True, exist_ok=True)
     tables, lines = build_tables(runs), timing_lines(runs)
-    result = Result(out, [], tables, claims_mod.check_claims(tables, lines), claims_mod.rank_agreement(tables), runs=runs)
+    result = Result(out, [], tables, C.check_claims(tables, lines), C.rank_agreement(tables), runs=runs)
     files = result.files
 
     table_sections = []
@@ -169,18 +222,19 @@ def build_report(opts: Options) -> Result:
         (out / names[3]).write_text(table_tex(t), encoding="utf-8")
         files.append(out / names[3])
     (out / "tables.tex").write_text(standalone_tex([t.key for t in tables]), encoding="utf-8")
-    files.append(out / "tables.tex")
+    tidy = runs.values.merge(runs.runs[["run_id", "nfe", "N", "repeats", "seed", "trajectory"]], on="run_id")
+    files += [out / "tables.tex", write_csv(tidy, out / "metrics_long.csv")]
     if opts.latex_check:
         result.latex = check_latex(out / "tables.tex")
 
     from .figures import figure4
 
     png, pdf = figure4(lines, out)
-    files += [png, pdf]
+    metric_blocks, metric_files = _metric_figures(tables, out)
     with tempfile.TemporaryDirectory() as tmp:
-        blocks, figure_files, figure_lines = _sample_figures(tables, runs, out, Path(tmp))
-    files += figure_files
-    fig_sec = Section("Figures").add(*_timing_section(lines, png, pdf), *blocks)
+        sample_blocks, sample_files, figure_lines = _sample_figures(tables, runs, out, Path(tmp))
+    files += [png, pdf, *metric_files, *sample_files]
+    fig_sec = Section("Figures").add(*_timing_blocks(lines, png, pdf), *metric_blocks, *sample_blocks)
 
     claim_secs = _claims_sections(result.claims, result.ranks)
     prov, prov_frame = provenance_section(tables, lines, runs, figure_lines)
@@ -195,7 +249,8 @@ def build_report(opts: Options) -> Result:
         f"{', '.join(sorted(set(runs.runs['dataset'])))}."))
     if runs.datasets_without_runs:
         summary.add(Para(f"No finished runs for --dataset {', '.join(runs.datasets_without_runs)}."))
-    summary.add(Bullets([f"{c.verdict}: {c.statement}" for c in result.claims]))
+    summary.add(Table(verdict_table(result.claims), "The paper's claims: verdict per metric"),
+                Bullets(plain_verdicts(result.claims)))
     if result.latex is not None:
         summary.add(Para(result.latex.summary))
     sections = [summary, *table_sections, *claim_secs, fig_sec, prov]

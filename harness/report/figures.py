@@ -1,5 +1,5 @@
-"""Plots of the tracked numbers: Figure 4 (hours to sample 50k images vs steps, log-log). Every figure is written
-as PNG and PDF."""
+"""Plots of the tracked numbers: Figure 4 (hours to sample 50k images vs steps, log-log) and each metric against NFE
+(per eta, per sampler). Every figure is written as PNG and PDF."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
+from .metrics import METRICS, label  # noqa: E402
 from .paper import FIG4_READING  # noqa: E402
 from .timing import TimingLine  # noqa: E402
 
@@ -46,3 +48,23 @@ def figure4(lines: list[TimingLine], out_dir: Path) -> tuple[Path, Path]:
     if not lines:
         ax.text(0.5, 0.5, "no timing or sample runs", transform=ax.transAxes, ha="center")
     return save(fig, out_dir, "figure4_timing")
+
+
+def metric_panels(data: pd.DataFrame, by: str, title: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """One panel per metric: its value against NFE (log x), one line per ``by`` (eta or sampler), error bars the 95%
+    interval where the cells have one. ``data``: metric, <by>, nfe, value, ci95_low, ci95_high (finite values only)."""
+    metrics = list(dict.fromkeys(data["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for name, line in data[data["metric"] == metric].groupby(by, sort=False):
+            line = line.sort_values("nfe")
+            low, high = (line["value"] - line["ci95_low"]).fillna(0), (line["ci95_high"] - line["value"]).fillna(0)
+            ax.errorbar(line["nfe"], line["value"], yerr=[low, high], marker="o", ms=4, capsize=3, label=str(name))
+        ax.set_xscale("log")
+        ax.set_xlabel("network evaluations per image (NFE)")
+        ax.set_title(f"{label(metric)} ({METRICS[metric].direction})" if metric in METRICS else metric, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, out_dir, stem)

@@ -11,7 +11,7 @@ import pandas as pd
 from ..eta import eta_row_name
 from .artifacts import fetch
 from .figures import plt, save
-from .labels import dataset_name
+from .labels import dataset_name, file_stem
 from .tables import ReportTable
 
 GRID_ROWS = 3  # rows of 10 images shown per (eta, S) panel of the sample grids
@@ -57,7 +57,7 @@ def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) 
                 ax.set_ylabel(eta_row_name(r), fontsize=9)
         fig.suptitle(f"{dataset_name(block.dataset)}: samples by eta and S (first images of each run, as Figure 3)",
                      fontsize=10)
-        png, pdf = save(fig, out_dir, f"figure3_samples_{block.dataset}", dpi=140)
+        png, pdf = save(fig, out_dir, f"figure3_samples_{file_stem(block.dataset)}", dpi=140)
         out.append((block.dataset, png, pdf, missing))
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,15 +19,6 @@ DATASET_NAMES = {
 
 def dataset_name(dataset: str) -> str:
     return DATASET_NAMES.get(dataset, dataset)
-
-
-def fmt_value(value: float | None, metric: str = "fid") -> str:
-    """FID: 2 decimals (3 significant digits below 1); MSE: 3 significant digits; '-' for no value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return DASH
-    if metric == "fid":
-        return f"{value:.2f}" if abs(value) >= 1 else f"{value:#.3g}"
-    return f"{value:.3g}"
 
 
 def fmt_number(value: float, digits: int = 3) -> str:
@@ -47,3 +39,8 @@ def store_name(uri: str) -> str:
     parts = urlsplit(uri)
     return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
         if parts.hostname else uri
+
+
+def file_stem(name: str) -> str:
+    """A name safe as part of a file name (a dataset called 'mnist/32' gives 'mnist_32')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"

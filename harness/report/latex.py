@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..eta import SIGMA_HAT
 from .labels import DASH
+from .metrics import ONE_REPEAT
 from .tables import DAGGER, Block, ReportTable
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -30,11 +31,11 @@ def _cell(text: str) -> str:
     """An already escaped cell: '--' for not run, the dagger and plus-minus as math."""
     if text == DASH or text.startswith(DASH + " ("):
         text = "-" + text
-    return text.replace(DAGGER, r"$^{\dagger}$").replace("\u00b1", r"$\pm$")
+    return text.replace(DAGGER, r"$^{\dagger}$").replace(ONE_REPEAT, r"$^{\ddagger}$").replace("\u00b1", r"$\pm$")
 
 
 def _row(row: str, table: ReportTable) -> str:
-    if table.spec.fmt == "mse":
+    if table.spec.job == "recon":
         return "MSE"
     if row == SIGMA_HAT:
         return r"$\hat{\sigma}$"
@@ -43,9 +44,9 @@ def _row(row: str, table: ReportTable) -> str:
 
 
 def _tabular(table: ReportTable, block: Block) -> str:
-    grid = block.grid(table.spec.fmt).reindex(columns=table.cols, fill_value=DASH).rename_axis(index=None)
+    grid = block.grid().reindex(columns=table.cols, fill_value=DASH).rename_axis(index=None)
     grid.columns = pd.MultiIndex.from_product([["$S$ (steps)"], grid.columns],
-                                              names=[None, "" if table.spec.fmt == "mse" else r"$\eta$"])
+                                              names=[None, "" if table.spec.job == "recon" else r"$\eta$"])
     styler = grid.style.format(_cell, escape="latex").format_index(lambda r: _row(r, table), axis=0)
     return styler.to_latex(hrules=True, column_format="l" + "r" * len(table.cols), multicol_align="c")
 

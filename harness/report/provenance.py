@@ -5,12 +5,14 @@ feature extractor, device, git commit and date; duplicate runs of a cell and the
 
 from __future__ import annotations
 
+import math
 import re
 
 import pandas as pd
 
 from .document import Bullets, Para, Section, Table
 from .labels import store_name
+from .metrics import fmt_value
 from .runs import RunSet
 from .tables import ReportTable
 from .timing import TimingLine
@@ -103,6 +105,11 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
     else:
         sub.add(Para("None: every cell has one FINISHED run."))
     sec.add(sub)
+    bad = runs.values[~runs.values["value"].map(math.isfinite)].merge(runs.runs[["run_id", "run_name"]], on="run_id")
+    sub = Section("Non-finite metric values", level=3).add(Para(
+        f"{len(bad)} logged value(s) are NaN or infinite: shown as such in the tables and left out of the claims."))
+    sec.add(sub.add(Bullets([f"{r.metric}{'' if pd.isna(r.repeat) else f' (repeat {r.repeat})'} = {fmt_value(r.value)} "
+                             f"in run {r.run_id} ({r.run_name})" for r in bad.itertuples()])) if len(bad) else sub)
     ignored = [f"{r.run_id} ({r.run_name}): {r.reason}" for r in runs.ignored.itertuples()]
     sec.add(Section("Ignored runs", level=3).add(Bullets(ignored) if ignored else Para("None.")))
     if figure_lines:

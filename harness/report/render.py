@@ -15,7 +15,8 @@ from pandas.io.formats.style import Styler
 
 from .document import Section
 
-VERDICT_CLASSES = {"PASS": "pass", "FAIL": "fail", "not enough runs": "na"}
+VERDICT_CLASSES = {"PASS": "pass", "FAIL": "fail", "within noise": "noise", "not enough repeats": "na",
+                   "not enough data": "na"}
 
 
 def _text(frame: pd.DataFrame) -> pd.DataFrame:

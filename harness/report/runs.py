@@ -9,15 +9,18 @@ batch size, which the cell key leaves out, so timing runs are deduplicated per (
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import HarnessError
 from ..eta import eta_label
-from ..names import Param, Tag
+from ..names import REPEAT_STATS, Param, Tag, repeat_stat
 
 INT_PARAMS = [Param.S, Param.NFE, Param.N, Param.REPEATS, Param.SEED, Param.BATCH_SIZE, Param.T]
 IDENTITY = [Param.JOB, Param.DATASET, Param.MODEL, Param.CHECKPOINT, Param.EMA, Param.S, Param.ETA, Param.TRAJECTORY,
@@ -48,23 +51,45 @@ class RunSet:
         wide = cell.pivot(index="run_id", columns="metric", values="value").reindex(columns=list(metrics))
         return runs.join(wide, on="run_id")
 
+    def cells(self, job: str, metric: str) -> pd.DataFrame:
+        """The runs of one job that logged ``metric`` (NaN and inf included): ``value`` (the mean over repeats), its
+        summary over repeats (std, min, ci95_low, ci95_high: NaN when absent) and each repeat's value (r0, r1, ...)."""
+        own = self.values[self.values["metric"] == metric]
+        stats = {repeat_stat(metric, s): s for s in REPEAT_STATS}
+        summary = self.values[self.values["repeat"].isna() & self.values["metric"].isin(list(stats))]
+        summary = summary.pivot(index="run_id", columns="metric", values="value").rename(columns=stats)
+        repeats = own[own["repeat"].notna()].pivot(index="run_id", columns="repeat", values="value")
+        return (self.runs[self.runs["job"] == job]
+                .join(own[own["repeat"].isna()].set_index("run_id")["value"], on="run_id", how="inner")
+                .join(summary.reindex(columns=list(REPEAT_STATS)), on="run_id")
+                .join(repeats.rename(columns=lambda k: f"r{k}"), on="run_id"))
+
 
 def _client(uri: str):
+    """An MLflow client for a store that exists (the report never creates one); a server is asked once, briefly."""
     import mlflow
 
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise HarnessError(
-            f"No tracking store at {uri[len('sqlite:///'):]}: run some cells first (python -m harness ...) in that "
-            "directory, or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri "
-            "sqlite:///path/mlflow.db."
-        )
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise HarnessError(
+                f"No tracking store at {path}: run some cells first (python -m harness ...) in that directory, or point "
+                "--tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri sqlite:///path/mlflow.db."
+            )
+        with path.open("rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise HarnessError(f"The tracking store {path} is not an SQLite database; point --tracking-uri at the "
+                                   "mlflow.db the runs were logged to.")
+    else:  # unreachable: one message within seconds, not minutes of retries (the environment may override both)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics)."""
-    client = _client(uri)
     try:
+        client = _client(uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             names = sorted(e.name for e in client.search_experiments())
@@ -138,8 +163,10 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 def tidy(values: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """The long frame: one line per (run, metric, repeat); ``fid_r2`` is metric fid of repeat 2, ``fid`` the cell's."""
     parts = values["name"].str.extract(REPEAT)
+    big = values["value"].abs() >= sys.float_info.max  # MLflow stores an infinite value as the largest float
     values = values.assign(metric=parts["metric"].fillna(values["name"]),
-                           repeat=pd.to_numeric(parts["repeat"]).astype("Int64"))
+                           repeat=pd.to_numeric(parts["repeat"]).astype("Int64"),
+                           value=values["value"].where(~big, np.sign(values["value"]) * np.inf))
     cells = runs[["run_id", *CELL]]
     return cells.merge(values[["run_id", "metric", "repeat", "value"]], on="run_id")
 

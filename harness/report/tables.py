@@ -1,15 +1,17 @@
 """The paper's Tables 1-3 filled with measured values: one block per dataset, cells "measured (paper)".
 
-* Table 1: FID of sample runs by eta (rows 0, 0.2, 0.5, 1, sigma-hat, other measured etas) and S (the paper's 10,
-  20, 50, 100, 1000 plus every measured S); CIFAR-10 / CelebA cells carry the paper value in parentheses. A dataset
-  the paper did not use (digits) shows measured values only, followed by the paper's CIFAR-10 block for comparing
-  orderings (the values are not comparable).
+* Table 1: the headline metric (FID) of DDIM-family sample runs by eta (rows 0, 0.2, 0.5, 1, sigma-hat, other
+  measured etas) and S (the paper's 10, 20, 50, 100, 1000 plus every measured S); CIFAR-10 / CelebA cells carry the
+  paper value in parentheses. A dataset the paper did not use (digits) shows measured values only, followed by the
+  paper's CIFAR-10 block for comparing orderings (the values are not comparable). Beside each dataset's headline
+  block, one block per other metric it was scored on (KID, precision, recall, FD in pixels), each naming its features.
 * Table 2: reconstruction MSE of recon runs by S, the paper's CIFAR-10 row beside it.
 * Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1), S 10/20/50/100 and the caption's 1000-step DDPM value.
 
-"-" marks a cell that was not run. Within a dataset block the runs should share N, seed, trajectory, checkpoint and
-feature extractor; where they do not, the differing values and run ids are listed in a note and the cells whose
-settings differ from the block's most common settings are marked with a dagger.
+A measured cell is ``mean ± half-width`` of its 95% interval (over the cell's repeats; for Table 2 from the standard
+error over images), or the mean marked ``‡`` when it was measured once; "-" marks a cell that was not run. Within a
+dataset block the runs should share N, seed, trajectory, checkpoint and feature extractor; where they do not, the
+differing values and run ids are listed in a note and the cells whose settings differ are marked with a dagger.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
+from scipy import stats
 
 from ..eta import eta_row_name, eta_sort_key
-from .labels import DASH, dataset_name, fmt_value
+from ..names import Metric
+from .labels import DASH, dataset_name
+from .metrics import METRICS, ONE_REPEAT, SAMPLE_METRICS, fmt_cell, label
 from .paper import ORDERING_REFERENCE, PAPER_DATASETS, PAPER_S, paper_cells
 from .runs import RunSet
 
@@ -31,7 +36,10 @@ SETTINGS = {
 }
 SETTING_NAMES = {"checkpoint_id": "checkpoint", "feature_extractor": "feature extractor"}
 LONG_SETTINGS = ["nfe", "N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision", "device_name"]
+SUMMARY = ["repeats", "std", "min", "ci95_low", "ci95_high"]
 RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
+CELLS = (f"Cells: measured (paper), the measured value as mean \u00b1 half-width of its 95% interval, {ONE_REPEAT} = "
+         "measured once (K=1), no interval; '-' = not run.")
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,6 @@ class Spec:
     number: int
     title: str
     job: str
-    metric: str  # the run metric shown
-    fmt: str  # "fid" or "mse" (number format)
     base_rows: tuple[str, ...]
     lsun: bool | None  # True: LSUN datasets only, False: all but LSUN, None: any
     note: str
@@ -50,15 +56,16 @@ class Spec:
 
 
 SPECS = [
-    Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", "fid", "fid", ("0", "0.2", "0.5", "1", "hat"),
-         False, "Cells: measured (paper); '-' = not run. FID is lower-is-better.",
-         "No sample runs for these datasets: paper values only."),
-    Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", "recon_mse", "mse",
-         (RECON_ROW,), None, "Encode a held-out image to x_T with eta=0 over S steps, decode over S steps. "
-         "Cells: measured (paper); '-' = not run.", "No recon runs for these datasets: paper values only."),
-    Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", "fid", "fid", ("0", "1"), True,
-         "Cells: measured (paper); '-' = not run. eta=0 is DDIM, eta=1 is DDPM; S=1000 is the caption's 1000-step "
-         "DDPM value.", "No LSUN sample runs: paper values only."),
+    Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", ("0", "0.2", "0.5", "1", "hat"), False,
+         f"{CELLS} The headline metric (FID) is lower-is-better; the intervals are over the cell's K repeats "
+         "(disjoint sets of N images).", "No sample runs for these datasets: paper values only."),
+    Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", (RECON_ROW,), None,
+         "Encode a held-out image to x_T with eta=0 over S steps, decode over S steps. " + CELLS.replace(
+             "of its 95% interval", "of its 95% interval (t on the standard error over the images)"),
+         "No recon runs for these datasets: paper values only."),
+    Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", ("0", "1"), True,
+         f"{CELLS} eta=0 is DDIM, eta=1 is DDPM; S=1000 is the caption's 1000-step DDPM value.",
+         "No LSUN sample runs: paper values only."),
 ]
 
 
@@ -70,7 +77,8 @@ class Block:
     label: str
     rows: list[str]
     cols: list[int]
-    measured: pd.DataFrame = field(default_factory=pd.DataFrame)  # index (eta, S): the chosen run's columns, value
+    metric: str = Metric.FID
+    measured: pd.DataFrame = field(default_factory=pd.DataFrame)  # index (eta, S): the chosen run, value, intervals
     paper: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
     paper_only: bool = False  # the paper's values shown for reference (cells hold the paper value)
     comparable: bool = True  # the measured values estimate the paper's numbers (same dataset)
@@ -79,7 +87,7 @@ class Block:
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # the block's most common run settings
 
-    def grid(self, fmt: str) -> pd.DataFrame:
+    def grid(self) -> pd.DataFrame:
         """Display strings, rows by S: measured (with a dagger where flagged) and the paper's value in parentheses."""
         index = pd.MultiIndex.from_product([self.rows, self.cols], names=["eta", "S"])
         paper = pd.Series({k: t for k, (_, t) in self.paper.items()}, dtype=object).reindex(index)
@@ -87,8 +95,9 @@ class Block:
             text = paper.fillna(DASH)
         else:
             m = self.measured
-            shown = m["value"].map(lambda v: fmt_value(v, fmt)) + m["flagged"].map({True: DAGGER, False: ""}) \
-                if len(m) else pd.Series(dtype=object)
+            shown = pd.Series([fmt_cell(v, lo, hi, self.metric) + (DAGGER if f else "")
+                               for v, lo, hi, f in zip(m["value"], m["ci95_low"], m["ci95_high"], m["flagged"])],
+                              index=m.index, dtype=object) if len(m) else pd.Series(dtype=object)
             text = shown.reindex(index).fillna(DASH)
             text = text.where(paper.isna(), text + " (" + paper.astype(str) + ")")
         return text.unstack("S").reindex(index=self.rows, columns=self.cols)
@@ -99,6 +108,7 @@ class ReportTable:
     spec: Spec
     blocks: list[Block] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metric_blocks: dict[str, list[Block]] = field(default_factory=dict)  # dataset: its blocks of other metrics
 
     @property
     def number(self) -> int:
@@ -114,18 +124,18 @@ class ReportTable:
 
     @property
     def row_header(self) -> str:
-        return "" if self.spec.fmt == "mse" else "eta"
+        return "" if self.spec.job == "recon" else "eta"
 
     @property
     def cols(self) -> list[int]:
         return sorted({s for b in self.blocks for s in b.cols})
 
     def row_label(self, row: str) -> str:
-        return "reconstruction MSE" if self.spec.fmt == "mse" else eta_row_name(row)
+        return "reconstruction MSE" if self.spec.job == "recon" else eta_row_name(row)
 
     def block_frame(self, block: Block) -> pd.DataFrame:
         """One block as displayed: the row label, then one column per S."""
-        grid = block.grid(self.spec.fmt).rename(index=self.row_label, columns=lambda s: f"S={s}")
+        grid = block.grid().rename(index=self.row_label, columns=lambda s: f"S={s}")
         return grid.rename_axis(index=self.row_header, columns=None).reset_index()
 
     def display_frame(self) -> pd.DataFrame:
@@ -137,31 +147,34 @@ class ReportTable:
             pd.DataFrame(columns=["block", self.row_header, *cols])
 
     def long_frame(self) -> pd.DataFrame:
-        """One line per measured or paper cell, numbers unformatted (the long CSV)."""
+        """One line per measured or paper cell, numbers unformatted (the long CSV): the mean, its interval and
+        summary over repeats, and each repeat's value."""
         frames = []
         for b in self.blocks:
             if b.paper_only:
                 continue
             index = pd.MultiIndex.from_product([b.rows, b.cols], names=["eta", "S"])
             cells = pd.DataFrame(index=index).join(b.measured) if len(b.measured) else pd.DataFrame(
-                index=index, columns=["value", "run_id", "flagged", "stderr", *LONG_SETTINGS])
+                index=index, columns=["value", "run_id", "flagged", "stderr", *SUMMARY, *LONG_SETTINGS])
             cells["paper"] = [b.paper.get(k, (None,))[0] for k in index]
             cells["reference_paper_value"] = [None if b.comparable else b.reference.get(k, (None,))[0] for k in index]
-            cells = cells[cells["value"].notna() | cells["paper"].notna()].reset_index()
+            cells = cells[cells["value"].notna() | cells["paper"].notna() | cells.get("run_id").notna()].reset_index()
             frames.append(pd.DataFrame({
                 "table": self.number, "dataset": b.dataset, "row": cells["eta"].map(self.row_label), "eta": cells["eta"],
                 "S": cells["S"], "measured": cells["value"], "paper": cells["paper"],
                 "reference_paper_value": cells["reference_paper_value"],
                 "reference_dataset": None if b.comparable else b.reference_dataset,
                 "flagged": cells["flagged"].astype(object),
-                **({"stderr": cells["stderr"]} if self.spec.fmt == "mse" else {}),
+                **({"stderr": cells["stderr"]} if self.spec.job == "recon" else {}),
                 "run_id": cells["run_id"],
                 **{SETTING_NAMES.get(k, k): cells[k] for k in LONG_SETTINGS},
+                "metric": b.metric, "K": cells["repeats"], **{s: cells[s] for s in SUMMARY[1:]},
+                **{r: cells[r] for r in cells.columns if r[0] == "r" and r[1:].isdigit()},
             }))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _choose(block: Block, runs: pd.DataFrame, keys: list[str]) -> None:
+def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> None:
     """Place one dataset's runs into its block: per (eta, S) the newest run with the block's most common settings
     (else the newest); flag the cells whose run differs and note every difference and every run left out."""
     runs = runs.sort_values("start_time", ascending=False, kind="stable")
@@ -173,6 +186,8 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str]) -> None:
     runs = runs.assign(flagged=settings != reference, settings=settings)
     chosen = runs.sort_values("flagged", kind="stable").drop_duplicates(["eta", "S"])
     block.measured = chosen.assign(S=chosen["S"].astype(int)).set_index(["eta", "S"])
+    if not notes:
+        return
     for i, k in enumerate(keys):
         values = Counter(s[i] for s in settings)
         if len(values) > 1:
@@ -191,6 +206,14 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str]) -> None:
                            f"{'; '.join(hidden)}.")
 
 
+def features(runs: pd.DataFrame, metric: str) -> str | None:
+    """The feature space(s) a metric was computed in (tag ``features.<metric>``; older runs: the feature extractor)."""
+    tags = runs.get(f"features.{metric}", pd.Series(dtype=object)).dropna()
+    if tags.empty and metric == Metric.FID:
+        tags = runs["feature_extractor"].dropna()
+    return ", ".join(sorted({str(x) for x in tags})) or None
+
+
 def _reference_note(table: int, dataset: str, extractor: str | None) -> str:
     if not extractor:
         what = "FID features of the run, not the paper's"
@@ -203,30 +226,69 @@ def _reference_note(table: int, dataset: str, extractor: str | None) -> str:
             f"comparable (different data, model{', and feature extractor: ' + what if table != 2 else ''}).")
 
 
-def _blocks(spec: Spec, runs: pd.DataFrame, dataset: str) -> list[Block]:
-    """The measured block of one dataset, and the paper's reference block when the paper has no values for it."""
-    sub = runs[(runs["dataset"] == dataset) & runs[spec.metric].notna()].rename(columns={spec.metric: "value"})
-    if spec.job == "recon":
-        sub = sub.rename(columns={"recon_mse_stderr": "stderr"}).assign(eta=RECON_ROW)
-    cells = paper_cells(spec.number, dataset)
+def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) -> Block:
+    """The measured block of one dataset and metric (the headline block carries the notes on its runs)."""
+    sub = runs.cells(spec.job, metric)
+    sub = sub[(sub["dataset"] == dataset) & (sub["sampler"] == "ddim")]
+    if spec.job == "recon":  # the interval of a mean over n images: t(n-1) standard errors
+        extra = runs.job("recon", [Metric.RECON_MSE_STDERR, Metric.N_IMAGES]).set_index("run_id")
+        se, n = extra[Metric.RECON_MSE_STDERR].reindex(sub["run_id"]).to_numpy(), extra[Metric.N_IMAGES].reindex(sub["run_id"]).to_numpy()
+        half = stats.t.ppf(0.975, n - 1) * se
+        sub = sub.assign(eta=RECON_ROW, stderr=se, n_images=n, ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
+    cells = paper_cells(spec.number, dataset) if headline else {}
     rows = sorted(set(spec.base_rows) | set(sub["eta"]), key=eta_sort_key)
-    block = Block(dataset, "", rows, sorted(set(PAPER_S[spec.number]) | set(sub["S"].astype(int))), paper=cells,
-                  comparable=bool(cells), reference=cells, reference_dataset=dataset if cells else None)
+    block = Block(dataset, "", rows, sorted(set(PAPER_S[spec.number]) | set(sub["S"].astype(int))), metric,
+                  paper=cells, comparable=bool(cells), reference=cells, reference_dataset=dataset if cells else None)
     if len(sub):
-        _choose(block, sub, SETTINGS[spec.job])
-    extractor = ", ".join(sorted({str(x) for x in sub["feature_extractor"].dropna()})) or None
-    how = [f"FID in {extractor} features"] if extractor and spec.job == "sample" else []
+        _choose(block, sub, SETTINGS[spec.job], notes=headline)
+    extractor = features(sub, metric)
+    how = [f"{label(metric)} in {extractor} features"] if extractor and spec.job == "sample" else []
     how += [f"N={block.settings['N']}", f"trajectory {block.settings['trajectory']}"] if block.settings else []
+    if not headline:
+        block.label = f"{dataset_name(dataset)}: {how[0] if extractor else label(metric)} ({METRICS[metric].direction})"
+        return block
     block.label = (f"{dataset_name(dataset)}: measured{' (paper)' if cells else ''}"
                    + (f"; {', '.join(how)}" if how else "") + ("" if cells else "; no paper values"))
-    if cells:
-        return [block]
-    ref = paper_cells(spec.number, ORDERING_REFERENCE)
-    block.reference, block.reference_dataset = ref, ORDERING_REFERENCE
-    block.notes.append(_reference_note(spec.number, dataset, extractor))
-    label = (f"{dataset_name(ORDERING_REFERENCE)} (paper) - for comparing orderings only, NOT comparable to "
-             f"{dataset_name(dataset)}")
-    return [block, Block(ORDERING_REFERENCE, label, rows, sorted({s for _, s in ref}), paper=ref, paper_only=True)]
+    if not cells:
+        block.reference = paper_cells(spec.number, ORDERING_REFERENCE)
+        block.reference_dataset = ORDERING_REFERENCE
+        block.notes.append(_reference_note(spec.number, dataset, extractor))
+    return block
+
+
+def headline_metric(runs: RunSet, dataset: str) -> str:
+    """The dataset's headline metric for its tables (tag ``headline_metric``; older runs: FID)."""
+    tags = runs.runs.loc[(runs.runs["dataset"] == dataset) & (runs.runs["job"] == "sample"), "headline_metric"].dropna()
+    return str(tags.mode().iloc[0]) if len(tags) else Metric.FID
+
+
+def build_table(spec: Spec, runs: RunSet) -> ReportTable:
+    frame = runs.runs[(runs.runs["job"] == spec.job) & (runs.runs["sampler"] == "ddim")]
+    if spec.lsun is not None:
+        frame = frame[frame["dataset"].isin(PAPER_DATASETS[3]) == spec.lsun]
+    paper = PAPER_DATASETS[spec.number]
+    datasets = [d for d in paper if d in set(frame["dataset"])] + sorted(set(frame["dataset"]) - set(paper))
+    table = ReportTable(spec, notes=[spec.note])
+    for ds in datasets:
+        metric = Metric.RECON_MSE if spec.job == "recon" else headline_metric(runs, ds)
+        block = _block(spec, runs, ds, metric, headline=True)
+        table.blocks.append(block)
+        if block.reference_dataset == ORDERING_REFERENCE and ds != ORDERING_REFERENCE:
+            label = (f"{dataset_name(ORDERING_REFERENCE)} (paper) - for comparing orderings only, NOT comparable to "
+                     f"{dataset_name(ds)}")
+            table.blocks.append(Block(ORDERING_REFERENCE, label, block.rows, sorted({s for _, s in block.reference}),
+                                      paper=block.reference, paper_only=True))
+        if spec.job == "sample":
+            others = [_block(spec, runs, ds, m, headline=False) for m in SAMPLE_METRICS if m != metric]
+            table.metric_blocks[ds] = [b for b in others if len(b.measured)]
+    if not table.blocks:  # no runs for this table: the paper's blocks with '-' measured cells
+        for ds in [d for d in paper if not runs.datasets_filter or d in runs.datasets_filter]:
+            cells = paper_cells(spec.number, ds)
+            table.blocks.append(Block(ds, f"{dataset_name(ds)}: measured (paper)", list(spec.base_rows),
+                                      sorted({s for _, s in cells}), paper=cells, reference=cells, reference_dataset=ds))
+        table.notes += [spec.empty_note] if table.blocks else []
+    table.notes += _across_blocks(table.blocks)
+    return table
 
 
 def _across_blocks(blocks: list[Block]) -> list[str]:
@@ -239,23 +301,6 @@ def _across_blocks(blocks: list[Block]) -> list[str]:
                          + ", ".join(f"{dataset_name(d)} {v}" for d, v in values.items()) + ".")
     return ["The dataset blocks were run with different settings (by design where the paper's differ, e.g. "
             "CIFAR-10's quadratic trajectory; compare across blocks with care): " + " ".join(notes)] if notes else []
-
-
-def build_table(spec: Spec, runs: RunSet) -> ReportTable:
-    frame = runs.job(spec.job, [spec.metric, "recon_mse_stderr"])
-    lsun = frame["dataset"].isin(PAPER_DATASETS[3])
-    frame = frame if spec.lsun is None else frame[lsun == spec.lsun]
-    paper = PAPER_DATASETS[spec.number]
-    datasets = [d for d in paper if d in set(frame["dataset"])] + sorted(set(frame["dataset"]) - set(paper))
-    table = ReportTable(spec, [b for d in datasets for b in _blocks(spec, frame, d)], [spec.note])
-    if not table.blocks:  # no runs for this table: the paper's blocks with '-' measured cells
-        for ds in [d for d in paper if not runs.datasets_filter or d in runs.datasets_filter]:
-            cells = paper_cells(spec.number, ds)
-            table.blocks.append(Block(ds, f"{dataset_name(ds)}: measured (paper)", list(spec.base_rows),
-                                      sorted({s for _, s in cells}), paper=cells, reference=cells, reference_dataset=ds))
-        table.notes += [spec.empty_note] if table.blocks else []
-    table.notes += _across_blocks(table.blocks)
-    return table
 
 
 def build_tables(runs: RunSet) -> list[ReportTable]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .fits import Line, fit_line, loglog_line
+from .stats import Line, fit_line, loglog_line
 from .labels import dataset_name
 from .runs import RunSet
 
