@@ -49,6 +49,7 @@ class Tag:
     FEATURE_EXTRACTOR = "feature_extractor"
     FID_REFERENCE = "fid_reference"
     HEADLINE_METRIC = "headline_metric"
+    SAMPLER_ORDER = "sampler_order"  # the theoretical order of the sampler's ODE solver
     DTYPE = "dtype"
     TIMING_BATCH_SIZE = "timing_batch_size"
     ERROR = "error"
@@ -63,6 +64,9 @@ class Metric:
     PRC_PRECISION = "prc_precision"
     PRC_RECALL = "prc_recall"
     FD_PIXELS = "fd_pixels"
+    # scores of an exact-score dataset (harness.exact)
+    FD_TRUE = "fd_true"
+    FLOW_RMSE = "flow_rmse"
     # sampling and scoring time
     IMAGES_SAMPLED = "images_sampled"
     SAMPLING_SECONDS = "sampling_seconds"

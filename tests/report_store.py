@@ -55,7 +55,8 @@ class Store:
             tags={"cell_key": cell_key(**settings), "job": job, "git_commit": "c0ffee1", "device": "cpu",
                   "device_name": device_name, "threads": "1", "host": "testhost", "checkpoint_sha256": SHA,
                   "checkpoint_weights": "ema",
-                  **({"feature_extractor": extractor, "fid_reference": f"{dataset}-train"} if job == "sample" else {}),
+                  **({"feature_extractor": extractor, "fid_reference": f"{dataset}-train"}
+                     if job == "sample" and extractor else {}),
                   **({"dtype": "float32", "timing_batch_size": str(batch_size)} if job == "timing" else {}),
                   **(tags or {})},
         )
@@ -219,3 +220,35 @@ def fill_v2(store: Store, K: int = 5, N: int = 200) -> None:
         hours = 0.002 * S * (1 + 0.02 * (S % 3 - 1))  # nearly linear
         store.add("timing", "digits", S, "0", {"hours_50k": hours, "seconds_per_image": hours * 3600 / 50000,
                                                "seconds_per_batch": 1.0})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The sampler axis (issue 10): runs carry the sampler and the NFE they counted. An exact-score dataset logs
+# flow_rmse (distance to the exact probability-flow solution) and fd_true, and tags each sampler's theoretical order.
+
+GMM_SAMPLERS = {"ddim": (1, 2.0), "heun": (2, 5.0), "dpm_solver_3": (3, 20.0)}  # order p, constant C: C * NFE^-p
+GMM_NFE = (10, 20, 40)
+GMM_WOBBLE = (1.03, 0.98, 1.01)  # a measured error is not an exact power law
+
+
+def gmm_flow(sampler: str, nfe: int) -> float:
+    order, constant = GMM_SAMPLERS[sampler]
+    return constant * nfe ** -order * GMM_WOBBLE[GMM_NFE.index(nfe)]
+
+
+def fill_v3(store: Store, K: int = 3) -> None:
+    """gmm_ring2d: ddim (eta 0 and 1), heun, dpm_solver_3 at NFE 10, 20, 40; digits: a pndm run beside the DDIM
+    cells (it must stay out of Tables 1-3)."""
+    spread = np.array([1.01, 0.99, 1.0])[:K]
+    for sampler, (order, _) in GMM_SAMPLERS.items():
+        for nfe in GMM_NFE:
+            for eta in (["0", "1"] if sampler == "ddim" else ["0"]):
+                flow = gmm_flow(sampler, nfe) if eta == "0" else 0.3
+                metrics = {**repeat_metrics("flow_rmse", flow * spread), **repeat_metrics("fd_true", 10 * flow * spread)}
+                store.add("sample", "gmm_ring2d", nfe, eta, metrics, N=500, extractor=None,
+                          params={"sampler": sampler, "nfe": nfe, "repeats": K},
+                          tags={"headline_metric": "fd_true", "sampler_order": str(order), "features.fd_true": "exact",
+                                "features.flow_rmse": "exact"}, tag=f"gmm {sampler} {eta} {nfe}")
+    for nfe, fid in ((10, 99.0), (20, 50.0)):
+        store.add("sample", "digits", nfe, "0", v2_metrics((fid, 0.05, 0.5, 0.4, 40.0), 5, ("pndm", nfe)), N=200,
+                  params={"sampler": "pndm", "nfe": nfe, "repeats": 5}, tags=v2_tags(), tag=f"pndm {nfe}")

@@ -1,9 +1,10 @@
 """The report on runs scored on K repeats (issue 9): every number with its interval, claims decided on paired
 differences over repeats (PASS / FAIL / within noise / not enough repeats / not enough data), a table and a figure
-per metric, non-finite values flagged, a dataset name with '/', no machine paths in any file, clear errors.
+per metric, non-finite values flagged, a dataset name with '/', no machine paths in any file, clear errors; and the
+sampler axis (issue 10): samplers at equal NFE, measured against theoretical orders, out of Tables 1-3.
 
-The store (tests/report_store.py, fill_v2) is designed so the verdicts are known: a shared per-repeat noise (the
-same x_T in every cell) that pairing cancels, and zero-mean jitter of each cell's own.
+The store (tests/report_store.py, fill_v2 and fill_v3) is designed so the verdicts are known: a shared per-repeat
+noise (the same x_T in every cell) that pairing cancels, and zero-mean jitter of each cell's own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from report_store import DIGITS_V2, V2_METRICS, Store, fill_v2, repeats_of
+from report_store import DIGITS_V2, GMM_NFE, GMM_SAMPLERS, V2_METRICS, Store, fill_v2, fill_v3, gmm_flow, repeats_of
 from scipy import stats
 
 from harness.errors import HarnessError
@@ -29,6 +30,7 @@ T4 = 2.7764451051977987  # t(0.975, 4 df)
 def store(tmp_path_factory) -> Store:
     s = Store(tmp_path_factory.mktemp("store") / "mlflow.db")
     fill_v2(s)
+    fill_v3(s)
     return s
 
 
@@ -143,8 +145,8 @@ def test_the_summary_says_which_ordering_holds_on_which_metric(report):
     md = (report.out / "report.md").read_text()
     summary = md[: md.index("## Table 1")]
     assert "| claim " in summary and "| FID " in summary and "| precision " in summary
-    assert ("DDIM (eta=0) is better than every other eta at small S: holds on precision and recall and FD; "
-            "fails on KID; within noise on FID.") in summary
+    line = next(x for x in summary.splitlines() if x.startswith("- DDIM (eta=0) is better than every other eta"))
+    assert "holds on precision and recall and FD and" in line and "fails on KID" in line and "within noise on FID" in line
     html = (report.out / "index.html").read_text()
     assert "holds on precision and recall and FD" in html and 'class="data row0 col2 fail"' in html
 
@@ -185,3 +187,45 @@ def test_a_corrupt_store_or_an_unreachable_server_is_one_message(tmp_path, capsy
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: Cannot read the tracking store http://127.0.0.1:9")
     assert err.count("\n") == 1 and "Traceback" not in err and time.perf_counter() - start < 30
+
+
+def test_samplers_stay_out_of_tables_1_to_3(report):
+    digits = md_table((report.out / "table1.md").read_text(),
+                      "digits 8x8: measured; FID in digits-cnn features, N=200, trajectory uniform; no paper values")
+    assert digits.loc["eta=0", "S=10"].startswith(f"{reps('fid', '0', 10).mean():.2f} \u00b1")  # DDIM, not pndm's 99
+    long = pd.read_csv(report.out / "table1_long.csv")
+    pndm = set(report.runs.runs.loc[report.runs.runs.sampler == "pndm", "run_id"])
+    assert len(pndm) == 2 and not long.run_id.isin(pndm).any() and "pndm" not in (report.out / "table1.md").read_text()
+
+
+def test_samplers_compared_at_equal_nfe(report):
+    md = (report.out / "report.md").read_text()
+    table = md_table(md, "digits 8x8: FID by sampler and NFE (mean \u00b1 half-width of the 95% interval over "
+                         "repeats; the newest run of each cell)")
+    assert list(table.index) == ["ddim (eta=0)", "ddim (eta=0.2)", "ddim (eta=0.5)", "ddim (eta=1)", "ddim (sigma-hat)",
+                                 "pndm"]
+    assert table.loc["pndm", "NFE=10"].startswith("99.00 \u00b1") and table.loc["pndm", "NFE=50"] == "-"
+    assert table.loc["ddim (eta=0)", "NFE=10"].startswith("6.00 \u00b1")
+    assert "digits 8x8: the cells differ in seed (0, 1)." in md
+    gmm = md_table(md, "gmm_ring2d: FD to the true law by sampler and NFE (mean \u00b1 half-width of the 95% "
+                       "interval over repeats; the newest run of each cell)")
+    assert list(gmm.columns) == [f"NFE={n}" for n in GMM_NFE] and "heun" in gmm.index
+    for name in ("figure_samplers_digits", "figure_samplers_gmm_ring2d"):
+        assert (report.out / f"{name}.png").stat().st_size > 0 and (report.out / f"{name}.pdf").stat().st_size > 0
+    cells = pd.read_csv(report.out / "samplers_long.csv")
+    assert {"gmm_ring2d", "digits"} == set(cells.dataset) and {"flow_rmse", "fd_true"} <= set(cells.metric)
+
+
+def test_measured_orders_beside_theoretical_ones(report):
+    orders = pd.read_csv(report.out / "sampler_orders.csv").set_index("sampler")
+    assert set(orders.index) == {"ddim (eta=0)", "heun", "dpm_solver_3"}  # ddim eta=1 is stochastic: no order
+    for sampler, (order, _) in GMM_SAMPLERS.items():
+        row = orders.loc["ddim (eta=0)" if sampler == "ddim" else sampler]
+        x, y = np.log(GMM_NFE), np.log([gmm_flow(sampler, n) for n in GMM_NFE])
+        fit = stats.linregress(x, y)
+        half = stats.t.ppf(0.975, 1) * fit.stderr
+        assert row["theoretical order"] == order and row["measured order"] == pytest.approx(-fit.slope)
+        assert (row.ci95_low, row.ci95_high) == pytest.approx((-fit.slope - half, -fit.slope + half))
+        assert abs(row["measured order"] - order) < 0.1
+    md = (report.out / "report.md").read_text()
+    assert "gmm_ring2d: measured order of each deterministic sampler" in md and "| heun " in md

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import HarnessError
 from . import claims as C
+from . import samplers
 from .artifacts import figures_images
 from .document import Bullets, Figure, Para, Section, Table
 from .labels import dataset_name, file_stem, store_name
@@ -21,6 +22,7 @@ from .metrics import label
 from .provenance import provenance_section
 from .render import write_csv, write_html, write_markdown
 from .runs import RunSet, load_runs
+from .samplers import SamplerView
 from .tables import ReportTable, build_tables
 from .texcheck import LatexCheck, check_latex
 from .timing import TimingLine, timing_lines
@@ -151,14 +153,40 @@ def _metric_figures(tables: list[ReportTable], out: Path) -> tuple[list, list[Pa
                               for b in [block, *table.metric_blocks.get(block.dataset, [])]])
             data = data.assign(nfe=data["nfe"].fillna(data["S"]).astype(int), eta=data["eta"].map(table.row_label))
             data = data[data["value"].map(math.isfinite)]
-            png, pdf = metric_panels(data, "eta", f"{dataset_name(block.dataset)}: each metric against NFE per eta "
-                                     "(DDIM family; error bars: 95% interval over repeats)", out,
+            title = f"{dataset_name(block.dataset)}: each metric against NFE per eta (DDIM family; error bars: 95% interval)"
+            png, pdf = metric_panels(data, "eta", [table.row_label(r) for r in block.rows], title, out,
                                      f"figure_metrics_{file_stem(block.dataset)}")
             files += [png, pdf]
             blocks.append(Figure(png, f"{dataset_name(block.dataset)}: each metric against the network evaluations per "
                                       "image (log x), one line per eta; error bars: the 95% interval over the cell's "
                                       "repeats (none where K=1).", pdf))
     return blocks, files
+
+
+def _sampler_section(views: list[SamplerView], out: Path) -> tuple[Section, list[Path]]:
+    """Samplers at equal NFE: per dataset a table of the headline metric, the measured orders, a figure."""
+    from .figures import metric_panels
+
+    sec, files = Section("Samplers at equal NFE"), [write_csv(samplers.long_frame(views), out / "samplers_long.csv")]
+    sec.add(Para("Samplers compared at the same number of network evaluations per image (NFE, as the runs counted it). "
+                 "Tables 1-3 hold DDIM-family runs only (sampler ddim). Every cell: samplers_long.csv."
+                 if views else "No dataset was run with more than one sampler: nothing to compare here."))
+    orders = [v.orders.assign(dataset=v.dataset) for v in views if v.orders is not None]
+    if orders:
+        files.append(write_csv(pd.concat(orders, ignore_index=True), out / "sampler_orders.csv"))
+    for view in views:
+        data = view.cells[view.cells["value"].map(math.isfinite)]
+        png, pdf = metric_panels(data, "row", view.rows, f"{dataset_name(view.dataset)}: each metric against NFE per sampler "
+                                 "(error bars: 95% interval over repeats)", out, f"figure_samplers_{file_stem(view.dataset)}")
+        files += [png, pdf]
+        sec.add(Table(view.grid(), samplers.caption(view)), *[Para(n) for n in view.notes])
+        if view.orders is not None:
+            sec.add(Table(samplers.orders_display(view.orders), f"{dataset_name(view.dataset)}: measured order of each deterministic sampler "
+                                       "(minus the log-log slope of flow_rmse against NFE, with its 95% interval) "
+                                       "beside its theoretical order"))
+        sec.add(Figure(png, f"{dataset_name(view.dataset)}: each metric against NFE (log x), one line per sampler; "
+                            "error bars: the 95% interval over the cell's repeats (none where K=1).", pdf))
+    return sec, files
 
 
 def _sample_figures(tables: list[ReportTable], runs: RunSet, out: Path, tmp: Path) -> tuple[list, list[Path], list[str]]:
@@ -236,6 +264,8 @@ def build_report(opts: Options) -> Result:
     files += [png, pdf, *metric_files, *sample_files]
     fig_sec = Section("Figures").add(*_timing_blocks(lines, png, pdf), *metric_blocks, *sample_blocks)
 
+    sampler_sec, sampler_files = _sampler_section(samplers.sampler_views(runs), out)
+    files += sampler_files
     claim_secs = _claims_sections(result.claims, result.ranks)
     prov, prov_frame = provenance_section(tables, lines, runs, figure_lines)
     files += [write_markdown(claim_secs, out / "claims.md", "Claims of the DDIM paper, checked"),
@@ -253,7 +283,7 @@ def build_report(opts: Options) -> Result:
                 Bullets(plain_verdicts(result.claims)))
     if result.latex is not None:
         summary.add(Para(result.latex.summary))
-    sections = [summary, *table_sections, *claim_secs, fig_sec, prov]
+    sections = [summary, *table_sections, sampler_sec, *claim_secs, fig_sec, prov]
     files += [write_markdown(sections, out / "report.md", TITLE), write_html(sections, out / "index.html", TITLE)]
     _remove_stale(out, files)
     result.seconds = time.perf_counter() - start

@@ -50,17 +50,28 @@ def figure4(lines: list[TimingLine], out_dir: Path) -> tuple[Path, Path]:
     return save(fig, out_dir, "figure4_timing")
 
 
-def metric_panels(data: pd.DataFrame, by: str, title: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """One panel per metric: its value against NFE (log x), one line per ``by`` (eta or sampler), error bars the 95%
-    interval where the cells have one. ``data``: metric, <by>, nfe, value, ci95_low, ci95_high (finite values only)."""
+def metric_panels(data: pd.DataFrame, by: str, order: list[str], title: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """One panel per metric: its value against NFE (log x; log y where it spans more than a decade), one line per
+    ``by`` (eta or sampler) in ``order``, error bars the 95% interval where the cells have one.
+    ``data``: metric, <by>, nfe, value, ci95_low, ci95_high (finite values only)."""
     metrics = list(dict.fromkeys(data["metric"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for name, line in data[data["metric"] == metric].groupby(by, sort=False):
-            line = line.sort_values("nfe")
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
+        mine = data[data["metric"] == metric]
+        for name in [o for o in order if o in set(mine[by])]:
+            line = mine[mine[by] == name].sort_values("nfe")
             low, high = (line["value"] - line["ci95_low"]).fillna(0), (line["ci95_high"] - line["value"]).fillna(0)
             ax.errorbar(line["nfe"], line["value"], yerr=[low, high], marker="o", ms=4, capsize=3, label=str(name))
+        ticks = sorted(set(mine["nfe"]))
         ax.set_xscale("log")
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
+        ax.minorticks_off()
+        if (mine["value"] > 0).all() and mine["value"].max() > 10 * mine["value"].min():
+            ax.set_yscale("log")
         ax.set_xlabel("network evaluations per image (NFE)")
         ax.set_title(f"{label(metric)} ({METRICS[metric].direction})" if metric in METRICS else metric, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)

@@ -36,9 +36,12 @@ METRICS = {m.name: m for m in [
     MetricInfo(Metric.PRC_PRECISION, "precision", False),
     MetricInfo(Metric.PRC_RECALL, "recall", False),
     MetricInfo(Metric.FD_PIXELS, "FD", True),
+    MetricInfo(Metric.FD_TRUE, "FD to the true law", True),
+    MetricInfo(Metric.FLOW_RMSE, "flow RMSE", True),
     MetricInfo(Metric.RECON_MSE, "MSE", True),
 ]}
-SAMPLE_METRICS = [Metric.FID, Metric.KID, Metric.PRC_PRECISION, Metric.PRC_RECALL, Metric.FD_PIXELS]
+SAMPLE_METRICS = [Metric.FID, Metric.KID, Metric.PRC_PRECISION, Metric.PRC_RECALL, Metric.FD_PIXELS, Metric.FD_TRUE,
+                  Metric.FLOW_RMSE]
 
 
 def label(metric: str) -> str:

@@ -257,9 +257,12 @@ def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) 
 
 
 def headline_metric(runs: RunSet, dataset: str) -> str:
-    """The dataset's headline metric for its tables (tag ``headline_metric``; older runs: FID)."""
-    tags = runs.runs.loc[(runs.runs["dataset"] == dataset) & (runs.runs["job"] == "sample"), "headline_metric"].dropna()
-    return str(tags.mode().iloc[0]) if len(tags) else Metric.FID
+    """The dataset's headline metric for its tables: its runs' tag ``headline_metric``, else the first metric of
+    SAMPLE_METRICS they logged (older runs: FID)."""
+    mine = runs.runs[(runs.runs["dataset"] == dataset) & (runs.runs["job"] == "sample")]
+    tags = mine["headline_metric"].dropna()
+    logged = set(runs.values.loc[runs.values["run_id"].isin(mine["run_id"]), "metric"])
+    return str(tags.mode().iloc[0]) if len(tags) else next((m for m in SAMPLE_METRICS if m in logged), Metric.FID)
 
 
 def build_table(spec: Spec, runs: RunSet) -> ReportTable:
