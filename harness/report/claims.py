@@ -270,3 +270,17 @@ def check_claims(tables: list[ReportTable], lines: list[TimingLine]) -> list[Cla
     metrics = [m for m in SAMPLE_METRICS if _blocks(tables, (1, 3), m)] or [Metric.FID]
     return [check(tables, m) for check in (eta0_best_at_small_S, improves_with_S, sigma_hat_worse_at_small_S)
             for m in metrics] + [recon_falls_with_S(tables), time_linear_in_S(lines)]
+
+
+def claims_frame(claims: list[Claim], ranks: list[RankAgreement]) -> pd.DataFrame:
+    """claims.csv: every check with its numbers, every claim's verdict, Kendall's tau per table block."""
+    data = [{"kind": "claim", "claim": c.key, "metric": c.metric, "scope": k.scope, "verdict": k.verdict, "value": "",
+             "evidence": k.evidence, **({"estimate": k.interval.estimate, "ci95_low": k.interval.low,
+                                         "ci95_high": k.interval.high, "df": k.interval.df} if k.interval else {}),
+             "K": k.K} for c in claims for k in c.checks]
+    data += [{"kind": "claim_overall", "claim": c.key, "metric": c.metric, "scope": "all", "verdict": c.verdict,
+              "value": "", "evidence": c.definition} for c in claims]
+    data += [{"kind": "kendall_tau", "claim": f"table{r.table}", "metric": r.metric, "scope": r.description,
+              "verdict": "", "value": r.tau, "evidence": f"{r.n} cells"} for r in ranks]
+    return pd.DataFrame(data, columns=["kind", "claim", "metric", "scope", "verdict", "value", "evidence", "estimate",
+                                       "ci95_low", "ci95_high", "df", "K"])

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .labels import dataset_name, file_stem  # noqa: E402
 from .metrics import METRICS, label  # noqa: E402
 from .paper import FIG4_READING  # noqa: E402
 from .timing import TimingLine  # noqa: E402
@@ -79,3 +80,25 @@ def metric_panels(data: pd.DataFrame, by: str, order: list[str], title: str, out
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save(fig, out_dir, stem)
+
+
+def eta_figures(tables: list, out_dir: Path) -> list[tuple[str, Path, Path]]:
+    """Per dataset of Tables 1/3: each metric against NFE, one line per eta (the cells the tables show)."""
+    figures = []
+    for table in [t for t in tables if t.number in (1, 3)]:
+        for block in [b for b in table.blocks if not b.paper_only and len(b.measured)]:
+            data = pd.concat([b.measured.reset_index().assign(metric=b.metric)
+                              for b in [block, *table.metric_blocks.get(block.dataset, [])]])
+            data = data.assign(nfe=data["nfe"].fillna(data["S"]).astype(int), eta=data["eta"].map(table.row_label))
+            title = f"{dataset_name(block.dataset)}: each metric against NFE per eta (DDIM family; error bars: 95% interval)"
+            figures.append((block.dataset, *metric_panels(data[data["value"].map(np.isfinite)], "eta",
+                                                          [table.row_label(r) for r in block.rows], title, out_dir,
+                                                          f"figure_metrics_{file_stem(block.dataset)}")))
+    return figures
+
+
+def sampler_figure(view, out_dir: Path) -> tuple[Path, Path]:
+    """Each metric against NFE, one line per sampler (a samplers.SamplerView)."""
+    return metric_panels(view.cells[view.cells["value"].map(np.isfinite)], "row", view.rows,
+                         f"{dataset_name(view.dataset)}: each metric against NFE per sampler (error bars: 95% interval "
+                         "over repeats)", out_dir, f"figure_samplers_{file_stem(view.dataset)}")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from .document import Bullets, Para, Section, Table
-from .labels import store_name
+from .labels import dataset_name, store_name
 from .metrics import fmt_value
 from .runs import RunSet
 from .tables import ReportTable
@@ -76,8 +77,16 @@ def timing_runs(lines: list[TimingLine]) -> pd.DataFrame:
     return runs[["dataset", "device", "source", *TIMING_COLUMNS]].assign(start_time=runs["start_time"].map(_date))
 
 
+def figures_line(run: pd.Series, settings: dict) -> str:
+    """Where Figures 5 and 6 came from: the figures run, its checkpoint (by name) and settings."""
+    return (f"Figures 5 and 6 come from the figures run {run['run_id']} ({pd.Timestamp(run['start_time']):%Y-%m-%d %H:%M} "
+            f"UTC): {dataset_name(run['dataset'])}, checkpoint {Path(str(run['checkpoint'])).name} (sha256 "
+            f"{run['checkpoint_sha256']}), trajectory {settings['trajectory']}, seed {settings['seed']}, eta=0, S "
+            f"{settings['consistency_S']} (consistency) and {settings['interpolation_S']} (interpolation).")
+
+
 def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs: RunSet,
-                       figure_lines: list[str]) -> tuple[Section, pd.DataFrame]:
+                       figures_run: tuple[pd.Series, dict] | None) -> tuple[Section, pd.DataFrame]:
     """The provenance section and one frame of every cell's run (written as provenance_runs.csv)."""
     sec = Section("Provenance")
     sec.add(Para(f"Tracking store {store_name(runs.uri)}, experiment {runs.experiment!r}: {len(runs.runs)} FINISHED runs "
@@ -112,6 +121,6 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
                              f"in run {r.run_id} ({r.run_name})" for r in bad.itertuples()])) if len(bad) else sub)
     ignored = [f"{r.run_id} ({r.run_name}): {r.reason}" for r in runs.ignored.itertuples()]
     sec.add(Section("Ignored runs", level=3).add(Bullets(ignored) if ignored else Para("None.")))
-    if figure_lines:
-        sec.add(Section("Figures 5 and 6", level=3).add(Bullets(figure_lines)))
+    if figures_run is not None:
+        sec.add(Section("Figures 5 and 6", level=3).add(Bullets([figures_line(*figures_run)])))
     return sec, pd.concat([f for f in frames if not f.empty] or [frames[0]], ignore_index=True)
