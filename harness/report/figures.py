@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -73,6 +74,8 @@ def metric_panels(data: pd.DataFrame, by: str, order: list[str], title: str, out
         ax.minorticks_off()
         if (mine["value"] > 0).all() and mine["value"].max() > 10 * mine["value"].min():
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # plain numbers: no mathtext
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("network evaluations per image (NFE)")
         ax.set_title(f"{label(metric)} ({METRICS[metric].direction})" if metric in METRICS else metric, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
