@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..eta import eta_row_name
 from .artifacts import fetch
@@ -62,43 +61,40 @@ def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) 
     return out
 
 
-def _show(ax, image: np.ndarray) -> None:
-    """One uint8 image [C, H, W]: grey for one channel, else RGB."""
-    ax.imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255,
-              interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+def _image_grid(images: np.ndarray, titles: list[str], suptitle: str, size: float, out_dir: Path, stem: str,
+                ylabel: str = "") -> tuple[Path, Path]:
+    """uint8 images [rows, cols, C, H, W], one per panel (grey for one channel, else RGB); titles over the columns."""
+    rows, cols = images.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 0.6 * bool(ylabel), size * rows + 0.3 * bool(titles)),
+                             squeeze=False)
+    for (i, j), ax in np.ndenumerate(axes):
+        image = images[i, j]
+        ax.imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255,
+                  interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i == 0 and titles:
+            ax.set_title(titles[j], fontsize=8)
+    axes[0][0].set_ylabel(ylabel, fontsize=8)
+    fig.suptitle(suptitle, fontsize=9)
+    return save(fig, out_dir, stem)
 
 
 def consistency_and_interpolation(images: dict, settings: dict, dataset: str, out_dir: Path) -> list[tuple[str, Path, Path]]:
     """Figures 5 and 6 from the figures job's images: (caption, png, pdf) for each."""
     seed, S_list, S = settings["seed"], settings["consistency_S"], settings["interpolation_S"]
-    consistency, line, grid, alphas = images["consistency"], images["interpolation"], images["grid"], images["alphas"]
-    n = consistency.shape[1]
-    fig, axes = plt.subplots(n, len(S_list), figsize=(1.1 * len(S_list) + 0.6, 1.1 * n), squeeze=False)
-    for j, i in [(j, i) for j in range(len(S_list)) for i in range(n)]:
-        _show(axes[i][j], consistency[j, i])
-        if i == 0:
-            axes[i][j].set_title(f"S={S_list[j]}", fontsize=9)
-    axes[0][0].set_ylabel("x_T #0", fontsize=8)
-    fig.suptitle("Same x_T, eta=0, different S (as Figure 5)", fontsize=9)
-    figures = [(f"Consistency: {dataset}, the same x_T (rows, seed {seed}, images 0-{n - 1}) decoded with eta=0 and "
-                f"S = {', '.join(map(str, S_list))} (columns), as the paper's Figure 5", *save(fig, out_dir, "figure5_consistency"))]
-
-    fig, axes = plt.subplots(1, len(line), figsize=(1.0 * len(line), 1.3), squeeze=False)
-    for j, image in enumerate(line):
-        _show(axes[0][j], image)
-        axes[0][j].set_title(f"{alphas[j]:.2g}", fontsize=8)
-    fig.suptitle(f"slerp(x_T #0, x_T #1, alpha), eta=0, S={S} (as Figure 6)", fontsize=9)
-    figures.append((f"Interpolation: {dataset}, spherical interpolation between the x_T of images 0 and 1 (seed {seed}), "
-                    f"decoded with eta=0, S={S}, as the paper's Figure 6 / App. D.5", *save(fig, out_dir, "figure6_interpolation")))
-
-    g = grid.shape[0]
-    fig, axes = plt.subplots(g, g, figsize=(1.0 * g, 1.0 * g), squeeze=False)
-    for k in range(g * g):
-        _show(axes[k // g][k % g], grid[k // g, k % g])
-    fig.suptitle(f"2-D slerp grid between the x_T of images 0-3, eta=0, S={S}", fontsize=9)
-    figures.append((f"2-D interpolation grid: {dataset}, x_T of images 0, 1 (top corners) and 2, 3 (bottom corners), "
-                    f"seed {seed}, slerp along rows and columns (App. D.5), eta=0, S={S}",
-                    *save(fig, out_dir, "figure6_interpolation_grid")))
-    return figures
+    n = images["consistency"].shape[1]
+    return [
+        (f"Consistency: {dataset}, the same x_T (rows, seed {seed}, images 0-{n - 1}) decoded with eta=0 and "
+         f"S = {', '.join(map(str, S_list))} (columns), as the paper's Figure 5",
+         *_image_grid(images["consistency"].swapaxes(0, 1), [f"S={s}" for s in S_list],
+                      "Same x_T, eta=0, different S (as Figure 5)", 1.1, out_dir, "figure5_consistency", "x_T #0")),
+        (f"Interpolation: {dataset}, spherical interpolation between the x_T of images 0 and 1 (seed {seed}), "
+         f"decoded with eta=0, S={S}, as the paper's Figure 6 / App. D.5",
+         *_image_grid(images["interpolation"][None], [f"{a:.2g}" for a in images["alphas"]],
+                      f"slerp(x_T #0, x_T #1, alpha), eta=0, S={S} (as Figure 6)", 1.0, out_dir, "figure6_interpolation")),
+        (f"2-D interpolation grid: {dataset}, x_T of images 0, 1 (top corners) and 2, 3 (bottom corners), seed {seed}, "
+         f"slerp along rows and columns (App. D.5), eta=0, S={S}",
+         *_image_grid(images["grid"], [], f"2-D slerp grid between the x_T of images 0-3, eta=0, S={S}", 1.0, out_dir,
+                      "figure6_interpolation_grid")),
+    ]
