@@ -32,3 +32,5 @@ def test_every_cell_of_a_real_multirun_is_in_table_1(tmp_path):
     digits = wide[wide["block"].str.startswith("digits 8x8: measured")].set_index("eta")
     assert digits.loc["eta=1", "S=4"] not in ("", "-") and digits.loc["eta=0.5", "S=3"] == "-"
     assert "N=16" in block.label and "digits-cnn" in block.label
+    for path in (tmp_path / "report").iterdir():  # real runs tag their cell folder and checkpoint path: none shows
+        assert str(tmp_path).encode() not in path.read_bytes(), path.name
