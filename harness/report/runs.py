@@ -22,11 +22,22 @@ from ..errors import HarnessError
 from ..eta import eta_label
 from ..names import REPEAT_STATS, Param, Tag, repeat_stat
 
-INT_PARAMS = [Param.S, Param.NFE, Param.N, Param.REPEATS, Param.SEED, Param.BATCH_SIZE, Param.T]
-IDENTITY = [Param.JOB, Param.DATASET, Param.MODEL, Param.CHECKPOINT, Param.EMA, Param.S, Param.ETA, Param.TRAJECTORY,
-            Param.N, Param.SEED, Param.T, Param.PRECISION]
-DEFAULTS = {Param.PRECISION: "fp32", Param.SAMPLER: "ddim", Param.REPEATS: 1}  # runs from before these params existed
-COLUMNS = [v for v in [*vars(Param).values(), *vars(Tag).values()] if isinstance(v, str) and not v.startswith("_")]
+# The report's column for each param and tag it reads, from the name harness.names gives it in the store: a rename
+# there is followed here, and the rest of the report reads these columns.
+FIELDS = {
+    "job": Param.JOB, "dataset": Param.DATASET, "model": Param.MODEL, "checkpoint": Param.CHECKPOINT, "ema": Param.EMA,
+    "sampler": Param.SAMPLER, "S": Param.S, "eta": Param.ETA, "trajectory": Param.TRAJECTORY, "nfe": Param.NFE,
+    "N": Param.N, "repeats": Param.REPEATS, "seed": Param.SEED, "batch_size": Param.BATCH_SIZE, "T": Param.T,
+    "precision": Param.PRECISION, "cell_key": Tag.CELL_KEY, "git_commit": Tag.GIT_COMMIT, "device": Tag.DEVICE,
+    "device_name": Tag.DEVICE_NAME, "threads": Tag.THREADS, "host": Tag.HOST,
+    "checkpoint_sha256": Tag.CHECKPOINT_SHA256, "checkpoint_weights": Tag.CHECKPOINT_WEIGHTS,
+    "feature_extractor": Tag.FEATURE_EXTRACTOR, "headline_metric": Tag.HEADLINE_METRIC,
+    "sampler_order": Tag.SAMPLER_ORDER, "dtype": Tag.DTYPE, "timing_batch_size": Tag.TIMING_BATCH_SIZE,
+}
+FEATURES = "features."  # the report's column features.<metric>: the tag Tag.FEATURES_PREFIX + <metric>
+INT_FIELDS = ["S", "nfe", "N", "repeats", "seed", "batch_size", "T"]
+IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
+DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1}  # runs from before these params existed
 CELL = ["dataset", "job", "sampler", "S", "eta"]  # the identity columns of the long frame
 REPEAT = re.compile(r"^(?P<metric>.+)_r(?P<repeat>\d+)$")
 
@@ -121,32 +132,33 @@ def _eta(value) -> str | None:
 
 
 def normalize(raw: pd.DataFrame) -> pd.DataFrame:
-    """Typed columns for every name of harness.names (None where a run lacks it), defaults for older runs."""
-    out = raw.reindex(columns=list(dict.fromkeys(["run_id", "status", "run_name", "start_time", "artifact_uri",
-                                                  *COLUMNS, *raw.columns])))
+    """The report's columns (FIELDS; None where a run lacks one), typed, with defaults for older runs."""
+    features = {c: FEATURES + c[len(Tag.FEATURES_PREFIX):] for c in raw.columns if c.startswith(Tag.FEATURES_PREFIX)}
+    out = raw.rename(columns={**{v: k for k, v in FIELDS.items()}, **features})
+    out = out.reindex(columns=["run_id", "status", "run_name", "start_time", "artifact_uri", *FIELDS, *features.values()])
     out = out.astype(object).where(out.notna(), None)
     out["start_time"] = pd.to_datetime(raw["start_time"], unit="ms", utc=True)
-    for p in INT_PARAMS:
+    for p in INT_FIELDS:
         out[p] = pd.to_numeric(out[p], errors="coerce").astype("Int64")
     out = out.fillna(DEFAULTS)
-    out["eta"] = out[Param.ETA].map(_eta)
-    sha = out[Tag.CHECKPOINT_SHA256].fillna("").astype(str)
-    weights = out[Tag.CHECKPOINT_WEIGHTS].where(out[Tag.CHECKPOINT_WEIGHTS].notna(), "ema=" + out[Param.EMA].astype(str))
+    out["eta"] = out["eta"].map(_eta)
+    sha = out["checkpoint_sha256"].fillna("").astype(str)
+    weights = out["checkpoint_weights"].where(out["checkpoint_weights"].notna(), "ema=" + out["ema"].astype(str))
     out["checkpoint_id"] = [f"{s[:12]}/{w}" if s and s != "None" else f"{c}/{w}"
-                            for s, c, w in zip(sha, out[Param.CHECKPOINT], weights)]
+                            for s, c, w in zip(sha, out["checkpoint"], weights)]
     out["key"] = [_key(r) for _, r in out.iterrows()]
     return out
 
 
 def _key(r: pd.Series) -> str:
     """The deduplication key: cell_key (hash of the identity params when missing), plus machine for timing."""
-    key = r[Tag.CELL_KEY] if isinstance(r[Tag.CELL_KEY], str) and r[Tag.CELL_KEY] else None
+    key = r["cell_key"] if isinstance(r["cell_key"], str) and r["cell_key"] else None
     if key is None:
         blob = "|".join(str(r[p]) for p in IDENTITY)
         key = "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-    if r[Param.JOB] == "timing":
-        batch = r[Tag.TIMING_BATCH_SIZE] if isinstance(r[Tag.TIMING_BATCH_SIZE], str) else r[Param.BATCH_SIZE]
-        key += f"|{r[Tag.DEVICE_NAME]}|{batch}"
+    if r["job"] == "timing":
+        batch = r["timing_batch_size"] if isinstance(r["timing_batch_size"], str) else r["batch_size"]
+        key += f"|{r['device_name']}|{batch}"
     return key
 
 

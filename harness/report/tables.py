@@ -27,7 +27,7 @@ from ..names import Metric
 from .labels import DASH, dataset_name
 from .metrics import METRICS, ONE_REPEAT, SAMPLE_METRICS, fmt_cell, label
 from .paper import ORDERING_REFERENCE, PAPER_DATASETS, PAPER_S, paper_cells
-from .runs import RunSet
+from .runs import FEATURES, RunSet
 
 DAGGER = "\u2020"
 SETTINGS = {
@@ -208,7 +208,7 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
 
 def features(runs: pd.DataFrame, metric: str) -> str | None:
     """The feature space(s) a metric was computed in (tag ``features.<metric>``; older runs: the feature extractor)."""
-    tags = runs.get(f"features.{metric}", pd.Series(dtype=object)).dropna()
+    tags = runs.get(FEATURES + metric, pd.Series(dtype=object)).dropna()
     if tags.empty and metric == Metric.FID:
         tags = runs["feature_extractor"].dropna()
     return ", ".join(sorted({str(x) for x in tags})) or None

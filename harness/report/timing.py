@@ -12,9 +12,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .stats import Line, fit_line, loglog_line
+from ..names import Metric
 from .labels import dataset_name
 from .runs import RunSet
 
+METRICS = {Metric.HOURS_50K: "hours_50k", Metric.SECONDS_PER_IMAGE: "seconds_per_image"}  # the columns below
 TIMING_SOURCE = "timing jobs (hours_50k)"
 SAMPLE_SOURCE = "sample jobs (fallback: seconds_per_image * 50000 / 3600)"
 
@@ -58,8 +60,8 @@ def _device(row: pd.Series) -> str:
 
 def timing_lines(runs: RunSet) -> list[TimingLine]:
     lines = []
-    timing = runs.job("timing", ["hours_50k", "seconds_per_image"])
-    sample = runs.job("sample", ["seconds_per_image"])
+    timing = runs.job("timing", [Metric.HOURS_50K, Metric.SECONDS_PER_IMAGE]).rename(columns=METRICS)
+    sample = runs.job("sample", [Metric.SECONDS_PER_IMAGE]).rename(columns=METRICS)
     for ds in sorted(set(timing["dataset"]) | set(sample["dataset"])):
         sub, source = timing[(timing["dataset"] == ds) & timing["hours_50k"].notna()], TIMING_SOURCE
         if sub.empty:
