@@ -69,7 +69,9 @@ def claims_sections(claims: list[C.Claim], ranks: list[C.RankAgreement]) -> list
     sec = Section("Claims").add(Para(
         "Verdicts: PASS (the 95% interval of the compared difference lies wholly on the claimed side), FAIL (wholly "
         "on the other side), within noise (the interval contains 0), not enough repeats (a cell measured once), not "
-        "enough data (a NaN or infinite value, cells not paired, a cell not run)."),
+        "enough data (a NaN or infinite value, cells not paired, a cell not run). A claim's verdict: FAIL if any check "
+        "fails, PASS if every decided check passes, else within noise; checks without enough repeats or data decide "
+        "nothing (and a claim none of whose checks could be decided says so)."),
         Table(verdict_table(claims), "Verdict per claim and metric"))
     for statement in dict.fromkeys(c.statement for c in claims):
         sub = Section(statement, level=3)
