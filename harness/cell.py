@@ -31,7 +31,7 @@ from .errors import HarnessError
 from .eta import SIGMA_HAT, Eta, eta_label, parse_eta
 from .names import Param
 
-JOBS = ("sample", "recon", "timing")
+JOBS = ("sample", "recon", "timing", "figures")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names that end up in file paths and MLflow names
 
 

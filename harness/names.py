@@ -34,6 +34,7 @@ class Param:
 
 
 class Tag:
+    KIND = "kind"  # "cell" (a job of a sweep) or "sweep" (a multirun's parent run)
     CELL_KEY = "cell_key"
     SWEEP_ID = "sweep_id"
     GIT_COMMIT = "git_commit"

@@ -64,6 +64,7 @@ class SweepCallbacks(Callback):
         from . import tracking
         from .cell import check_environment
         from .launcher import workers_of
+        from .names import Tag
         from .runner import SWEEP_ENV, configure_console
 
         configure_console(bool(config.get("verbose", False)))
@@ -87,7 +88,7 @@ class SweepCallbacks(Callback):
                            + "python -m harness " + " ".join(config.hydra.overrides.task))
             parent = tracking.Run.start(
                 uri, experiment, f"sweep {sweep_id[:15]} ({len(cells)} cells)", {"cells": len(cells)},
-                {"kind": "sweep", "sweep_id": sweep_id, **tracking.source_tags(description)})
+                {Tag.KIND: "sweep", Tag.SWEEP_ID: sweep_id, **tracking.source_tags(description)})
             self.parent = (uri, parent.run_id)
         except HarnessError as err:
             print(f"error: {err}", file=sys.stderr)

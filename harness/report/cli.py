@@ -8,27 +8,24 @@ import sys
 from pathlib import Path
 
 from ..cli import reports_errors
-from ..errors import HarnessError
+
+DEFAULT_OUT = Path("outputs") / "report"  # outputs/ is git-ignored: the quick start leaves the repository clean
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness.report",
-        description="Build the DDIM reproduction report (Tables 1-3, claims, Figure 4, sample figures, provenance) "
-                    "from the harness's MLflow runs into reports/<name>/.",
+        description="Build the DDIM reproduction report (Tables 1-3, claims, figures, provenance) from the harness's "
+                    "MLflow runs. It reads the store and writes the report; it samples nothing.",
     )
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: as the runner: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db "
                         "in the current directory)")
     p.add_argument("--experiment", default="ddim-harness", help="MLflow experiment name (default: ddim-harness)")
-    p.add_argument("--name", default="default", help="report name: writes into reports/<name>/ (default: default)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (overrides --name)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"output folder (default: {DEFAULT_OUT}; --out reports/default rebuilds the checked-in report)")
     p.add_argument("--dataset", nargs="+", action="extend", default=None, metavar="NAME",
                    help="only these datasets (repeatable), e.g. --dataset digits cifar10")
-    p.add_argument("--samples", action=argparse.BooleanOptionalAction, default=True,
-                   help="sample the consistency and interpolation figures with the digits model (default: on; "
-                        "only when digits is in the report)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the latents of the sampled figures (default: 0)")
     p.add_argument("--latex-check", action="store_true",
                    help="compile tables.tex with pdflatex/latexmk if one is on PATH, else check its syntax; "
                         "exit status 1 if it fails")
@@ -41,15 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..tracking import tracking_uri
     from .build import Options, build_report
+    from .metrics import label
 
-    if args.name and ("/" in args.name or args.name in (".", "..")):
-        raise HarnessError(f"--name {args.name!r} must be a plain folder name; use --out DIR for a path.")
     uri = tracking_uri(args.tracking_uri)  # the runner's resolution
-    out = args.out if args.out is not None else Path("reports") / args.name
-    result = build_report(Options(uri, out, args.experiment, args.dataset, args.samples, args.latex_check, args.seed))
-    print(f"report written to {out}/ in {result.seconds:.1f} s: {out / 'index.html'} ({len(result.files)} files)")
+    result = build_report(Options(uri, args.out, args.experiment, args.dataset, args.latex_check))
+    print(f"report written to {args.out}/ in {result.seconds:.1f} s: {args.out / 'index.html'} ({len(result.files)} files)")
     for c in result.claims:
-        print(f"  {c.verdict:<15} {c.statement}")
+        print(f"  {c.verdict:<19} [{label(c.metric)}] {c.statement}")
     for r in result.ranks:
         tau = "n/a" if r.tau != r.tau else f"{r.tau:.3f}"
         print(f"  Kendall tau {tau:>6} over {r.n} cells: {r.description}")

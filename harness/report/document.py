@@ -1,4 +1,4 @@
-"""A minimal document model (sections of paragraphs, lists, tables and figures) that the writers render to
+"""A minimal document model (sections of paragraphs, lists, tables and figures) that the templates render to
 Markdown and to one self-contained HTML page, so both show the same content."""
 
 from __future__ import annotations
@@ -12,17 +12,20 @@ import pandas as pd
 @dataclass
 class Para:
     text: str
+    kind: str = "para"
 
 
 @dataclass
 class Bullets:
     items: list[str]
+    kind: str = "bullets"
 
 
 @dataclass
 class Table:
     frame: pd.DataFrame
     caption: str = ""
+    kind: str = "table"
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Figure:
     png: Path
     caption: str
     pdf: Path | None = None
+    kind: str = "figure"
 
 
 @dataclass
@@ -37,13 +41,8 @@ class Section:
     title: str
     blocks: list = field(default_factory=list)
     level: int = 2
+    kind: str = "section"
 
     def add(self, *blocks) -> "Section":
         self.blocks.extend(blocks)
         return self
-
-
-@dataclass
-class Document:
-    title: str
-    sections: list[Section] = field(default_factory=list)

@@ -1,31 +1,28 @@
-"""Figures from the tracked runs: Figure 4 (hours to sample 50k images vs steps, log-log) and Figure 3-style sample
-grids assembled from the runs' ``samples.png`` artifacts. Every figure is written as PNG and PDF."""
+"""Plots of the tracked numbers: Figure 4 (hours to sample 50k images vs steps, log-log) and each metric against NFE
+(per eta, per sampler). Every figure is written as PNG and PDF."""
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from .labels import dataset_name, row_name  # noqa: E402
+from .labels import dataset_name, file_stem  # noqa: E402
+from .metrics import METRICS, label  # noqa: E402
 from .paper import FIG4_READING  # noqa: E402
-from .tables import ReportTable  # noqa: E402
-from .timing import SAMPLE_SOURCE, TimingLine  # noqa: E402
-
-log = logging.getLogger(__name__)
-GRID_ROWS = 3  # rows of 10 images shown per (eta, S) panel of the sample grids
+from .timing import TimingLine  # noqa: E402
 
 
 def save(fig, out_dir: Path, stem: str, dpi: int = 130) -> tuple[Path, Path]:
     png, pdf = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"
     fig.savefig(png, dpi=dpi, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight")
+    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     return png, pdf
 
@@ -33,12 +30,12 @@ def save(fig, out_dir: Path, stem: str, dpi: int = 130) -> tuple[Path, Path]:
 def figure4(lines: list[TimingLine], out_dir: Path) -> tuple[Path, Path]:
     """Hours for 50k images against NFE, log-log, one line per dataset/device with its fitted slope."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    xs = [n for line in lines for n in line.nfe]
+    xs = [n for line in lines for n in line.points["nfe"]]
     for line in lines:
-        slope = line.slope
+        slope = line.loglog.slope
         fit = f", slope {slope:.2f}" if np.isfinite(slope) else ""
-        src = " [from sample jobs]" if line.source == SAMPLE_SOURCE else ""
-        ax.plot(line.nfe, line.hours, marker="o", label=f"{line.label}{src}{fit}")
+        ax.plot(line.points["nfe"], line.points["hours"], marker="o",
+                label=f"{line.label}{' [from sample jobs]' if line.fallback else ''}{fit}")
     lo, hi = (min(xs), max(xs)) if xs else (10, 1000)
     grid = np.array([min(lo, 10), max(hi, 1000)], dtype=float)
     for ref, style in zip(FIG4_READING, ("--", ":")):
@@ -55,74 +52,56 @@ def figure4(lines: list[TimingLine], out_dir: Path) -> tuple[Path, Path]:
     return save(fig, out_dir, "figure4_timing")
 
 
-def _download(uri: str, run_id: str, dst: Path, artifact_uri: str | None = None) -> Path | None:
-    """The run's samples.png: read in place from a local artifact store, else downloaded through MLflow."""
-    if isinstance(artifact_uri, str) and artifact_uri.startswith("file:"):
-        from urllib.parse import unquote, urlparse
+def metric_panels(data: pd.DataFrame, by: str, order: list[str], title: str, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    """One panel per metric: its value against NFE (log x; log y where it spans more than a decade), one line per
+    ``by`` (eta or sampler) in ``order``, error bars the 95% interval where the cells have one.
+    ``data``: metric, <by>, nfe, value, ci95_low, ci95_high (finite values only)."""
+    metrics = list(dict.fromkeys(data["metric"]))
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
+        mine = data[data["metric"] == metric]
+        for name in [o for o in order if o in set(mine[by])]:
+            line = mine[mine[by] == name].sort_values("nfe")
+            low, high = (line["value"] - line["ci95_low"]).fillna(0), (line["ci95_high"] - line["value"]).fillna(0)
+            ax.errorbar(line["nfe"], line["value"], yerr=[low, high], marker="o", ms=4, capsize=3, label=str(name))
+        ticks = sorted(set(mine["nfe"]))
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
+        ax.minorticks_off()
+        if (mine["value"] > 0).all() and mine["value"].max() > 10 * mine["value"].min():
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # plain numbers: no mathtext
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("network evaluations per image (NFE)")
+        ax.set_title(f"{label(metric)} ({METRICS[metric].direction})" if metric in METRICS else metric, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, out_dir, stem)
 
-        local = Path(unquote(urlparse(artifact_uri).path)) / "samples.png"
-        if local.is_file():
-            return local
-    import mlflow
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="samples.png",
-                                                        dst_path=str(dst / run_id), tracking_uri=uri))
-    except Exception as err:  # a run without the artifact, an unreachable artifact store
-        log.debug("no samples.png for run %s: %s", run_id, err)
-        return None
-
-
-def _top_rows(image: np.ndarray, rows: int, nrow: int = 10, padding: int = 2) -> np.ndarray:
-    """The first ``rows`` rows of a torchvision grid of ``nrow`` images per row (the sample job's samples.png)."""
-    tile = (image.shape[1] - padding) // nrow
-    if tile <= padding or (image.shape[1] - padding) % nrow:
-        return image
-    return image[: padding + rows * tile]
+def eta_figures(tables: list, out_dir: Path) -> list[tuple[str, Path, Path]]:
+    """Per dataset of Tables 1/3: each metric against NFE, one line per eta (the cells the tables show)."""
+    figures = []
+    for table in [t for t in tables if t.number in (1, 3)]:
+        for block in [b for b in table.blocks if not b.paper_only and len(b.measured)]:
+            data = pd.concat([b.measured.reset_index().assign(metric=b.metric)
+                              for b in [block, *table.metric_blocks.get(block.dataset, [])]])
+            data = data.assign(nfe=data["nfe"].fillna(data["S"]).astype(int), eta=data["eta"].map(table.row_label))
+            title = f"{dataset_name(block.dataset)}: each metric against NFE per eta (DDIM family; error bars: 95% interval)"
+            figures.append((block.dataset, *metric_panels(data[data["value"].map(np.isfinite)], "eta",
+                                                          [table.row_label(r) for r in block.rows], title, out_dir,
+                                                          f"figure_metrics_{file_stem(block.dataset)}")))
+    return figures
 
 
-def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) -> list[tuple[str, Path, Path, list[str]]]:
-    """One figure per dataset: the samples.png of the run in each (eta, S) cell of Tables 1/3.
-
-    Returns (dataset, png, pdf, missing) where missing lists the cells whose run had no artifact.
-    """
-    out = []
-    for table in tables:
-        if table.number not in (1, 3):
-            continue
-        for block in table.blocks:
-            if block.paper_only or not block.measured:
-                continue
-            rows = [r for r in block.rows if any(k[0] == r for k in block.measured)]
-            cols = sorted({s for (_, s) in block.measured})
-            fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.6 * len(cols) + 0.8, 0.95 * len(rows) + 0.8),
-                                     squeeze=False)
-            missing = []
-            for i, r in enumerate(rows):
-                for j, s in enumerate(cols):
-                    ax = axes[i][j]
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    cell = block.measured.get((r, s))
-                    if cell is not None:
-                        run = block.runs[block.runs["run_id"] == cell.run_id].iloc[0]
-                        path = _download(uri, cell.run_id, tmp, run.get("artifact_uri"))
-                    else:
-                        path = None
-                    if path is not None and path.is_file():
-                        ax.imshow(_top_rows(plt.imread(path), GRID_ROWS), interpolation="nearest", cmap="gray")
-                    else:
-                        ax.text(0.5, 0.5, "not run" if cell is None else "no samples.png", ha="center", va="center",
-                                fontsize=8, transform=ax.transAxes)
-                        if cell is not None:
-                            missing.append(f"{row_name(r)}, S={s} (run {cell.run_id})")
-                    if i == 0:
-                        ax.set_title(f"S={s}", fontsize=9)
-                    if j == 0:
-                        ax.set_ylabel(row_name(r), fontsize=9)
-            fig.suptitle(f"{dataset_name(block.dataset)}: samples by eta and S (first images of each run, "
-                         "as Figure 3)", fontsize=10)
-            png, pdf = save(fig, out_dir, f"figure3_samples_{block.dataset}", dpi=140)
-            out.append((block.dataset, png, pdf, missing))
-    return out
+def sampler_figure(view, out_dir: Path) -> tuple[Path, Path]:
+    """Each metric against NFE, one line per sampler (a samplers.SamplerView)."""
+    return metric_panels(view.cells[view.cells["value"].map(np.isfinite)], "row", view.rows,
+                         f"{dataset_name(view.dataset)}: each metric against NFE per sampler (error bars: 95% interval "
+                         "over repeats)", out_dir, f"figure_samplers_{file_stem(view.dataset)}")

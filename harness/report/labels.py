@@ -1,10 +1,13 @@
-"""Names and number formats shared by every part of the report."""
+"""How the report spells datasets and numbers."""
 
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
 
-ETA_ORDER = ["0", "0.2", "0.5", "1", "hat"]
+DASH = "-"
 DATASET_NAMES = {
     "digits": "digits 8x8",
     "cifar10": "CIFAR-10",
@@ -12,46 +15,32 @@ DATASET_NAMES = {
     "lsun_bedroom": "LSUN Bedroom",
     "lsun_church": "LSUN Church",
 }
-DASH = "-"
-
-
-def eta_label(value) -> str:
-    """'0', '0.2', '1', ... or 'hat' for any spelling of an eta (0.0, '1.0', 'sigma_hat', 'hat')."""
-    text = str(value).strip().lower()
-    if text in ("hat", "sigma_hat", "sigma-hat"):
-        return "hat"
-    return f"{float(text):g}"
-
-
-def eta_sort_key(label: str) -> tuple:
-    if label == "hat":
-        return (1, 0.0)
-    return (0, float(label))
-
-
-def ordered_etas(labels) -> list[str]:
-    """The paper's rows first (0, 0.2, 0.5, 1, hat), other measured etas in numeric order before hat."""
-    return sorted(set(labels), key=eta_sort_key)
-
-
-def row_name(eta: str) -> str:
-    return "sigma-hat" if eta == "hat" else f"eta={eta}"
 
 
 def dataset_name(dataset: str) -> str:
     return DATASET_NAMES.get(dataset, dataset)
 
 
-def fmt_value(value: float | None, metric: str = "fid") -> str:
-    """FID: 2 decimals (3 significant digits below 1); MSE: 3 significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return DASH
-    if metric == "fid":
-        return f"{value:.2f}" if abs(value) >= 1 else f"{value:#.3g}"
-    return f"{value:.3g}"
-
-
 def fmt_number(value: float, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.{digits}g}"
+
+
+def store_name(uri: str) -> str:
+    """The tracking store as a report may show it: a SQLite file relative to the working directory (else by file
+    name), a server without user or password."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        try:
+            return "sqlite:///" + path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return f"sqlite:///.../{path.name}"
+    parts = urlsplit(uri)
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
+        if parts.hostname else uri
+
+
+def file_stem(name: str) -> str:
+    """A name safe as part of a file name (a dataset called 'mnist/32' gives 'mnist_32')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "unnamed"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .labels import eta_label
+from ..eta import SIGMA_HAT, eta_label
 
 PAPER_CSV = Path(__file__).with_name("paper_values.csv")
 PAPER_S = {1: [10, 20, 50, 100, 1000], 2: [10, 20, 50, 100, 200, 500, 1000], 3: [10, 20, 50, 100, 1000]}
@@ -28,22 +28,15 @@ FIG4_READING = [
 
 @lru_cache(maxsize=1)
 def load_paper() -> pd.DataFrame:
-    """Columns: table (int), dataset, row (as in the CSV), eta (label: 0, 0.2, 0.5, 1, hat), S (int),
-    value (float), text (as printed), what."""
-    lines = [line for line in PAPER_CSV.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
-    header = lines[0].split(",")
-    # The last column is free text that may hold commas ("MSE on [0,1]"): split on the first five commas only.
-    df = pd.DataFrame([line.split(",", len(header) - 1) for line in lines[1:]], columns=header)
-    df["text"] = df["value"].astype(str)
+    """Columns: table, dataset, row (as in the CSV), S, value (float), what, text (as printed), eta (harness label)."""
+    df = pd.read_csv(PAPER_CSV, comment="#", dtype={"value": str})
+    df["text"] = df["value"]
     df["value"] = df["text"].astype(float)
-    df["table"] = df["table"].astype(int)
-    df["S"] = df["S"].astype(int)
-    df["eta"] = [eta_label(r.split("=", 1)[1] if r.startswith("eta=") else r) for r in df["row"]]
+    df["eta"] = df["row"].str.removeprefix("eta=").replace({"sigma_hat": SIGMA_HAT}).map(eta_label)
     return df
 
 
 def paper_cells(table: int, dataset: str) -> dict[tuple[str, int], tuple[float, str]]:
     """{(eta label, S): (value, printed text)} of one dataset block of one paper table (empty if none)."""
-    df = load_paper()
-    df = df[(df["table"] == table) & (df["dataset"] == dataset)]
-    return {(r.eta, int(r.S)): (float(r.value), str(r.text)) for r in df.itertuples()}
+    df = load_paper().query("table == @table and dataset == @dataset")
+    return {(e, int(s)): (float(v), t) for e, s, v, t in zip(df["eta"], df["S"], df["value"], df["text"])}

@@ -1,35 +1,45 @@
-"""Loading the harness's runs from MLflow into one tidy DataFrame, FINISHED only, one run per cell.
+"""Reading the harness's runs from MLflow: one row per FINISHED run of the harness schema (the newest run per cell),
+the runs left out and why, the duplicates superseded, and every logged metric in one long tidy frame.
 
-Two FINISHED runs with the same ``cell_key`` tag are the same cell: the newest (start time) is used and the
-others are recorded as superseded, for the provenance section. Timing cells also depend on the machine and the
-timing batch size, which the cell key leaves out, so timing runs are deduplicated per (cell_key, device, batch).
+Two FINISHED runs with the same ``cell_key`` tag are the same cell: the newest (start time) is used and the others
+are recorded as superseded, for the provenance section. Timing cells also depend on the machine and the timing
+batch size, which the cell key leaves out, so timing runs are deduplicated per (cell_key, device, batch).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import HarnessError
-from .labels import eta_label
+from ..eta import eta_label
+from ..names import REPEAT_STATS, Param, Tag, repeat_stat
 
-PARAMS = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "nfe", "N", "seed", "batch_size", "T",
-          "precision"]
-INT_PARAMS = ["S", "nfe", "N", "seed", "batch_size", "T"]
-TAGS = [
-    "cell_key", "git_commit", "device", "device_name", "threads", "host", "cell_dir", "checkpoint_sha256",
-    "checkpoint_path", "checkpoint_weights", "feature_extractor", "fid_reference", "dtype", "timing_batch_size",
-]
-METRICS = [
-    "fid", "sampling_seconds", "seconds_per_image", "images_per_second", "seconds_per_nfe_image", "images_sampled",
-    "recon_mse", "recon_mse_stderr", "n_images", "recon_seconds", "nfe_per_image",
-    "seconds_per_batch", "seconds_per_batch_min", "seconds_per_batch_max", "seconds_per_nfe", "hours_50k",
-]
+# The report's column for each param and tag it reads, from the name harness.names gives it in the store: a rename
+# there is followed here, and the rest of the report reads these columns.
+FIELDS = {
+    "job": Param.JOB, "dataset": Param.DATASET, "model": Param.MODEL, "checkpoint": Param.CHECKPOINT, "ema": Param.EMA,
+    "sampler": Param.SAMPLER, "S": Param.S, "eta": Param.ETA, "trajectory": Param.TRAJECTORY, "nfe": Param.NFE,
+    "N": Param.N, "repeats": Param.REPEATS, "seed": Param.SEED, "batch_size": Param.BATCH_SIZE, "T": Param.T,
+    "precision": Param.PRECISION, "kind": Tag.KIND, "cell_key": Tag.CELL_KEY, "git_commit": Tag.GIT_COMMIT, "device": Tag.DEVICE,
+    "device_name": Tag.DEVICE_NAME, "threads": Tag.THREADS, "host": Tag.HOST,
+    "checkpoint_sha256": Tag.CHECKPOINT_SHA256, "checkpoint_weights": Tag.CHECKPOINT_WEIGHTS,
+    "feature_extractor": Tag.FEATURE_EXTRACTOR, "headline_metric": Tag.HEADLINE_METRIC,
+    "sampler_order": Tag.SAMPLER_ORDER, "dtype": Tag.DTYPE, "timing_batch_size": Tag.TIMING_BATCH_SIZE,
+}
+FEATURES = "features."  # the report's column features.<metric>: the tag Tag.FEATURES_PREFIX + <metric>
+INT_FIELDS = ["S", "nfe", "N", "repeats", "seed", "batch_size", "T"]
 IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
-DEFAULT_PRECISION = "fp32"  # runs from before the precision param existed ran in fp32
+DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1}  # runs from before these params existed
+CELL = ["dataset", "job", "sampler", "S", "eta"]  # the identity columns of the long frame
+REPEAT = re.compile(r"^(?P<metric>.+)_r(?P<repeat>\d+)$")
 
 
 @dataclass
@@ -38,150 +48,165 @@ class RunSet:
 
     uri: str
     experiment: str
-    runs: pd.DataFrame  # FINISHED, schema-conforming, deduplicated, dataset-filtered
-    superseded: list[dict] = field(default_factory=list)  # {key, used, used_start, older: [(run_id, start)]}
+    runs: pd.DataFrame  # FINISHED, schema-conforming, deduplicated, dataset-filtered: attributes, params and tags
+    values: pd.DataFrame  # long: run_id, dataset, job, sampler, S, eta, metric, repeat (<NA>: the cell's), value
+    superseded: list[dict] = field(default_factory=list)  # {key, cell, used, used_start, older: [(run_id, start)]}
     ignored: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_id, status, run_name, reason
     datasets_filter: list[str] | None = None
     datasets_without_runs: list[str] = field(default_factory=list)  # named by --dataset, no finished runs
 
-    def job(self, name: str) -> pd.DataFrame:
-        return self.runs[self.runs["job"] == name]
+    def job(self, name: str, metrics: list[str] = ()) -> pd.DataFrame:
+        """The runs of one job with one column per cell-level metric asked for (NaN where a run lacks it)."""
+        runs = self.runs[self.runs["job"] == name]
+        cell = self.values[self.values["repeat"].isna() & self.values["metric"].isin(metrics)]
+        wide = cell.pivot(index="run_id", columns="metric", values="value").reindex(columns=list(metrics))
+        return runs.join(wide, on="run_id")
+
+    def cells(self, job: str, metric: str) -> pd.DataFrame:
+        """The runs of one job that logged ``metric`` (NaN and inf included): ``value`` (the mean over repeats), its
+        summary over repeats (std, min, ci95_low, ci95_high: NaN when absent) and each repeat's value (r0, r1, ...)."""
+        own = self.values[self.values["metric"] == metric]
+        stats = {repeat_stat(metric, s): s for s in REPEAT_STATS}
+        summary = self.values[self.values["repeat"].isna() & self.values["metric"].isin(list(stats))]
+        summary = summary.pivot(index="run_id", columns="metric", values="value").rename(columns=stats)
+        repeats = own[own["repeat"].notna()].pivot(index="run_id", columns="repeat", values="value")
+        return (self.runs[self.runs["job"] == job]
+                .join(own[own["repeat"].isna()].set_index("run_id")["value"], on="run_id", how="inner")
+                .join(summary.reindex(columns=list(REPEAT_STATS)), on="run_id")
+                .join(repeats.rename(columns=lambda k: f"r{k}"), on="run_id"))
 
 
-def _check_store(uri: str) -> None:
+def _client(uri: str):
+    """An MLflow client for a store that exists (the report never creates one); a server is asked once, briefly."""
+    import mlflow
+
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
         if not path.is_file():
             raise HarnessError(
-                f"No tracking store at {path}: run some cells first (python -m harness ...) in that directory, "
-                "or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri sqlite:///path/mlflow.db."
+                f"No tracking store at {path}: run some cells first (python -m harness ...) in that directory, or point "
+                "--tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri sqlite:///path/mlflow.db."
             )
+        with path.open("rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise HarnessError(f"The tracking store {path} is not an SQLite database; point --tracking-uri at the "
+                                   "mlflow.db the runs were logged to.")
+    else:  # unreachable: one message within seconds, not minutes of retries (the environment may override both)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    return mlflow.MlflowClient(tracking_uri=uri)
 
 
-def search(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of the experiment (all statuses) as MLflow's pandas frame."""
-    import mlflow
-
-    _check_store(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
+def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics)."""
     try:
+        client = _client(uri)
         exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            names = sorted(e.name for e in client.search_experiments())
+            raise HarnessError(f"The tracking store {uri} has no experiment {experiment!r} (it has: "
+                               f"{', '.join(names) or 'none'}); pass --experiment NAME.")
+        runs, token = [], None
+        while True:
+            page = client.search_runs([exp.experiment_id], max_results=5000, page_token=token)
+            runs += page
+            token = page.token
+            if not token:
+                break
+    except HarnessError:
+        raise
     except Exception as err:  # an unreadable database, an unreachable server
         raise HarnessError(f"Cannot read the tracking store {uri}: {type(err).__name__}: {err}") from None
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise HarnessError(
-            f"The tracking store {uri} has no experiment {experiment!r} (it has: {', '.join(names) or 'none'}); "
-            "pass --experiment NAME."
-        )
-    mlflow.set_tracking_uri(uri)
-    df = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas", max_results=100_000)
-    return df
+    rows = [{**r.data.tags, **r.data.params, "run_id": r.info.run_id, "status": r.info.status,
+             "run_name": r.info.run_name, "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}
+            for r in runs]
+    values = [(r.info.run_id, k, v) for r in runs for k, v in r.data.metrics.items()]
+    return pd.DataFrame(rows), pd.DataFrame(values, columns=["run_id", "name", "value"])
 
 
-def _column(df: pd.DataFrame, name: str) -> pd.Series:
-    return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+def _eta(value) -> str | None:
+    try:
+        return None if pd.isna(value) else eta_label(value)
+    except HarnessError:
+        return None
 
 
 def normalize(raw: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with plain column names: params, tags and metrics of the harness schema."""
-    out = pd.DataFrame(index=raw.index)
-    out["run_id"] = _column(raw, "run_id")
-    out["status"] = _column(raw, "status")
-    out["run_name"] = _column(raw, "tags.mlflow.runName")
-    out["start_time"] = pd.to_datetime(_column(raw, "start_time"), utc=True)
-    out["end_time"] = pd.to_datetime(_column(raw, "end_time"), utc=True)
-    out["artifact_uri"] = _column(raw, "artifact_uri")
-    for p in PARAMS:
-        out[p] = _column(raw, f"params.{p}")
-    for p in INT_PARAMS:
+    """The report's columns (FIELDS; None where a run lacks one), typed, with defaults for older runs."""
+    features = {c: FEATURES + c[len(Tag.FEATURES_PREFIX):] for c in raw.columns if c.startswith(Tag.FEATURES_PREFIX)}
+    out = raw.rename(columns={**{v: k for k, v in FIELDS.items()}, **features})
+    out = out.reindex(columns=["run_id", "status", "run_name", "start_time", "artifact_uri", *FIELDS, *features.values()])
+    out = out.astype(object).where(out.notna(), None)
+    out["start_time"] = pd.to_datetime(raw["start_time"], unit="ms", utc=True)
+    for p in INT_FIELDS:
         out[p] = pd.to_numeric(out[p], errors="coerce").astype("Int64")
-    out["eta"] = [_safe_eta(v) for v in out["eta"]]
-    out["precision"] = out["precision"].fillna(DEFAULT_PRECISION)
-    for t in TAGS:
-        out[t] = _column(raw, f"tags.{t}")
-    for m in METRICS:
-        out[m] = pd.to_numeric(_column(raw, f"metrics.{m}"), errors="coerce").astype(float)
+    out = out.fillna(DEFAULTS)
+    out["eta"] = out["eta"].map(_eta)
     sha = out["checkpoint_sha256"].fillna("").astype(str)
     weights = out["checkpoint_weights"].where(out["checkpoint_weights"].notna(), "ema=" + out["ema"].astype(str))
-    out["checkpoint_id"] = [
-        f"{s[:12]}/{w}" if s and s != "None" else f"{c}/{w}" for s, c, w in zip(sha, out["checkpoint"], weights)
-    ]
-    out["key"] = [_key(r) for r in out.itertuples()]
+    out["checkpoint_id"] = [f"{s[:12]}/{w}" if s and s != "None" else f"{c}/{w}"
+                            for s, c, w in zip(sha, out["checkpoint"], weights)]
+    out["key"] = [_key(r) for _, r in out.iterrows()]
     return out
 
 
-def _safe_eta(value) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    try:
-        return eta_label(value)
-    except ValueError:
-        return None
-
-
-def _key(r) -> str:
+def _key(r: pd.Series) -> str:
     """The deduplication key: cell_key (hash of the identity params when missing), plus machine for timing."""
-    key = r.cell_key if isinstance(r.cell_key, str) and r.cell_key else None
+    key = r["cell_key"] if isinstance(r["cell_key"], str) and r["cell_key"] else None
     if key is None:
-        blob = "|".join(str(getattr(r, p)) for p in IDENTITY)
+        blob = "|".join(str(r[p]) for p in IDENTITY)
         key = "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-    if r.job == "timing":
-        key += f"|{r.device_name}|{r.timing_batch_size if isinstance(r.timing_batch_size, str) else r.batch_size}"
+    if r["job"] == "timing":
+        batch = r["timing_batch_size"] if isinstance(r["timing_batch_size"], str) else r["batch_size"]
+        key += f"|{r['device_name']}|{batch}"
     return key
 
 
 def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """Keep the newest run of each key; return the kept runs and the superseded ones per key."""
     df = df.sort_values("start_time", ascending=False, kind="stable")
-    superseded = []
-    for key, group in df.groupby("key", sort=False):
-        if len(group) > 1:
-            used = group.iloc[0]
-            superseded.append(
-                {
-                    "key": key,
-                    "cell": used["run_name"],
-                    "used": used["run_id"],
-                    "used_start": used["start_time"],
-                    "older": [(r.run_id, r.start_time) for r in group.iloc[1:].itertuples()],
-                }
-            )
+    superseded = [{"key": key, "cell": g["run_name"].iloc[0], "used": g["run_id"].iloc[0],
+                   "used_start": g["start_time"].iloc[0], "older": list(zip(g["run_id"][1:], g["start_time"][1:]))}
+                  for key, g in df.groupby("key", sort=False) if len(g) > 1]
     kept = df.drop_duplicates("key", keep="first")
     return kept.sort_values(["job", "dataset", "eta", "S"], kind="stable").reset_index(drop=True), superseded
 
 
+def tidy(values: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The long frame: one line per (run, metric, repeat); ``fid_r2`` is metric fid of repeat 2, ``fid`` the cell's."""
+    parts = values["name"].str.extract(REPEAT)
+    big = values["value"].abs() >= sys.float_info.max  # MLflow stores an infinite value as the largest float
+    values = values.assign(metric=parts["metric"].fillna(values["name"]),
+                           repeat=pd.to_numeric(parts["repeat"]).astype("Int64"),
+                           value=values["value"].where(~big, np.sign(values["value"]) * np.inf))
+    cells = runs[["run_id", *CELL]]
+    return cells.merge(values[["run_id", "metric", "repeat", "value"]], on="run_id")
+
+
 def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> RunSet:
     """FINISHED runs of the harness schema, deduplicated, optionally restricted to some datasets."""
-    raw = search(uri, experiment)
+    raw, values = search(uri, experiment)
     if raw.empty:
         raise HarnessError(f"The experiment {experiment!r} in {uri} has no runs yet: run python -m harness first.")
     df = normalize(raw)
-    ignored = []
-    not_finished = df["status"] != "FINISHED"
-    for r in df[not_finished].itertuples():
-        ignored.append({"run_id": r.run_id, "status": r.status, "run_name": r.run_name, "reason": f"status {r.status}"})
-    df = df[~not_finished]
-    bad = df["job"].isna() | df["dataset"].isna() | df["S"].isna() | df["eta"].isna()
-    for r in df[bad].itertuples():
-        ignored.append({"run_id": r.run_id, "status": r.status, "run_name": r.run_name,
-                        "reason": "not a harness cell (job, dataset, S or eta missing)"})
-    df = df[~bad]
+    df = df[df["kind"] != "sweep"]  # a multirun's parent run holds its summary, not a cell
+    finished = df["status"] == "FINISHED"
+    cell = df[["job", "dataset", "S", "eta"]].notna().all(axis=1)
+    ignored = pd.concat([
+        df[~finished].assign(reason=lambda f: "status " + f["status"].astype(str)),
+        df[finished & ~cell].assign(reason="not a harness cell (job, dataset, S or eta missing)"),
+    ])[["run_id", "status", "run_name", "reason"]]
+    df = df[finished & cell]
+    without_runs = []
     if datasets:
         available = sorted(set(df["dataset"]))
-        unknown = [d for d in datasets if d not in available]
-        if len(unknown) == len(datasets):
-            raise HarnessError(
-                f"No finished runs for --dataset {' '.join(datasets)} in {uri}; datasets with finished runs: "
-                f"{', '.join(available) or 'none'}."
-            )
+        without_runs = [d for d in datasets if d not in available]
+        if len(without_runs) == len(datasets):
+            raise HarnessError(f"No finished runs for --dataset {' '.join(datasets)} in {uri}; datasets with finished "
+                               f"runs: {', '.join(available) or 'none'}.")
         df = df[df["dataset"].isin(datasets)]
-        without_runs = unknown
-    else:
-        without_runs = []
     if df.empty:
         raise HarnessError(f"The experiment {experiment!r} in {uri} has no FINISHED runs: run python -m harness first.")
     kept, superseded = dedupe(df)
-    ignored_df = pd.DataFrame(ignored, columns=["run_id", "status", "run_name", "reason"])
-    return RunSet(uri, experiment, kept, superseded, ignored_df, list(datasets) if datasets else None,
-                  without_runs)
+    return RunSet(uri, experiment, kept, tidy(values, kept), superseded, ignored.reset_index(drop=True),
+                  list(datasets) if datasets else None, without_runs)

@@ -1,58 +1,78 @@
-"""The few statistics the report needs: Kendall's tau-b, a least-squares line with R^2, a log-log slope."""
+"""The statistics the report draws conclusions from, on scipy: t-intervals for the difference of two cells (paired
+over repeats, or Welch from standard errors), a least-squares line with its R^2 and the 95% interval of its slope,
+and Kendall's tau-b."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95
 
 
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b (ties in either variable handled as scipy.stats.kendalltau does); nan for < 2 pairs.
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its 95% t-interval and the degrees of freedom it was taken on."""
 
-    tau_b = (C - D) / sqrt((n0 - n1)(n0 - n2)), n0 = n(n-1)/2, n1 / n2 the pairs tied in x / in y.
-    """
-    n = len(x)
-    if n != len(y):
-        raise ValueError("x and y must have the same length")
-    concordant = discordant = ties_x = ties_y = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            if dx == 0 and dy == 0:
-                ties_x += 1
-                ties_y += 1
-            elif dx == 0:
-                ties_x += 1
-            elif dy == 0:
-                ties_y += 1
-            elif (dx > 0) == (dy > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    n0 = n * (n - 1) // 2
-    denom = math.sqrt((n0 - ties_x) * (n0 - ties_y)) if n0 else 0.0
-    return (concordant - discordant) / denom if denom > 0 else float("nan")
+    estimate: float
+    low: float
+    high: float
+    df: float
 
 
-def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
-    """Least squares y = a + b x: (intercept a, slope b, R^2). Needs >= 2 distinct x."""
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    if n < 2 or sxx == 0:
-        return float("nan"), float("nan"), float("nan")
-    sxy = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y))
-    slope = sxy / sxx
-    intercept = my - slope * mx
-    ss_tot = sum((yi - my) ** 2 for yi in y)
-    ss_res = sum((yi - intercept - slope * xi) ** 2 for xi, yi in zip(x, y))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    return intercept, slope, r2
+@dataclass(frozen=True)
+class Line:
+    intercept: float
+    slope: float
+    r2: float  # 1 when y is constant (a flat line fits it exactly)
+    slope_low: float  # the 95% t-interval of the slope (nan with fewer than 3 points)
+    slope_high: float
 
 
-def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
-    """Slope of log y against log x (1 means y proportional to x); nan without 2 distinct positive x."""
-    pairs = [(math.log(a), math.log(b)) for a, b in zip(x, y) if a > 0 and b > 0]
-    if len(pairs) < 2:
-        return float("nan")
-    return linear_fit([p[0] for p in pairs], [p[1] for p in pairs])[1]
+NO_LINE = Line(*[math.nan] * 5)
+
+
+def _t(df: float) -> float:
+    return float(stats.t.ppf(0.5 + LEVEL / 2, df))
+
+
+def paired_interval(a, b) -> Interval:
+    """The mean of d_k = a_k - b_k over K >= 2 paired repeats, mean -+ t(K-1) sd(d) / sqrt(K)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    mean, half = d.mean(), _t(len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return Interval(float(mean), float(mean - half), float(mean + half), len(d) - 1)
+
+
+def welch_interval(mean_a: float, se_a: float, n_a: int, mean_b: float, se_b: float, n_b: int) -> Interval:
+    """a - b from two means and their standard errors, on Welch-Satterthwaite degrees of freedom."""
+    var = se_a ** 2 + se_b ** 2
+    df = var ** 2 / (se_a ** 4 / (n_a - 1) + se_b ** 4 / (n_b - 1)) if var > 0 else math.inf
+    half = _t(df) * math.sqrt(var)
+    return Interval(mean_a - mean_b, mean_a - mean_b - half, mean_a - mean_b + half, df)
+
+
+def fit_line(x, y) -> Line:
+    """Least squares y = a + b x; NO_LINE without 2 distinct x."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        return NO_LINE
+    fit = stats.linregress(x, y)
+    residual = y - fit.intercept - fit.slope * x
+    r2 = 1.0 - residual.var() / y.var() if y.var() > 0 else 1.0
+    half = _t(len(x) - 2) * fit.stderr if len(x) > 2 else math.nan
+    return Line(fit.intercept, fit.slope, r2, fit.slope - half, fit.slope + half)
+
+
+def loglog_line(x, y) -> Line:
+    """The line of log y against log x over the positive pairs (slope 1: y proportional to x)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = (x > 0) & (y > 0)
+    return fit_line(np.log(x[keep]), np.log(y[keep]))
+
+
+def kendall_tau(x, y) -> float:
+    """Kendall's tau-b; nan for fewer than 2 pairs (or when one side is constant)."""
+    return float(stats.kendalltau(x, y).statistic) if len(x) >= 2 else math.nan

@@ -1,15 +1,17 @@
 """The paper's Tables 1-3 filled with measured values: one block per dataset, cells "measured (paper)".
 
-* Table 1: FID of sample runs by eta (rows 0, 0.2, 0.5, 1, sigma-hat, other measured etas) and S (the paper's 10,
-  20, 50, 100, 1000 plus every measured S); CIFAR-10 / CelebA cells carry the paper value in parentheses. A dataset
-  the paper did not use (digits) shows measured values only, followed by the paper's CIFAR-10 block for comparing
-  orderings (the values are not comparable).
+* Table 1: the headline metric (FID) of DDIM-family sample runs by eta (rows 0, 0.2, 0.5, 1, sigma-hat, other
+  measured etas) and S (the paper's 10, 20, 50, 100, 1000 plus every measured S); CIFAR-10 / CelebA cells carry the
+  paper value in parentheses. A dataset the paper did not use (digits) shows measured values only, followed by the
+  paper's CIFAR-10 block for comparing orderings (the values are not comparable). Beside each dataset's headline
+  block, one block per other metric it was scored on (KID, precision, recall, FD in pixels), each naming its features.
 * Table 2: reconstruction MSE of recon runs by S, the paper's CIFAR-10 row beside it.
 * Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1), S 10/20/50/100 and the caption's 1000-step DDPM value.
 
-"-" marks a cell that was not run. Within a dataset block the runs should share N, seed, trajectory, checkpoint and
-feature extractor; where they do not, the differing values and run ids are listed in a note and the cells whose
-settings differ from the block's most common settings are marked with a dagger.
+A measured cell is ``mean ± half-width`` of its 95% interval (over the cell's repeats; for Table 2 from the standard
+error over images), or the mean marked ``‡`` when it was measured once; "-" marks a cell that was not run. Within a
+dataset block the runs should share N, seed, trajectory, checkpoint and feature extractor; where they do not, the
+differing values and run ids are listed in a note and the cells whose settings differ are marked with a dagger.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
+from scipy import stats
 
-from .labels import DASH, dataset_name, fmt_value, ordered_etas, row_name
+from ..eta import eta_row_name, eta_sort_key
+from ..names import Metric
+from .labels import DASH, dataset_name
+from .metrics import METRICS, ONE_REPEAT, SAMPLE_METRICS, fmt_cell, label
 from .paper import ORDERING_REFERENCE, PAPER_DATASETS, PAPER_S, paper_cells
-from .runs import RunSet
+from .runs import FEATURES, RunSet
 
 DAGGER = "\u2020"
 SETTINGS = {
@@ -29,235 +35,270 @@ SETTINGS = {
     "recon": ["N", "seed", "trajectory", "checkpoint_id", "precision"],
 }
 SETTING_NAMES = {"checkpoint_id": "checkpoint", "feature_extractor": "feature extractor"}
+LONG_SETTINGS = ["nfe", "N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision", "device_name"]
+SUMMARY = ["repeats", "std", "min", "ci95_low", "ci95_high"]
 RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
+CELLS = (f"Cells: measured (paper), the measured value as mean \u00b1 half-width of its 95% interval, {ONE_REPEAT} = "
+         "measured once (K=1), no interval; '-' = not run.")
 
 
-@dataclass
-class Cell:
-    value: float
-    run_id: str
-    flagged: bool = False
-    extra: dict = field(default_factory=dict)
+@dataclass(frozen=True)
+class Spec:
+    """What one paper table shows."""
+
+    number: int
+    title: str
+    job: str
+    base_rows: tuple[str, ...]
+    lsun: bool | None  # True: LSUN datasets only, False: all but LSUN, None: any
+    note: str
+    empty_note: str
+
+
+SPECS = [
+    Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", ("0", "0.2", "0.5", "1", "hat"), False,
+         f"{CELLS} The headline metric (FID) is lower-is-better; the intervals are over the cell's K repeats "
+         "(disjoint sets of N images).", "No sample runs for these datasets: paper values only."),
+    Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", (RECON_ROW,), None,
+         "Encode a held-out image to x_T with eta=0 over S steps, decode over S steps. " + CELLS.replace(
+             "of its 95% interval", "of its 95% interval (t on the standard error over the images)"),
+         "No recon runs for these datasets: paper values only."),
+    Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", ("0", "1"), True,
+         f"{CELLS} eta=0 is DDIM, eta=1 is DDPM; S=1000 is the caption's 1000-step DDPM value.",
+         "No LSUN sample runs: paper values only."),
+]
 
 
 @dataclass
 class Block:
-    """One dataset block of a table."""
+    """One dataset block of a table: its rows (eta labels) by its columns (S)."""
 
     dataset: str
     label: str
     rows: list[str]
     cols: list[int]
-    measured: dict[tuple[str, int], Cell] = field(default_factory=dict)
+    metric: str = Metric.FID
+    measured: pd.DataFrame = field(default_factory=pd.DataFrame)  # index (eta, S): the chosen run, value, intervals
     paper: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
     paper_only: bool = False  # the paper's values shown for reference (cells hold the paper value)
     comparable: bool = True  # the measured values estimate the paper's numbers (same dataset)
     reference: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)  # for rank agreement
     reference_dataset: str | None = None
-    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # the block's most common run settings
 
-    def cell_text(self, row: str, S: int, metric: str) -> str:
-        p = self.paper.get((row, S))
+    def grid(self) -> pd.DataFrame:
+        """Display strings, rows by S: measured (with a dagger where flagged) and the paper's value in parentheses."""
+        index = pd.MultiIndex.from_product([self.rows, self.cols], names=["eta", "S"])
+        paper = pd.Series({k: t for k, (_, t) in self.paper.items()}, dtype=object).reindex(index)
         if self.paper_only:
-            return p[1] if p else DASH
-        m = self.measured.get((row, S))
-        text = DASH if m is None else fmt_value(m.value, metric) + (DAGGER if m.flagged else "")
-        return f"{text} ({p[1]})" if p else text
+            text = paper.fillna(DASH)
+        else:
+            m = self.measured
+            shown = pd.Series([fmt_cell(v, lo, hi, self.metric) + (DAGGER if f else "")
+                               for v, lo, hi, f in zip(m["value"], m["ci95_low"], m["ci95_high"], m["flagged"])],
+                              index=m.index, dtype=object) if len(m) else pd.Series(dtype=object)
+            text = shown.reindex(index).fillna(DASH)
+            text = text.where(paper.isna(), text + " (" + paper.astype(str) + ")")
+        return text.unstack("S").reindex(index=self.rows, columns=self.cols)
 
 
 @dataclass
 class ReportTable:
-    number: int
-    title: str
-    metric: str  # "fid" or "mse"
-    row_header: str
+    spec: Spec
     blocks: list[Block] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    metric_blocks: dict[str, list[Block]] = field(default_factory=dict)  # dataset: its blocks of other metrics
+
+    @property
+    def number(self) -> int:
+        return self.spec.number
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
 
     @property
     def key(self) -> str:
-        return f"table{self.number}"
+        return f"table{self.spec.number}"
+
+    @property
+    def row_header(self) -> str:
+        return "" if self.spec.job == "recon" else "eta"
 
     @property
     def cols(self) -> list[int]:
         return sorted({s for b in self.blocks for s in b.cols})
 
     def row_label(self, row: str) -> str:
-        return "reconstruction MSE" if self.metric == "mse" else row_name(row)
+        return "reconstruction MSE" if self.spec.job == "recon" else eta_row_name(row)
 
     def block_frame(self, block: Block) -> pd.DataFrame:
-        """The display frame of one block: row label, then one column per S."""
-        data = [
-            {self.row_header: self.row_label(r), **{f"S={s}": block.cell_text(r, s, self.metric) for s in block.cols}}
-            for r in block.rows
-        ]
-        return pd.DataFrame(data, columns=[self.row_header] + [f"S={s}" for s in block.cols])
+        """One block as displayed: the row label, then one column per S."""
+        grid = block.grid().rename(index=self.row_label, columns=lambda s: f"S={s}")
+        return grid.rename_axis(index=self.row_header, columns=None).reset_index()
 
     def display_frame(self) -> pd.DataFrame:
         """Every block in one frame (the wide CSV): block, row, S columns (union over blocks)."""
-        cols = self.cols
-        data = []
-        for b in self.blocks:
-            for r in b.rows:
-                line = {"block": b.label, self.row_header: self.row_label(r)}
-                line.update({f"S={s}": b.cell_text(r, s, self.metric) if s in b.cols else DASH for s in cols})
-                data.append(line)
-        return pd.DataFrame(data, columns=["block", self.row_header] + [f"S={s}" for s in cols])
+        cols = [f"S={s}" for s in self.cols]
+        frames = [self.block_frame(b).reindex(columns=[self.row_header, *cols], fill_value=DASH).assign(block=b.label)
+                  for b in self.blocks]
+        return pd.concat(frames, ignore_index=True)[["block", self.row_header, *cols]] if frames else \
+            pd.DataFrame(columns=["block", self.row_header, *cols])
 
     def long_frame(self) -> pd.DataFrame:
-        """One line per measured or paper cell, numbers unformatted (the long CSV)."""
-        data = []
+        """One line per measured or paper cell, numbers unformatted (the long CSV): the mean, its interval and
+        summary over repeats, and each repeat's value."""
+        frames = []
         for b in self.blocks:
             if b.paper_only:
                 continue
-            for r in b.rows:
-                for s in b.cols:
-                    m, p = b.measured.get((r, s)), b.paper.get((r, s))
-                    ref = b.reference.get((r, s))
-                    if m is None and p is None:
-                        continue
-                    run = b.runs[b.runs["run_id"] == m.run_id].iloc[0] if m is not None else None
-                    data.append(
-                        {
-                            "table": self.number,
-                            "dataset": b.dataset,
-                            "row": self.row_label(r),
-                            "eta": r,
-                            "S": s,
-                            "measured": m.value if m else None,
-                            "paper": p[0] if p else None,
-                            "reference_paper_value": ref[0] if ref and not b.comparable else None,
-                            "reference_dataset": b.reference_dataset if not b.comparable else None,
-                            "flagged": bool(m.flagged) if m else None,
-                            **({"stderr": m.extra.get("stderr") if m else None} if self.metric == "mse" else {}),
-                            "run_id": m.run_id if m else None,
-                            **{
-                                SETTING_NAMES.get(k, k): (run[k] if run is not None else None)
-                                for k in ["nfe", "N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision",
-                                          "device_name"]
-                            },
-                        }
-                    )
-        return pd.DataFrame(data)
-
-    @property
-    def run_ids(self) -> list[str]:
-        return [c.run_id for b in self.blocks for c in b.measured.values()]
+            index = pd.MultiIndex.from_product([b.rows, b.cols], names=["eta", "S"])
+            cells = pd.DataFrame(index=index).join(b.measured) if len(b.measured) else pd.DataFrame(
+                index=index, columns=["value", "run_id", "flagged", "stderr", *SUMMARY, *LONG_SETTINGS])
+            cells["paper"] = [b.paper.get(k, (None,))[0] for k in index]
+            cells["reference_paper_value"] = [None if b.comparable else b.reference.get(k, (None,))[0] for k in index]
+            cells = cells[cells["value"].notna() | cells["paper"].notna() | cells.get("run_id").notna()].reset_index()
+            frames.append(pd.DataFrame({
+                "table": self.number, "dataset": b.dataset, "row": cells["eta"].map(self.row_label), "eta": cells["eta"],
+                "S": cells["S"], "measured": cells["value"], "paper": cells["paper"],
+                "reference_paper_value": cells["reference_paper_value"],
+                "reference_dataset": None if b.comparable else b.reference_dataset,
+                "flagged": cells["flagged"].astype(object),
+                **({"stderr": cells["stderr"]} if self.spec.job == "recon" else {}),
+                "run_id": cells["run_id"],
+                **{SETTING_NAMES.get(k, k): cells[k] for k in LONG_SETTINGS},
+                "metric": b.metric, "K": cells["repeats"], **{s: cells[s] for s in SUMMARY[1:]},
+                **{r: cells[r] for r in cells.columns if r[0] == "r" and r[1:].isdigit()},
+            }))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _settings(run: pd.Series, keys: list[str]) -> tuple:
-    return tuple("None" if pd.isna(run[k]) else str(run[k]) for k in keys)
-
-
-def _fill(block: Block, df: pd.DataFrame, job: str, metric_col: str, row_of) -> None:
-    """Place the runs of one dataset into its block; flag and note runs whose settings differ."""
-    keys = SETTINGS[job]
-    df = df.sort_values("start_time", ascending=False, kind="stable")
-    block.runs = df
-    if df.empty:
-        return
-    settings = {row["run_id"]: _settings(row, keys) for _, row in df.iterrows()}
-    counts = Counter(settings.values())
-    top = max(counts.values())
-    reference = next(settings[r] for r in df["run_id"] if counts[settings[r]] == top)  # ties: the newest run's
+def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> None:
+    """Place one dataset's runs into its block: per (eta, S) the newest run with the block's most common settings
+    (else the newest); flag the cells whose run differs and note every difference and every run left out."""
+    runs = runs.sort_values("start_time", ascending=False, kind="stable")
+    settings = pd.Series([tuple("None" if pd.isna(v) else str(v) for v in row) for row in runs[keys].itertuples(False)],
+                         index=runs.index)
+    counts = Counter(settings)
+    reference = next(s for s in settings if counts[s] == max(counts.values()))  # ties: the newest run's
     block.settings = dict(zip(keys, reference))
-    hidden = []
-    for (row, S), group in df.groupby([df.apply(row_of, axis=1), "S"], sort=False):
-        matching = [r for r in group["run_id"] if settings[r] == reference]
-        chosen_id = matching[0] if matching else group["run_id"].iloc[0]
-        chosen = group[group["run_id"] == chosen_id].iloc[0]
-        extra = {"stderr": chosen.get("recon_mse_stderr")} if metric_col == "recon_mse" else {}
-        block.measured[(row, int(S))] = Cell(float(chosen[metric_col]), chosen_id, settings[chosen_id] != reference, extra)
-        for other in group["run_id"]:
-            if other != chosen_id:
-                hidden.append(f"{other} ({row_name(row)}, S={S}, {_describe(settings[other], keys)})")
+    runs = runs.assign(flagged=settings != reference, settings=settings)
+    chosen = runs.sort_values("flagged", kind="stable").drop_duplicates(["eta", "S"])
+    block.measured = chosen.assign(S=chosen["S"].astype(int)).set_index(["eta", "S"])
+    if not notes:
+        return
     for i, k in enumerate(keys):
-        values = Counter(settings[r][i] for r in df["run_id"])
+        values = Counter(s[i] for s in settings)
         if len(values) > 1:
-            parts = []
-            for value, n in values.most_common():
-                ids = [r for r in df["run_id"] if settings[r][i] == value]
-                if value == reference[i]:
-                    parts.append(f"{value} in {n} run(s) (the block's most common setting)")
-                else:
-                    parts.append(f"{value} in run(s) {', '.join(ids)}")
+            parts = [f"{v} in {n} run(s) (the block's most common setting)" if v == reference[i] else
+                     f"{v} in run(s) {', '.join(r for r, s in zip(runs['run_id'], settings) if s[i] == v)}"
+                     for v, n in values.most_common()]
             block.notes.append(f"Mixed settings in {dataset_name(block.dataset)}: {SETTING_NAMES.get(k, k)} differs: "
                                + "; ".join(parts) + f". Table cells from runs that differ are marked {DAGGER}.")
+    shown = set(chosen["run_id"])
+    hidden = [f"{r.run_id} ({eta_row_name(r.eta)}, S={r.S}, "
+              + ", ".join(f"{SETTING_NAMES.get(k, k)}={v}" for k, v in zip(keys, r.settings)) + ")"
+              for _, g in runs.groupby(["eta", "S"], sort=False) for r in g.itertuples() if r.run_id not in shown]
     if hidden:
         block.notes.append(f"Other runs of {dataset_name(block.dataset)} for a cell already shown (a different cell_key; "
                            "the table shows the newest run with the block's most common settings), not in the table: "
                            f"{'; '.join(hidden)}.")
 
 
-def _describe(settings: tuple, keys: list[str]) -> str:
-    return ", ".join(f"{SETTING_NAMES.get(k, k)}={v}" for k, v in zip(keys, settings))
+def features(runs: pd.DataFrame, metric: str) -> str | None:
+    """The feature space(s) a metric was computed in (tag ``features.<metric>``; older runs: the feature extractor)."""
+    tags = runs.get(FEATURES + metric, pd.Series(dtype=object)).dropna()
+    if tags.empty and metric == Metric.FID:
+        tags = runs["feature_extractor"].dropna()
+    return ", ".join(sorted({str(x) for x in tags})) or None
 
 
-def _order(datasets, table: int) -> list[str]:
-    paper = PAPER_DATASETS[table]
-    return [d for d in paper if d in datasets] + sorted(d for d in datasets if d not in paper)
-
-
-def _reference_block(table: int, rows: list[str], measured_dataset: str, extractor: str | None) -> Block:
-    ref = ORDERING_REFERENCE
-    cells = paper_cells(table, ref)
+def _reference_note(table: int, dataset: str, extractor: str | None) -> str:
     if not extractor:
         what = "FID features of the run, not the paper's"
     elif "inception" in extractor.lower():
         what = f"FID in {extractor} features"
     else:
         what = f"FID in {extractor} features, not Inception"
-    return Block(
-        dataset=ref,
-        label=f"{dataset_name(ref)} (paper) - for comparing orderings only, NOT comparable to {dataset_name(measured_dataset)}",
-        rows=rows,
-        cols=sorted({s for _, s in cells}),
-        paper=cells,
-        paper_only=True,
-        notes=[
-            f"{dataset_name(measured_dataset)}: the paper has no values for this dataset; the paper's "
-            f"{dataset_name(ref)} block is shown beside it to compare orderings only. The values are not comparable "
-            f"(different data, model{', and feature extractor: ' + what if table != 2 else ''})."
-        ],
-    )
+    return (f"{dataset_name(dataset)}: the paper has no values for this dataset; the paper's "
+            f"{dataset_name(ORDERING_REFERENCE)} block is shown beside it to compare orderings only. The values are not "
+            f"comparable (different data, model{', and feature extractor: ' + what if table != 2 else ''}).")
 
 
-def _measured_blocks(table: int, runs: RunSet, job: str, metric_col: str, datasets: list[str], base_rows,
-                     row_of, title_metric: str) -> list[Block]:
-    df = runs.job(job)
-    blocks = []
+def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) -> Block:
+    """The measured block of one dataset and metric (the headline block carries the notes on its runs)."""
+    sub = runs.cells(spec.job, metric)
+    sub = sub[(sub["dataset"] == dataset) & (sub["sampler"] == "ddim")]
+    if spec.job == "recon":  # the interval of a mean over n images: t(n-1) standard errors
+        extra = runs.job("recon", [Metric.RECON_MSE_STDERR, Metric.N_IMAGES]).set_index("run_id")
+        se, n = extra[Metric.RECON_MSE_STDERR].reindex(sub["run_id"]).to_numpy(), extra[Metric.N_IMAGES].reindex(sub["run_id"]).to_numpy()
+        half = stats.t.ppf(0.975, n - 1) * se
+        sub = sub.assign(eta=RECON_ROW, stderr=se, n_images=n, ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
+    cells = paper_cells(spec.number, dataset) if headline else {}
+    rows = sorted(set(spec.base_rows) | set(sub["eta"]), key=eta_sort_key)
+    block = Block(dataset, "", rows, sorted(set(PAPER_S[spec.number]) | set(sub["S"].astype(int))), metric,
+                  paper=cells, comparable=bool(cells), reference=cells, reference_dataset=dataset if cells else None)
+    if len(sub):
+        _choose(block, sub, SETTINGS[spec.job], notes=headline)
+    extractor = features(sub, metric)
+    how = [f"{label(metric)} in {extractor} features"] if extractor and spec.job == "sample" else []
+    how += [f"N={block.settings['N']}", f"trajectory {block.settings['trajectory']}"] if block.settings else []
+    if not headline:
+        block.label = f"{dataset_name(dataset)}: {how[0] if extractor else label(metric)} ({METRICS[metric].direction})"
+        return block
+    block.label = (f"{dataset_name(dataset)}: measured{' (paper)' if cells else ''}"
+                   + (f"; {', '.join(how)}" if how else "") + ("" if cells else "; no paper values"))
+    if not cells:
+        block.reference = paper_cells(spec.number, ORDERING_REFERENCE)
+        block.reference_dataset = ORDERING_REFERENCE
+        block.notes.append(_reference_note(spec.number, dataset, extractor))
+    return block
+
+
+def headline_metric(runs: RunSet, dataset: str) -> str:
+    """The dataset's headline metric for its tables: its runs' tag ``headline_metric``, else the first metric of
+    SAMPLE_METRICS they logged (older runs: FID)."""
+    mine = runs.runs[(runs.runs["dataset"] == dataset) & (runs.runs["job"] == "sample")]
+    tags = mine["headline_metric"].dropna()
+    logged = set(runs.values.loc[runs.values["run_id"].isin(mine["run_id"]), "metric"])
+    return str(tags.mode().iloc[0]) if len(tags) else next((m for m in SAMPLE_METRICS if m in logged), Metric.FID)
+
+
+def build_table(spec: Spec, runs: RunSet) -> ReportTable:
+    frame = runs.runs[(runs.runs["job"] == spec.job) & (runs.runs["sampler"] == "ddim")]
+    if spec.lsun is not None:
+        frame = frame[frame["dataset"].isin(PAPER_DATASETS[3]) == spec.lsun]
+    paper = PAPER_DATASETS[spec.number]
+    datasets = [d for d in paper if d in set(frame["dataset"])] + sorted(set(frame["dataset"]) - set(paper))
+    table = ReportTable(spec, notes=[spec.note])
     for ds in datasets:
-        sub = df[(df["dataset"] == ds) & df[metric_col].notna()]
-        cells = paper_cells(table, ds)
-        rows = base_rows(sub)
-        cols = sorted(set(PAPER_S[table]) | {int(s) for s in sub["S"]})
-        extractors = sorted({str(x) for x in sub.get("feature_extractor", pd.Series(dtype=object)).dropna()})
-        extractor = ", ".join(extractors) or None
-        block = Block(ds, "", rows, cols, paper=cells, comparable=bool(cells), reference=cells,
-                      reference_dataset=ds if cells else None)
-        _fill(block, sub, job, metric_col, row_of)
-        how = [f"{title_metric} in {extractor} features"] if extractor and job == "sample" else []
-        how += [f"N={block.settings['N']}", f"trajectory {block.settings['trajectory']}"] if block.settings else []
-        block.label = f"{dataset_name(ds)}: measured{' (paper)' if cells else ''}" + (f"; {', '.join(how)}" if how else "") \
-            + ("" if cells else "; no paper values")
-        blocks.append(block)
-        if not cells:
-            ref = _reference_block(table, rows if table != 2 else [RECON_ROW], ds, extractor)
-            block.reference, block.reference_dataset = ref.paper, ref.dataset
-            block.notes.extend(ref.notes)
-            ref.notes = []
-            blocks.append(ref)
-    return blocks
+        metric = Metric.RECON_MSE if spec.job == "recon" else headline_metric(runs, ds)
+        block = _block(spec, runs, ds, metric, headline=True)
+        table.blocks.append(block)
+        if block.reference_dataset == ORDERING_REFERENCE and ds != ORDERING_REFERENCE:
+            label = (f"{dataset_name(ORDERING_REFERENCE)} (paper) - for comparing orderings only, NOT comparable to "
+                     f"{dataset_name(ds)}")
+            table.blocks.append(Block(ORDERING_REFERENCE, label, block.rows, sorted({s for _, s in block.reference}),
+                                      paper=block.reference, paper_only=True))
+        if spec.job == "sample":
+            others = [_block(spec, runs, ds, m, headline=False) for m in SAMPLE_METRICS if m != metric]
+            table.metric_blocks[ds] = [b for b in others if len(b.measured)]
+    if not table.blocks:  # no runs for this table: the paper's blocks with '-' measured cells
+        for ds in [d for d in paper if not runs.datasets_filter or d in runs.datasets_filter]:
+            cells = paper_cells(spec.number, ds)
+            table.blocks.append(Block(ds, f"{dataset_name(ds)}: measured (paper)", list(spec.base_rows),
+                                      sorted({s for _, s in cells}), paper=cells, reference=cells, reference_dataset=ds))
+        table.notes += [spec.empty_note] if table.blocks else []
+    table.notes += _across_blocks(table.blocks)
+    return table
 
 
 def _across_blocks(blocks: list[Block]) -> list[str]:
     """A note when the dataset blocks of one table were run with different N, seed, trajectory or extractor."""
-    measured = [b for b in blocks if b.settings]
     notes = []
     for key in ("N", "seed", "trajectory", "feature_extractor", "precision"):
-        values = {b.dataset: b.settings.get(key) for b in measured if key in b.settings}
+        values = {b.dataset: b.settings[key] for b in blocks if key in b.settings}
         if len(set(values.values())) > 1:
             notes.append(f"{SETTING_NAMES.get(key, key)} differs between dataset blocks: "
                          + ", ".join(f"{dataset_name(d)} {v}" for d, v in values.items()) + ".")
@@ -265,64 +306,5 @@ def _across_blocks(blocks: list[Block]) -> list[str]:
             "CIFAR-10's quadratic trajectory; compare across blocks with care): " + " ".join(notes)] if notes else []
 
 
-def _eta_rows(base: list[str]):
-    return lambda sub: ordered_etas(list(base) + [e for e in sub["eta"] if e is not None])
-
-
-def _paper_placeholder_blocks(table: int, runs: RunSet, rows_for) -> list[Block]:
-    """No runs for this table: the paper's blocks with '-' measured cells (none if filtered out)."""
-    wanted = [d for d in PAPER_DATASETS[table] if not runs.datasets_filter or d in runs.datasets_filter]
-    blocks = []
-    for ds in wanted:
-        cells = paper_cells(table, ds)
-        blocks.append(Block(ds, f"{dataset_name(ds)}: measured (paper)", rows_for(ds), sorted({s for _, s in cells}),
-                            paper=cells, reference=cells, reference_dataset=ds))
-    return blocks
-
-
-def table1(runs: RunSet) -> ReportTable:
-    t = ReportTable(1, "Table 1: FID by eta and number of sampling steps S", "fid", "eta")
-    df = runs.job("sample")
-    datasets = _order({d for d in df["dataset"] if d not in PAPER_DATASETS[3]}, 1)
-    eta_rows = _eta_rows(["0", "0.2", "0.5", "1", "hat"])
-    t.blocks = _measured_blocks(1, runs, "sample", "fid", datasets, eta_rows, lambda r: r["eta"], "FID")
-    if not t.blocks:
-        t.blocks = _paper_placeholder_blocks(1, runs, lambda ds: ["0", "0.2", "0.5", "1", "hat"])
-        t.notes.append("No sample runs for these datasets: paper values only.")
-    t.notes.insert(0, "Cells: measured (paper); '-' = not run. FID is lower-is-better.")
-    t.notes.extend(_across_blocks(t.blocks))
-    return t
-
-
-def table2(runs: RunSet) -> ReportTable:
-    t = ReportTable(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "mse", "")
-    df = runs.job("recon")
-    datasets = _order(set(df["dataset"]), 2)
-    t.blocks = _measured_blocks(2, runs, "recon", "recon_mse", datasets, lambda sub: [RECON_ROW],
-                                lambda r: RECON_ROW, "MSE")
-    if not t.blocks:
-        t.blocks = _paper_placeholder_blocks(2, runs, lambda ds: [RECON_ROW])
-        t.notes.append("No recon runs for these datasets: paper values only.")
-    t.notes.insert(0, "Encode a held-out image to x_T with eta=0 over S steps, decode over S steps. "
-                      "Cells: measured (paper); '-' = not run.")
-    t.notes.extend(_across_blocks(t.blocks))
-    return t
-
-
-def table3(runs: RunSet) -> ReportTable:
-    t = ReportTable(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "fid", "eta")
-    df = runs.job("sample")
-    datasets = _order({d for d in df["dataset"] if d in PAPER_DATASETS[3]}, 3)
-    t.blocks = _measured_blocks(3, runs, "sample", "fid", datasets, _eta_rows(["0", "1"]), lambda r: r["eta"], "FID")
-    if not t.blocks:
-        t.blocks = _paper_placeholder_blocks(3, runs, lambda ds: ["0", "1"])
-        if t.blocks:
-            t.notes.append("No LSUN sample runs: paper values only.")
-    t.notes.insert(0, "Cells: measured (paper); '-' = not run. eta=0 is DDIM, eta=1 is DDPM; S=1000 is the caption's "
-                      "1000-step DDPM value.")
-    t.notes.extend(_across_blocks(t.blocks))
-    return t
-
-
 def build_tables(runs: RunSet) -> list[ReportTable]:
-    return [table1(runs), table2(runs), table3(runs)]
+    return [build_table(spec, runs) for spec in SPECS]

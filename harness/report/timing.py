@@ -7,14 +7,16 @@ report says so. Runs at the same NFE (e.g. different eta, which costs the same) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
+from .stats import Line, fit_line, loglog_line
+from ..names import Metric
 from .labels import dataset_name
 from .runs import RunSet
-from .stats import linear_fit, loglog_slope
 
+METRICS = {Metric.HOURS_50K: "hours_50k", Metric.SECONDS_PER_IMAGE: "seconds_per_image"}  # the columns below
 TIMING_SOURCE = "timing jobs (hours_50k)"
 SAMPLE_SOURCE = "sample jobs (fallback: seconds_per_image * 50000 / 3600)"
 
@@ -24,24 +26,22 @@ class TimingLine:
     dataset: str
     device: str
     source: str
-    nfe: list[int] = field(default_factory=list)
-    hours: list[float] = field(default_factory=list)
-    seconds_per_image: list[float] = field(default_factory=list)
-    run_ids: list[str] = field(default_factory=list)
-    batch_sizes: list[int] = field(default_factory=list)
+    points: pd.DataFrame  # one row per NFE: nfe, hours, seconds_per_image
+    runs: pd.DataFrame  # the runs behind it
 
     @property
     def label(self) -> str:
         return f"{dataset_name(self.dataset)}, {self.device}"
 
     @property
-    def slope(self) -> float:
-        return loglog_slope(self.nfe, self.hours)
+    def loglog(self) -> Line:
+        """log hours against log NFE: slope 1 = proportional."""
+        return loglog_line(self.points["nfe"], self.points["hours"])
 
     @property
-    def r2(self) -> float:
-        """R^2 of a straight line seconds_per_image = a + b NFE."""
-        return linear_fit([float(n) for n in self.nfe], self.seconds_per_image)[2]
+    def linear(self) -> Line:
+        """seconds_per_image = a + b NFE (its R^2 says how straight the line is)."""
+        return fit_line(self.points["nfe"], self.points["seconds_per_image"])
 
     @property
     def fallback(self) -> bool:
@@ -50,37 +50,30 @@ class TimingLine:
 
 def _device(row: pd.Series) -> str:
     """'cpu: <model>' / 'cuda:0: <GPU name>', with the precision when it is not fp32."""
-    name = row.get("device_name")
-    dev = row.get("device")
+    name, dev, precision = row["device_name"], row["device"], row["precision"]
     if isinstance(name, str) and name and name != "None":
         label = f"{dev}: {name}" if isinstance(dev, str) and dev and dev not in name else name
     else:
         label = str(dev) if isinstance(dev, str) else "unknown device"
-    precision = row.get("precision")
     return label if precision in (None, "fp32") or pd.isna(precision) else f"{label}, {precision}"
 
 
 def timing_lines(runs: RunSet) -> list[TimingLine]:
     lines = []
-    timing, sample = runs.job("timing"), runs.job("sample")
+    timing = runs.job("timing", [Metric.HOURS_50K, Metric.SECONDS_PER_IMAGE]).rename(columns=METRICS)
+    sample = runs.job("sample", [Metric.SECONDS_PER_IMAGE]).rename(columns=METRICS)
     for ds in sorted(set(timing["dataset"]) | set(sample["dataset"])):
-        sub = timing[(timing["dataset"] == ds) & timing["hours_50k"].notna()]
-        source = TIMING_SOURCE
+        sub, source = timing[(timing["dataset"] == ds) & timing["hours_50k"].notna()], TIMING_SOURCE
         if sub.empty:
             sub = sample[(sample["dataset"] == ds) & sample["seconds_per_image"].notna()]
-            source = SAMPLE_SOURCE
+            sub, source = sub.assign(hours_50k=sub["seconds_per_image"] * 50_000 / 3600.0), SAMPLE_SOURCE
         if sub.empty:
             continue
-        sub = sub.assign(_device=sub.apply(_device, axis=1), _nfe=sub["nfe"].fillna(sub["S"]).astype(int))
-        for device, group in sub.groupby("_device", sort=True):
-            line = TimingLine(ds, device, source)
-            for nfe, at in group.groupby("_nfe", sort=True):
-                spi = float(at["seconds_per_image"].median())
-                hours = float(at["hours_50k"].median()) if source == TIMING_SOURCE else spi * 50_000 / 3600.0
-                line.nfe.append(int(nfe))
-                line.hours.append(hours)
-                line.seconds_per_image.append(spi)
-                line.run_ids.extend(at["run_id"])
-                line.batch_sizes.extend(int(b) for b in at["batch_size"].dropna())
-            lines.append(line)
+        sub = sub.assign(device_label=sub.apply(_device, axis=1), nfe=sub["nfe"].fillna(sub["S"]).astype(int))
+        for device, group in sub.groupby("device_label", sort=True):
+            points = group.groupby("nfe", sort=True).agg(hours=("hours_50k", "median"),
+                                                          seconds_per_image=("seconds_per_image", "median"))
+            if source == SAMPLE_SOURCE:  # from the median seconds per image, as the sample jobs give no hours
+                points["hours"] = points["seconds_per_image"] * 50_000 / 3600.0
+            lines.append(TimingLine(ds, device, source, points.reset_index(), group.sort_values("nfe", kind="stable")))
     return lines
