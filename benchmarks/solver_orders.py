@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import shlex
 import sys
@@ -35,23 +34,11 @@ import numpy as np
 import torch
 
 from common import RESULTS, machine_info, print_table
-from harness.analytic import exact_flow, exact_mixture, gaussian_w2, log_snr_linear_schedule
+from harness.analytic import exact_flow, exact_mixture, log_snr_linear_schedule
+from harness.exact import exact_w2
 from harness.samplers import SAMPLERS, CountingModel, steps_for_nfe
 from harness.schedule import NoiseSchedule
 from harness.trajectory import timesteps
-
-
-def solver_w2(sample, model, tau, schedule, data) -> float:
-    """Exact W2 between the sampler's output distribution and the data (see the module docstring)."""
-    d = int(np.prod(data.shape))
-    probes = torch.cat([torch.zeros(1, d), torch.eye(d)]).double().reshape(d + 1, *data.shape)
-    out = sample(model, probes, tau, schedule).flatten(1)
-    shift, a_map = out[0], (out[1:] - out[0]).T  # column j is the image of e_j
-    mu = data.means[0].flatten()
-    a_T = float(schedule.alpha_bar(tau[-1]))
-    v_T = a_T * float(data.stds[0]) ** 2 + 1 - a_T
-    mean = a_map @ (math.sqrt(a_T) * mu) + shift
-    return gaussian_w2(mean.numpy(), v_T * (a_map @ a_map.T).numpy(), mu.numpy(), float(data.stds[0]) ** 2 * np.eye(d))
 
 
 def measure(name, model, x_T, tau, schedule, data):
@@ -59,7 +46,7 @@ def measure(name, model, x_T, tau, schedule, data):
     x0 = SAMPLERS[name].sample(counting, x_T, tau, schedule)
     exact = exact_flow(x_T, tau[-1], schedule, data.means[0], float(data.stds[0]))
     rms = float((x0 - exact).pow(2).mean().sqrt())
-    return {"nfe": counting.nfe, "rms_error": rms, "w2": solver_w2(SAMPLERS[name].sample, model, tau, schedule, data)}
+    return {"nfe": counting.nfe, "rms_error": rms, "w2": exact_w2(SAMPLERS[name].sample, model, tau, schedule, data)}
 
 
 def main() -> None:

@@ -5,6 +5,10 @@
 * ``flow_rmse`` (single Gaussian only): the root mean square over images of |x_0 - x_0*|, where x_0* is the exact
   probability-flow ODE solution from the same x_T (``analytic.exact_flow``): the sampler's own discretisation error,
   whose log-log slope against the NFE is the solver's measured order.
+* ``w2_exact`` (single Gaussian, deterministic sampler): the exact 2-Wasserstein distance between the sampler's output
+  law and the data, with no sampling noise at all. eps* is affine in x for Gaussian data, so a deterministic sampler
+  is an affine map x_T -> A x_T + d; running it on the D + 1 probes 0, e_1, ..., e_D gives (A, d), and the true
+  marginal at tau[-1], N(sqrt(a_T) mu, v_T I), maps to N(A sqrt(a_T) mu + d, v_T A A^T) exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from .analytic import GaussianMixture, exact_flow, frechet_distance
+from .analytic import GaussianMixture, exact_flow, frechet_distance, gaussian_w2
 from .names import Metric
 from .noise import ImageNoise
 
@@ -41,3 +45,16 @@ def score_exact(samples: torch.Tensor, repeats: int, mixture: GaussianMixture, *
             metrics[Metric.FLOW_RMSE] = math.sqrt(float(((x - target) ** 2).sum(1).mean()))
         out.append(metrics)
     return out
+
+
+def exact_w2(sample, model, tau, schedule, mixture: GaussianMixture) -> float:
+    """The exact W2 between a deterministic sampler's output law and a single-Gaussian ``mixture`` (see above)."""
+    d = int(np.prod(mixture.shape))
+    probes = torch.cat([torch.zeros(1, d), torch.eye(d)]).double().reshape(d + 1, *mixture.shape)
+    out = sample(model, probes, tau, schedule).double().flatten(1)
+    shift, a_map = out[0], (out[1:] - out[0]).T  # column j is the image of e_j
+    mu, std = mixture.means[0].flatten(), float(mixture.stds[0])
+    a_T = float(schedule.alpha_bar(tau[-1]))
+    v_T = a_T * std**2 + 1 - a_T
+    mean = a_map @ (math.sqrt(a_T) * mu) + shift
+    return gaussian_w2(mean.numpy(), v_T * (a_map @ a_map.T).numpy(), mu.numpy(), std**2 * np.eye(d))

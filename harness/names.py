@@ -68,6 +68,7 @@ class Metric:
     # scores of an exact-score dataset (harness.exact)
     FD_TRUE = "fd_true"
     FLOW_RMSE = "flow_rmse"
+    W2_EXACT = "w2_exact"  # exact, no sampling noise: logged once per cell
     # sampling and scoring time
     IMAGES_SAMPLED = "images_sampled"
     SAMPLING_SECONDS = "sampling_seconds"

@@ -93,3 +93,35 @@ def test_log_snr_linear_schedule():
     lam = 0.5 * (torch.log(a) - torch.log1p(-a))
     assert torch.allclose(lam, torch.linspace(10.0, -5.0, 961, dtype=torch.float64), atol=1e-6)
     assert float(schedule.alpha_bar(-1)) == 1.0 and schedule.T == 961
+
+
+def test_every_sampler_runs_through_the_harness_on_exact_and_digits_data(tmp_path, monkeypatch):
+    """Each sampler as a cell through the runner (in this process): finite samples and logged metrics, on the
+    exact-score Gaussian (flow error, exact W2) and on the shipped digits model at NFE 10 and 20."""
+    import math as _math
+
+    import mlflow
+
+    from clitools import cells
+    from harness.runner import run_cell
+    from harness.samplers import SAMPLERS
+
+    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+    common = [f"output_root={tmp_path / 'out'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "progress=false",
+              f"sampler={','.join(SAMPLERS)}"]
+    planned = cells("dataset=gmm_gaussian64", "nfe=10", "N=32", "repeats=1", *common)
+    planned += cells("nfe=10,20", "N=8", "repeats=1", "batch_size=8", *common)
+    assert len(planned) == 3 * len(SAMPLERS)
+    for cell in planned:
+        outcome = run_cell(cell)
+        assert outcome.status == "FINISHED", (cell.run_name, outcome.error)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddim-harness").experiment_id], max_results=100)
+    assert len(runs) == len(planned)
+    for run in runs:
+        m, p = run.data.metrics, run.data.params
+        assert m["nfe_counted"] == int(p["nfe"]) <= 20  # counted = planned, at most the target
+        headline = "flow_rmse" if p["dataset"] == "gmm_gaussian64" else "fid"
+        assert _math.isfinite(m[headline]) and m[headline] >= 0
+        if p["dataset"] == "gmm_gaussian64":
+            assert _math.isfinite(m["w2_exact"]) and m["w2_exact"] >= 0 and _math.isfinite(m["fd_true"])

@@ -50,7 +50,7 @@ def run(ctx: JobContext) -> dict:
     _log_grid(ctx, images.head(int(cell.job_options["grid_images"])))
 
     start = time.perf_counter()
-    per_repeat, spaces, against = (_score_exact(ctx, images) if cell.is_exact else _score_images(ctx, images))
+    per_repeat, spaces, against = _score_exact(ctx, images, model) if cell.is_exact else _score_images(ctx, images)
     summary = summarize(per_repeat)
     summary[Metric.SCORING_SECONDS] = time.perf_counter() - start
     headline = cell.metrics["headline"]
@@ -76,14 +76,17 @@ def _score_images(ctx: JobContext, images) -> tuple[list[dict], dict[str, str], 
     return per_repeat, {m: scoring.feature_space(m) for m in scoring.metrics}, scoring.reference
 
 
-def _score_exact(ctx: JobContext, images) -> tuple[list[dict], dict[str, str], str]:
+def _score_exact(ctx: JobContext, images, model) -> tuple[list[dict], dict[str, str], str]:
     from ..analytic import exact_mixture
-    from ..exact import score_exact
+    from ..exact import exact_w2, score_exact
 
     cell = ctx.cell
     mixture = exact_mixture(cell.model["mixture"])
     per_repeat = score_exact(images.all(), cell.repeats, mixture, seed=cell.seed, tau=cell.tau, schedule=cell.schedule,
                              noise_scheme=cell.noise, deterministic=cell.eta == 0)
+    if len(mixture.stds) == 1 and cell.eta == 0:
+        w2 = exact_w2(cell.sampler_info.sample, model, cell.tau, cell.schedule, mixture)
+        ctx.run.log_metrics({Metric.W2_EXACT: w2})
     digest = hashlib.sha256(mixture.means.numpy().tobytes() + mixture.stds.numpy().tobytes()).hexdigest()
     ctx.run.log_dataset(mixture.name, digest=digest, source=f"harness.analytic: {mixture.description}")
     spaces = {name: "true law" if name == Metric.FD_TRUE else "exact flow" for name in per_repeat[0]}
