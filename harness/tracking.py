@@ -8,6 +8,7 @@ A store that cannot be used (a corrupt database, a server that does not answer) 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 then opens the experiment on its runs
 ENTRY_POINT = "python -m harness"
+HEADLINE_METRIC = "fid"  # the experiment's primary metric: the first chart of MLflow's chart view
+VIEW_KEY = "ddim-cells"  # the saved view of the runs table (MLflow's "Saved views" menu; ?viewStateShareKey=ddim-cells)
+VIEW_COLUMNS = ["attributes.`Dataset`", "params.`S`", "params.`eta`", "params.`sampler`", "params.`nfe`", "params.`N`",
+                "params.`repeats`", "metrics.`fid`", "metrics.`kid`", "metrics.`fd_true`"]
 _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
@@ -93,8 +98,31 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
+def experiment_tags() -> dict[str, str]:
+    """What the MLflow UI reads from an experiment's tags: its kind (custom model development: it opens on the runs
+    table, not GenAI traces), its primary metric (the first chart of the chart view), and a saved view of the runs
+    table with the cells' settings and headline metrics as columns (the table itself shows no metric until one is
+    ticked; MLflow keeps that choice per browser, so a saved view is the one way a store can offer columns)."""
+    now = int(time.time() * 1000)
+    state = {"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    view = {"name": f"DDIM cells: {HEADLINE_METRIC} by S and eta", "createdAt": now, "updatedAt": now,
+            "state": json.dumps(state)}
+    return {**EXPERIMENT_KIND, "mlflow.experiment.primaryMetric.name": HEADLINE_METRIC,
+            "mlflow.experiment.primaryMetric.greaterIsBetter": "False",
+            f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(view)}
+
+
+def view_link(uri: str, exp_id: str) -> str:
+    """Where to look at the runs: the experiment's saved view in the MLflow UI."""
+    page = f"#/experiments/{exp_id}/runs?viewStateShareKey={VIEW_KEY}"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {shown_uri(uri)}, then open http://127.0.0.1:5000/{page}"
+
+
 def prepare_store(uri: str, experiment: str) -> str:
-    """Create the database (schema migrations) and the experiment if needed; return the experiment id."""
+    """Create the database (schema migrations) and the experiment if needed, with the tags the MLflow UI reads
+    (set where missing on an experiment made before them; never changed once there); return the experiment id."""
     from mlflow.exceptions import MlflowException
 
     with store_errors(uri):
@@ -103,8 +131,11 @@ def prepare_store(uri: str, experiment: str) -> str:
             try:
                 found = c.get_experiment_by_name(experiment)
                 if found is not None:
+                    for key, value in experiment_tags().items():
+                        if key not in found.tags:
+                            c.set_experiment_tag(found.experiment_id, key, value)
                     return found.experiment_id
-                return c.create_experiment(experiment, artifact_location=_artifact_location(uri), tags=EXPERIMENT_KIND)
+                return c.create_experiment(experiment, artifact_location=_artifact_location(uri), tags=experiment_tags())
             except MlflowException:  # another process created it meanwhile, or the database was busy
                 if attempt == 4:
                     raise
@@ -160,6 +191,18 @@ def reconcile_orphans(uri: str, experiment: str) -> list[str]:
                 c.set_terminated(run.info.run_id, status="KILLED")
                 fixed.append(run.info.run_id)
     return fixed
+
+
+def run_of_process(uri: str, experiment: str, pid: int) -> Any | None:
+    """The newest run started on this host by process ``pid`` (a worker that died), or None."""
+    exp = experiment_id(uri, experiment)
+    if exp is None:
+        return None
+    with store_errors(uri):
+        runs = client(uri).search_runs(
+            [exp], filter_string=f"tags.{Tag.HOST} = '{socket.gethostname()}' and tags.{Tag.PID} = '{pid}'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
 
 
 def source_tags(description: str) -> dict[str, str]:
