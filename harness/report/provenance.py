@@ -104,6 +104,9 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
         sub.add(Para("None: every cell has one FINISHED run."))
     sec.add(sub)
     sub = Section("Ignored runs", level=3)
+    if runs.orphans:
+        sub.add(Para(f"{len(runs.orphans)} run(s) left RUNNING by processes that no longer exist (killed or crashed) "
+                     f"were marked KILLED when this report was built: {', '.join(runs.orphans)}."))
     if len(runs.ignored):
         sub.add(Bullets([f"{r.run_id} ({r.run_name}): {r.reason}" for r in runs.ignored.itertuples()]))
     else:

@@ -43,6 +43,7 @@ class RunSet:
     ignored: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_id, status, run_name, reason
     datasets_filter: list[str] | None = None
     datasets_without_runs: list[str] = field(default_factory=list)  # named by --dataset, no finished runs
+    orphans: list[str] = field(default_factory=list)  # runs left RUNNING by dead processes, marked KILLED by this report
 
     def job(self, name: str) -> pd.DataFrame:
         return self.runs[self.runs["job"] == name]
@@ -59,24 +60,25 @@ def _check_store(uri: str) -> None:
 
 
 def search(uri: str, experiment: str) -> pd.DataFrame:
-    """Every run of the experiment (all statuses) as MLflow's pandas frame."""
+    """Every run of the experiment (all statuses) as MLflow's pandas frame. A store that cannot be read (a corrupt
+    database, a server that does not answer) is one HarnessError within about 30 s, as in the runner."""
     import mlflow
 
+    from ..tracking import client as tracking_client
+    from ..tracking import store_errors
+
     _check_store(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    try:
+    with store_errors(uri):
+        client = tracking_client(uri)
         exp = client.get_experiment_by_name(experiment)
-    except Exception as err:  # an unreadable database, an unreachable server
-        raise HarnessError(f"Cannot read the tracking store {uri}: {type(err).__name__}: {err}") from None
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise HarnessError(
-            f"The tracking store {uri} has no experiment {experiment!r} (it has: {', '.join(names) or 'none'}); "
-            "pass --experiment NAME."
-        )
-    mlflow.set_tracking_uri(uri)
-    df = mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas", max_results=100_000)
-    return df
+        if exp is None:
+            names = sorted(e.name for e in client.search_experiments())
+            raise HarnessError(
+                f"The tracking store {uri} has no experiment {experiment!r} (it has: {', '.join(names) or 'none'}); "
+                "pass --experiment NAME."
+            )
+        mlflow.set_tracking_uri(uri)
+        return mlflow.search_runs(experiment_ids=[exp.experiment_id], output_format="pandas", max_results=100_000)
 
 
 def _column(df: pd.DataFrame, name: str) -> pd.Series:
@@ -153,6 +155,10 @@ def dedupe(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
 
 def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> RunSet:
     """FINISHED runs of the harness schema, deduplicated, optionally restricted to some datasets."""
+    from ..tracking import reconcile_orphans
+
+    _check_store(uri)
+    orphans = reconcile_orphans(uri, experiment)  # before reading, so they are listed as KILLED, not RUNNING
     raw = search(uri, experiment)
     if raw.empty:
         raise HarnessError(f"The experiment {experiment!r} in {uri} has no runs yet: run python -m harness first.")
@@ -184,4 +190,4 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> R
     kept, superseded = dedupe(df)
     ignored_df = pd.DataFrame(ignored, columns=["run_id", "status", "run_name", "reason"])
     return RunSet(uri, experiment, kept, superseded, ignored_df, list(datasets) if datasets else None,
-                  without_runs)
+                  without_runs, orphans)
