@@ -27,8 +27,9 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflo
 ENTRY_POINT = "python -m harness"
 HEADLINE_METRIC = "fid"  # the experiment's primary metric: the first chart of MLflow's chart view
 VIEW_KEY = "ddim-cells"  # the saved view of the runs table (MLflow's "Saved views" menu; ?viewStateShareKey=ddim-cells)
-VIEW_COLUMNS = ["attributes.`Dataset`", "params.`S`", "params.`eta`", "params.`sampler`", "params.`nfe`", "params.`N`",
-                "params.`repeats`", "metrics.`fid`", "metrics.`kid`", "metrics.`fd_true`"]
+VIEW_COLUMNS = ["attributes.`Dataset`", "params.`S`", "params.`eta`", "params.`N`", "metrics.`fid`", "metrics.`kid`"]
+VIEW_ORDER = ["attributes.`Run Name`", "runDateAndNestInfo", "attributes.`Dataset`", "duration", *VIEW_COLUMNS[1:]]
+VIEW_WIDTHS = {"attributes.`Run Name`": 320, "attributes.`Dataset`": 160}  # run names uncut (MLflow's default: 190 px)
 _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
@@ -99,12 +100,14 @@ def _artifact_location(uri: str) -> str | None:
 
 
 def experiment_tags() -> dict[str, str]:
-    """What the MLflow UI reads from an experiment's tags: its kind (custom model development: it opens on the runs
-    table, not GenAI traces), its primary metric (the first chart of the chart view), and a saved view of the runs
-    table with the cells' settings and headline metrics as columns (the table itself shows no metric until one is
-    ticked; MLflow keeps that choice per browser, so a saved view is the one way a store can offer columns)."""
+    """What the MLflow UI reads from an experiment's tags: its kind (custom model development: runs, not GenAI
+    traces; MLflow 3.17's UI takes the page from its own GenAI/Model training switch instead, see view_link), its
+    primary metric (the first chart of the chart view), and a saved view of the runs table with the cells' settings
+    and headline metrics as columns and run names uncut (the table itself shows no metric until one is ticked; MLflow
+    keeps that choice per browser, so a saved view is the one way a store can offer columns)."""
     now = int(time.time() * 1000)
-    state = {"selectedColumns": VIEW_COLUMNS, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    state = {"selectedColumns": VIEW_COLUMNS, "columnOrder": VIEW_ORDER, "columnWidths": VIEW_WIDTHS,
+             "orderByKey": "attributes.start_time", "orderByAsc": False}
     view = {"name": f"DDIM cells: {HEADLINE_METRIC} by S and eta", "createdAt": now, "updatedAt": now,
             "state": json.dumps(state)}
     return {**EXPERIMENT_KIND, "mlflow.experiment.primaryMetric.name": HEADLINE_METRIC,
@@ -113,8 +116,10 @@ def experiment_tags() -> dict[str, str]:
 
 
 def view_link(uri: str, exp_id: str) -> str:
-    """Where to look at the runs: the experiment's saved view in the MLflow UI."""
-    page = f"#/experiments/{exp_id}/runs?viewStateShareKey={VIEW_KEY}"
+    """Where to look at the runs: the experiment's saved view in the MLflow UI. MLflow 3.17's UI picks the experiment
+    page (GenAI traces or the runs table) from a switch kept per browser, GenAI by default, not from the experiment's
+    kind tag; ``workflowType=machine_learning`` in the link opens the runs table."""
+    page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/{page}"
     return f"mlflow ui --backend-store-uri {shown_uri(uri)}, then open http://127.0.0.1:5000/{page}"
