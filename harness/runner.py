@@ -91,11 +91,13 @@ def run_job(cfg: DictConfig) -> dict:
     index = int(hc.job.num) if multirun else None
     output_dir = Path(hc.runtime.output_dir)
     configure_console(bool(cfg.get("verbose", False)))
+    printed = False  # run_cell prints its own [failed]/[killed] line
     try:
         cell = Cell.from_config(cfg)
     except HarnessError as err:
         outcome = Outcome(index, " ".join(hc.overrides.task), "FAILED", error=str(err))
     else:
+        printed = True
         name = sweep_run_name(cell, list(hc.overrides.task), info.get("varying") or []) if multirun else cell.run_name
         position = f"cell {index + 1}/{info['size']} " if multirun and info.get("size") else ""
         crash = (cfg.get("debug") or {}).get("crash_job")  # test hook: this job of a sweep kills its own worker
@@ -105,7 +107,8 @@ def run_job(cfg: DictConfig) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
     elif outcome.status in ("FAILED", "KILLED"):
-        print(f"error: {outcome.error}", file=sys.stderr)
+        if not printed:
+            print(f"error: {outcome.error}", file=sys.stderr)
         sys.exit((143 if "signal" in outcome.error else 130) if outcome.status == "KILLED" else 1 if outcome.run_id else 2)
     return asdict(outcome)
 
