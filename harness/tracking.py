@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -245,12 +246,18 @@ class Run:
         return cls(uri, run.info.run_id)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Log metrics as they are; the names of those that are NaN or +-inf also go to the ``nonfinite_metrics`` tag,
+        so a table can flag them per cell instead of showing a number (MLflow stores inf as +-1.8e308)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+        bad = {m.key for m in items if not math.isfinite(m.value)}
+        if bad:
+            self._nonfinite = getattr(self, "_nonfinite", set()) | bad
+            self.set_tags({Tag.NONFINITE_METRICS: ",".join(sorted(self._nonfinite))})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
