@@ -214,6 +214,35 @@ def test_cell_key_uses_eta_exactly():
     assert compose_cell("eta=0.10").key == a.key == compose_cell("eta='0.1'").key  # equal etas: one cell
 
 
+def test_nonfinite_metrics_are_flagged_on_the_run(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tracking.Run.start(uri, "ddim-harness", "S=3 eta=0 digits/sample", {"S": 3}, {"kind": "cell"})
+    run.log_metrics({"fid": float("nan"), "kid": 0.5})
+    run.log_metrics({"fd_pixels": float("inf"), "prc_recall": 1.0})
+    data = mlflow.MlflowClient(uri).get_run(run.run_id).data
+    assert data.tags["nonfinite_metrics"] == "fd_pixels,fid"
+    assert np.isnan(data.metrics["fid"]) and data.metrics["kid"] == 0.5  # logged as they are, not dropped
+
+
+def test_experiment_tags_for_the_mlflow_ui(tmp_path):
+    """Set on an experiment made before them, never changed once there (a user may pick another primary metric)."""
+    import json
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = mlflow.MlflowClient(uri)
+    exp = c.create_experiment("ddim-harness")
+    c.set_experiment_tag(exp, "mlflow.experiment.primaryMetric.name", "kid")
+    assert tracking.prepare_store(uri, "ddim-harness") == exp
+    tags = c.get_experiment(exp).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tags["mlflow.experiment.primaryMetric.name"] == "kid" and tags["mlflow.experiment.primaryMetric.greaterIsBetter"] == "False"
+    view = json.loads(tags["mlflow.sharedViewState.ddim-cells"])  # the envelope MLflow's UI parses
+    assert isinstance(view["name"], str) and isinstance(view["createdAt"], int) and isinstance(view["state"], str)
+    assert "metrics.`fid`" in json.loads(view["state"])["selectedColumns"]
+    fresh = tracking.prepare_store(uri, "other")
+    assert c.get_experiment(fresh).tags["mlflow.experiment.primaryMetric.name"] == "fid"
+
+
 # --- 3. orphans: the report side -------------------------------------------------------------------------------------
 
 
@@ -352,8 +381,7 @@ def test_one_bad_cell_fails_alone_and_orphans_are_reconciled(tmp_path):
     bad = cells[cells["status"] == "FAILED"].iloc[0]
     assert bad["tags.error"].startswith("HarnessError: cannot read checkpoint")
     client = mlflow.MlflowClient()
-    assert "cannot read checkpoint" in client.download_artifacts(bad["run_id"], "error.txt", str(tmp_path)) and \
-        "cannot read checkpoint" in (tmp_path / "error.txt").read_text()
+    assert "cannot read checkpoint" in Path(client.download_artifacts(bad["run_id"], "error.txt", str(tmp_path))).read_text()
     assert sweep["status"].item() == "FAILED" and sweep["tags.mlflow.runName"].item() == "sweep path=c0.pt,c1.pt,bad.pt,c3.pt (4 cells)"
     assert sweep["tags.dataset"].item() == "digits" and sweep["tags.job"].item() == "sample"
     assert (cells["tags.mlflow.parentRunId"] == sweep["run_id"].item()).all()
