@@ -68,7 +68,14 @@ def store_errors(uri: str) -> Iterator[None]:
     except HarnessError:
         raise
     except Exception as err:  # sqlalchemy.exc.DatabaseError, MlflowException, requests' ConnectionError, ...
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        text = str(err)
+        if uri.startswith(("http://", "https://")) and any(w in text for w in ("Max retries", "ConnectionError", "imed out")):
+            why = next((w for w in ("Connection refused", "timed out", "Name or service not known", "No route to host",
+                                    "Network is unreachable") if w in text), "no answer")
+            raise HarnessError(f"Cannot reach the tracking server {uri} ({why}, after MLflow's retries): is the server "
+                               "running and reachable? Start it (mlflow server ...) or fix tracking.uri "
+                               "(MLFLOW_TRACKING_URI).") from None
+        first = (text.strip().splitlines() or [type(err).__name__])[0][:300]
         fix = ("is it an MLflow SQLite database? Move it aside to start a new store, or point tracking.uri "
                "(MLFLOW_TRACKING_URI) at the right one" if uri.startswith("sqlite:") else
                "is the server running and reachable? Start it (mlflow server ...) or fix tracking.uri (MLFLOW_TRACKING_URI)")
@@ -78,6 +85,8 @@ def store_errors(uri: str) -> Iterator[None]:
 def client(uri: str):
     for key, value in _HTTP_LIMITS.items():
         os.environ.setdefault(key, value)
+    if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("INFO", "DEBUG"):  # verbose=true keeps them
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
     import mlflow
 
     if uri.startswith("sqlite:///"):
