@@ -103,14 +103,16 @@ def _verified_copy(path: str, size: int, mtime_ns: int) -> str:
     folder = cache_dir() / "verified-weights"
     folder.mkdir(parents=True, exist_ok=True)
     fd, copy = tempfile.mkstemp(dir=folder, suffix=".pth")
-    with open(fd, "wb") as out, open(path, "rb") as src:
-        shutil.copyfileobj(src, out)
     try:
+        with open(fd, "wb") as out, open(path, "rb") as src:
+            shutil.copyfileobj(src, out)
         state = torch.load(copy, map_location="cpu", weights_only=True)
         if not (isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values())):
             raise ValueError("not a state dict of tensors")
     except Exception as err:  # noqa: BLE001 - any refusal is the same answer: not a plain weights file
         Path(copy).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise HarnessError(f"cannot copy the feature extractor weights {path} into {folder} ({err}).") from None
         raise HarnessError(f"feature extractor weights {path} are not a plain state dict of tensors ({type(err).__name__}: "
                            f"{str(err)[:200]}); refused, since loading them could run code. Use the original weights file.") from None
     return copy

@@ -75,6 +75,16 @@ def _worker(conn, payload: bytes) -> None:
         conn.send_bytes(cloudpickle.dumps(ret))
 
 
+def _reported(overrides: list[str], folder: Path, outcome) -> JobReturn:
+    """A job that did not return (its worker died, or the sweep stopped first), as Hydra's result: COMPLETED with the
+    outcome as its value, like a cell that failed in its worker, so that Hydra's sweeper goes on to the summary (a
+    FAILED JobReturn would make it raise, skipping the summary and leaving the parent run RUNNING)."""
+    ret = JobReturn(overrides=overrides, cfg=None, hydra_cfg=None, working_dir=str(folder), task_name="")
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = asdict(outcome)
+    return ret
+
+
 class CellLauncher(Launcher):
     def __init__(self, n_jobs: int | None = None) -> None:
         self.n_jobs = n_jobs
@@ -114,7 +124,11 @@ class CellLauncher(Launcher):
                 conn.send(None)
                 process.join(timeout=30)
 
-        def forward_sigterm(signum, frame):
+        cancelled: list[tuple[int, list[str]]] = []
+
+        def forward_sigterm(signum, frame):  # stop the sweep: the running cells are marked KILLED, no new cell starts
+            cancelled.extend(jobs)
+            jobs.clear()
             for process, _, _ in busy.values():
                 if process.is_alive():
                     process.terminate()
@@ -131,7 +145,7 @@ class CellLauncher(Launcher):
                         give_work(conn, process)
                     except (EOFError, OSError):  # the worker died while running this job
                         process.join(timeout=5)
-                        results[idx] = self._crashed(idx, overrides, process.exitcode, sweep_dir)
+                        results[idx] = self._crashed(idx, overrides, process.exitcode, sweep_dir, process.pid)
                         conn.close()
                         if jobs:
                             give_work(*start_worker())
@@ -148,9 +162,24 @@ class CellLauncher(Launcher):
             for process, _, _ in busy.values():
                 if process.is_alive():
                     process.terminate()
+        for idx, overrides in cancelled:
+            results[idx] = self._not_run(idx, overrides, sweep_dir)
         return [results[i] for i in sorted(results)]
 
-    def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path) -> JobReturn:
+    @staticmethod
+    def _not_run(idx: int, overrides: list[str], sweep_dir: Path) -> JobReturn:
+        """A job the sweep never started because it was stopped (SIGTERM): in the summary, with no run."""
+        from .runner import OUTCOME_FILE, Outcome
+
+        folder = sweep_dir / str(idx)
+        folder.mkdir(parents=True, exist_ok=True)
+        error = "not started: the sweep was stopped (SIGTERM)"
+        outcome = Outcome(idx, " ".join(overrides), "KILLED", error=error)
+        (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
+        return _reported(overrides, folder, outcome)
+
+    def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path, pid: int | None = None
+                 ) -> JobReturn:
         """A job whose worker died: reported like a failed cell (outcome.json), its orphaned run marked KILLED."""
         from .runner import OUTCOME_FILE, Outcome
 
@@ -159,17 +188,19 @@ class CellLauncher(Launcher):
         folder = sweep_dir / str(idx)
         folder.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(idx, " ".join(overrides), "FAILED", error=error)
-        (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
-        print(f"[failed] cell {idx + 1} ({' '.join(overrides)}): {error}", flush=True)
         try:
             from . import tracking
             from .sweep import sweep_store
 
             uri, experiment = sweep_store(self.config)
             tracking.reconcile_orphans(uri, experiment)
+            run = tracking.run_of_process(uri, experiment, pid) if pid else None
+            if run is not None:
+                outcome.run_id, outcome.name = run.info.run_id, run.info.run_name or outcome.name
+                error += f"; run {run.info.run_id} marked KILLED"
+                outcome.error = error
         except Exception as err:  # noqa: BLE001 - the sweep goes on; the report reconciles later
             log.warning("could not mark the crashed cell's run: %s", err)
-        ret = JobReturn(overrides=overrides, cfg=None, hydra_cfg=None, working_dir=str(folder), task_name="")
-        ret.status = JobStatus.FAILED
-        ret._return_value = RuntimeError(error)
-        return ret
+        (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
+        print(f"[failed] cell {idx + 1} {outcome.name}: {error}", flush=True)
+        return _reported(overrides, folder, outcome)

@@ -139,8 +139,11 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
                 progress.close()
             for key in missing:
                 tmp = wanted[key].with_suffix(".tmp.npz")
-                np.savez(tmp, features=computed[key].numpy())
-                tmp.replace(wanted[key])
+                try:
+                    np.savez(tmp, features=computed[key].numpy())
+                    tmp.replace(wanted[key])
+                finally:  # a failed write (a full disk) leaves no partial file behind
+                    tmp.unlink(missing_ok=True)
                 loaded[key] = computed[key]
     return loaded
 

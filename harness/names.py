@@ -54,6 +54,7 @@ class Tag:
     DTYPE = "dtype"
     TIMING_BATCH_SIZE = "timing_batch_size"
     ERROR = "error"
+    NONFINITE_METRICS = "nonfinite_metrics"  # the metrics of a run that are NaN or +-inf, comma-separated (flagged)
     FEATURES_PREFIX = "features."  # features.<metric> = the feature space a metric was computed in
 
 

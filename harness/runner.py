@@ -91,31 +91,56 @@ def run_job(cfg: DictConfig) -> dict:
     index = int(hc.job.num) if multirun else None
     output_dir = Path(hc.runtime.output_dir)
     configure_console(bool(cfg.get("verbose", False)))
+    printed = False  # run_cell prints its own [failed]/[killed] line
     try:
         cell = Cell.from_config(cfg)
     except HarnessError as err:
         outcome = Outcome(index, " ".join(hc.overrides.task), "FAILED", error=str(err))
     else:
+        printed = True
+        name = sweep_run_name(cell, list(hc.overrides.task), info.get("varying") or []) if multirun else cell.run_name
         position = f"cell {index + 1}/{info['size']} " if multirun and info.get("size") else ""
-        outcome = run_cell(cell, output_dir, label=position + cell.run_name, index=index, sweep=info)
+        crash = (cfg.get("debug") or {}).get("crash_job")  # test hook: this job of a sweep kills its own worker
+        outcome = run_cell(cell, output_dir, label=position + name, index=index, sweep=info, name=name,
+                           crash=multirun and crash is not None and int(crash) == index)
     if multirun:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
     elif outcome.status in ("FAILED", "KILLED"):
-        print(f"error: {outcome.error}", file=sys.stderr)
-        sys.exit(130 if outcome.status == "KILLED" else 1 if outcome.run_id else 2)
+        if not printed:
+            print(f"error: {outcome.error}", file=sys.stderr)
+        sys.exit((143 if "signal" in outcome.error else 130) if outcome.status == "KILLED" else 1 if outcome.run_id else 2)
     return asdict(outcome)
 
 
+def _short(text: str, limit: int = 24) -> str:
+    text = Path(text).name if "/" in text else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sweep_run_name(cell: Cell, overrides: list[str], varying: list[str]) -> str:
+    """The run name of a sweep's cell: first the swept settings that the standard name (``S=.. eta=..``, sampler,
+    dataset, job) does not show, e.g. ``seed=2 S=50 eta=0 digits/sample`` or ``path=b.pt S=3 eta=0 ...``, so the cells
+    of one sweep never share a name in MLflow's list."""
+    shown = {"S", "eta", "sampler", "nfe", "dataset", "job", "model"}
+    lead = []
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key in varying and key not in shown:
+            lead.append(f"{'.'.join(key.split('.')[-1:])}={_short(value)}")
+    return " ".join(lead + [cell.run_name])
+
+
 def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = None, index: int | None = None,
-             sweep: dict | None = None) -> Outcome:
-    label = label or cell.run_name
+             sweep: dict | None = None, name: str | None = None, crash: bool = False) -> Outcome:
+    name = name or cell.run_name
+    label = label or name
     sweep = sweep or {}
     if cell.dry_run:
         from .dryrun import print_plan
 
         print_plan([cell])
-        return Outcome(index, cell.run_name, "PLANNED")
+        return Outcome(index, name, "PLANNED")
     try:
         check_environment(cell)
         uri = tracking.tracking_uri(cell.tracking.uri)
@@ -123,17 +148,22 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
             done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
             if done is not None:
                 print(f"[skip] {label}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
-                return Outcome(index, cell.run_name, "SKIPPED", run_id=done.info.run_id)
+                return Outcome(index, name, "SKIPPED", run_id=done.info.run_id)
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
-        return Outcome(index, cell.run_name, "FAILED", error=str(err))
+        return Outcome(index, name, "FAILED", error=str(err))
     from .runtime import claimed_device, select_device
 
-    with sigterm_as_interrupt(), claimed_device(select_device(cell.device)) as device:
-        return _run(cell, device, uri, output_dir, label, index, sweep)
+    try:
+        with sigterm_as_interrupt(), claimed_device(select_device(cell.device)) as device:
+            return _run(cell, device, uri, output_dir, label, index, sweep, name, crash)
+    except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
+        print(f"[killed] {label}", file=sys.stderr)
+        return Outcome(index, name, "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
 
 
-def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict) -> Outcome:
+def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,
+         name: str, crash: bool = False) -> Outcome:
     from .jobs import JOBS
     from .jobs.context import JobContext
     from .runtime import configure_threads, device_name, package_versions
@@ -150,11 +180,11 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
 
     tags[Tag.GIT_COMMIT] = git_commit()
     try:
-        run = tracking.Run.start(uri, cell.tracking.experiment, cell.run_name, cell.params(), tags, sweep.get("parent_run_id"))
+        run = tracking.Run.start(uri, cell.tracking.experiment, name, cell.params(), tags, sweep.get("parent_run_id"))
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
-        return Outcome(index, cell.run_name, "FAILED", error=str(err))
-    ctx = JobContext(cell=cell, device=device, run=run, label=label, parallel=workers > 1)
+        return Outcome(index, name, "FAILED", error=str(err))
+    ctx = JobContext(cell=cell, device=device, run=run, label=label, parallel=workers > 1, crash=crash)
     try:
         run.log_dict(dict(cell.config), "config.yaml")
         if output_dir is not None:
@@ -162,18 +192,19 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
                 run.log_artifact(path, "hydra")
         JOBS[cell.job](ctx)
     except KeyboardInterrupt as err:
-        run.set_tags({Tag.ERROR: "interrupted (Ctrl-C or SIGTERM)"})
+        how = f"interrupted ({err or 'Ctrl-C'})"
+        run.set_tags({Tag.ERROR: f"{how}: Ctrl-C or SIGTERM (a scheduler's time limit, docker stop, kill)"})
         run.end("KILLED")
-        print(f"[killed] {label} (run {run.run_id})", file=sys.stderr)
-        return Outcome(index, cell.run_name, "KILLED", error=f"interrupted ({err or 'Ctrl-C'})", run_id=run.run_id)
+        print(f"[killed] {label}: {how} (run {run.run_id}, marked KILLED)", file=sys.stderr)
+        return Outcome(index, name, "KILLED", error=how, run_id=run.run_id)
     except BaseException as err:  # noqa: BLE001 - the cell fails alone, with its message on its run
         run.fail(err)
         message = str(err) if isinstance(err, HarnessError) else f"{type(err).__name__}: {err}"
         if not isinstance(err, HarnessError):
-            log.exception("cell %s failed", cell.run_name)
+            log.exception("cell %s failed", name)
         print(f"[failed] {label}: {message} (run {run.run_id})", file=sys.stderr)
-        return Outcome(index, cell.run_name, "FAILED", error=message, run_id=run.run_id)
+        return Outcome(index, name, "FAILED", error=message, run_id=run.run_id)
     run.end("FINISHED")
     print(f"[done] {label}: {ctx.summary} (run {run.run_id})", flush=True)
-    return Outcome(index, cell.run_name, "FINISHED", summary=ctx.summary, run_id=run.run_id,
+    return Outcome(index, name, "FINISHED", summary=ctx.summary, run_id=run.run_id,
                    headline=getattr(ctx, "headline", None))

@@ -34,6 +34,26 @@ def sweep_overrides(config: DictConfig) -> list[list[str]]:
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 
+def swept_values(jobs: list[list[str]]) -> dict[str, list[str]]:
+    """{override key: its values in order} for the keys whose value differs between the jobs of a sweep."""
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for item in job:
+            key, _, value = item.lstrip("+~").partition("=")
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
+def sweep_name(jobs: list[list[str]]) -> str:
+    """The parent run's name: what the sweep varies, e.g. ``sweep S=10,20 eta=0,1 (4 cells)``."""
+    from .runner import _short
+
+    swept = " ".join(f"{k.split('.')[-1]}={','.join(_short(v, 16) for v in vs)}" for k, vs in swept_values(jobs).items())
+    swept = swept if len(swept) <= 90 else swept[:87] + "..."
+    return f"sweep {swept} ({len(jobs)} cells)" if swept else f"sweep ({len(jobs)} cells)"
+
+
 def compose_cells(config: DictConfig):
     """The Cell of every job of the sweep; needs Hydra initialised (inside the app)."""
     from hydra import compose
@@ -58,6 +78,8 @@ def sweep_store(config: DictConfig) -> tuple[str, str]:
 class SweepCallbacks(Callback):
     def __init__(self) -> None:
         self.parent: tuple[str, str] | None = None  # (store URI, run id): plain strings, so the callbacks pickle
+        self.experiment_id = ""
+        self.size = 0
         self.started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
@@ -78,24 +100,26 @@ class SweepCallbacks(Callback):
                 print_plan(cells)
                 sys.exit(0)
             uri, experiment = sweep_store(config)
-            tracking.prepare_store(uri, experiment)
+            self.experiment_id = tracking.prepare_store(uri, experiment)
             orphans = tracking.reconcile_orphans(uri, experiment)
             if orphans:
                 print(f"note: {len(orphans)} run(s) left RUNNING by processes that no longer exist were marked KILLED")
             sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            jobs = sweep_overrides(config)
             names = sorted({c.dataset["name"] for c in cells}), sorted({c.job for c in cells})
             description = (f"Sweep of {len(cells)} cells ({', '.join(names[0])}; {', '.join(names[1])}): "
                            + "python -m harness " + " ".join(config.hydra.overrides.task))
             parent = tracking.Run.start(
-                uri, experiment, f"sweep {sweep_id[:15]} ({len(cells)} cells)", {"cells": len(cells)},
-                {Tag.KIND: "sweep", Tag.SWEEP_ID: sweep_id, **tracking.source_tags(description)})
+                uri, experiment, sweep_name(jobs), {"cells": len(cells)},
+                {Tag.KIND: "sweep", Tag.SWEEP_ID: sweep_id, "dataset": ",".join(names[0]), "job": ",".join(names[1]),
+                 **tracking.source_tags(description)})
             self.parent = (uri, parent.run_id)
         except HarnessError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        self.started = time.perf_counter()
+        self.started, self.size = time.perf_counter(), len(cells)
         os.environ[SWEEP_ENV] = json.dumps({"id": sweep_id, "size": len(cells), "parent_run_id": self.parent[1],
-                                            "workers": workers_of(config)})
+                                            "workers": workers_of(config), "varying": sorted(swept_values(jobs))})
         print(f"sweep {sweep_id}: {len(cells)} cells on {workers_of(config)} worker(s), parent run {self.parent[1]}",
               flush=True)
 
@@ -108,14 +132,23 @@ class SweepCallbacks(Callback):
         for path in sorted(Path(str(config.hydra.sweep.dir)).glob(f"*/{OUTCOME_FILE}"), key=lambda p: int(p.parent.name)
                            if p.parent.name.isdigit() else 0):
             outcomes.append(json.loads(path.read_text()))
+        seen = {o.get("index") for o in outcomes}
+        outcomes += [{"index": i, "name": f"cell {i + 1}", "status": "FAILED", "headline": None, "summary": "",
+                      "error": "no outcome was written (the job ended before the runner could report)", "run_id": None}
+                     for i in range(self.size) if i not in seen]
         failed = [o for o in outcomes if o["status"] in ("FAILED", "KILLED")]
         counts = {s: sum(o["status"] == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED", "KILLED")}
         minutes = (time.perf_counter() - self.started) / 60
         line = (f"sweep done in {minutes:.1f} min: {len(outcomes)} cells, {counts['FINISHED']} finished, "
                 f"{counts['SKIPPED']} skipped (already finished), {len(failed)} failed")
         print(line, flush=True)
+        if failed:
+            print(f"{len(failed)} of {len(outcomes)} cells failed:", flush=True)
         for o in failed:
             print(f"  {o['status'].lower()}: {o['name']}: {o['error']}", flush=True)
+        from .tracking import view_link
+
+        print(f"runs: {view_link(self.parent[0], self.experiment_id)}", flush=True)
         try:
             from .tracking import Run
 

@@ -8,7 +8,9 @@ A store that cannot be used (a corrupt database, a server that does not answer) 
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import socket
 import time
@@ -24,6 +26,11 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 then opens the experiment on its runs
 ENTRY_POINT = "python -m harness"
+HEADLINE_METRIC = "fid"  # the experiment's primary metric: the first chart of MLflow's chart view
+VIEW_KEY = "ddim-cells"  # the saved view of the runs table (MLflow's "Saved views" menu; ?viewStateShareKey=ddim-cells)
+VIEW_COLUMNS = ["attributes.`Dataset`", "params.`S`", "params.`eta`", "params.`N`", "metrics.`fid`", "metrics.`kid`"]
+VIEW_ORDER = ["attributes.`Run Name`", "runDateAndNestInfo", "attributes.`Dataset`", "duration", *VIEW_COLUMNS[1:]]
+VIEW_WIDTHS = {"attributes.`Run Name`": 320, "attributes.`Dataset`": 160}  # run names uncut (MLflow's default: 190 px)
 _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
@@ -61,7 +68,14 @@ def store_errors(uri: str) -> Iterator[None]:
     except HarnessError:
         raise
     except Exception as err:  # sqlalchemy.exc.DatabaseError, MlflowException, requests' ConnectionError, ...
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        text = str(err)
+        if uri.startswith(("http://", "https://")) and any(w in text for w in ("Max retries", "ConnectionError", "imed out")):
+            why = next((w for w in ("Connection refused", "timed out", "Name or service not known", "No route to host",
+                                    "Network is unreachable") if w in text), "no answer")
+            raise HarnessError(f"Cannot reach the tracking server {uri} ({why}, after MLflow's retries): is the server "
+                               "running and reachable? Start it (mlflow server ...) or fix tracking.uri "
+                               "(MLFLOW_TRACKING_URI).") from None
+        first = (text.strip().splitlines() or [type(err).__name__])[0][:300]
         fix = ("is it an MLflow SQLite database? Move it aside to start a new store, or point tracking.uri "
                "(MLFLOW_TRACKING_URI) at the right one" if uri.startswith("sqlite:") else
                "is the server running and reachable? Start it (mlflow server ...) or fix tracking.uri (MLFLOW_TRACKING_URI)")
@@ -71,6 +85,8 @@ def store_errors(uri: str) -> Iterator[None]:
 def client(uri: str):
     for key, value in _HTTP_LIMITS.items():
         os.environ.setdefault(key, value)
+    if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("INFO", "DEBUG"):  # verbose=true keeps them
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
     import mlflow
 
     if uri.startswith("sqlite:///"):
@@ -93,8 +109,35 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
+def experiment_tags() -> dict[str, str]:
+    """What the MLflow UI reads from an experiment's tags: its kind (custom model development: runs, not GenAI
+    traces; MLflow 3.17's UI takes the page from its own GenAI/Model training switch instead, see view_link), its
+    primary metric (the first chart of the chart view), and a saved view of the runs table with the cells' settings
+    and headline metrics as columns and run names uncut (the table itself shows no metric until one is ticked; MLflow
+    keeps that choice per browser, so a saved view is the one way a store can offer columns)."""
+    now = int(time.time() * 1000)
+    state = {"selectedColumns": VIEW_COLUMNS, "columnOrder": VIEW_ORDER, "columnWidths": VIEW_WIDTHS,
+             "orderByKey": "attributes.start_time", "orderByAsc": False}
+    view = {"name": f"DDIM cells: {HEADLINE_METRIC} by S and eta", "createdAt": now, "updatedAt": now,
+            "state": json.dumps(state)}
+    return {**EXPERIMENT_KIND, "mlflow.experiment.primaryMetric.name": HEADLINE_METRIC,
+            "mlflow.experiment.primaryMetric.greaterIsBetter": "False",
+            f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(view)}
+
+
+def view_link(uri: str, exp_id: str) -> str:
+    """Where to look at the runs: the experiment's saved view in the MLflow UI. MLflow 3.17's UI picks the experiment
+    page (GenAI traces or the runs table) from a switch kept per browser, GenAI by default, not from the experiment's
+    kind tag; ``workflowType=machine_learning`` in the link opens the runs table."""
+    page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {shown_uri(uri)}, then open http://127.0.0.1:5000/{page}"
+
+
 def prepare_store(uri: str, experiment: str) -> str:
-    """Create the database (schema migrations) and the experiment if needed; return the experiment id."""
+    """Create the database (schema migrations) and the experiment if needed, with the tags the MLflow UI reads
+    (set where missing on an experiment made before them; never changed once there); return the experiment id."""
     from mlflow.exceptions import MlflowException
 
     with store_errors(uri):
@@ -103,8 +146,11 @@ def prepare_store(uri: str, experiment: str) -> str:
             try:
                 found = c.get_experiment_by_name(experiment)
                 if found is not None:
+                    for key, value in experiment_tags().items():
+                        if key not in found.tags:
+                            c.set_experiment_tag(found.experiment_id, key, value)
                     return found.experiment_id
-                return c.create_experiment(experiment, artifact_location=_artifact_location(uri), tags=EXPERIMENT_KIND)
+                return c.create_experiment(experiment, artifact_location=_artifact_location(uri), tags=experiment_tags())
             except MlflowException:  # another process created it meanwhile, or the database was busy
                 if attempt == 4:
                     raise
@@ -162,6 +208,18 @@ def reconcile_orphans(uri: str, experiment: str) -> list[str]:
     return fixed
 
 
+def run_of_process(uri: str, experiment: str, pid: int) -> Any | None:
+    """The newest run started on this host by process ``pid`` (a worker that died), or None."""
+    exp = experiment_id(uri, experiment)
+    if exp is None:
+        return None
+    with store_errors(uri):
+        runs = client(uri).search_runs(
+            [exp], filter_string=f"tags.{Tag.HOST} = '{socket.gethostname()}' and tags.{Tag.PID} = '{pid}'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
 def source_tags(description: str) -> dict[str, str]:
     """MLflow's standard provenance tags, as its UI shows them."""
     from .runtime import git_commit
@@ -197,12 +255,18 @@ class Run:
         return cls(uri, run.info.run_id)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Log metrics as they are; the names of those that are NaN or +-inf also go to the ``nonfinite_metrics`` tag,
+        so a table can flag them per cell instead of showing a number (MLflow stores inf as +-1.8e308)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
         for i in range(0, len(items), 1000):
             self.client.log_batch(self.run_id, metrics=items[i : i + 1000])
+        bad = {m.key for m in items if not math.isfinite(m.value)}
+        if bad:
+            self._nonfinite = getattr(self, "_nonfinite", set()) | bad
+            self.set_tags({Tag.NONFINITE_METRICS: ",".join(sorted(self._nonfinite))})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag

@@ -1,7 +1,8 @@
 """CIFAR-10 (Krizhevsky, 2009): 50,000 train and 10,000 test 32x32 RGB images, as the official code reads them.
 
 The official code uses torchvision's ``CIFAR10`` with ``ToTensor`` and ``2x - 1`` (plus a random horizontal flip
-for training only, not applied here). This module reads the same pickled batches torchvision reads,
+for training only, not applied here). This module reads the same pickled batches torchvision reads (with an unpickler that builds
+dicts, lists and numpy arrays only, never other objects),
 ``{root}/cifar-10-batches-py/{data_batch_1..5,test_batch}``, from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz
 (without torchvision's md5 check of every file on each load). The FID reference is torch-fidelity's own
 ``cifar10-train`` (torchvision's ``CIFAR10``): given ``datasets_root=root`` it reads this same folder, and downloads
@@ -50,13 +51,37 @@ def check_available(dataset_cfg: Mapping, split: str) -> str | None:
     )
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """Reads a CIFAR-10 batch (a dict of lists, bytes and one numpy array) and nothing else: any other global a pickle
+    names (``os.system``, ...) is refused before it is looked up, so a planted file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # protocol 2 spells bytes with encode
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _read_batch(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            entry = _BatchUnpickler(f, encoding="latin1").load()
+        if not isinstance(entry, dict) or "data" not in entry:
+            raise ValueError("no 'data' entry")
+        return entry
+    except Exception as err:  # noqa: BLE001 - refused or damaged: one message, the file is never trusted
+        raise HarnessError(f"{path} is not a CIFAR-10 python batch ({type(err).__name__}: {str(err)[:200]}); refused. "
+                           f"Re-extract {URL}.") from None
+
+
 def read_uint8(dataset_cfg: Mapping, split: str) -> torch.Tensor:
     """uint8 [N, 3, 32, 32] of a split, in file order (torchvision's order)."""
     d = folder(dataset_cfg)
     arrays = []
     for name in FILES[split]:
-        with open(d / name, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+        entry = _read_batch(d / name)
         arrays.append(np.asarray(entry["data"], dtype=np.uint8))
     data = np.concatenate(arrays)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:

@@ -26,6 +26,7 @@ class JobContext:
     parallel: bool = False  # other workers share the console: status lines instead of progress bars
     summary: str = ""
     headline: str | None = None  # the headline metric with its interval, for the console and the sweep summary
+    crash: bool = False  # test hook ++debug.crash_job=<job number>: SIGKILL this worker after its first batch
 
     def load_model(self) -> torch.nn.Module:
         """The cell's network with its checkpoint, on the job's device, in eval mode, with the precision and compile
@@ -57,6 +58,11 @@ class JobContext:
         return Progress(total, f"{self.label}: {what}", unit, enabled=self.cell.progress, lines=self.parallel)
 
     def after_batch(self, batches_done: int) -> None:
+        if self.crash:  # a worker dying mid-cell (the OOM killer, a segfault): no handler runs, the run stays RUNNING
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
         limit = self.cell.fail_after_batches
         if limit is not None and batches_done >= limit:
             raise Interrupted(f"debug.fail_after_batches={limit}: stopping after {batches_done} batches")

@@ -121,6 +121,9 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
                              f"in run {r.run_id} ({r.run_name})" for r in bad.itertuples()])) if len(bad) else sub)
     ignored = [f"{r.run_id} ({r.run_name}): {r.reason}" for r in runs.ignored.itertuples()]
     sec.add(Section("Ignored runs", level=3).add(Bullets(ignored) if ignored else Para("None.")))
+    sec.add(Section("Orphaned runs", level=3).add(Para(
+        f"{len(runs.orphans)} run(s) left RUNNING by processes that no longer exist (on this host) were marked KILLED when "
+        "this report was built" + (": " + ", ".join(runs.orphans) + "." if runs.orphans else "."))))
     if figures_run is not None:
         sec.add(Section("Figures 5 and 6", level=3).add(Bullets([figures_line(*figures_run)])))
     return sec, pd.concat([f for f in frames if not f.empty] or [frames[0]], ignore_index=True)

@@ -54,6 +54,7 @@ class RunSet:
     ignored: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_id, status, run_name, reason
     datasets_filter: list[str] | None = None
     datasets_without_runs: list[str] = field(default_factory=list)  # named by --dataset, no finished runs
+    orphans: list[str] = field(default_factory=list)  # runs left RUNNING by dead processes, marked KILLED by this report
 
     def job(self, name: str, metrics: list[str] = ()) -> pd.DataFrame:
         """The runs of one job with one column per cell-level metric asked for (NaN where a run lacks it)."""
@@ -186,6 +187,13 @@ def tidy(values: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> RunSet:
     """FINISHED runs of the harness schema, deduplicated, optionally restricted to some datasets."""
     raw, values = search(uri, experiment)
+    orphans = []
+    if (raw["status"] == "RUNNING").any():  # a process killed mid-run left it RUNNING: marked KILLED, then read again
+        from ..tracking import reconcile_orphans
+
+        orphans = reconcile_orphans(uri, experiment)
+        if orphans:
+            raw, values = search(uri, experiment)
     if raw.empty:
         raise HarnessError(f"The experiment {experiment!r} in {uri} has no runs yet: run python -m harness first.")
     df = normalize(raw)
@@ -209,4 +217,4 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> R
         raise HarnessError(f"The experiment {experiment!r} in {uri} has no FINISHED runs: run python -m harness first.")
     kept, superseded = dedupe(df)
     return RunSet(uri, experiment, kept, tidy(values, kept), superseded, ignored.reset_index(drop=True),
-                  list(datasets) if datasets else None, without_runs)
+                  list(datasets) if datasets else None, without_runs, orphans)
