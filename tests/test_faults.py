@@ -262,7 +262,7 @@ def test_report_marks_orphans_and_says_how_many(tmp_path):
     assert c.get_run(orphan).info.status == "KILLED" and "ended without closing the run" in c.get_run(orphan).data.tags["error"]
     assert c.get_run(alive).info.status == "RUNNING" and c.get_run(elsewhere).info.status == "RUNNING"
     assert dict(zip(runset.ignored["run_id"], runset.ignored["status"]))[orphan] == "KILLED"
-    section, _ = provenance_section([], [], runset)
+    section, _ = provenance_section([], [], runset, None)
     text = repr(section)
     assert f"1 run(s) left RUNNING by processes that no longer exist" in text and orphan in text
     assert load_runs(store.uri, "ddim-harness").orphans == []  # once
