@@ -126,4 +126,4 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
         "this report was built" + (": " + ", ".join(runs.orphans) + "." if runs.orphans else "."))))
     if figures_run is not None:
         sec.add(Section("Figures 5 and 6", level=3).add(Bullets([figures_line(*figures_run)])))
-    return sec, pd.concat([f for f in frames if not f.empty] or [frames[0]], ignore_index=True)
+    return sec, pd.concat([f for f in frames if not f.empty] or frames or [pd.DataFrame()], ignore_index=True)
