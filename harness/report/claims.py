@@ -23,8 +23,7 @@ import pandas as pd
 
 from ..eta import SIGMA_HAT, eta_row_name
 from ..names import Metric
-from .labels import dataset_name, fmt_number
-from .metrics import METRICS, SAMPLE_METRICS, fmt_value, label
+from .labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
 from .stats import Interval, kendall_tau, paired_interval, welch_interval
 from .tables import Block, ReportTable
 from .timing import TimingLine
@@ -104,10 +103,9 @@ class RankAgreement:
 
 def _verdict(metric: str, iv: Interval) -> str:
     """PASS when the interval of a - b lies wholly where a is better, FAIL wholly where worse."""
-    info = METRICS[metric]
-    if info.better(iv.low) and info.better(iv.high):
+    if better(metric, iv.low) and better(metric, iv.high):
         return PASS
-    if info.better(-iv.low) and info.better(-iv.high):
+    if better(metric, -iv.low) and better(metric, -iv.high):
         return FAIL
     return NOISE
 
@@ -156,7 +154,7 @@ def _check(claim: Claim, group: str, item: str, a: pd.Series, b: pd.Series, a_na
 def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("eta0_best_small_S", "DDIM (eta=0) is better than every other eta at small S.", metric,
                   f"At every measured S <= {SMALL_S} (the paper's 10 and 20), eta=0 against each other eta measured "
-                  f"there (sigma-hat included), {label(metric)} {METRICS[metric].direction}. " + PAIRED,
+                  f"there (sigma-hat included), {label(metric)} {direction(metric)}. " + PAIRED,
                   ("better than", "worse than"))
     for table, block in _blocks(tables, (1, 3), metric):
         cells, before = block.measured, len(claim.checks)
@@ -173,7 +171,7 @@ def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
 def improves_with_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("improves_with_S", "The metric improves as S grows, for every eta.", metric,
                   f"For each eta, each pair of consecutive measured S (not only the first against the last): "
-                  f"{label(metric)}(larger S) against {label(metric)}(smaller S), {METRICS[metric].direction}. " + PAIRED,
+                  f"{label(metric)}(larger S) against {label(metric)}(smaller S), {direction(metric)}. " + PAIRED,
                   ("improves", "worsens"))
     for table, block in _blocks(tables, (1, 3), metric):
         for eta in block.rows:
@@ -190,7 +188,7 @@ def improves_with_S(tables: list[ReportTable], metric: str) -> Claim:
 def sigma_hat_worse_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("sigma_hat_worse_small_S", "The sigma-hat process is far worse than every eta at small S.", metric,
                   f"At the smallest S where sigma-hat and an eta were both measured, each eta against sigma-hat: PASS "
-                  f"when the eta is better ({label(metric)} {METRICS[metric].direction}). How far is the ratio of the "
+                  f"when the eta is better ({label(metric)} {direction(metric)}). How far is the ratio of the "
                   "means, given but not decided on (the paper, CIFAR-10 FID at S=10: 367.43 / 41.07 = 8.9 against "
                   "eta=1). " + PAIRED, ("better than sigma-hat", "not better than sigma-hat"))
     for table, block in _blocks(tables, (1, 3), metric):

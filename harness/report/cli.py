@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..tracking import tracking_uri
     from .build import Options, build_report
-    from .metrics import label
+    from .labels import label
 
     uri = tracking_uri(args.tracking_uri)  # the runner's resolution
     result = build_report(Options(uri, args.out, args.experiment, args.dataset, args.latex_check))

@@ -13,8 +13,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .labels import dataset_name, file_stem  # noqa: E402
-from .metrics import METRICS, label  # noqa: E402
+from .labels import METRICS, dataset_name, direction, file_stem, label  # noqa: E402
 from .paper import FIG4_READING  # noqa: E402
 from .timing import TimingLine  # noqa: E402
 
@@ -77,7 +76,7 @@ def metric_panels(data: pd.DataFrame, by: str, order: list[str], title: str, out
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # plain numbers: no mathtext
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("network evaluations per image (NFE)")
-        ax.set_title(f"{label(metric)} ({METRICS[metric].direction})" if metric in METRICS else metric, fontsize=10)
+        ax.set_title(f"{label(metric)} ({direction(metric)})" if metric in METRICS else metric, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)

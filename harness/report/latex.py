@@ -6,9 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from ..eta import SIGMA_HAT
-from .labels import DASH
-from .metrics import ONE_REPEAT
-from .tables import DAGGER, Block, ReportTable
+from .labels import DAGGER, DASH, ONE_REPEAT
+from .tables import Block, ReportTable
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}

@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .document import Bullets, Para, Section, Table
-from .labels import dataset_name, store_name
-from .metrics import fmt_value
+from .labels import dataset_name, fmt_value, store_name
 from .runs import RunSet
 from .tables import ReportTable
 from .timing import TimingLine

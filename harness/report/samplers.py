@@ -17,8 +17,7 @@ import pandas as pd
 
 from ..eta import eta_row_name, eta_sort_key
 from ..names import Metric
-from .labels import DASH, dataset_name, fmt_number
-from .metrics import SAMPLE_METRICS, fmt_cell, label
+from .labels import DASH, SAMPLE_METRICS, dataset_name, fmt_cell, fmt_number, label
 from .runs import RunSet
 from .stats import loglog_line
 from .tables import headline_metric

@@ -10,8 +10,7 @@ import pandas as pd
 
 from . import claims as C
 from .document import Bullets, Figure, Para, Section, Table
-from .labels import dataset_name, store_name
-from .metrics import label
+from .labels import dataset_name, label, store_name
 from .runs import RunSet
 from .samplers import SamplerView, caption, orders_display
 from .tables import ReportTable

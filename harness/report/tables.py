@@ -24,12 +24,10 @@ from scipy import stats
 
 from ..eta import eta_row_name, eta_sort_key
 from ..names import Metric
-from .labels import DASH, dataset_name
-from .metrics import METRICS, ONE_REPEAT, SAMPLE_METRICS, fmt_cell, label
+from .labels import DAGGER, DASH, SAMPLE_METRICS, dataset_name, direction, fmt_cell, label
 from .paper import ORDERING_REFERENCE, PAPER_DATASETS, PAPER_S, paper_cells
 from .runs import FEATURES, RunSet
 
-DAGGER = "\u2020"
 SETTINGS = {
     "sample": ["N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision"],
     "recon": ["N", "seed", "trajectory", "checkpoint_id", "precision"],
@@ -38,7 +36,7 @@ SETTING_NAMES = {"checkpoint_id": "checkpoint", "feature_extractor": "feature ex
 LONG_SETTINGS = ["nfe", "N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision", "device_name"]
 SUMMARY = ["repeats", "std", "min", "ci95_low", "ci95_high"]
 RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
-CELLS = (f"Cells: measured (paper), the measured value as mean \u00b1 half-width of its 95% interval, {ONE_REPEAT} = "
+CELLS = (f"Cells: measured (paper), the measured value as mean \u00b1 half-width of its 95% interval, \u2021 = "
          "measured once (K=1), no interval; '-' = not run.")
 
 
@@ -245,7 +243,7 @@ def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) 
     how = [f"{label(metric)} in {extractor} features"] if extractor and spec.job == "sample" else []
     how += [f"N={block.settings['N']}", f"trajectory {block.settings['trajectory']}"] if block.settings else []
     if not headline:
-        block.label = f"{dataset_name(dataset)}: {how[0] if extractor else label(metric)} ({METRICS[metric].direction})"
+        block.label = f"{dataset_name(dataset)}: {how[0] if extractor else label(metric)} ({direction(metric)})"
         return block
     block.label = (f"{dataset_name(dataset)}: measured{' (paper)' if cells else ''}"
                    + (f"; {', '.join(how)}" if how else "") + ("" if cells else "; no paper values"))
