@@ -226,13 +226,13 @@ def _reference_note(table: int, dataset: str, extractor: str | None) -> str:
 
 def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) -> Block:
     """The measured block of one dataset and metric (the headline block carries the notes on its runs)."""
-    sub = runs.cells(spec.job, metric)
+    recon = spec.job == "recon"
+    sub = runs.cells(spec.job, metric, *([Metric.RECON_MSE_STDERR, Metric.N_IMAGES] if recon else []))
     sub = sub[(sub["dataset"] == dataset) & (sub["sampler"] == "ddim")]
-    if spec.job == "recon":  # the interval of a mean over n images: t(n-1) standard errors
-        extra = runs.job("recon", [Metric.RECON_MSE_STDERR, Metric.N_IMAGES]).set_index("run_id")
-        se, n = extra[Metric.RECON_MSE_STDERR].reindex(sub["run_id"]).to_numpy(), extra[Metric.N_IMAGES].reindex(sub["run_id"]).to_numpy()
-        half = stats.t.ppf(0.975, n - 1) * se
-        sub = sub.assign(eta=RECON_ROW, stderr=se, n_images=n, ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
+    if recon:  # the interval of a mean over n images: t(n-1) standard errors
+        sub = sub.rename(columns={Metric.RECON_MSE_STDERR: "stderr", Metric.N_IMAGES: "n_images"})
+        half = stats.t.ppf(0.975, sub["n_images"] - 1) * sub["stderr"]
+        sub = sub.assign(eta=RECON_ROW, ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
     cells = paper_cells(spec.number, dataset) if headline else {}
     rows = sorted(set(spec.base_rows) | set(sub["eta"]), key=eta_sort_key)
     block = Block(dataset, "", rows, sorted(set(PAPER_S[spec.number]) | set(sub["S"].astype(int))), metric,
