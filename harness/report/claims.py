@@ -141,9 +141,8 @@ def paired(metric: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) ->
 
 def _blocks(tables: list[ReportTable], numbers: tuple[int, ...], metric: str) -> list[tuple[ReportTable, Block]]:
     """The measured blocks of one metric (headline or not) in the tables asked for."""
-    blocks = [(t, b) for t in tables if t.number in numbers
-              for b in [*t.blocks, *[m for ms in t.metric_blocks.values() for m in ms]]]
-    return [(t, b) for t, b in blocks if not b.paper_only and len(b.measured) and b.metric == metric]
+    return [(t, b) for t in tables if t.spec.number in numbers for b in t.measured_blocks(other_metrics=True)
+            if b.metric == metric]
 
 
 def _check(claim: Claim, group: str, item: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> None:
@@ -160,10 +159,10 @@ def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
         cells, before = block.measured, len(claim.checks)
         for S in sorted({s for e, s in cells.index if s <= SMALL_S and (("0", s) in cells.index)}):
             for eta in [e for e in block.rows if e != "0" and (e, S) in cells.index]:
-                _check(claim, f"Table {table.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta),
+                _check(claim, f"Table {table.spec.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta),
                        cells.loc[("0", S)], cells.loc[(eta, S)], "eta=0", eta_row_name(eta))
         if len(claim.checks) == before:
-            claim.checks.append(Check(f"Table {table.number}, {dataset_name(block.dataset)}", "", NO_DATA,
+            claim.checks.append(Check(f"Table {table.spec.number}, {dataset_name(block.dataset)}", "", NO_DATA,
                                       f"no S <= {SMALL_S} with eta=0 and another eta measured"))
     return claim
 
@@ -176,7 +175,7 @@ def improves_with_S(tables: list[ReportTable], metric: str) -> Claim:
     for table, block in _blocks(tables, (1, 3), metric):
         for eta in block.rows:
             steps = sorted(s for e, s in block.measured.index if e == eta)
-            group = f"Table {table.number}, {dataset_name(block.dataset)}, {eta_row_name(eta)}"
+            group = f"Table {table.spec.number}, {dataset_name(block.dataset)}, {eta_row_name(eta)}"
             if len(steps) == 1:
                 claim.checks.append(Check(group, f"S={steps[0]}", NO_DATA, "1 S measured"))
             for s0, s1 in zip(steps, steps[1:]):
@@ -196,13 +195,13 @@ def sigma_hat_worse_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
         shared = sorted(s for e, s in cells.index if e == SIGMA_HAT and any(o != SIGMA_HAT and t == s for o, t in cells.index))
         if not shared:
             if any(e == SIGMA_HAT for e, _ in cells.index):
-                claim.checks.append(Check(f"Table {table.number}, {dataset_name(block.dataset)}", "", NO_DATA,
+                claim.checks.append(Check(f"Table {table.spec.number}, {dataset_name(block.dataset)}", "", NO_DATA,
                                           "sigma-hat never measured at an S where an eta was measured"))
             continue
         S, hat = shared[0], cells.loc[(SIGMA_HAT, shared[0])]
         for eta in [e for e in block.rows if e != SIGMA_HAT and (e, S) in cells.index]:
             other = cells.loc[(eta, S)]
-            _check(claim, f"Table {table.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta), other, hat,
+            _check(claim, f"Table {table.spec.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta), other, hat,
                    eta_row_name(eta), "sigma-hat")
             claim.checks[-1].evidence += f"; ratio of means sigma-hat / {eta_row_name(eta)} {fmt_number(hat['value'] / other['value'])}"
     return claim
@@ -254,11 +253,11 @@ def rank_agreement(tables: list[ReportTable]) -> list[RankAgreement]:
     """Kendall's tau-b between measured cells and the paper's values over the cells both have, per table block."""
     out = []
     for table in tables:
-        for block in [b for b in table.blocks if not b.paper_only and len(b.measured)]:
-            values = block.measured["value"]
-            common = sorted(k for k, v in values.items() if k in block.reference and math.isfinite(v))
-            tau = kendall_tau([values[k] for k in common], [block.reference[k][0] for k in common])
-            out.append(RankAgreement(table.number, block.dataset, block.reference_dataset or "-", block.comparable,
+        for block in table.measured_blocks():
+            values, reference = block.measured["value"], block.reference["value"]
+            common = sorted(k for k, v in values.items() if k in reference.index and math.isfinite(v))
+            tau = kendall_tau([values[k] for k in common], [reference[k] for k in common])
+            out.append(RankAgreement(table.spec.number, block.dataset, block.reference_dataset or "-", block.comparable,
                                      len(common), tau, block.metric))
     return out
 

@@ -87,8 +87,8 @@ def metric_panels(data: pd.DataFrame, by: str, order: list[str], title: str, out
 def eta_figures(tables: list, out_dir: Path) -> list[tuple[str, Path, Path]]:
     """Per dataset of Tables 1/3: each metric against NFE, one line per eta (the cells the tables show)."""
     figures = []
-    for table in [t for t in tables if t.number in (1, 3)]:
-        for block in [b for b in table.blocks if not b.paper_only and len(b.measured)]:
+    for table in [t for t in tables if t.spec.number in (1, 3)]:
+        for block in table.measured_blocks():
             data = pd.concat([b.measured.reset_index().assign(metric=b.metric)
                               for b in [block, *table.metric_blocks.get(block.dataset, [])]])
             data = data.assign(nfe=data["nfe"].fillna(data["S"]).astype(int), eta=data["eta"].map(table.row_label))

@@ -30,7 +30,7 @@ def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) 
     Returns (dataset, png, pdf, missing) where missing lists the cells whose run had no artifact.
     """
     out = []
-    for block in [b for t in tables if t.number in (1, 3) for b in t.blocks if not b.paper_only and len(b.measured)]:
+    for block in [b for t in tables if t.spec.number in (1, 3) for b in t.measured_blocks()]:
         cells = block.measured
         rows = [r for r in block.rows if r in cells.index.get_level_values("eta")]
         cols = sorted(set(cells.index.get_level_values("S")))

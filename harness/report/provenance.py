@@ -37,7 +37,7 @@ def compact(frame: pd.DataFrame) -> pd.DataFrame:
 
 def cell_runs(table: ReportTable) -> pd.DataFrame:
     """One line per measured cell of a table: the run that fed it and its settings."""
-    frames = [b.measured.reset_index().assign(table=table.number, dataset=b.dataset, block=i,
+    frames = [b.measured.reset_index().assign(table=table.spec.number, dataset=b.dataset, block=i,
                                               order=lambda f, b=b: f["eta"].map(b.rows.index))
               for i, b in enumerate(table.blocks) if not b.paper_only and len(b.measured)]
     if not frames:
@@ -94,12 +94,12 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
     for table in tables:
         frame = cell_runs(table)
         frames.append(frame)
-        sub = Section(f"Runs behind Table {table.number}", level=3)
+        sub = Section(f"Runs behind Table {table.spec.number}", level=3)
         if frame.empty:
             sub.add(Para("No runs."))
         else:
             sub.add(Bullets(summary_lines(frame)),
-                    Table(compact(frame.drop(columns=["table"])), f"Table {table.number}: one run per cell (hashes, "
+                    Table(compact(frame.drop(columns=["table"])), f"Table {table.spec.number}: one run per cell (hashes, "
                           "commits and times shortened; full in provenance_runs.csv)"))
         sec.add(sub)
     timing = timing_runs(lines)

@@ -22,7 +22,7 @@ ERROR_BARS = "error bars: the 95% interval over the cell's repeats (none where K
 
 
 def table_section(table: ReportTable, files: list[str]) -> Section:
-    sec = Section(table.title).add(*[Para(n) for n in table.notes])
+    sec = Section(table.spec.title).add(*[Para(n) for n in table.notes])
     if not table.blocks:
         sec.add(Para("No runs for this table among the datasets of this report."))
     others = []  # a dataset's other metrics follow its headline block and the paper's block beside it
