@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import claims as C
-from .document import Bullets, Figure, Para, Section, Table
 from .labels import dataset_name, label, store_name
+from .render import Figure, Section, Table
 from .runs import RunSet
 from .samplers import SamplerView, caption, orders_display
 from .tables import ReportTable
@@ -22,16 +22,16 @@ ERROR_BARS = "error bars: the 95% interval over the cell's repeats (none where K
 
 
 def table_section(table: ReportTable, files: list[str]) -> Section:
-    sec = Section(table.spec.title).add(*[Para(n) for n in table.notes])
+    sec = Section(table.spec.title, list(table.notes))
     if not table.blocks:
-        sec.add(Para("No runs for this table among the datasets of this report."))
+        sec.add("No runs for this table among the datasets of this report.")
     others = []  # a dataset's other metrics follow its headline block and the paper's block beside it
     for block in table.blocks:
         if not block.paper_only:
             sec.add(*others)
             others = [Table(table.block_frame(b), b.label) for b in table.metric_blocks.get(block.dataset, [])]
-        sec.add(Table(table.block_frame(block), block.label), *[Para(n) for n in block.notes])
-    return sec.add(*others, Para("Files: " + ", ".join(files)))
+        sec.add(Table(table.block_frame(block), block.label), *block.notes)
+    return sec.add(*others, "Files: " + ", ".join(files))
 
 
 def verdict_table(claims: list[C.Claim]) -> pd.DataFrame:
@@ -54,57 +54,53 @@ def plain_verdicts(claims: list[C.Claim]) -> list[str]:
 
 def summary_section(runs: RunSet, claims: list[C.Claim], latex_summary: str | None) -> Section:
     jobs = runs.runs["job"].value_counts().sort_index()
-    sec = Section("Summary").add(Para(
+    sec = Section("Summary", [
         f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M UTC} from {store_name(runs.uri)} (experiment "
         f"{runs.experiment!r}): {len(runs.runs)} runs ({', '.join(f'{n} {j}' for j, n in jobs.items())}), datasets "
-        f"{', '.join(sorted(set(runs.runs['dataset'])))}."))
+        f"{', '.join(sorted(set(runs.runs['dataset'])))}."])
     if runs.datasets_without_runs:
-        sec.add(Para(f"No finished runs for --dataset {', '.join(runs.datasets_without_runs)}."))
-    sec.add(Table(verdict_table(claims), "The paper's claims: verdict per metric"), Bullets(plain_verdicts(claims)))
-    return sec.add(Para(latex_summary)) if latex_summary else sec
+        sec.add(f"No finished runs for --dataset {', '.join(runs.datasets_without_runs)}.")
+    sec.add(Table(verdict_table(claims), "The paper's claims: verdict per metric"), plain_verdicts(claims))
+    return sec.add(latex_summary) if latex_summary else sec
 
 
 def claims_sections(claims: list[C.Claim], ranks: list[C.RankAgreement]) -> list[Section]:
-    sec = Section("Claims").add(Para(
+    sec = Section("Claims", [
         "Verdicts: PASS (the 95% interval of the compared difference lies wholly on the claimed side), FAIL (wholly "
         "on the other side), within noise (the interval contains 0), not enough repeats (a cell measured once), not "
         "enough data (a NaN or infinite value, cells not paired, a cell not run). A claim's verdict: FAIL if any check "
         "fails, PASS if every decided check passes, else within noise; checks without enough repeats or data decide "
-        "nothing (and a claim none of whose checks could be decided says so)."),
-        Table(verdict_table(claims), "Verdict per claim and metric"))
+        "nothing (and a claim none of whose checks could be decided says so).",
+        Table(verdict_table(claims), "Verdict per claim and metric")])
     for statement in dict.fromkeys(c.statement for c in claims):
-        sub = Section(statement, level=3)
+        sub = sec.add(Section(statement, level=3)).blocks[-1]
         for c in [c for c in claims if c.statement == statement]:
-            frame = pd.DataFrame([{"scope": k.scope, "verdict": k.verdict, "numbers": k.evidence} for k in c.checks],
-                                 columns=["scope", "verdict", "numbers"])
-            sub.add(Section(f"{label(c.metric)}: {c.verdict}", level=4).add(
-                Para("Definition: " + c.definition), *([Bullets(c.where)] if c.checks else []),
-                Table(frame) if not frame.empty else Para("No cells to check: not enough runs.")))
-        sec.add(sub)
-    rank = Section("Rank agreement with the paper (Kendall tau-b)").add(Para(
+            frame = pd.DataFrame([{"scope": k.scope, "verdict": k.verdict, "numbers": k.evidence} for k in c.checks])
+            sub.add(Section(f"{label(c.metric)}: {c.verdict}", ["Definition: " + c.definition], level=4).add(
+                *([c.where, Table(frame)] if c.checks else ["No cells to check: not enough runs."])))
+    frame = pd.DataFrame([{"comparison": r.description, "cells": r.n,
+                           "tau": "n/a (< 2 cells)" if math.isnan(r.tau) else f"{r.tau:.3f}"} for r in ranks])
+    return [sec, Section("Rank agreement with the paper (Kendall tau-b)", [
         "Kendall's tau-b between the measured values and the paper's over the cells both have (1 = same ordering, -1 = "
         "reversed). For a dataset the paper did not use (digits) the comparison is against the paper's CIFAR-10 block "
-        "and is an ordering comparison only: the values are not comparable."))
-    frame = pd.DataFrame([{"comparison": r.description, "cells": r.n,
-                           "tau": "n/a (< 2 cells)" if math.isnan(r.tau) else f"{r.tau:.3f}"} for r in ranks],
-                         columns=["comparison", "cells", "tau"])
-    return [sec, rank.add(Table(frame) if not frame.empty else Para("No measured cells."))]
+        "and is an ordering comparison only: the values are not comparable.",
+        Table(frame) if ranks else "No measured cells."])]
 
 
 def sampler_section(views: list[SamplerView], figures: dict[str, tuple[Path, Path]]) -> Section:
     """Samplers at equal NFE: per dataset a table of the headline metric, the measured orders, a figure."""
-    sec = Section("Samplers at equal NFE").add(Para(
+    sec = Section("Samplers at equal NFE", [
         "Samplers compared at the same number of network evaluations per image (NFE, as the runs counted it). "
         "Tables 1-3 hold DDIM-family runs only (sampler ddim). Every cell: samplers_long.csv."
-        if views else "No dataset was run with more than one sampler: nothing to compare here."))
+        if views else "No dataset was run with more than one sampler: nothing to compare here."])
     for view in views:
-        sec.add(Table(view.grid(), caption(view)), *[Para(n) for n in view.notes])
+        name = dataset_name(view.dataset)
+        sec.add(Table(view.grid(), caption(view)), *view.notes)
         if view.orders is not None:
-            sec.add(Table(orders_display(view.orders), f"{dataset_name(view.dataset)}: measured order of each "
-                          "deterministic sampler (minus the log-log slope of flow_rmse against NFE, with its 95% "
-                          "interval) beside its theoretical order"))
-        sec.add(Figure(figures[view.dataset][0], f"{dataset_name(view.dataset)}: each metric against NFE (log x), one "
-                       f"line per sampler; {ERROR_BARS}", figures[view.dataset][1]))
+            sec.add(Table(orders_display(view.orders), f"{name}: measured order of each deterministic sampler (minus "
+                          "the log-log slope of flow_rmse against NFE, with its 95% interval) beside its theoretical order"))
+        sec.add(Figure(figures[view.dataset][0], f"{name}: each metric against NFE (log x), one line per sampler; "
+                       f"{ERROR_BARS}", figures[view.dataset][1]))
     return sec
 
 
@@ -115,7 +111,7 @@ def timing_blocks(lines: list[TimingLine], png: Path, pdf: Path) -> list:
     blocks = [Figure(png, "Figure 4: hours to sample 50,000 images vs number of network evaluations (log-log), one "
                           "line per dataset/device with its fitted log-log slope; grey: the paper's reading (about 20 h "
                           "for 1000 steps on CIFAR-10 and nearly 1000 h at 256x256 on one 2080 Ti, linear in S).", pdf),
-              Para(f"Source: {source}.")]
+              f"Source: {source}."]
     if lines:
         blocks.append(Table(pd.DataFrame([{
             "dataset": dataset_name(line.dataset), "device": line.device,
@@ -130,7 +126,7 @@ def timing_blocks(lines: list[TimingLine], png: Path, pdf: Path) -> list:
 
 def figures_section(timing: list, metric_figures: list, grids: list, figures_56: list | None) -> Section:
     """Figure 4, each metric against NFE per eta, the sample grids (Figure 3) and Figures 5/6."""
-    sec = Section("Figures").add(*timing)
+    sec = Section("Figures", list(timing))
     for ds, png, pdf in metric_figures:
         sec.add(Figure(png, f"{dataset_name(ds)}: each metric against the network evaluations per image (log x), one "
                             f"line per eta; {ERROR_BARS}", pdf))
@@ -138,8 +134,8 @@ def figures_section(timing: list, metric_figures: list, grids: list, figures_56:
         sec.add(Figure(png, f"{dataset_name(ds)}: the first samples of each (eta, S) run (samples.png artifacts), as "
                             "the paper's Figure 3. Within a row the images share x_T (same seed).", pdf))
         if missing:
-            sec.add(Para("Runs without a samples.png artifact: " + "; ".join(missing) + "."))
+            sec.add("Runs without a samples.png artifact: " + "; ".join(missing) + ".")
     if figures_56 is None:
-        return sec.add(Para("Figures 5 and 6 (consistency, interpolation): no finished figures run in the store; run "
-                            "python -m harness job=figures"))
+        return sec.add("Figures 5 and 6 (consistency, interpolation): no finished figures run in the store; run "
+                       "python -m harness job=figures")
     return sec.add(*[Figure(png, caption, pdf) for caption, png, pdf in figures_56])
