@@ -25,7 +25,7 @@ from ..eta import SIGMA_HAT, eta_row_name
 from ..names import Metric
 from .labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
 from .stats import Interval, kendall_tau, paired_interval, welch_interval
-from .tables import Block, ReportTable
+from .tables import ReportTable
 from .timing import TimingLine
 
 PASS, FAIL, NOISE = "PASS", "FAIL", "within noise"
@@ -105,9 +105,7 @@ def _verdict(metric: str, iv: Interval) -> str:
     """PASS when the interval of a - b lies wholly where a is better, FAIL wholly where worse."""
     if better(metric, iv.low) and better(metric, iv.high):
         return PASS
-    if better(metric, -iv.low) and better(metric, -iv.high):
-        return FAIL
-    return NOISE
+    return FAIL if better(metric, -iv.low) and better(metric, -iv.high) else NOISE
 
 
 def _numbers(metric: str, a: str, b: str, iv: Interval, how: str) -> str:
@@ -115,39 +113,36 @@ def _numbers(metric: str, a: str, b: str, iv: Interval, how: str) -> str:
             f"[{fmt_number(iv.low)}, {fmt_number(iv.high)}] ({how})")
 
 
-def paired(metric: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> tuple[str, str, Interval | None, int]:
-    """(verdict, evidence, interval, K) of a - b for two cells of one block (rows of Block.measured)."""
+def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> Check:
+    """The check of a - b for two cells of one block (rows of Block.measured)."""
     bad = [f"{label(metric)}({n}) is {fmt_value(c['value'], metric)}" for n, c in ((a_name, a), (b_name, b))
            if not math.isfinite(c["value"])]
     if bad:
-        return NO_DATA, "; ".join(bad) + ": left out of the claims", None, 0
+        return Check(group, item, NO_DATA, "; ".join(bad) + ": left out of the claims", None, 0)
     K = min(int(a["repeats"]), int(b["repeats"]))
     if K < 2:
-        return NO_REPEATS, (f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs {label(metric)}({b_name}) "
-                            f"= {fmt_value(b['value'], metric)}, K = {a['repeats']} and {b['repeats']}: no interval"), None, K
-    keys = ("seed", "N", "repeats")
-    if any(a[k] != b[k] for k in keys):
-        return NO_DATA, "cells not paired (" + ", ".join(f"{k} {a[k]} vs {b[k]}" for k in keys if a[k] != b[k]) + ")", \
-            None, K
+        return Check(group, item, NO_REPEATS, f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs "
+                     f"{label(metric)}({b_name}) = {fmt_value(b['value'], metric)}, K = {a['repeats']} and "
+                     f"{b['repeats']}: no interval", None, K)
+    differ = [f"{k} {a[k]} vs {b[k]}" for k in ("seed", "N", "repeats") if a[k] != b[k]]
+    if differ:
+        return Check(group, item, NO_DATA, f"cells not paired ({', '.join(differ)})", None, K)
     names = [f"r{k}" for k in range(K)]
     ra, rb = a.reindex(names).astype(float), b.reindex(names).astype(float)
     if not (ra.notna().all() and rb.notna().all()):
-        return NO_DATA, f"the per-repeat values ({label(metric)}_r0 ..) are missing", None, K
+        return Check(group, item, NO_DATA, f"the per-repeat values ({label(metric)}_r0 ..) are missing", None, K)
     if not (ra.map(math.isfinite).all() and rb.map(math.isfinite).all()):
-        return NO_DATA, "a per-repeat value is NaN or infinite: left out of the claims", None, K
+        return Check(group, item, NO_DATA, "a per-repeat value is NaN or infinite: left out of the claims", None, K)
     iv = paired_interval(ra, rb)
-    return _verdict(metric, iv), _numbers(metric, a_name, b_name, iv, f"paired over K={K} repeats, t on {K - 1} df"), iv, K
+    return Check(group, item, _verdict(metric, iv),
+                 _numbers(metric, a_name, b_name, iv, f"paired over K={K} repeats, t on {K - 1} df"), iv, K)
 
 
-def _blocks(tables: list[ReportTable], numbers: tuple[int, ...], metric: str) -> list[tuple[ReportTable, Block]]:
-    """The measured blocks of one metric (headline or not) in the tables asked for."""
-    return [(t, b) for t in tables if t.spec.number in numbers for b in t.measured_blocks(other_metrics=True)
-            if b.metric == metric]
-
-
-def _check(claim: Claim, group: str, item: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> None:
-    verdict, evidence, iv, K = paired(claim.metric, a, b, a_name, b_name)
-    claim.checks.append(Check(group, item, verdict, evidence, iv, K))
+def _blocks(tables: list[ReportTable], numbers: tuple[int, ...], metric: str) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """(where: 'Table n, dataset', the measured cells) of the blocks of one metric (headline or not) in the tables
+    asked for, with the rows in the block's order."""
+    return [(f"Table {t.spec.number}, {dataset_name(b.dataset)}", b.measured, b.rows) for t in tables
+            if t.spec.number in numbers for b in t.measured_blocks(other_metrics=True) if b.metric == metric]
 
 
 def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
@@ -155,15 +150,13 @@ def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
                   f"At every measured S <= {SMALL_S} (the paper's 10 and 20), eta=0 against each other eta measured "
                   f"there (sigma-hat included), {label(metric)} {direction(metric)}. " + PAIRED,
                   ("better than", "worse than"))
-    for table, block in _blocks(tables, (1, 3), metric):
-        cells, before = block.measured, len(claim.checks)
-        for S in sorted({s for e, s in cells.index if s <= SMALL_S and (("0", s) in cells.index)}):
-            for eta in [e for e in block.rows if e != "0" and (e, S) in cells.index]:
-                _check(claim, f"Table {table.spec.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta),
-                       cells.loc[("0", S)], cells.loc[(eta, S)], "eta=0", eta_row_name(eta))
-        if len(claim.checks) == before:
-            claim.checks.append(Check(f"Table {table.spec.number}, {dataset_name(block.dataset)}", "", NO_DATA,
-                                      f"no S <= {SMALL_S} with eta=0 and another eta measured"))
+    for where, cells, rows in _blocks(tables, (1, 3), metric):
+        claim.checks += [
+            paired(metric, f"{where}, S={S}", eta_row_name(eta), cells.loc[("0", S)], cells.loc[(eta, S)], "eta=0",
+                   eta_row_name(eta))
+            for S in sorted({s for _, s in cells.index if s <= SMALL_S and ("0", s) in cells.index})
+            for eta in rows if eta != "0" and (eta, S) in cells.index
+        ] or [Check(where, "", NO_DATA, f"no S <= {SMALL_S} with eta=0 and another eta measured")]
     return claim
 
 
@@ -172,15 +165,13 @@ def improves_with_S(tables: list[ReportTable], metric: str) -> Claim:
                   f"For each eta, each pair of consecutive measured S (not only the first against the last): "
                   f"{label(metric)}(larger S) against {label(metric)}(smaller S), {direction(metric)}. " + PAIRED,
                   ("improves", "worsens"))
-    for table, block in _blocks(tables, (1, 3), metric):
-        for eta in block.rows:
-            steps = sorted(s for e, s in block.measured.index if e == eta)
-            group = f"Table {table.spec.number}, {dataset_name(block.dataset)}, {eta_row_name(eta)}"
+    for where, cells, rows in _blocks(tables, (1, 3), metric):
+        for eta in rows:
+            steps, group = sorted(s for e, s in cells.index if e == eta), f"{where}, {eta_row_name(eta)}"
             if len(steps) == 1:
                 claim.checks.append(Check(group, f"S={steps[0]}", NO_DATA, "1 S measured"))
-            for s0, s1 in zip(steps, steps[1:]):
-                _check(claim, group, f"{s0}->{s1}", block.measured.loc[(eta, s1)], block.measured.loc[(eta, s0)],
-                       f"S={s1}", f"S={s0}")
+            claim.checks += [paired(metric, group, f"{s0}->{s1}", cells.loc[(eta, s1)], cells.loc[(eta, s0)], f"S={s1}",
+                                    f"S={s0}") for s0, s1 in zip(steps, steps[1:])]
     return claim
 
 
@@ -190,20 +181,20 @@ def sigma_hat_worse_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
                   f"when the eta is better ({label(metric)} {direction(metric)}). How far is the ratio of the "
                   "means, given but not decided on (the paper, CIFAR-10 FID at S=10: 367.43 / 41.07 = 8.9 against "
                   "eta=1). " + PAIRED, ("better than sigma-hat", "not better than sigma-hat"))
-    for table, block in _blocks(tables, (1, 3), metric):
-        cells = block.measured
-        shared = sorted(s for e, s in cells.index if e == SIGMA_HAT and any(o != SIGMA_HAT and t == s for o, t in cells.index))
+    for where, cells, rows in _blocks(tables, (1, 3), metric):
+        hat_S = {s for e, s in cells.index if e == SIGMA_HAT}
+        shared = sorted(hat_S & {s for e, s in cells.index if e != SIGMA_HAT})
         if not shared:
-            if any(e == SIGMA_HAT for e, _ in cells.index):
-                claim.checks.append(Check(f"Table {table.spec.number}, {dataset_name(block.dataset)}", "", NO_DATA,
-                                          "sigma-hat never measured at an S where an eta was measured"))
+            claim.checks += [Check(where, "", NO_DATA, "sigma-hat never measured at an S where an eta was measured")
+                             ] if hat_S else []
             continue
         S, hat = shared[0], cells.loc[(SIGMA_HAT, shared[0])]
-        for eta in [e for e in block.rows if e != SIGMA_HAT and (e, S) in cells.index]:
-            other = cells.loc[(eta, S)]
-            _check(claim, f"Table {table.spec.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta), other, hat,
-                   eta_row_name(eta), "sigma-hat")
-            claim.checks[-1].evidence += f"; ratio of means sigma-hat / {eta_row_name(eta)} {fmt_number(hat['value'] / other['value'])}"
+        for eta in [e for e in rows if e != SIGMA_HAT and (e, S) in cells.index]:
+            check = paired(metric, f"{where}, S={S}", eta_row_name(eta), cells.loc[(eta, S)], hat, eta_row_name(eta),
+                           "sigma-hat")
+            check.evidence += (f"; ratio of means sigma-hat / {eta_row_name(eta)} "
+                               f"{fmt_number(hat['value'] / cells.loc[(eta, S), 'value'])}")
+            claim.checks.append(check)
     return claim
 
 
@@ -213,11 +204,10 @@ def recon_falls_with_S(tables: list[ReportTable]) -> Claim:
                   "t-interval from the two standard errors over the images. The two cells encode and decode the same "
                   "held-out images, so their errors are positively correlated and this interval, which ignores that "
                   "pairing, is conservative (wider than a paired one).", ("falls", "rises"))
-    for _, block in _blocks(tables, (2,), Metric.RECON_MSE):
-        cells = block.measured.droplevel("eta").sort_index()
+    for group, cells, _ in _blocks(tables, (2,), Metric.RECON_MSE):
+        cells = cells.droplevel("eta").sort_index()
         for s0, s1 in zip(cells.index, cells.index[1:]):
             a, b = cells.loc[s1], cells.loc[s0]
-            group = f"Table 2, {dataset_name(block.dataset)}"
             if not all(math.isfinite(float(x)) for x in (a["value"], b["value"], a["stderr"], b["stderr"])):
                 claim.checks.append(Check(group, f"{s0}->{s1}", NO_DATA, "a value or standard error is NaN or infinite"))
                 continue
