@@ -109,9 +109,8 @@ def build_report(opts: Options) -> Result:
     if figures_run is not None:
         run, images, settings = figures_run
         figures_56, figures_source = consistency_and_interpolation(images, settings, run["dataset"], out), (run, settings)
-    result.files += [*fig4, *(p for _, png, pdf in metric_figures for p in (png, pdf)),
-                     *(p for pair in sampler_figures.values() for p in pair),
-                     *(p for _, png, pdf, _ in grids for p in (png, pdf)), *(p for _, png, pdf in figures_56 or [] for p in (png, pdf))]
+    figures = [fig4, *metric_figures, *sampler_figures.values(), *(g for g, _ in grids), *(figures_56 or [])]
+    result.files += [p for f in figures for p in (f.png, f.pdf)]
 
     claim_secs = sections.claims_sections(result.claims, result.ranks)
     prov, prov_frame = provenance_section(tables, lines, runs, figures_source)
@@ -121,7 +120,7 @@ def build_report(opts: Options) -> Result:
     write("provenance_runs.csv", prov_frame)
     document = [sections.summary_section(runs, result.claims, result.latex.summary if result.latex else None),
                 *table_sections, sections.sampler_section(views, sampler_figures), *claim_secs,
-                sections.figures_section(sections.timing_blocks(lines, *fig4), metric_figures, grids, figures_56), prov]
+                sections.figures_section(sections.timing_blocks(lines, fig4), metric_figures, grids, figures_56), prov]
     write("report.md", document, TITLE)
     write("index.html", document, TITLE)
     _remove_stale(out, result.files)

@@ -77,6 +77,14 @@ ENV.tests.update(table=lambda b: isinstance(b, Table), figure=lambda b: isinstan
                  section=lambda b: isinstance(b, Section))
 
 
+_TEXT = ENV.get_template("text.j2").module
+
+
+def text(name: str, **values) -> str:
+    """A piece of the report's fixed wording: the macro ``name`` of templates/text.j2, its lines joined into one."""
+    return " ".join(line.strip() for line in getattr(_TEXT, name)(**values).strip().splitlines())
+
+
 def write_document(sections: list[Section], path: Path, title: str | None = None) -> Path:
     """``path`` (.md or .html) from the template of its kind."""
     template = ENV.get_template(f"document{path.suffix}.j2")

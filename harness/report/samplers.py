@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..eta import eta_row_name, eta_sort_key
 from ..names import Metric
-from .labels import DASH, SAMPLE_METRICS, dataset_name, fmt_cell, fmt_number, label
+from .labels import DASH, SAMPLE_METRICS, dataset_name, fmt_cell, fmt_number
 from .runs import RunSet
 from .stats import loglog_line
 from .tables import headline_metric
@@ -106,7 +106,3 @@ def long_frame(views: list[SamplerView]) -> pd.DataFrame:
     frames = [v.cells.assign(dataset=v.dataset).reindex(columns=columns) for v in views]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
-
-def caption(view: SamplerView) -> str:
-    return (f"{dataset_name(view.dataset)}: {label(view.metric)} by sampler and NFE (mean \u00b1 half-width of the 95% "
-            "interval over repeats; the newest run of each cell)")
