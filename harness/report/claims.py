@@ -1,17 +1,11 @@
 """The paper's qualitative claims checked against the measured cells, per dataset and per metric, each check with
-its verdict and the numbers and interval it was decided on.
+its verdict and the numbers and interval it was decided on (what a verdict means: templates/text.j2, ``claims``).
 
 A check compares two cells by their difference a - b. Between two sample cells it is the PAIRED difference over
 repeats, d_k = m_k(a) - m_k(b): repeat k of both cells scores the images k*N .. (k+1)*N-1 of the same seed, so the
 two cells share every x_T and each repeat is an independent draw of the whole pipeline (sampling and scoring);
-pairing cancels the x_T noise the two cells share. The interval is mean(d) -+ t(0.975, K-1) sd(d) / sqrt(K) on
-K-1 degrees of freedom (a bootstrap over images would need per-image features, which the store does not hold).
-
-Verdicts: PASS (the whole 95% interval on the claimed side), FAIL (the whole interval on the other side), "within
-noise" (the interval contains 0), "not enough repeats" (a cell measured fewer than twice), "not enough data"
-(a value that is NaN or infinite, cells that are not paired, a cell not run). A claim's verdict: FAIL if any check
-fails, PASS if every decided check passes, else within noise; with no decided check, not enough repeats (or data).
-The cells are the ones shown in the tables (the same choice among runs), so claims and tables agree.
+pairing cancels the x_T noise the two cells share (a bootstrap over images would need per-image features, which the
+store does not hold). The cells are the ones the tables show (the same choice among runs), so claims and tables agree.
 """
 
 from __future__ import annotations
@@ -24,6 +18,7 @@ import pandas as pd
 from ..eta import SIGMA_HAT, eta_row_name
 from ..names import Metric
 from .labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
+from .render import text
 from .stats import Interval, kendall_tau, paired_interval, welch_interval
 from .tables import ReportTable
 from .timing import TimingLine
@@ -32,9 +27,6 @@ PASS, FAIL, NOISE = "PASS", "FAIL", "within noise"
 NO_REPEATS, NO_DATA = "not enough repeats", "not enough data"
 SMALL_S = 20  # "small S": the paper's S = 10 and 20
 R2_MIN, SLOPE_RANGE = 0.95, (0.8, 1.2)
-PAIRED = ("Each comparison is the paired difference over the two cells' K repeats (same seed, N and K: the same "
-          "x_T), with its 95% t-interval on K-1 degrees of freedom: PASS when the interval lies wholly on the claimed "
-          "side, FAIL when wholly on the other, within noise when it contains 0.")
 
 
 @dataclass
@@ -138,6 +130,10 @@ def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_nam
                  _numbers(metric, a_name, b_name, iv, f"paired over K={K} repeats, t on {K - 1} df"), iv, K)
 
 
+def _definition(key: str, metric: str, **values) -> str:
+    return text(key, metric=label(metric), direction=direction(metric), **values) + " " + text("paired")
+
+
 def _blocks(tables: list[ReportTable], numbers: tuple[int, ...], metric: str) -> list[tuple[str, pd.DataFrame, list[str]]]:
     """(where: 'Table n, dataset', the measured cells) of the blocks of one metric (headline or not) in the tables
     asked for, with the rows in the block's order."""
@@ -147,9 +143,7 @@ def _blocks(tables: list[ReportTable], numbers: tuple[int, ...], metric: str) ->
 
 def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("eta0_best_small_S", "DDIM (eta=0) is better than every other eta at small S.", metric,
-                  f"At every measured S <= {SMALL_S} (the paper's 10 and 20), eta=0 against each other eta measured "
-                  f"there (sigma-hat included), {label(metric)} {direction(metric)}. " + PAIRED,
-                  ("better than", "worse than"))
+                  _definition("eta0_best_small_S", metric, small_S=SMALL_S), ("better than", "worse than"))
     for where, cells, rows in _blocks(tables, (1, 3), metric):
         claim.checks += [
             paired(metric, f"{where}, S={S}", eta_row_name(eta), cells.loc[("0", S)], cells.loc[(eta, S)], "eta=0",
@@ -162,9 +156,7 @@ def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
 
 def improves_with_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("improves_with_S", "The metric improves as S grows, for every eta.", metric,
-                  f"For each eta, each pair of consecutive measured S (not only the first against the last): "
-                  f"{label(metric)}(larger S) against {label(metric)}(smaller S), {direction(metric)}. " + PAIRED,
-                  ("improves", "worsens"))
+                  _definition("improves_with_S", metric), ("improves", "worsens"))
     for where, cells, rows in _blocks(tables, (1, 3), metric):
         for eta in rows:
             steps, group = sorted(s for e, s in cells.index if e == eta), f"{where}, {eta_row_name(eta)}"
@@ -177,10 +169,7 @@ def improves_with_S(tables: list[ReportTable], metric: str) -> Claim:
 
 def sigma_hat_worse_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("sigma_hat_worse_small_S", "The sigma-hat process is far worse than every eta at small S.", metric,
-                  f"At the smallest S where sigma-hat and an eta were both measured, each eta against sigma-hat: PASS "
-                  f"when the eta is better ({label(metric)} {direction(metric)}). How far is the ratio of the "
-                  "means, given but not decided on (the paper, CIFAR-10 FID at S=10: 367.43 / 41.07 = 8.9 against "
-                  "eta=1). " + PAIRED, ("better than sigma-hat", "not better than sigma-hat"))
+                  _definition("sigma_hat_worse_small_S", metric), ("better than sigma-hat", "not better than sigma-hat"))
     for where, cells, rows in _blocks(tables, (1, 3), metric):
         hat_S = {s for e, s in cells.index if e == SIGMA_HAT}
         shared = sorted(hat_S & {s for e, s in cells.index if e != SIGMA_HAT})
@@ -200,10 +189,7 @@ def sigma_hat_worse_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
 
 def recon_falls_with_S(tables: list[ReportTable]) -> Claim:
     claim = Claim("recon_falls_with_S", "Reconstruction error falls as S grows.", Metric.RECON_MSE,
-                  "Each pair of consecutive measured S: MSE(larger S) - MSE(smaller S) with a Welch-style 95% "
-                  "t-interval from the two standard errors over the images. The two cells encode and decode the same "
-                  "held-out images, so their errors are positively correlated and this interval, which ignores that "
-                  "pairing, is conservative (wider than a paired one).", ("falls", "rises"))
+                  text("recon_falls_with_S"), ("falls", "rises"))
     for group, cells, _ in _blocks(tables, (2,), Metric.RECON_MSE):
         cells = cells.droplevel("eta").sort_index()
         for s0, s1 in zip(cells.index, cells.index[1:]):
@@ -219,12 +205,8 @@ def recon_falls_with_S(tables: list[ReportTable]) -> Claim:
 
 def time_linear_in_S(lines: list[TimingLine]) -> Claim:
     lo, hi = SLOPE_RANGE
-    claim = Claim(
-        "time_linear_in_S", "Sampling time is linear in the number of steps (Figure 4).", "time",
-        f"Per dataset and device, with >= 3 distinct step counts: a straight line seconds_per_image = a + b NFE fits "
-        f"with R^2 >= {R2_MIN}, and the log-log slope of hours-for-50k against NFE lies in [{lo}, {hi}] (1 = "
-        "proportional, the paper's reading); the slope's 95% t-interval is given.",
-    )
+    claim = Claim("time_linear_in_S", "Sampling time is linear in the number of steps (Figure 4).", "time",
+                  text("time_linear_in_S", r2=R2_MIN, lo=lo, hi=hi))
     for line in lines:
         scope = line.label + (" (from sample jobs)" if line.fallback else "")
         if len(line.points) < 3:

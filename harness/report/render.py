@@ -82,7 +82,7 @@ _TEXT = ENV.get_template("text.j2").module
 
 def text(name: str, **values) -> str:
     """A piece of the report's fixed wording: the macro ``name`` of templates/text.j2, its lines joined into one."""
-    return " ".join(line.strip() for line in getattr(_TEXT, name)(**values).strip().splitlines())
+    return " ".join(filter(None, (line.strip() for line in getattr(_TEXT, name)(**values).splitlines())))
 
 
 def write_document(sections: list[Section], path: Path, title: str | None = None) -> Path:

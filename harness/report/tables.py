@@ -27,6 +27,7 @@ from ..eta import eta_row_name, eta_sort_key
 from ..names import Metric
 from .labels import DAGGER, DASH, SAMPLE_METRICS, dataset_name, direction, fmt_cell, label
 from .paper import ORDERING_REFERENCE, paper_cells, paper_layout
+from .render import text
 from .runs import FEATURES, RunSet
 
 SETTINGS = {
@@ -42,34 +43,21 @@ LONG = {"table": "table", "dataset": "dataset", "row": "row", "eta": "eta", "S":
         "flagged": "flagged", "stderr": "stderr", "run_id": "run_id", **{k: SETTING_NAMES.get(k, k) for k in LONG_SETTINGS},
         "metric": "metric", "repeats": "K", **{s: s for s in SUMMARY}}
 RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
-CELLS = ("Cells: measured (paper), the measured value as mean \u00b1 half-width of its 95% interval, \u2021 = "
-         "measured once (K=1), no interval; '-' = not run.")
 
 
 @dataclass(frozen=True)
 class Spec:
-    """What one paper table shows."""
+    """What one paper table shows (its notes: templates/text.j2, ``table_note``)."""
 
     number: int
     title: str
     job: str
     lsun: bool | None  # True: LSUN datasets only, False: all but LSUN, None: any
-    note: str
-    empty_note: str
 
 
-SPECS = [
-    Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", False,
-         f"{CELLS} The headline metric (FID) is lower-is-better; the intervals are over the cell's K repeats "
-         "(disjoint sets of N images).", "No sample runs for these datasets: paper values only."),
-    Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", None,
-         "Encode a held-out image to x_T with eta=0 over S steps, decode over S steps. " + CELLS.replace(
-             "of its 95% interval", "of its 95% interval (t on the standard error over the images)"),
-         "No recon runs for these datasets: paper values only."),
-    Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", True,
-         f"{CELLS} eta=0 is DDIM, eta=1 is DDPM; S=1000 is the caption's 1000-step DDPM value.",
-         "No LSUN sample runs: paper values only."),
-]
+SPECS = [Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", False),
+         Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", None),
+         Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", True)]
 
 
 def _no_cells(*columns: str) -> pd.DataFrame:
@@ -190,16 +178,14 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
             parts = [f"{v} in {n} run(s) (the block's most common setting)" if v == reference[i] else
                      f"{v} in run(s) {', '.join(r for r, s in zip(runs['run_id'], settings) if s[i] == v)}"
                      for v, n in values.most_common()]
-            block.notes.append(f"Mixed settings in {dataset_name(block.dataset)}: {SETTING_NAMES.get(k, k)} differs: "
-                               + "; ".join(parts) + f". Table cells from runs that differ are marked {DAGGER}.")
+            block.notes.append(text("mixed_settings", dataset=dataset_name(block.dataset), setting=SETTING_NAMES.get(k, k),
+                                    parts=parts))
     shown = set(chosen["run_id"])
     hidden = [f"{r.run_id} ({eta_row_name(r.eta)}, S={r.S}, "
               + ", ".join(f"{SETTING_NAMES.get(k, k)}={v}" for k, v in zip(keys, r.settings)) + ")"
               for _, g in runs.groupby(["eta", "S"], sort=False) for r in g.itertuples() if r.run_id not in shown]
     if hidden:
-        block.notes.append(f"Other runs of {dataset_name(block.dataset)} for a cell already shown (a different cell_key; "
-                           "the table shows the newest run with the block's most common settings), not in the table: "
-                           f"{'; '.join(hidden)}.")
+        block.notes.append(text("hidden_runs", dataset=dataset_name(block.dataset), runs=hidden))
 
 
 def features(runs: pd.DataFrame, metric: str) -> str | None:
@@ -208,18 +194,6 @@ def features(runs: pd.DataFrame, metric: str) -> str | None:
     if tags.empty and metric == Metric.FID:
         tags = runs["feature_extractor"].dropna()
     return ", ".join(sorted({str(x) for x in tags})) or None
-
-
-def _reference_note(table: int, dataset: str, extractor: str | None) -> str:
-    if not extractor:
-        what = "FID features of the run, not the paper's"
-    elif "inception" in extractor.lower():
-        what = f"FID in {extractor} features"
-    else:
-        what = f"FID in {extractor} features, not Inception"
-    return (f"{dataset_name(dataset)}: the paper has no values for this dataset; the paper's "
-            f"{dataset_name(ORDERING_REFERENCE)} block is shown beside it to compare orderings only. The values are not "
-            f"comparable (different data, model{', and feature extractor: ' + what if table != 2 else ''}).")
 
 
 def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) -> Block:
@@ -251,7 +225,8 @@ def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) 
                    + (f"; {', '.join(how)}" if how else "") + ("" if has_paper else "; no paper values"))
     if not has_paper:
         block.reference, block.reference_dataset = paper_cells(spec.number, ORDERING_REFERENCE), ORDERING_REFERENCE
-        block.notes.append(_reference_note(spec.number, dataset, extractor))
+        block.notes.append(text("reference_note", dataset=dataset_name(dataset), extractor=extractor, recon=recon,
+                                reference=dataset_name(ORDERING_REFERENCE)))
     return block
 
 
@@ -270,7 +245,7 @@ def build_table(spec: Spec, runs: RunSet) -> ReportTable:
     if spec.lsun is not None:
         frame = frame[frame["dataset"].isin(paper_layout(3)[0]) == spec.lsun]
     measured = set(frame["dataset"])
-    table = ReportTable(spec, notes=[spec.note])
+    table = ReportTable(spec, notes=[text("table_note", number=spec.number)])
     for ds in [d for d in paper if d in measured] + sorted(measured - set(paper)):
         metric = Metric.RECON_MSE if spec.job == "recon" else headline_metric(runs, ds)
         block = _block(spec, runs, ds, metric, headline=True)
@@ -288,7 +263,7 @@ def build_table(spec: Spec, runs: RunSet) -> ReportTable:
             cells = paper_cells(spec.number, ds)
             table.blocks.append(Block(ds, f"{dataset_name(ds)}: measured (paper)", rows, paper_S, paper=cells,
                                       reference=cells, reference_dataset=ds))
-        table.notes += [spec.empty_note] if table.blocks else []
+        table.notes += [text("table_empty", number=spec.number)] if table.blocks else []
     table.notes += _across_blocks(table.blocks)
     return table
 
@@ -301,8 +276,7 @@ def _across_blocks(blocks: list[Block]) -> list[str]:
         if len(set(values.values())) > 1:
             notes.append(f"{SETTING_NAMES.get(key, key)} differs between dataset blocks: "
                          + ", ".join(f"{dataset_name(d)} {v}" for d, v in values.items()) + ".")
-    return ["The dataset blocks were run with different settings (by design where the paper's differ, e.g. "
-            "CIFAR-10's quadratic trajectory; compare across blocks with care): " + " ".join(notes)] if notes else []
+    return [text("across_blocks", notes=notes)] if notes else []
 
 
 def build_tables(runs: RunSet) -> list[ReportTable]:
