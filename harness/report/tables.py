@@ -1,23 +1,17 @@
 """The paper's Tables 1-3 filled with measured values: one block per dataset, cells "measured (paper)".
 
-* Table 1: the headline metric (FID) of DDIM-family sample runs by eta (rows 0, 0.2, 0.5, 1, sigma-hat, other
-  measured etas) and S (the paper's 10, 20, 50, 100, 1000 plus every measured S); CIFAR-10 / CelebA cells carry the
-  paper value in parentheses. A dataset the paper did not use (digits) shows measured values only, followed by the
-  paper's CIFAR-10 block for comparing orderings (the values are not comparable). Beside each dataset's headline
-  block, one block per other metric it was scored on (KID, precision, recall, FD in pixels), each naming its features.
-* Table 2: reconstruction MSE of recon runs by S, the paper's CIFAR-10 row beside it.
-* Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1), S 10/20/50/100 and the caption's 1000-step DDPM value.
-
-A measured cell is ``mean ± half-width`` of its 95% interval (over the cell's repeats; for Table 2 from the standard
-error over images), or the mean marked ``‡`` when it was measured once; "-" marks a cell that was not run. Within a
-dataset block the runs should share N, seed, trajectory, checkpoint and feature extractor; where they do not, the
-differing values and run ids are listed in a note and the cells whose settings differ are marked with a dagger.
+Table 1 is the headline metric (FID) of DDIM-family sample runs by eta and S, Table 2 reconstruction MSE by S, Table 3
+LSUN FID, DDIM vs DDPM. Rows and columns are the paper's plus every measured eta and S. A dataset the paper did not
+use (digits) is followed by the paper's CIFAR-10 block for comparing orderings; each dataset's headline block by one
+block per other metric it was scored on. A cell shows the run chosen for it: per (eta, S) the newest run with its
+block's most common settings (N, seed, trajectory, checkpoint, feature extractor, precision); a cell whose run
+differs is marked with a dagger, and the block's notes name every difference and every run left out.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -45,16 +39,7 @@ LONG = {"table": "table", "dataset": "dataset", "row": "row", "eta": "eta", "S":
 RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
 
 
-@dataclass(frozen=True)
-class Spec:
-    """What one paper table shows (its notes: templates/text.j2, ``table_note``)."""
-
-    number: int
-    title: str
-    job: str
-    lsun: bool | None  # True: LSUN datasets only, False: all but LSUN, None: any
-
-
+Spec = namedtuple("Spec", "number title job lsun")  # lsun: True LSUN datasets only, False all but LSUN, None any
 SPECS = [Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", False),
          Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", None),
          Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", True)]
