@@ -11,6 +11,7 @@ store does not hold). The cells are the ones the tables show (the same choice am
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -54,13 +55,10 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        verdicts = [c.verdict for c in self.checks]
-        decided = [v for v in verdicts if v in (PASS, FAIL, NOISE)]
-        if FAIL in decided:
-            return FAIL
+        decided = {c.verdict for c in self.checks} & {PASS, FAIL, NOISE}
         if decided:
-            return PASS if all(v == PASS for v in decided) else NOISE
-        return NO_REPEATS if NO_REPEATS in verdicts else NO_DATA
+            return FAIL if FAIL in decided else PASS if decided == {PASS} else NOISE
+        return NO_REPEATS if any(c.verdict == NO_REPEATS for c in self.checks) else NO_DATA
 
     @property
     def where(self) -> list[str]:
@@ -75,22 +73,8 @@ class Claim:
         return lines
 
 
-@dataclass
-class RankAgreement:
-    table: int
-    dataset: str
-    reference_dataset: str
-    comparable: bool
-    n: int
-    tau: float
-    metric: str = Metric.FID
-
-    @property
-    def description(self) -> str:
-        if self.comparable:
-            return f"Table {self.table}, {dataset_name(self.dataset)}: measured vs paper"
-        return (f"Table {self.table}, {dataset_name(self.dataset)} measured vs paper {dataset_name(self.reference_dataset)}: "
-                "ordering comparison only (values not comparable)")
+# Kendall's tau-b of one table block's measured values against the paper's (reference_dataset's) over n cells
+RankAgreement = namedtuple("RankAgreement", "table dataset reference_dataset comparable n tau metric description")
 
 
 def _verdict(metric: str, iv: Interval) -> str:
@@ -229,8 +213,12 @@ def rank_agreement(tables: list[ReportTable]) -> list[RankAgreement]:
             values, reference = block.measured["value"], block.reference["value"]
             common = sorted(k for k, v in values.items() if k in reference.index and math.isfinite(v))
             tau = kendall_tau([values[k] for k in common], [reference[k] for k in common])
-            out.append(RankAgreement(table.spec.number, block.dataset, block.reference_dataset or "-", block.comparable,
-                                     len(common), tau, block.metric))
+            name = f"Table {table.spec.number}, {dataset_name(block.dataset)}"
+            description = f"{name}: measured vs paper" if block.comparable else (
+                f"{name} measured vs paper {dataset_name(block.reference_dataset)}: ordering comparison only (values "
+                "not comparable)")
+            out.append(RankAgreement(table.spec.number, block.dataset, block.reference_dataset, block.comparable,
+                                     len(common), tau, block.metric, description))
     return out
 
 
@@ -244,8 +232,7 @@ def check_claims(tables: list[ReportTable], lines: list[TimingLine]) -> list[Cla
 def claims_frame(claims: list[Claim], ranks: list[RankAgreement]) -> pd.DataFrame:
     """claims.csv: every check with its numbers, every claim's verdict, Kendall's tau per table block."""
     data = [{"kind": "claim", "claim": c.key, "metric": c.metric, "scope": k.scope, "verdict": k.verdict, "value": "",
-             "evidence": k.evidence, **({"estimate": k.interval.estimate, "ci95_low": k.interval.low,
-                                         "ci95_high": k.interval.high, "df": k.interval.df} if k.interval else {}),
+             "evidence": k.evidence, **dict(zip(["estimate", "ci95_low", "ci95_high", "df"], k.interval or ())),
              "K": k.K} for c in claims for k in c.checks]
     data += [{"kind": "claim_overall", "claim": c.key, "metric": c.metric, "scope": "all", "verdict": c.verdict,
               "value": "", "evidence": c.definition} for c in claims]
