@@ -105,15 +105,12 @@ def build_report(opts: Options) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         grids = sample_grids(tables, runs.uri, out, Path(tmp))
         figures_run = figures_images(runs.uri, runs.runs, Path(tmp))
-    figures_56, figures_source = None, None  # Figures 5/6 and (their run, its settings)
-    if figures_run is not None:
-        run, images, settings = figures_run
-        figures_56, figures_source = consistency_and_interpolation(images, settings, run["dataset"], out), (run, settings)
+    figures_56 = consistency_and_interpolation(*figures_run, out) if figures_run else None
     figures = [fig4, *metric_figures, *sampler_figures.values(), *(g for g, _ in grids), *(figures_56 or [])]
     result.files += [p for f in figures for p in (f.png, f.pdf)]
 
     claim_secs = sections.claims_sections(result.claims, result.ranks)
-    prov, prov_frame = provenance_section(tables, lines, runs, figures_source)
+    prov, prov_frame = provenance_section(tables, lines, runs, figures_run)
     write("claims.md", claim_secs, "Claims of the DDIM paper, checked")
     write("claims.csv", C.claims_frame(result.claims, result.ranks))
     write("provenance.md", [prov])

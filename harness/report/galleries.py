@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..eta import eta_row_name
 from .artifacts import fetch
@@ -76,9 +77,9 @@ def _image_grid(images: np.ndarray, titles: list[str], suptitle: str, size: floa
     return save(fig, out_dir, stem, caption)
 
 
-def consistency_and_interpolation(images: dict, settings: dict, dataset: str, out_dir: Path) -> list[Figure]:
-    """Figures 5 and 6 from the figures job's images."""
-    values = dict(dataset=dataset, seed=settings["seed"], S=settings["interpolation_S"])
+def consistency_and_interpolation(run: pd.Series, images: dict, settings: dict, out_dir: Path) -> list[Figure]:
+    """Figures 5 and 6 from the images of a figures run (artifacts.figures_images)."""
+    values = dict(dataset=run["dataset"], seed=settings["seed"], S=settings["interpolation_S"])
     S_list = settings["consistency_S"]
     return [
         _image_grid(images["consistency"].swapaxes(0, 1), [f"S={s}" for s in S_list],

@@ -68,7 +68,7 @@ def figures_line(run: pd.Series, settings: dict) -> str:
 
 
 def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs: RunSet,
-                       figures_run: tuple[pd.Series, dict] | None) -> tuple[Section, pd.DataFrame]:
+                       figures_run: tuple[pd.Series, dict, dict] | None) -> tuple[Section, pd.DataFrame]:
     """The provenance section and one frame of every cell's run (written as provenance_runs.csv)."""
     sec = Section("Provenance", [
         f"Tracking store {store_name(runs.uri)}, experiment {runs.experiment!r}: {len(runs.runs)} FINISHED runs used "
@@ -96,5 +96,5 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
     ignored = [f"{r.run_id} ({r.run_name}): {r.reason}" for r in runs.ignored.itertuples()]
     sec.add(Section("Ignored runs", [ignored or "None."], level=3))
     if figures_run is not None:
-        sec.add(Section("Figures 5 and 6", [[figures_line(*figures_run)]], level=3))
+        sec.add(Section("Figures 5 and 6", [[figures_line(figures_run[0], figures_run[2])]], level=3))
     return sec, pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
