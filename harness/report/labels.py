@@ -1,9 +1,6 @@
-"""How the report spells things: dataset and metric names, which way a metric is better, numbers and table cells,
-the tracking store and file names.
-
-A sample cell is scored on K repeats (disjoint ranges of image indices); its value is the mean over repeats and its
-interval the runner's 95% t-interval over them (``<metric>_ci95_low/high``), absent when K = 1.
-"""
+"""How the report spells things: dataset and metric names, which way a metric is better, numbers and table cells
+(a cell's value is the mean over its K repeats, its interval the runner's 95% t-interval over them, none when K = 1),
+the tracking store and file names."""
 
 from __future__ import annotations
 
