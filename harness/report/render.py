@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
+from collections import namedtuple
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,17 +19,8 @@ VERDICT_CLASSES = {"PASS": "pass", "FAIL": "fail", "within noise": "noise", "not
                    "not enough data": "na"}
 
 
-@dataclass
-class Table:
-    frame: pd.DataFrame
-    caption: str = ""
-
-
-@dataclass
-class Figure:
-    png: Path
-    caption: str
-    pdf: Path | None = None
+Table = namedtuple("Table", "frame caption", defaults=[""])
+Figure = namedtuple("Figure", "png caption pdf")  # written in the report's folder, as the documents
 
 
 @dataclass
@@ -61,16 +52,11 @@ def html_table(frame: pd.DataFrame) -> Markup:
     return Markup(styler.set_td_classes(classes).to_html())
 
 
-@jinja2.pass_context
-def relative(context, path: Path) -> str:
-    return Path(os.path.relpath(path, context["base"])).as_posix()
-
-
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
                          autoescape=jinja2.select_autoescape(["html.j2"]), keep_trailing_newline=True,
                          undefined=jinja2.StrictUndefined)
 ENV.filters.update(
-    markdown_table=markdown_table, html_table=html_table, relative=relative,
+    markdown_table=markdown_table, html_table=html_table,
     data_uri=lambda path: "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii"),
     anchor=lambda title: "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-"))
 ENV.tests.update(table=lambda b: isinstance(b, Table), figure=lambda b: isinstance(b, Figure),
@@ -88,5 +74,5 @@ def text(name: str, **values) -> str:
 def write_document(sections: list[Section], path: Path, title: str | None = None) -> Path:
     """``path`` (.md or .html) from the template of its kind."""
     template = ENV.get_template(f"document{path.suffix}.j2")
-    path.write_text(template.render(title=title, sections=sections, base=path.parent), encoding="utf-8")
+    path.write_text(template.render(title=title, sections=sections), encoding="utf-8")
     return path
