@@ -56,7 +56,8 @@ def summary_lines(frame: pd.DataFrame) -> list[str]:
             f"trajectories: {distinct('trajectory')}", f"precision: {distinct('precision')}",
             f"checkpoint sha256: {distinct('checkpoint_sha256')} (weights: {distinct('checkpoint_weights')})",
             f"feature extractor: {distinct('feature_extractor')}", f"devices: {distinct('device_name')}",
-            f"git commits: {distinct('git_commit')}", f"run dates: {dates[0]} to {dates[-1]}" if dates else "run dates: n/a"]
+            f"git commits: {distinct('git_commit')}",
+            f"run dates: {dates[0]} to {dates[-1]}" if dates else "run dates: n/a"]
 
 
 def figures_line(run: pd.Series, settings: dict) -> str:

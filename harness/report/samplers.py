@@ -41,7 +41,8 @@ class SamplerView:
                                   zip(cells["value"], cells["ci95_low"], cells["ci95_high"])])
         grid = text.pivot(index="row", columns="nfe", values="text").reindex(index=self.rows,
                                                                            columns=sorted(set(cells["nfe"])))
-        return grid.fillna(DASH).rename(columns=lambda n: f"NFE={n}").rename_axis(index="sampler", columns=None).reset_index()
+        grid = grid.fillna(DASH).rename(columns=lambda n: f"NFE={n}")
+        return grid.rename_axis(index="sampler", columns=None).reset_index()
 
 
 def _row(sampler: str, eta: str) -> str:

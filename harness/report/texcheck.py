@@ -49,10 +49,12 @@ def syntax_problems(text: str) -> list[str]:
         problems.append("unclosed environments: " + ", ".join(stack))
     for spec, body in re.findall(r"\\begin\{tabular\}\{([^}]*)\}(.*?)\\end\{tabular\}", text, flags=re.S):
         ncols = len(re.findall(r"[lrc]", spec))
-        problems += [f"tabular without \\{rule}" for rule in ("toprule", "midrule", "bottomrule") if f"\\{rule}" not in body]
+        problems += [f"tabular without \\{rule}" for rule in ("toprule", "midrule", "bottomrule")
+                     if f"\\{rule}" not in body]
         for row in re.split(r"\\\\", body):
             row = re.sub(r"\\(toprule|midrule|bottomrule|cmidrule(\([^)]*\))?\{[^}]*\})", "", row).strip()
-            cells = len(re.findall(r"(?<!\\)&", row)) + 1 + sum(int(k) - 1 for k in re.findall(r"\\multicolumn\{(\d+)\}", row))
+            spans = sum(int(k) - 1 for k in re.findall(r"\\multicolumn\{(\d+)\}", row))
+            cells = len(re.findall(r"(?<!\\)&", row)) + 1 + spans
             if row and cells != ncols:
                 problems.append(f"a row has {cells} cells, the tabular {ncols}: {row[:60]!r}")
     return problems
@@ -66,7 +68,8 @@ def check_latex(main: Path) -> LatexCheck:
     if engine is None:
         problems = []
         for f in files:
-            problems += [f"{f.name}: {p}" for p in syntax_problems(f.read_text())] if f.is_file() else [f"{f.name} is missing"]
+            problems += ([f"{f.name}: {p}" for p in syntax_problems(f.read_text())] if f.is_file()
+                         else [f"{f.name} is missing"])
         return LatexCheck(None, not problems, problems)
     with tempfile.TemporaryDirectory() as tmp:
         for f in files:
