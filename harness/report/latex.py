@@ -10,9 +10,9 @@ from .labels import DAGGER, DASH, ONE_REPEAT
 from .render import ENV
 from .tables import Block, ReportTable
 
-ENV.filters["latex"] = lambda text: str(text).translate(str.maketrans({
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}))
+ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})
+ENV.filters["latex"] = lambda text: str(text).translate(ESCAPES)  # the templates' |latex
 
 
 def _cell(text: str) -> str:
