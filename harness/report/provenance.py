@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .labels import dataset_name, fmt_value, store_name
-from .render import Section, Table
+from .render import Section, Table, text
 from .runs import RunSet
 from .tables import ReportTable
 from .timing import TimingLine
@@ -60,14 +60,6 @@ def summary_lines(frame: pd.DataFrame) -> list[str]:
             f"run dates: {dates[0]} to {dates[-1]}" if dates else "run dates: n/a"]
 
 
-def figures_line(run: pd.Series, settings: dict) -> str:
-    """Where Figures 5 and 6 came from: the figures run, its checkpoint (by name) and settings."""
-    return (f"Figures 5 and 6 come from the figures run {run['run_id']} ({pd.Timestamp(run['start_time']):%Y-%m-%d %H:%M} "
-            f"UTC): {dataset_name(run['dataset'])}, checkpoint {Path(str(run['checkpoint'])).name} (sha256 "
-            f"{run['checkpoint_sha256']}), trajectory {settings['trajectory']}, seed {settings['seed']}, eta=0, S "
-            f"{settings['consistency_S']} (consistency) and {settings['interpolation_S']} (interpolation).")
-
-
 def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs: RunSet,
                        figures_run: tuple[pd.Series, dict, dict] | None) -> tuple[Section, pd.DataFrame]:
     """The provenance section and one frame of every cell's run (written as provenance_runs.csv)."""
@@ -97,5 +89,8 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
     ignored = [f"{r.run_id} ({r.run_name}): {r.reason}" for r in runs.ignored.itertuples()]
     sec.add(Section("Ignored runs", [ignored or "None."], level=3))
     if figures_run is not None:
-        sec.add(Section("Figures 5 and 6", [[figures_line(figures_run[0], figures_run[2])]], level=3))
+        run, _, settings = figures_run
+        sec.add(Section("Figures 5 and 6", [[text(
+            "figures_run", run=run, dataset=dataset_name(run["dataset"]), checkpoint=Path(str(run["checkpoint"])).name,
+            started=f"{pd.Timestamp(run['start_time']):%Y-%m-%d %H:%M}", settings=settings)]], level=3))
     return sec, pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
