@@ -1,6 +1,8 @@
 """python -m harness.report --help"""
 
-from .cli import run
+import sys
+
+from .cli import main
 
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

@@ -12,11 +12,13 @@ import pandas as pd
 
 from ..errors import HarnessError
 from . import claims as C
-from . import sections, samplers
+from . import samplers, sections
 from .artifacts import figures_images
+from .figures import eta_figures, figure4, sampler_figure
+from .galleries import consistency_and_interpolation, sample_grids
 from .latex import standalone_tex, table_tex
 from .provenance import provenance_section
-from .render import write_csv, write_html, write_markdown
+from .render import Section, write_document
 from .runs import RunSet, load_runs
 from .tables import ReportTable, build_tables
 from .texcheck import LatexCheck, check_latex
@@ -47,11 +49,6 @@ class Result:
     seconds: float = 0.0
 
 
-def _write_text(text: str, path: Path) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def _remove_stale(out: Path, written: list[Path]) -> None:
     """Delete files this command wrote last time into ``out`` but not this time (never anything else)."""
     manifest = out / MANIFEST
@@ -75,48 +72,54 @@ def build_report(opts: Options) -> Result:
     out.mkdir(parents=True, exist_ok=True)
     tables, lines, views = build_tables(runs), timing_lines(runs), samplers.sampler_views(runs)
     result = Result(out, [], tables, C.check_claims(tables, lines), C.rank_agreement(tables), runs=runs)
-    files = result.files
+
+    def write(name: str, content: pd.DataFrame | str | list[Section], title: str | None = None) -> None:
+        """One file of the report: a frame as CSV, text as it is, sections through the document templates."""
+        path = out / name
+        if isinstance(content, pd.DataFrame):
+            content.to_csv(path, index=False)
+        elif isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            write_document(content, path, title)
+        result.files.append(path)
 
     table_sections = []
     for t in tables:
         names = [f"{t.key}.md", f"{t.key}.csv", f"{t.key}_long.csv", f"{t.key}.tex"]
         table_sections.append(sections.table_section(t, names))
-        files += [write_markdown(table_sections[-1:], out / names[0]), write_csv(t.display_frame(), out / names[1]),
-                  write_csv(t.long_frame(), out / names[2]), _write_text(table_tex(t), out / names[3])]
-    files.append(_write_text(standalone_tex([t.key for t in tables]), out / "tables.tex"))
+        for name, content in zip(names, [table_sections[-1:], t.display_frame(), t.long_frame(), table_tex(t)]):
+            write(name, content)
+    write("tables.tex", standalone_tex([t.key for t in tables]))
     if opts.latex_check:
         result.latex = check_latex(out / "tables.tex")
-    tidy = runs.values.merge(runs.runs[["run_id", "nfe", "N", "repeats", "seed", "trajectory"]], on="run_id")
-    files += [write_csv(tidy, out / "metrics_long.csv"), write_csv(samplers.long_frame(views), out / "samplers_long.csv")]
+    write("metrics_long.csv", runs.values.merge(runs.runs[["run_id", "nfe", "N", "repeats", "seed", "trajectory"]],
+                                                on="run_id"))
+    write("samplers_long.csv", samplers.long_frame(views))
     orders = [v.orders.assign(dataset=v.dataset) for v in views if v.orders is not None]
-    files += [write_csv(pd.concat(orders, ignore_index=True), out / "sampler_orders.csv")] if orders else []
-
-    from .figures import eta_figures, figure4, sampler_figure
-    from .galleries import consistency_and_interpolation, sample_grids
+    if orders:
+        write("sampler_orders.csv", pd.concat(orders, ignore_index=True))
 
     fig4, metric_figures = figure4(lines, out), eta_figures(tables, out)
     sampler_figures = {v.dataset: sampler_figure(v, out) for v in views}
     with tempfile.TemporaryDirectory() as tmp:
         grids = sample_grids(tables, runs.uri, out, Path(tmp))
         figures_run = figures_images(runs.uri, runs.runs, Path(tmp))
-    figures_56, figures_source = None, None  # Figures 5/6 and (their run, its settings)
-    if figures_run is not None:
-        run, images, settings = figures_run
-        figures_56, figures_source = consistency_and_interpolation(images, settings, run["dataset"], out), (run, settings)
-    files += [*fig4, *(p for _, png, pdf in metric_figures for p in (png, pdf)),
-              *(p for pair in sampler_figures.values() for p in pair), *(p for _, png, pdf, _ in grids for p in (png, pdf)),
-              *(p for _, png, pdf in figures_56 or [] for p in (png, pdf))]
+    figures_56 = consistency_and_interpolation(*figures_run, out) if figures_run else None
+    figures = [fig4, *metric_figures, *sampler_figures.values(), *(g for g, _ in grids), *(figures_56 or [])]
+    result.files += [p for f in figures for p in (f.png, f.pdf)]
 
     claim_secs = sections.claims_sections(result.claims, result.ranks)
-    prov, prov_frame = provenance_section(tables, lines, runs, figures_source)
-    files += [write_markdown(claim_secs, out / "claims.md", "Claims of the DDIM paper, checked"),
-              write_csv(C.claims_frame(result.claims, result.ranks), out / "claims.csv"),
-              write_markdown([prov], out / "provenance.md"), write_csv(prov_frame, out / "provenance_runs.csv")]
-
+    prov, prov_frame = provenance_section(tables, lines, runs, figures_run)
+    write("claims.md", claim_secs, "Claims of the DDIM paper, checked")
+    write("claims.csv", C.claims_frame(result.claims, result.ranks))
+    write("provenance.md", [prov])
+    write("provenance_runs.csv", prov_frame)
     document = [sections.summary_section(runs, result.claims, result.latex.summary if result.latex else None),
                 *table_sections, sections.sampler_section(views, sampler_figures), *claim_secs,
-                sections.figures_section(sections.timing_blocks(lines, *fig4), metric_figures, grids, figures_56), prov]
-    files += [write_markdown(document, out / "report.md", TITLE), write_html(document, out / "index.html", TITLE)]
-    _remove_stale(out, files)
+                sections.figures_section(sections.timing_blocks(lines, fig4), metric_figures, grids, figures_56), prov]
+    write("report.md", document, TITLE)
+    write("index.html", document, TITLE)
+    _remove_stale(out, result.files)
     result.seconds = time.perf_counter() - start
     return result

@@ -1,41 +1,33 @@
 """The paper's qualitative claims checked against the measured cells, per dataset and per metric, each check with
-its verdict and the numbers and interval it was decided on.
+its verdict and the numbers and interval it was decided on (what a verdict means: templates/text.j2, ``claims``).
 
 A check compares two cells by their difference a - b. Between two sample cells it is the PAIRED difference over
 repeats, d_k = m_k(a) - m_k(b): repeat k of both cells scores the images k*N .. (k+1)*N-1 of the same seed, so the
 two cells share every x_T and each repeat is an independent draw of the whole pipeline (sampling and scoring);
-pairing cancels the x_T noise the two cells share. The interval is mean(d) -+ t(0.975, K-1) sd(d) / sqrt(K) on
-K-1 degrees of freedom (a bootstrap over images would need per-image features, which the store does not hold).
-
-Verdicts: PASS (the whole 95% interval on the claimed side), FAIL (the whole interval on the other side), "within
-noise" (the interval contains 0), "not enough repeats" (a cell measured fewer than twice), "not enough data"
-(a value that is NaN or infinite, cells that are not paired, a cell not run). A claim's verdict: FAIL if any check
-fails, PASS if every decided check passes, else within noise; with no decided check, not enough repeats (or data).
-The cells are the ones shown in the tables (the same choice among runs), so claims and tables agree.
+pairing cancels the x_T noise the two cells share (a bootstrap over images would need per-image features, which the
+store does not hold). The cells are the ones the tables show (the same choice among runs), so claims and tables agree.
 """
 
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..eta import SIGMA_HAT, eta_row_name
 from ..names import Metric
-from .labels import dataset_name, fmt_number
-from .metrics import METRICS, SAMPLE_METRICS, fmt_value, label
+from .labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
+from .render import text
 from .stats import Interval, kendall_tau, paired_interval, welch_interval
-from .tables import Block, ReportTable
+from .tables import ReportTable
 from .timing import TimingLine
 
 PASS, FAIL, NOISE = "PASS", "FAIL", "within noise"
 NO_REPEATS, NO_DATA = "not enough repeats", "not enough data"
 SMALL_S = 20  # "small S": the paper's S = 10 and 20
 R2_MIN, SLOPE_RANGE = 0.95, (0.8, 1.2)
-PAIRED = ("Each comparison is the paired difference over the two cells' K repeats (same seed, N and K: the same "
-          "x_T), with its 95% t-interval on K-1 degrees of freedom: PASS when the interval lies wholly on the claimed "
-          "side, FAIL when wholly on the other, within noise when it contains 0.")
 
 
 @dataclass
@@ -63,13 +55,10 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        verdicts = [c.verdict for c in self.checks]
-        decided = [v for v in verdicts if v in (PASS, FAIL, NOISE)]
-        if FAIL in decided:
-            return FAIL
+        decided = {c.verdict for c in self.checks} & {PASS, FAIL, NOISE}
         if decided:
-            return PASS if all(v == PASS for v in decided) else NOISE
-        return NO_REPEATS if NO_REPEATS in verdicts else NO_DATA
+            return FAIL if FAIL in decided else PASS if decided == {PASS} else NOISE
+        return NO_REPEATS if any(c.verdict == NO_REPEATS for c in self.checks) else NO_DATA
 
     @property
     def where(self) -> list[str]:
@@ -84,32 +73,15 @@ class Claim:
         return lines
 
 
-@dataclass
-class RankAgreement:
-    table: int
-    dataset: str
-    reference_dataset: str
-    comparable: bool
-    n: int
-    tau: float
-    metric: str = Metric.FID
-
-    @property
-    def description(self) -> str:
-        if self.comparable:
-            return f"Table {self.table}, {dataset_name(self.dataset)}: measured vs paper"
-        return (f"Table {self.table}, {dataset_name(self.dataset)} measured vs paper {dataset_name(self.reference_dataset)}: "
-                "ordering comparison only (values not comparable)")
+# Kendall's tau-b of one table block's measured values against the paper's (reference_dataset's) over n cells
+RankAgreement = namedtuple("RankAgreement", "table dataset reference_dataset comparable n tau metric description")
 
 
 def _verdict(metric: str, iv: Interval) -> str:
     """PASS when the interval of a - b lies wholly where a is better, FAIL wholly where worse."""
-    info = METRICS[metric]
-    if info.better(iv.low) and info.better(iv.high):
+    if better(metric, iv.low) and better(metric, iv.high):
         return PASS
-    if info.better(-iv.low) and info.better(-iv.high):
-        return FAIL
-    return NOISE
+    return FAIL if better(metric, -iv.low) and better(metric, -iv.high) else NOISE
 
 
 def _numbers(metric: str, a: str, b: str, iv: Interval, how: str) -> str:
@@ -117,110 +89,95 @@ def _numbers(metric: str, a: str, b: str, iv: Interval, how: str) -> str:
             f"[{fmt_number(iv.low)}, {fmt_number(iv.high)}] ({how})")
 
 
-def paired(metric: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> tuple[str, str, Interval | None, int]:
-    """(verdict, evidence, interval, K) of a - b for two cells of one block (rows of Block.measured)."""
+def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> Check:
+    """The check of a - b for two cells of one block (rows of Block.measured)."""
     bad = [f"{label(metric)}({n}) is {fmt_value(c['value'], metric)}" for n, c in ((a_name, a), (b_name, b))
            if not math.isfinite(c["value"])]
     if bad:
-        return NO_DATA, "; ".join(bad) + ": left out of the claims", None, 0
+        return Check(group, item, NO_DATA, "; ".join(bad) + ": left out of the claims", None, 0)
     K = min(int(a["repeats"]), int(b["repeats"]))
     if K < 2:
-        return NO_REPEATS, (f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs {label(metric)}({b_name}) "
-                            f"= {fmt_value(b['value'], metric)}, K = {a['repeats']} and {b['repeats']}: no interval"), None, K
-    keys = ("seed", "N", "repeats")
-    if any(a[k] != b[k] for k in keys):
-        return NO_DATA, "cells not paired (" + ", ".join(f"{k} {a[k]} vs {b[k]}" for k in keys if a[k] != b[k]) + ")", \
-            None, K
+        return Check(group, item, NO_REPEATS, f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs "
+                     f"{label(metric)}({b_name}) = {fmt_value(b['value'], metric)}, K = {a['repeats']} and "
+                     f"{b['repeats']}: no interval", None, K)
+    differ = [f"{k} {a[k]} vs {b[k]}" for k in ("seed", "N", "repeats") if a[k] != b[k]]
+    if differ:
+        return Check(group, item, NO_DATA, f"cells not paired ({', '.join(differ)})", None, K)
     names = [f"r{k}" for k in range(K)]
     ra, rb = a.reindex(names).astype(float), b.reindex(names).astype(float)
     if not (ra.notna().all() and rb.notna().all()):
-        return NO_DATA, f"the per-repeat values ({label(metric)}_r0 ..) are missing", None, K
+        return Check(group, item, NO_DATA, f"the per-repeat values ({label(metric)}_r0 ..) are missing", None, K)
     if not (ra.map(math.isfinite).all() and rb.map(math.isfinite).all()):
-        return NO_DATA, "a per-repeat value is NaN or infinite: left out of the claims", None, K
+        return Check(group, item, NO_DATA, "a per-repeat value is NaN or infinite: left out of the claims", None, K)
     iv = paired_interval(ra, rb)
-    return _verdict(metric, iv), _numbers(metric, a_name, b_name, iv, f"paired over K={K} repeats, t on {K - 1} df"), iv, K
+    return Check(group, item, _verdict(metric, iv),
+                 _numbers(metric, a_name, b_name, iv, f"paired over K={K} repeats, t on {K - 1} df"), iv, K)
 
 
-def _blocks(tables: list[ReportTable], numbers: tuple[int, ...], metric: str) -> list[tuple[ReportTable, Block]]:
-    """The measured blocks of one metric (headline or not) in the tables asked for."""
-    blocks = [(t, b) for t in tables if t.number in numbers
-              for b in [*t.blocks, *[m for ms in t.metric_blocks.values() for m in ms]]]
-    return [(t, b) for t, b in blocks if not b.paper_only and len(b.measured) and b.metric == metric]
+def _definition(key: str, metric: str, **values) -> str:
+    return text(key, metric=label(metric), direction=direction(metric), **values) + " " + text("paired")
 
 
-def _check(claim: Claim, group: str, item: str, a: pd.Series, b: pd.Series, a_name: str, b_name: str) -> None:
-    verdict, evidence, iv, K = paired(claim.metric, a, b, a_name, b_name)
-    claim.checks.append(Check(group, item, verdict, evidence, iv, K))
+def _blocks(tables: list[ReportTable], numbers: tuple[int, ...], metric: str) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """(where: 'Table n, dataset', the measured cells) of the blocks of one metric (headline or not) in the tables
+    asked for, with the rows in the block's order."""
+    return [(f"Table {t.spec.number}, {dataset_name(b.dataset)}", b.measured, b.rows) for t in tables
+            if t.spec.number in numbers for b in t.measured_blocks(other_metrics=True) if b.metric == metric]
 
 
 def eta0_best_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("eta0_best_small_S", "DDIM (eta=0) is better than every other eta at small S.", metric,
-                  f"At every measured S <= {SMALL_S} (the paper's 10 and 20), eta=0 against each other eta measured "
-                  f"there (sigma-hat included), {label(metric)} {METRICS[metric].direction}. " + PAIRED,
-                  ("better than", "worse than"))
-    for table, block in _blocks(tables, (1, 3), metric):
-        cells, before = block.measured, len(claim.checks)
-        for S in sorted({s for e, s in cells.index if s <= SMALL_S and (("0", s) in cells.index)}):
-            for eta in [e for e in block.rows if e != "0" and (e, S) in cells.index]:
-                _check(claim, f"Table {table.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta),
-                       cells.loc[("0", S)], cells.loc[(eta, S)], "eta=0", eta_row_name(eta))
-        if len(claim.checks) == before:
-            claim.checks.append(Check(f"Table {table.number}, {dataset_name(block.dataset)}", "", NO_DATA,
-                                      f"no S <= {SMALL_S} with eta=0 and another eta measured"))
+                  _definition("eta0_best_small_S", metric, small_S=SMALL_S), ("better than", "worse than"))
+    for where, cells, rows in _blocks(tables, (1, 3), metric):
+        claim.checks += [
+            paired(metric, f"{where}, S={S}", eta_row_name(eta), cells.loc[("0", S)], cells.loc[(eta, S)], "eta=0",
+                   eta_row_name(eta))
+            for S in sorted({s for _, s in cells.index if s <= SMALL_S and ("0", s) in cells.index})
+            for eta in rows if eta != "0" and (eta, S) in cells.index
+        ] or [Check(where, "", NO_DATA, f"no S <= {SMALL_S} with eta=0 and another eta measured")]
     return claim
 
 
 def improves_with_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("improves_with_S", "The metric improves as S grows, for every eta.", metric,
-                  f"For each eta, each pair of consecutive measured S (not only the first against the last): "
-                  f"{label(metric)}(larger S) against {label(metric)}(smaller S), {METRICS[metric].direction}. " + PAIRED,
-                  ("improves", "worsens"))
-    for table, block in _blocks(tables, (1, 3), metric):
-        for eta in block.rows:
-            steps = sorted(s for e, s in block.measured.index if e == eta)
-            group = f"Table {table.number}, {dataset_name(block.dataset)}, {eta_row_name(eta)}"
+                  _definition("improves_with_S", metric), ("improves", "worsens"))
+    for where, cells, rows in _blocks(tables, (1, 3), metric):
+        for eta in rows:
+            steps, group = sorted(s for e, s in cells.index if e == eta), f"{where}, {eta_row_name(eta)}"
             if len(steps) == 1:
                 claim.checks.append(Check(group, f"S={steps[0]}", NO_DATA, "1 S measured"))
-            for s0, s1 in zip(steps, steps[1:]):
-                _check(claim, group, f"{s0}->{s1}", block.measured.loc[(eta, s1)], block.measured.loc[(eta, s0)],
-                       f"S={s1}", f"S={s0}")
+            claim.checks += [paired(metric, group, f"{s0}->{s1}", cells.loc[(eta, s1)], cells.loc[(eta, s0)], f"S={s1}",
+                                    f"S={s0}") for s0, s1 in zip(steps, steps[1:])]
     return claim
 
 
 def sigma_hat_worse_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
     claim = Claim("sigma_hat_worse_small_S", "The sigma-hat process is far worse than every eta at small S.", metric,
-                  f"At the smallest S where sigma-hat and an eta were both measured, each eta against sigma-hat: PASS "
-                  f"when the eta is better ({label(metric)} {METRICS[metric].direction}). How far is the ratio of the "
-                  "means, given but not decided on (the paper, CIFAR-10 FID at S=10: 367.43 / 41.07 = 8.9 against "
-                  "eta=1). " + PAIRED, ("better than sigma-hat", "not better than sigma-hat"))
-    for table, block in _blocks(tables, (1, 3), metric):
-        cells = block.measured
-        shared = sorted(s for e, s in cells.index if e == SIGMA_HAT and any(o != SIGMA_HAT and t == s for o, t in cells.index))
+                  _definition("sigma_hat_worse_small_S", metric), ("better than sigma-hat", "not better than sigma-hat"))
+    for where, cells, rows in _blocks(tables, (1, 3), metric):
+        hat_S = {s for e, s in cells.index if e == SIGMA_HAT}
+        shared = sorted(hat_S & {s for e, s in cells.index if e != SIGMA_HAT})
         if not shared:
-            if any(e == SIGMA_HAT for e, _ in cells.index):
-                claim.checks.append(Check(f"Table {table.number}, {dataset_name(block.dataset)}", "", NO_DATA,
-                                          "sigma-hat never measured at an S where an eta was measured"))
+            claim.checks += [Check(where, "", NO_DATA, "sigma-hat never measured at an S where an eta was measured")
+                             ] if hat_S else []
             continue
         S, hat = shared[0], cells.loc[(SIGMA_HAT, shared[0])]
-        for eta in [e for e in block.rows if e != SIGMA_HAT and (e, S) in cells.index]:
-            other = cells.loc[(eta, S)]
-            _check(claim, f"Table {table.number}, {dataset_name(block.dataset)}, S={S}", eta_row_name(eta), other, hat,
-                   eta_row_name(eta), "sigma-hat")
-            claim.checks[-1].evidence += f"; ratio of means sigma-hat / {eta_row_name(eta)} {fmt_number(hat['value'] / other['value'])}"
+        for eta in [e for e in rows if e != SIGMA_HAT and (e, S) in cells.index]:
+            check = paired(metric, f"{where}, S={S}", eta_row_name(eta), cells.loc[(eta, S)], hat, eta_row_name(eta),
+                           "sigma-hat")
+            check.evidence += (f"; ratio of means sigma-hat / {eta_row_name(eta)} "
+                               f"{fmt_number(hat['value'] / cells.loc[(eta, S), 'value'])}")
+            claim.checks.append(check)
     return claim
 
 
 def recon_falls_with_S(tables: list[ReportTable]) -> Claim:
     claim = Claim("recon_falls_with_S", "Reconstruction error falls as S grows.", Metric.RECON_MSE,
-                  "Each pair of consecutive measured S: MSE(larger S) - MSE(smaller S) with a Welch-style 95% "
-                  "t-interval from the two standard errors over the images. The two cells encode and decode the same "
-                  "held-out images, so their errors are positively correlated and this interval, which ignores that "
-                  "pairing, is conservative (wider than a paired one).", ("falls", "rises"))
-    for _, block in _blocks(tables, (2,), Metric.RECON_MSE):
-        cells = block.measured.droplevel("eta").sort_index()
+                  text("recon_falls_with_S"), ("falls", "rises"))
+    for group, cells, _ in _blocks(tables, (2,), Metric.RECON_MSE):
+        cells = cells.droplevel("eta").sort_index()
         for s0, s1 in zip(cells.index, cells.index[1:]):
             a, b = cells.loc[s1], cells.loc[s0]
-            group = f"Table 2, {dataset_name(block.dataset)}"
             if not all(math.isfinite(float(x)) for x in (a["value"], b["value"], a["stderr"], b["stderr"])):
                 claim.checks.append(Check(group, f"{s0}->{s1}", NO_DATA, "a value or standard error is NaN or infinite"))
                 continue
@@ -232,12 +189,8 @@ def recon_falls_with_S(tables: list[ReportTable]) -> Claim:
 
 def time_linear_in_S(lines: list[TimingLine]) -> Claim:
     lo, hi = SLOPE_RANGE
-    claim = Claim(
-        "time_linear_in_S", "Sampling time is linear in the number of steps (Figure 4).", "time",
-        f"Per dataset and device, with >= 3 distinct step counts: a straight line seconds_per_image = a + b NFE fits "
-        f"with R^2 >= {R2_MIN}, and the log-log slope of hours-for-50k against NFE lies in [{lo}, {hi}] (1 = "
-        "proportional, the paper's reading); the slope's 95% t-interval is given.",
-    )
+    claim = Claim("time_linear_in_S", "Sampling time is linear in the number of steps (Figure 4).", "time",
+                  text("time_linear_in_S", r2=R2_MIN, lo=lo, hi=hi))
     for line in lines:
         scope = line.label + (" (from sample jobs)" if line.fallback else "")
         if len(line.points) < 3:
@@ -256,12 +209,16 @@ def rank_agreement(tables: list[ReportTable]) -> list[RankAgreement]:
     """Kendall's tau-b between measured cells and the paper's values over the cells both have, per table block."""
     out = []
     for table in tables:
-        for block in [b for b in table.blocks if not b.paper_only and len(b.measured)]:
-            values = block.measured["value"]
-            common = sorted(k for k, v in values.items() if k in block.reference and math.isfinite(v))
-            tau = kendall_tau([values[k] for k in common], [block.reference[k][0] for k in common])
-            out.append(RankAgreement(table.number, block.dataset, block.reference_dataset or "-", block.comparable,
-                                     len(common), tau, block.metric))
+        for block in table.measured_blocks():
+            values, reference = block.measured["value"], block.reference["value"]
+            common = sorted(k for k, v in values.items() if k in reference.index and math.isfinite(v))
+            tau = kendall_tau([values[k] for k in common], [reference[k] for k in common])
+            name = f"Table {table.spec.number}, {dataset_name(block.dataset)}"
+            description = f"{name}: measured vs paper" if block.comparable else (
+                f"{name} measured vs paper {dataset_name(block.reference_dataset)}: ordering comparison only (values "
+                "not comparable)")
+            out.append(RankAgreement(table.spec.number, block.dataset, block.reference_dataset, block.comparable,
+                                     len(common), tau, block.metric, description))
     return out
 
 
@@ -275,8 +232,7 @@ def check_claims(tables: list[ReportTable], lines: list[TimingLine]) -> list[Cla
 def claims_frame(claims: list[Claim], ranks: list[RankAgreement]) -> pd.DataFrame:
     """claims.csv: every check with its numbers, every claim's verdict, Kendall's tau per table block."""
     data = [{"kind": "claim", "claim": c.key, "metric": c.metric, "scope": k.scope, "verdict": k.verdict, "value": "",
-             "evidence": k.evidence, **({"estimate": k.interval.estimate, "ci95_low": k.interval.low,
-                                         "ci95_high": k.interval.high, "df": k.interval.df} if k.interval else {}),
+             "evidence": k.evidence, **dict(zip(["estimate", "ci95_low", "ci95_high", "df"], k.interval or ())),
              "K": k.K} for c in claims for k in c.checks]
     data += [{"kind": "claim_overall", "claim": c.key, "metric": c.metric, "scope": "all", "verdict": c.verdict,
               "value": "", "evidence": c.definition} for c in claims]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from ..cli import reports_errors
@@ -38,22 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ..tracking import tracking_uri
     from .build import Options, build_report
-    from .metrics import label
+    from .labels import label
 
-    uri = tracking_uri(args.tracking_uri)  # the runner's resolution
-    result = build_report(Options(uri, args.out, args.experiment, args.dataset, args.latex_check))
+    result = build_report(Options(tracking_uri(args.tracking_uri), args.out, args.experiment, args.dataset,
+                                  args.latex_check))  # the store as the runner resolves it
     print(f"report written to {args.out}/ in {result.seconds:.1f} s: {args.out / 'index.html'} ({len(result.files)} files)")
     for c in result.claims:
         print(f"  {c.verdict:<19} [{label(c.metric)}] {c.statement}")
     for r in result.ranks:
-        tau = "n/a" if r.tau != r.tau else f"{r.tau:.3f}"
-        print(f"  Kendall tau {tau:>6} over {r.n} cells: {r.description}")
+        print(f"  Kendall tau {'n/a' if r.tau != r.tau else f'{r.tau:.3f}':>6} over {r.n} cells: {r.description}")
     if result.latex is not None:
         print(f"  {result.latex.summary}")
-        if not result.latex.ok:
-            return 1
-    return 0
-
-
-def run() -> None:
-    sys.exit(main())
+    return 1 if result.latex is not None and not result.latex.ok else 0

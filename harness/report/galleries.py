@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..eta import eta_row_name
 from .artifacts import fetch
 from .figures import plt, save
 from .labels import dataset_name, file_stem
+from .render import Figure, text
 from .tables import ReportTable
 
 GRID_ROWS = 3  # rows of 10 images shown per (eta, S) panel of the sample grids
@@ -24,13 +26,11 @@ def _top_rows(image: np.ndarray, rows: int, nrow: int = 10, padding: int = 2) ->
     return image[: padding + rows * tile]
 
 
-def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) -> list[tuple[str, Path, Path, list[str]]]:
-    """One figure per dataset of Tables 1/3: the samples.png of the run in each (eta, S) cell.
-
-    Returns (dataset, png, pdf, missing) where missing lists the cells whose run had no artifact.
-    """
+def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) -> list[tuple[Figure, list[str]]]:
+    """One figure per dataset of Tables 1/3, the samples.png of the run in each (eta, S) cell, with the cells whose
+    run had no such artifact."""
     out = []
-    for block in [b for t in tables if t.number in (1, 3) for b in t.blocks if not b.paper_only and len(b.measured)]:
+    for block in [b for t in tables if t.spec.number in (1, 3) for b in t.measured_blocks()]:
         cells = block.measured
         rows = [r for r in block.rows if r in cells.index.get_level_values("eta")]
         cols = sorted(set(cells.index.get_level_values("S")))
@@ -39,8 +39,7 @@ def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) 
         missing = []
         for (i, r), (j, s) in [(a, b) for a in enumerate(rows) for b in enumerate(cols)]:
             ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             run = cells.loc[(r, s)] if (r, s) in cells.index else None
             path = fetch(uri, run, "samples.png", tmp) if run is not None else None
             if path is not None:
@@ -48,21 +47,20 @@ def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) 
             else:
                 ax.text(0.5, 0.5, "not run" if run is None else "no samples.png", ha="center", va="center", fontsize=8,
                         transform=ax.transAxes)
-                if run is not None:
-                    missing.append(f"{eta_row_name(r)}, S={s} (run {run['run_id']})")
+                missing += [] if run is None else [f"{eta_row_name(r)}, S={s} (run {run['run_id']})"]
             if i == 0:
                 ax.set_title(f"S={s}", fontsize=9)
             if j == 0:
                 ax.set_ylabel(eta_row_name(r), fontsize=9)
-        fig.suptitle(f"{dataset_name(block.dataset)}: samples by eta and S (first images of each run, as Figure 3)",
-                     fontsize=10)
-        png, pdf = save(fig, out_dir, f"figure3_samples_{file_stem(block.dataset)}", dpi=140)
-        out.append((block.dataset, png, pdf, missing))
+        name = dataset_name(block.dataset)
+        fig.suptitle(f"{name}: samples by eta and S (first images of each run, as Figure 3)", fontsize=10)
+        out.append((save(fig, out_dir, f"figure3_samples_{file_stem(block.dataset)}", text("sample_grid", dataset=name),
+                         dpi=140), missing))
     return out
 
 
 def _image_grid(images: np.ndarray, titles: list[str], suptitle: str, size: float, out_dir: Path, stem: str,
-                ylabel: str = "") -> tuple[Path, Path]:
+                caption: str, ylabel: str = "") -> Figure:
     """uint8 images [rows, cols, C, H, W], one per panel (grey for one channel, else RGB); titles over the columns."""
     rows, cols = images.shape[:2]
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 0.6 * bool(ylabel), size * rows + 0.3 * bool(titles)),
@@ -71,30 +69,26 @@ def _image_grid(images: np.ndarray, titles: list[str], suptitle: str, size: floa
         image = images[i, j]
         ax.imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255,
                   interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         if i == 0 and titles:
             ax.set_title(titles[j], fontsize=8)
     axes[0][0].set_ylabel(ylabel, fontsize=8)
     fig.suptitle(suptitle, fontsize=9)
-    return save(fig, out_dir, stem)
+    return save(fig, out_dir, stem, caption)
 
 
-def consistency_and_interpolation(images: dict, settings: dict, dataset: str, out_dir: Path) -> list[tuple[str, Path, Path]]:
-    """Figures 5 and 6 from the figures job's images: (caption, png, pdf) for each."""
-    seed, S_list, S = settings["seed"], settings["consistency_S"], settings["interpolation_S"]
-    n = images["consistency"].shape[1]
+def consistency_and_interpolation(run: pd.Series, images: dict, settings: dict, out_dir: Path) -> list[Figure]:
+    """Figures 5 and 6 from the images of a figures run (artifacts.figures_images)."""
+    values = dict(dataset=run["dataset"], seed=settings["seed"], S=settings["interpolation_S"])
+    S_list = settings["consistency_S"]
     return [
-        (f"Consistency: {dataset}, the same x_T (rows, seed {seed}, images 0-{n - 1}) decoded with eta=0 and "
-         f"S = {', '.join(map(str, S_list))} (columns), as the paper's Figure 5",
-         *_image_grid(images["consistency"].swapaxes(0, 1), [f"S={s}" for s in S_list],
-                      "Same x_T, eta=0, different S (as Figure 5)", 1.1, out_dir, "figure5_consistency", "x_T #0")),
-        (f"Interpolation: {dataset}, spherical interpolation between the x_T of images 0 and 1 (seed {seed}), "
-         f"decoded with eta=0, S={S}, as the paper's Figure 6 / App. D.5",
-         *_image_grid(images["interpolation"][None], [f"{a:.2g}" for a in images["alphas"]],
-                      f"slerp(x_T #0, x_T #1, alpha), eta=0, S={S} (as Figure 6)", 1.0, out_dir, "figure6_interpolation")),
-        (f"2-D interpolation grid: {dataset}, x_T of images 0, 1 (top corners) and 2, 3 (bottom corners), seed {seed}, "
-         f"slerp along rows and columns (App. D.5), eta=0, S={S}",
-         *_image_grid(images["grid"], [], f"2-D slerp grid between the x_T of images 0-3, eta=0, S={S}", 1.0, out_dir,
-                      "figure6_interpolation_grid")),
+        _image_grid(images["consistency"].swapaxes(0, 1), [f"S={s}" for s in S_list],
+                    "Same x_T, eta=0, different S (as Figure 5)", 1.1, out_dir, "figure5_consistency",
+                    text("figure5", n=images["consistency"].shape[1], S_list=", ".join(map(str, S_list)), **values),
+                    "x_T #0"),
+        _image_grid(images["interpolation"][None], [f"{a:.2g}" for a in images["alphas"]],
+                    f"slerp(x_T #0, x_T #1, alpha), eta=0, S={values['S']} (as Figure 6)", 1.0, out_dir,
+                    "figure6_interpolation", text("figure6", **values)),
+        _image_grid(images["grid"], [], f"2-D slerp grid between the x_T of images 0-3, eta=0, S={values['S']}", 1.0,
+                    out_dir, "figure6_interpolation_grid", text("figure6_grid", **values)),
     ]

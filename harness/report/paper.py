@@ -1,7 +1,6 @@
-"""The paper's numbers (Song, Meng, Ermon, ICLR 2021), from the project's own copy ``paper_values.csv``.
-
-Values keep the text the paper prints (``45.20``, ``0.0009``) for display and a float for comparisons.
-Figure 4 has no numeric values in the paper; ``FIG4_READING`` holds what its caption and the introduction say.
+"""The paper's numbers (Song, Meng, Ermon, ICLR 2021), from the project's own copy ``paper_values.csv``: which
+datasets, rows (eta) and columns (S) each of Tables 1-3 has, and its values as printed (``45.20``, ``0.0009``) and as
+floats. Figure 4 has no numeric values in the paper; ``FIG4_READING`` holds what its caption and the introduction say.
 """
 
 from __future__ import annotations
@@ -11,11 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..eta import SIGMA_HAT, eta_label
+from ..eta import SIGMA_HAT, eta_label, eta_sort_key
 
 PAPER_CSV = Path(__file__).with_name("paper_values.csv")
-PAPER_S = {1: [10, 20, 50, 100, 1000], 2: [10, 20, 50, 100, 200, 500, 1000], 3: [10, 20, 50, 100, 1000]}
-PAPER_DATASETS = {1: ["cifar10", "celeba"], 2: ["cifar10"], 3: ["lsun_bedroom", "lsun_church"]}
 ORDERING_REFERENCE = "cifar10"  # the paper block shown beside datasets the paper did not use (digits)
 
 # Figure 4 (no numbers in the paper): hours to sample 50k images on one Nvidia 2080 Ti, linear in the trajectory
@@ -36,7 +33,13 @@ def load_paper() -> pd.DataFrame:
     return df
 
 
-def paper_cells(table: int, dataset: str) -> dict[tuple[str, int], tuple[float, str]]:
-    """{(eta label, S): (value, printed text)} of one dataset block of one paper table (empty if none)."""
-    df = load_paper().query("table == @table and dataset == @dataset")
-    return {(e, int(s)): (float(v), t) for e, s, v, t in zip(df["eta"], df["S"], df["value"], df["text"])}
+def paper_layout(table: int) -> tuple[list[str], list[str], list[int]]:
+    """The datasets (in the paper's order), rows (eta labels, in the paper's order) and S of one paper table."""
+    df = load_paper()[load_paper()["table"] == table]
+    return list(dict.fromkeys(df["dataset"])), sorted(set(df["eta"]), key=eta_sort_key), sorted(set(df["S"].tolist()))
+
+
+def paper_cells(table: int, dataset: str) -> pd.DataFrame:
+    """One dataset block of a paper table (empty if none), index (eta label, S): value and text (as printed)."""
+    df = load_paper()
+    return df[(df["table"] == table) & (df["dataset"] == dataset)].set_index(["eta", "S"])[["value", "text"]]

@@ -1,22 +1,37 @@
-"""Rendering the document model through the package's jinja2 templates: Markdown (figures linked by relative path),
-one self-contained HTML page (figures embedded as data URIs; tables by pandas' Styler), and CSV files."""
+"""The report's documents: sections of paragraphs (str), bullet lists (list of str), tables and figures, rendered
+through the jinja2 templates to Markdown (figures linked by relative path) and to one self-contained HTML page
+(figures embedded as data URIs, tables by pandas' Styler), so both say the same."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
+from collections import namedtuple
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup
 import pandas as pd
+from markupsafe import Markup
 from pandas.io.formats.style import Styler
-
-from .document import Section
 
 VERDICT_CLASSES = {"PASS": "pass", "FAIL": "fail", "within noise": "noise", "not enough repeats": "na",
                    "not enough data": "na"}
+
+
+Table = namedtuple("Table", "frame caption", defaults=[""])
+Figure = namedtuple("Figure", "png caption pdf")  # written in the report's folder, as the documents
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list = field(default_factory=list)
+    level: int = 2
+
+    def add(self, *blocks) -> "Section":
+        self.blocks.extend(blocks)
+        return self
 
 
 def _text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -37,37 +52,27 @@ def html_table(frame: pd.DataFrame) -> Markup:
     return Markup(styler.set_td_classes(classes).to_html())
 
 
-def data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def anchor(title: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
-
-
-@jinja2.pass_context
-def relative(context, path: Path) -> str:
-    return Path(os.path.relpath(path, context["base"])).as_posix()
-
-
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
                          autoescape=jinja2.select_autoescape(["html.j2"]), keep_trailing_newline=True,
                          undefined=jinja2.StrictUndefined)
-ENV.filters.update(markdown_table=markdown_table, html_table=html_table, data_uri=data_uri, anchor=anchor,
-                   relative=relative)
+ENV.filters.update(
+    markdown_table=markdown_table, html_table=html_table,
+    data_uri=lambda path: "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii"),
+    anchor=lambda title: "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-"))
+ENV.tests.update(table=lambda b: isinstance(b, Table), figure=lambda b: isinstance(b, Figure),
+                 section=lambda b: isinstance(b, Section))
 
 
-def write_markdown(sections: list[Section], path: Path, title: str | None = None) -> Path:
-    text = ENV.get_template("document.md.j2").render(title=title, sections=sections, base=path.parent)
-    path.write_text(text, encoding="utf-8")
-    return path
+_TEXT = ENV.get_template("text.j2").module
 
 
-def write_html(sections: list[Section], path: Path, title: str) -> Path:
-    path.write_text(ENV.get_template("document.html.j2").render(title=title, sections=sections), encoding="utf-8")
-    return path
+def text(name: str, **values) -> str:
+    """A piece of the report's fixed wording: the macro ``name`` of templates/text.j2, its lines joined into one."""
+    return " ".join(filter(None, (line.strip() for line in getattr(_TEXT, name)(**values).splitlines())))
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    frame.to_csv(path, index=False)
+def write_document(sections: list[Section], path: Path, title: str | None = None) -> Path:
+    """``path`` (.md or .html) from the template of its kind."""
+    template = ENV.get_template(f"document{path.suffix}.j2")
+    path.write_text(template.render(title=title, sections=sections), encoding="utf-8")
     return path

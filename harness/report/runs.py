@@ -28,8 +28,8 @@ FIELDS = {
     "job": Param.JOB, "dataset": Param.DATASET, "model": Param.MODEL, "checkpoint": Param.CHECKPOINT, "ema": Param.EMA,
     "sampler": Param.SAMPLER, "S": Param.S, "eta": Param.ETA, "trajectory": Param.TRAJECTORY, "nfe": Param.NFE,
     "N": Param.N, "repeats": Param.REPEATS, "seed": Param.SEED, "batch_size": Param.BATCH_SIZE, "T": Param.T,
-    "precision": Param.PRECISION, "kind": Tag.KIND, "cell_key": Tag.CELL_KEY, "git_commit": Tag.GIT_COMMIT, "device": Tag.DEVICE,
-    "device_name": Tag.DEVICE_NAME, "threads": Tag.THREADS, "host": Tag.HOST,
+    "precision": Param.PRECISION, "kind": Tag.KIND, "cell_key": Tag.CELL_KEY, "git_commit": Tag.GIT_COMMIT,
+    "device": Tag.DEVICE, "device_name": Tag.DEVICE_NAME, "threads": Tag.THREADS, "host": Tag.HOST,
     "checkpoint_sha256": Tag.CHECKPOINT_SHA256, "checkpoint_weights": Tag.CHECKPOINT_WEIGHTS,
     "feature_extractor": Tag.FEATURE_EXTRACTOR, "headline_metric": Tag.HEADLINE_METRIC,
     "sampler_order": Tag.SAMPLER_ORDER, "dtype": Tag.DTYPE, "timing_batch_size": Tag.TIMING_BATCH_SIZE,
@@ -56,31 +56,23 @@ class RunSet:
     datasets_without_runs: list[str] = field(default_factory=list)  # named by --dataset, no finished runs
     orphans: list[str] = field(default_factory=list)  # runs left RUNNING by dead processes, marked KILLED by this report
 
-    def job(self, name: str, metrics: list[str] = ()) -> pd.DataFrame:
-        """The runs of one job with one column per cell-level metric asked for (NaN where a run lacks it)."""
-        runs = self.runs[self.runs["job"] == name]
-        cell = self.values[self.values["repeat"].isna() & self.values["metric"].isin(metrics)]
-        wide = cell.pivot(index="run_id", columns="metric", values="value").reindex(columns=list(metrics))
-        return runs.join(wide, on="run_id")
-
-    def cells(self, job: str, metric: str) -> pd.DataFrame:
+    def cells(self, job: str, metric: str, *extra: str) -> pd.DataFrame:
         """The runs of one job that logged ``metric`` (NaN and inf included): ``value`` (the mean over repeats), its
-        summary over repeats (std, min, ci95_low, ci95_high: NaN when absent) and each repeat's value (r0, r1, ...)."""
-        own = self.values[self.values["metric"] == metric]
+        summary over repeats (std, min, ci95_low, ci95_high: NaN when absent), each repeat's value (r0, r1, ...) and
+        the ``extra`` metrics of the cell (NaN where a run lacks one)."""
+        v = self.values
         stats = {repeat_stat(metric, s): s for s in REPEAT_STATS}
-        summary = self.values[self.values["repeat"].isna() & self.values["metric"].isin(list(stats))]
-        summary = summary.pivot(index="run_id", columns="metric", values="value").rename(columns=stats)
-        repeats = own[own["repeat"].notna()].pivot(index="run_id", columns="repeat", values="value")
-        return (self.runs[self.runs["job"] == job]
-                .join(own[own["repeat"].isna()].set_index("run_id")["value"], on="run_id", how="inner")
-                .join(summary.reindex(columns=list(REPEAT_STATS)), on="run_id")
-                .join(repeats.rename(columns=lambda k: f"r{k}"), on="run_id"))
+        cell = v[v["repeat"].isna()].pivot(index="run_id", columns="metric", values="value")
+        cell = cell.reindex(columns=[metric, *stats, *extra]).rename(columns={metric: "value", **stats})
+        repeats = v[(v["metric"] == metric) & v["repeat"].notna()].pivot(index="run_id", columns="repeat", values="value")
+        logged = v.loc[(v["metric"] == metric) & v["repeat"].isna(), "run_id"]
+        runs = self.runs[(self.runs["job"] == job) & self.runs["run_id"].isin(logged)]
+        return runs.join(cell, on="run_id").join(repeats.rename(columns=lambda k: f"r{k}"), on="run_id")
 
 
-def _client(uri: str):
-    """An MLflow client for a store that exists (the report never creates one); a server is asked once, briefly."""
-    import mlflow
-
+def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics).
+    The report never creates a store, and asks a server once, briefly."""
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
         if not path.is_file():
@@ -95,25 +87,20 @@ def _client(uri: str):
     else:  # unreachable: one message within seconds, not minutes of retries (the environment may override both)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    return mlflow.MlflowClient(tracking_uri=uri)
+    import mlflow
 
-
-def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics)."""
     try:
-        client = _client(uri)
+        client = mlflow.MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             names = sorted(e.name for e in client.search_experiments())
             raise HarnessError(f"The tracking store {uri} has no experiment {experiment!r} (it has: "
                                f"{', '.join(names) or 'none'}); pass --experiment NAME.")
-        runs, token = [], None
-        while True:
-            page = client.search_runs([exp.experiment_id], max_results=5000, page_token=token)
+        page = client.search_runs([exp.experiment_id], max_results=5000)
+        runs = list(page)
+        while page.token:
+            page = client.search_runs([exp.experiment_id], max_results=5000, page_token=page.token)
             runs += page
-            token = page.token
-            if not token:
-                break
     except HarnessError:
         raise
     except Exception as err:  # an unreadable database, an unreachable server
@@ -147,7 +134,7 @@ def normalize(raw: pd.DataFrame) -> pd.DataFrame:
     weights = out["checkpoint_weights"].where(out["checkpoint_weights"].notna(), "ema=" + out["ema"].astype(str))
     out["checkpoint_id"] = [f"{s[:12]}/{w}" if s and s != "None" else f"{c}/{w}"
                             for s, c, w in zip(sha, out["checkpoint"], weights)]
-    out["key"] = [_key(r) for _, r in out.iterrows()]
+    out["key"] = out.apply(_key, axis=1)
     return out
 
 

@@ -17,8 +17,7 @@ import pandas as pd
 
 from ..eta import eta_row_name, eta_sort_key
 from ..names import Metric
-from .labels import DASH, dataset_name, fmt_number
-from .metrics import SAMPLE_METRICS, fmt_cell, label
+from .labels import DASH, SAMPLE_METRICS, dataset_name, fmt_cell, fmt_number
 from .runs import RunSet
 from .stats import loglog_line
 from .tables import headline_metric
@@ -42,7 +41,8 @@ class SamplerView:
                                   zip(cells["value"], cells["ci95_low"], cells["ci95_high"])])
         grid = text.pivot(index="row", columns="nfe", values="text").reindex(index=self.rows,
                                                                            columns=sorted(set(cells["nfe"])))
-        return grid.fillna(DASH).rename(columns=lambda n: f"NFE={n}").rename_axis(index="sampler", columns=None).reset_index()
+        grid = grid.fillna(DASH).rename(columns=lambda n: f"NFE={n}")
+        return grid.rename_axis(index="sampler", columns=None).reset_index()
 
 
 def _row(sampler: str, eta: str) -> str:
@@ -107,7 +107,3 @@ def long_frame(views: list[SamplerView]) -> pd.DataFrame:
     frames = [v.cells.assign(dataset=v.dataset).reindex(columns=columns) for v in views]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
-
-def caption(view: SamplerView) -> str:
-    return (f"{dataset_name(view.dataset)}: {label(view.metric)} by sampler and NFE (mean \u00b1 half-width of the 95% "
-            "interval over repeats; the newest run of each cell)")

@@ -5,38 +5,19 @@ and Kendall's tau-b."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 
 import numpy as np
 from scipy import stats
 
-LEVEL = 0.95
-
-
-@dataclass(frozen=True)
-class Interval:
-    """An estimate with its 95% t-interval and the degrees of freedom it was taken on."""
-
-    estimate: float
-    low: float
-    high: float
-    df: float
-
-
-@dataclass(frozen=True)
-class Line:
-    intercept: float
-    slope: float
-    r2: float  # 1 when y is constant (a flat line fits it exactly)
-    slope_low: float  # the 95% t-interval of the slope (nan with fewer than 3 points)
-    slope_high: float
-
-
+Interval = namedtuple("Interval", "estimate low high df")  # an estimate, its 95% t-interval and degrees of freedom
+# y = intercept + slope x; r2 is 1 when y is constant; the slope's 95% t-interval is nan with fewer than 3 points
+Line = namedtuple("Line", "intercept slope r2 slope_low slope_high")
 NO_LINE = Line(*[math.nan] * 5)
 
 
 def _t(df: float) -> float:
-    return float(stats.t.ppf(0.5 + LEVEL / 2, df))
+    return float(stats.t.ppf(0.975, df))
 
 
 def paired_interval(a, b) -> Interval:
@@ -60,8 +41,7 @@ def fit_line(x, y) -> Line:
     if len(x) < 2 or np.ptp(x) == 0:
         return NO_LINE
     fit = stats.linregress(x, y)
-    residual = y - fit.intercept - fit.slope * x
-    r2 = 1.0 - residual.var() / y.var() if y.var() > 0 else 1.0
+    r2 = 1.0 - (y - fit.intercept - fit.slope * x).var() / y.var() if y.var() > 0 else 1.0
     half = _t(len(x) - 2) * fit.stderr if len(x) > 2 else math.nan
     return Line(fit.intercept, fit.slope, r2, fit.slope - half, fit.slope + half)
 

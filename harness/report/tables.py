@@ -1,22 +1,17 @@
 """The paper's Tables 1-3 filled with measured values: one block per dataset, cells "measured (paper)".
 
-* Table 1: the headline metric (FID) of DDIM-family sample runs by eta (rows 0, 0.2, 0.5, 1, sigma-hat, other
-  measured etas) and S (the paper's 10, 20, 50, 100, 1000 plus every measured S); CIFAR-10 / CelebA cells carry the
-  paper value in parentheses. A dataset the paper did not use (digits) shows measured values only, followed by the
-  paper's CIFAR-10 block for comparing orderings (the values are not comparable). Beside each dataset's headline
-  block, one block per other metric it was scored on (KID, precision, recall, FD in pixels), each naming its features.
-* Table 2: reconstruction MSE of recon runs by S, the paper's CIFAR-10 row beside it.
-* Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1), S 10/20/50/100 and the caption's 1000-step DDPM value.
-
-A measured cell is ``mean ± half-width`` of its 95% interval (over the cell's repeats; for Table 2 from the standard
-error over images), or the mean marked ``‡`` when it was measured once; "-" marks a cell that was not run. Within a
-dataset block the runs should share N, seed, trajectory, checkpoint and feature extractor; where they do not, the
-differing values and run ids are listed in a note and the cells whose settings differ are marked with a dagger.
+Table 1 is the headline metric (FID) of DDIM-family sample runs by eta and S, Table 2 reconstruction MSE by S, Table 3
+LSUN FID, DDIM vs DDPM. Rows and columns are the paper's plus every measured eta and S. A dataset the paper did not
+use (digits) is followed by the paper's CIFAR-10 block for comparing orderings; each dataset's headline block by one
+block per other metric it was scored on. A cell shows the run chosen for it: per (eta, S) the newest run with its
+block's most common settings (N, seed, trajectory, checkpoint, feature extractor, precision); a cell whose run
+differs is marked with a dagger, and the block's notes name every difference and every run left out.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import re
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -24,82 +19,70 @@ from scipy import stats
 
 from ..eta import eta_row_name, eta_sort_key
 from ..names import Metric
-from .labels import DASH, dataset_name
-from .metrics import METRICS, ONE_REPEAT, SAMPLE_METRICS, fmt_cell, label
-from .paper import ORDERING_REFERENCE, PAPER_DATASETS, PAPER_S, paper_cells
+from .labels import DAGGER, DASH, SAMPLE_METRICS, dataset_name, direction, fmt_cell, label
+from .paper import ORDERING_REFERENCE, paper_cells, paper_layout
+from .render import text
 from .runs import FEATURES, RunSet
 
-DAGGER = "\u2020"
 SETTINGS = {
     "sample": ["N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision"],
     "recon": ["N", "seed", "trajectory", "checkpoint_id", "precision"],
 }
 SETTING_NAMES = {"checkpoint_id": "checkpoint", "feature_extractor": "feature extractor"}
 LONG_SETTINGS = ["nfe", "N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision", "device_name"]
-SUMMARY = ["repeats", "std", "min", "ci95_low", "ci95_high"]
+SUMMARY = ["std", "min", "ci95_low", "ci95_high"]
+# the long CSV: its columns (stderr for Table 2 only) from these columns of a block's cells, then r0, r1, ...
+LONG = {"table": "table", "dataset": "dataset", "row": "row", "eta": "eta", "S": "S", "value": "measured",
+        "paper": "paper", "reference_paper_value": "reference_paper_value", "reference_dataset": "reference_dataset",
+        "flagged": "flagged", "stderr": "stderr", "run_id": "run_id", **{k: SETTING_NAMES.get(k, k) for k in LONG_SETTINGS},
+        "metric": "metric", "repeats": "K", **{s: s for s in SUMMARY}}
 RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
-CELLS = (f"Cells: measured (paper), the measured value as mean \u00b1 half-width of its 95% interval, {ONE_REPEAT} = "
-         "measured once (K=1), no interval; '-' = not run.")
 
 
-@dataclass(frozen=True)
-class Spec:
-    """What one paper table shows."""
-
-    number: int
-    title: str
-    job: str
-    base_rows: tuple[str, ...]
-    lsun: bool | None  # True: LSUN datasets only, False: all but LSUN, None: any
-    note: str
-    empty_note: str
+Spec = namedtuple("Spec", "number title job lsun")  # lsun: True LSUN datasets only, False all but LSUN, None any
+SPECS = [Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", False),
+         Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", None),
+         Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", True)]
 
 
-SPECS = [
-    Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", ("0", "0.2", "0.5", "1", "hat"), False,
-         f"{CELLS} The headline metric (FID) is lower-is-better; the intervals are over the cell's K repeats "
-         "(disjoint sets of N images).", "No sample runs for these datasets: paper values only."),
-    Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", (RECON_ROW,), None,
-         "Encode a held-out image to x_T with eta=0 over S steps, decode over S steps. " + CELLS.replace(
-             "of its 95% interval", "of its 95% interval (t on the standard error over the images)"),
-         "No recon runs for these datasets: paper values only."),
-    Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", ("0", "1"), True,
-         f"{CELLS} eta=0 is DDIM, eta=1 is DDPM; S=1000 is the caption's 1000-step DDPM value.",
-         "No LSUN sample runs: paper values only."),
-]
+def _no_cells(*columns: str) -> pd.DataFrame:
+    return pd.DataFrame(columns=list(columns), index=pd.MultiIndex.from_tuples([], names=["eta", "S"]))
 
 
 @dataclass
 class Block:
-    """One dataset block of a table: its rows (eta labels) by its columns (S)."""
+    """One dataset block of a table: its rows (eta labels) by its columns (S). ``measured`` and ``paper`` are indexed
+    by (eta, S): the run chosen for a cell with its value and interval; the paper's value and printed text."""
 
     dataset: str
     label: str
     rows: list[str]
     cols: list[int]
     metric: str = Metric.FID
-    measured: pd.DataFrame = field(default_factory=pd.DataFrame)  # index (eta, S): the chosen run, value, intervals
-    paper: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)
+    measured: pd.DataFrame = field(default_factory=_no_cells)
+    paper: pd.DataFrame = field(default_factory=lambda: _no_cells("value", "text"))
     paper_only: bool = False  # the paper's values shown for reference (cells hold the paper value)
-    comparable: bool = True  # the measured values estimate the paper's numbers (same dataset)
-    reference: dict[tuple[str, int], tuple[float, str]] = field(default_factory=dict)  # for rank agreement
+    reference: pd.DataFrame | None = None  # the paper's block the measured values are ranked against
     reference_dataset: str | None = None
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # the block's most common run settings
 
+    @property
+    def comparable(self) -> bool:
+        """Whether the measured values estimate the paper's numbers (same dataset)."""
+        return self.reference_dataset == self.dataset
+
     def grid(self) -> pd.DataFrame:
         """Display strings, rows by S: measured (with a dagger where flagged) and the paper's value in parentheses."""
         index = pd.MultiIndex.from_product([self.rows, self.cols], names=["eta", "S"])
-        paper = pd.Series({k: t for k, (_, t) in self.paper.items()}, dtype=object).reindex(index)
+        paper = self.paper["text"].reindex(index)
         if self.paper_only:
             text = paper.fillna(DASH)
         else:
-            m = self.measured
-            shown = pd.Series([fmt_cell(v, lo, hi, self.metric) + (DAGGER if f else "")
-                               for v, lo, hi, f in zip(m["value"], m["ci95_low"], m["ci95_high"], m["flagged"])],
-                              index=m.index, dtype=object) if len(m) else pd.Series(dtype=object)
-            text = shown.reindex(index).fillna(DASH)
-            text = text.where(paper.isna(), text + " (" + paper.astype(str) + ")")
+            m = self.measured.reindex(columns=["value", "ci95_low", "ci95_high", "flagged"])
+            text = pd.Series([fmt_cell(v, lo, hi, self.metric) + (DAGGER if f else "") for v, lo, hi, f in
+                              m.itertuples(index=False)], index=m.index, dtype=object).reindex(index).fillna(DASH)
+            text = text.where(paper.isna(), text + " (" + paper + ")")
         return text.unstack("S").reindex(index=self.rows, columns=self.cols)
 
 
@@ -109,14 +92,6 @@ class ReportTable:
     blocks: list[Block] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     metric_blocks: dict[str, list[Block]] = field(default_factory=dict)  # dataset: its blocks of other metrics
-
-    @property
-    def number(self) -> int:
-        return self.spec.number
-
-    @property
-    def title(self) -> str:
-        return self.spec.title
 
     @property
     def key(self) -> str:
@@ -133,6 +108,11 @@ class ReportTable:
     def row_label(self, row: str) -> str:
         return "reconstruction MSE" if self.spec.job == "recon" else eta_row_name(row)
 
+    def measured_blocks(self, other_metrics: bool = False) -> list[Block]:
+        """The blocks with measured cells: the headline blocks, and the other metrics' blocks if asked."""
+        blocks = [*self.blocks, *(b for bs in self.metric_blocks.values() for b in bs)] if other_metrics else self.blocks
+        return [b for b in blocks if not b.paper_only and len(b.measured)]
+
     def block_frame(self, block: Block) -> pd.DataFrame:
         """One block as displayed: the row label, then one column per S."""
         grid = block.grid().rename(index=self.row_label, columns=lambda s: f"S={s}")
@@ -140,37 +120,26 @@ class ReportTable:
 
     def display_frame(self) -> pd.DataFrame:
         """Every block in one frame (the wide CSV): block, row, S columns (union over blocks)."""
-        cols = [f"S={s}" for s in self.cols]
-        frames = [self.block_frame(b).reindex(columns=[self.row_header, *cols], fill_value=DASH).assign(block=b.label)
-                  for b in self.blocks]
-        return pd.concat(frames, ignore_index=True)[["block", self.row_header, *cols]] if frames else \
-            pd.DataFrame(columns=["block", self.row_header, *cols])
+        columns = ["block", self.row_header, *(f"S={s}" for s in self.cols)]
+        frames = [self.block_frame(b).assign(block=b.label).reindex(columns=columns, fill_value=DASH) for b in self.blocks]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
     def long_frame(self) -> pd.DataFrame:
         """One line per measured or paper cell, numbers unformatted (the long CSV): the mean, its interval and
         summary over repeats, and each repeat's value."""
         frames = []
-        for b in self.blocks:
-            if b.paper_only:
-                continue
+        for b in [b for b in self.blocks if not b.paper_only]:
             index = pd.MultiIndex.from_product([b.rows, b.cols], names=["eta", "S"])
-            cells = pd.DataFrame(index=index).join(b.measured) if len(b.measured) else pd.DataFrame(
-                index=index, columns=["value", "run_id", "flagged", "stderr", *SUMMARY, *LONG_SETTINGS])
-            cells["paper"] = [b.paper.get(k, (None,))[0] for k in index]
-            cells["reference_paper_value"] = [None if b.comparable else b.reference.get(k, (None,))[0] for k in index]
-            cells = cells[cells["value"].notna() | cells["paper"].notna() | cells.get("run_id").notna()].reset_index()
-            frames.append(pd.DataFrame({
-                "table": self.number, "dataset": b.dataset, "row": cells["eta"].map(self.row_label), "eta": cells["eta"],
-                "S": cells["S"], "measured": cells["value"], "paper": cells["paper"],
-                "reference_paper_value": cells["reference_paper_value"],
-                "reference_dataset": None if b.comparable else b.reference_dataset,
-                "flagged": cells["flagged"].astype(object),
-                **({"stderr": cells["stderr"]} if self.spec.job == "recon" else {}),
-                "run_id": cells["run_id"],
-                **{SETTING_NAMES.get(k, k): cells[k] for k in LONG_SETTINGS},
-                "metric": b.metric, "K": cells["repeats"], **{s: cells[s] for s in SUMMARY[1:]},
-                **{r: cells[r] for r in cells.columns if r[0] == "r" and r[1:].isdigit()},
-            }))
+            repeats = [c for c in b.measured.columns if re.fullmatch(r"r\d+", c)]
+            cells = b.measured.reindex(index=index, columns=[*LONG, *repeats]).drop(columns=["eta", "S"])
+            cells["paper"] = b.paper["value"].reindex(index)
+            cells["reference_paper_value"] = None if b.comparable else b.reference["value"].reindex(index)
+            cells = cells[cells["value"].notna() | cells["paper"].notna() | cells["run_id"].notna()].reset_index()
+            cells = cells.assign(table=self.spec.number, dataset=b.dataset, row=cells["eta"].map(self.row_label),
+                                 reference_dataset=None if b.comparable else b.reference_dataset, metric=b.metric,
+                                 flagged=cells["flagged"].astype(object))
+            cells = cells.drop(columns=[] if self.spec.job == "recon" else ["stderr"])
+            frames.append(cells[[c for c in [*LONG, *repeats] if c in cells]].rename(columns=LONG))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -194,16 +163,14 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
             parts = [f"{v} in {n} run(s) (the block's most common setting)" if v == reference[i] else
                      f"{v} in run(s) {', '.join(r for r, s in zip(runs['run_id'], settings) if s[i] == v)}"
                      for v, n in values.most_common()]
-            block.notes.append(f"Mixed settings in {dataset_name(block.dataset)}: {SETTING_NAMES.get(k, k)} differs: "
-                               + "; ".join(parts) + f". Table cells from runs that differ are marked {DAGGER}.")
+            block.notes.append(text("mixed_settings", dataset=dataset_name(block.dataset), setting=SETTING_NAMES.get(k, k),
+                                    parts=parts))
     shown = set(chosen["run_id"])
     hidden = [f"{r.run_id} ({eta_row_name(r.eta)}, S={r.S}, "
               + ", ".join(f"{SETTING_NAMES.get(k, k)}={v}" for k, v in zip(keys, r.settings)) + ")"
               for _, g in runs.groupby(["eta", "S"], sort=False) for r in g.itertuples() if r.run_id not in shown]
     if hidden:
-        block.notes.append(f"Other runs of {dataset_name(block.dataset)} for a cell already shown (a different cell_key; "
-                           "the table shows the newest run with the block's most common settings), not in the table: "
-                           f"{'; '.join(hidden)}.")
+        block.notes.append(text("hidden_runs", dataset=dataset_name(block.dataset), runs=hidden))
 
 
 def features(runs: pd.DataFrame, metric: str) -> str | None:
@@ -214,45 +181,37 @@ def features(runs: pd.DataFrame, metric: str) -> str | None:
     return ", ".join(sorted({str(x) for x in tags})) or None
 
 
-def _reference_note(table: int, dataset: str, extractor: str | None) -> str:
-    if not extractor:
-        what = "FID features of the run, not the paper's"
-    elif "inception" in extractor.lower():
-        what = f"FID in {extractor} features"
-    else:
-        what = f"FID in {extractor} features, not Inception"
-    return (f"{dataset_name(dataset)}: the paper has no values for this dataset; the paper's "
-            f"{dataset_name(ORDERING_REFERENCE)} block is shown beside it to compare orderings only. The values are not "
-            f"comparable (different data, model{', and feature extractor: ' + what if table != 2 else ''}).")
-
-
 def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) -> Block:
-    """The measured block of one dataset and metric (the headline block carries the notes on its runs)."""
-    sub = runs.cells(spec.job, metric)
+    """The measured block of one dataset and metric (the headline block carries the paper's values and the notes on
+    its runs)."""
+    recon = spec.job == "recon"
+    sub = runs.cells(spec.job, metric, *([Metric.RECON_MSE_STDERR, Metric.N_IMAGES] if recon else []))
     sub = sub[(sub["dataset"] == dataset) & (sub["sampler"] == "ddim")]
-    if spec.job == "recon":  # the interval of a mean over n images: t(n-1) standard errors
-        extra = runs.job("recon", [Metric.RECON_MSE_STDERR, Metric.N_IMAGES]).set_index("run_id")
-        se, n = extra[Metric.RECON_MSE_STDERR].reindex(sub["run_id"]).to_numpy(), extra[Metric.N_IMAGES].reindex(sub["run_id"]).to_numpy()
-        half = stats.t.ppf(0.975, n - 1) * se
-        sub = sub.assign(eta=RECON_ROW, stderr=se, n_images=n, ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
-    cells = paper_cells(spec.number, dataset) if headline else {}
-    rows = sorted(set(spec.base_rows) | set(sub["eta"]), key=eta_sort_key)
-    block = Block(dataset, "", rows, sorted(set(PAPER_S[spec.number]) | set(sub["S"].astype(int))), metric,
-                  paper=cells, comparable=bool(cells), reference=cells, reference_dataset=dataset if cells else None)
+    if recon:  # the interval of a mean over n images: t(n-1) standard errors
+        sub = sub.rename(columns={Metric.RECON_MSE_STDERR: "stderr", Metric.N_IMAGES: "n_images"})
+        half = stats.t.ppf(0.975, sub["n_images"] - 1) * sub["stderr"]
+        sub = sub.assign(eta=RECON_ROW, ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
+    _, paper_rows, paper_S = paper_layout(spec.number)
+    block = Block(dataset, "", sorted(set(paper_rows) | set(sub["eta"]), key=eta_sort_key),
+                  sorted(set(paper_S) | set(sub["S"].astype(int))), metric)
+    if headline:
+        block.paper = block.reference = paper_cells(spec.number, dataset)
+        block.reference_dataset = dataset if len(block.paper) else None
     if len(sub):
         _choose(block, sub, SETTINGS[spec.job], notes=headline)
     extractor = features(sub, metric)
     how = [f"{label(metric)} in {extractor} features"] if extractor and spec.job == "sample" else []
     how += [f"N={block.settings['N']}", f"trajectory {block.settings['trajectory']}"] if block.settings else []
     if not headline:
-        block.label = f"{dataset_name(dataset)}: {how[0] if extractor else label(metric)} ({METRICS[metric].direction})"
+        block.label = f"{dataset_name(dataset)}: {how[0] if extractor else label(metric)} ({direction(metric)})"
         return block
-    block.label = (f"{dataset_name(dataset)}: measured{' (paper)' if cells else ''}"
-                   + (f"; {', '.join(how)}" if how else "") + ("" if cells else "; no paper values"))
-    if not cells:
-        block.reference = paper_cells(spec.number, ORDERING_REFERENCE)
-        block.reference_dataset = ORDERING_REFERENCE
-        block.notes.append(_reference_note(spec.number, dataset, extractor))
+    has_paper = len(block.paper) > 0
+    block.label = (f"{dataset_name(dataset)}: measured{' (paper)' if has_paper else ''}"
+                   + (f"; {', '.join(how)}" if how else "") + ("" if has_paper else "; no paper values"))
+    if not has_paper:
+        block.reference, block.reference_dataset = paper_cells(spec.number, ORDERING_REFERENCE), ORDERING_REFERENCE
+        block.notes.append(text("reference_note", dataset=dataset_name(dataset), extractor=extractor, recon=recon,
+                                reference=dataset_name(ORDERING_REFERENCE)))
     return block
 
 
@@ -266,30 +225,30 @@ def headline_metric(runs: RunSet, dataset: str) -> str:
 
 
 def build_table(spec: Spec, runs: RunSet) -> ReportTable:
+    paper, rows, paper_S = paper_layout(spec.number)
     frame = runs.runs[(runs.runs["job"] == spec.job) & (runs.runs["sampler"] == "ddim")]
     if spec.lsun is not None:
-        frame = frame[frame["dataset"].isin(PAPER_DATASETS[3]) == spec.lsun]
-    paper = PAPER_DATASETS[spec.number]
-    datasets = [d for d in paper if d in set(frame["dataset"])] + sorted(set(frame["dataset"]) - set(paper))
-    table = ReportTable(spec, notes=[spec.note])
-    for ds in datasets:
+        frame = frame[frame["dataset"].isin(paper_layout(3)[0]) == spec.lsun]
+    measured = set(frame["dataset"])
+    table = ReportTable(spec, notes=[text("table_note", number=spec.number)])
+    for ds in [d for d in paper if d in measured] + sorted(measured - set(paper)):
         metric = Metric.RECON_MSE if spec.job == "recon" else headline_metric(runs, ds)
         block = _block(spec, runs, ds, metric, headline=True)
         table.blocks.append(block)
-        if block.reference_dataset == ORDERING_REFERENCE and ds != ORDERING_REFERENCE:
+        if not block.comparable:
             label = (f"{dataset_name(ORDERING_REFERENCE)} (paper) - for comparing orderings only, NOT comparable to "
                      f"{dataset_name(ds)}")
-            table.blocks.append(Block(ORDERING_REFERENCE, label, block.rows, sorted({s for _, s in block.reference}),
-                                      paper=block.reference, paper_only=True))
+            table.blocks.append(Block(ORDERING_REFERENCE, label, block.rows, paper_S, paper=block.reference,
+                                      paper_only=True))
         if spec.job == "sample":
             others = [_block(spec, runs, ds, m, headline=False) for m in SAMPLE_METRICS if m != metric]
             table.metric_blocks[ds] = [b for b in others if len(b.measured)]
     if not table.blocks:  # no runs for this table: the paper's blocks with '-' measured cells
         for ds in [d for d in paper if not runs.datasets_filter or d in runs.datasets_filter]:
             cells = paper_cells(spec.number, ds)
-            table.blocks.append(Block(ds, f"{dataset_name(ds)}: measured (paper)", list(spec.base_rows),
-                                      sorted({s for _, s in cells}), paper=cells, reference=cells, reference_dataset=ds))
-        table.notes += [spec.empty_note] if table.blocks else []
+            table.blocks.append(Block(ds, f"{dataset_name(ds)}: measured (paper)", rows, paper_S, paper=cells,
+                                      reference=cells, reference_dataset=ds))
+        table.notes += [text("table_empty", number=spec.number)] if table.blocks else []
     table.notes += _across_blocks(table.blocks)
     return table
 
@@ -302,8 +261,7 @@ def _across_blocks(blocks: list[Block]) -> list[str]:
         if len(set(values.values())) > 1:
             notes.append(f"{SETTING_NAMES.get(key, key)} differs between dataset blocks: "
                          + ", ".join(f"{dataset_name(d)} {v}" for d, v in values.items()) + ".")
-    return ["The dataset blocks were run with different settings (by design where the paper's differ, e.g. "
-            "CIFAR-10's quadratic trajectory; compare across blocks with care): " + " ".join(notes)] if notes else []
+    return [text("across_blocks", notes=notes)] if notes else []
 
 
 def build_tables(runs: RunSet) -> list[ReportTable]:

@@ -25,28 +25,17 @@ class LatexCheck:
 
 
 def find_engine() -> str | None:
-    for name in ("pdflatex", "latexmk"):
-        if shutil.which(name):
-            return name
-    return None
-
-
-def _strip_comments(text: str) -> str:
-    return "\n".join(re.sub(r"(?<!\\)%.*", "", line) for line in text.splitlines())
+    return next((name for name in ("pdflatex", "latexmk") if shutil.which(name)), None)
 
 
 def syntax_problems(text: str) -> list[str]:
     """Problems a LaTeX engine would report that can be found without one."""
-    text = _strip_comments(text)
-    problems = []
-    depth = 0
-    for i, ch in enumerate(text):
-        if ch in "{}" and i > 0 and text[i - 1] == "\\":
-            continue
-        depth += ch == "{"
-        depth -= ch == "}"
+    text = re.sub(r"(?<!\\)%.*", "", text)  # comments
+    problems, depth = [], 0
+    for match in re.finditer(r"(?<!\\)[{}]", text):
+        depth += 1 if match.group() == "{" else -1
         if depth < 0:
-            problems.append(f"unbalanced '}}' at character {i}")
+            problems.append(f"unbalanced '}}' at character {match.start()}")
             break
     if depth > 0:
         problems.append(f"{depth} unclosed '{{'")
@@ -60,44 +49,37 @@ def syntax_problems(text: str) -> list[str]:
         problems.append("unclosed environments: " + ", ".join(stack))
     for spec, body in re.findall(r"\\begin\{tabular\}\{([^}]*)\}(.*?)\\end\{tabular\}", text, flags=re.S):
         ncols = len(re.findall(r"[lrc]", spec))
-        for rule in ("toprule", "midrule", "bottomrule"):
-            if f"\\{rule}" not in body:
-                problems.append(f"tabular without \\{rule}")
+        problems += [f"tabular without \\{rule}" for rule in ("toprule", "midrule", "bottomrule")
+                     if f"\\{rule}" not in body]
         for row in re.split(r"\\\\", body):
             row = re.sub(r"\\(toprule|midrule|bottomrule|cmidrule(\([^)]*\))?\{[^}]*\})", "", row).strip()
-            if not row:
-                continue
             spans = sum(int(k) - 1 for k in re.findall(r"\\multicolumn\{(\d+)\}", row))
             cells = len(re.findall(r"(?<!\\)&", row)) + 1 + spans
-            if cells != ncols:
+            if row and cells != ncols:
                 problems.append(f"a row has {cells} cells, the tabular {ncols}: {row[:60]!r}")
     return problems
 
 
-def check_latex(main: Path, engine: str | None = "auto") -> LatexCheck:
+def check_latex(main: Path) -> LatexCheck:
     """Compile ``main`` (with the files it inputs, from its folder) in a temporary folder, or check its syntax."""
-    main = Path(main)
-    engine = find_engine() if engine == "auto" else engine
-    files = [main] + [main.parent / f"{name}.tex" if not name.endswith(".tex") else main.parent / name
+    engine = find_engine()
+    files = [main] + [main.parent / (name if name.endswith(".tex") else f"{name}.tex")
                       for name in re.findall(r"\\input\{([^}]*)\}", main.read_text())]
     if engine is None:
         problems = []
         for f in files:
-            if not f.is_file():
-                problems.append(f"{f.name} is missing")
-                continue
-            problems += [f"{f.name}: {p}" for p in syntax_problems(f.read_text())]
+            problems += ([f"{f.name}: {p}" for p in syntax_problems(f.read_text())] if f.is_file()
+                         else [f"{f.name} is missing"])
         return LatexCheck(None, not problems, problems)
     with tempfile.TemporaryDirectory() as tmp:
         for f in files:
             shutil.copy(f, tmp)
-        cmd = ([engine, "-pdf", "-interaction=nonstopmode", "-halt-on-error", main.name] if engine == "latexmk"
-               else [engine, "-interaction=nonstopmode", "-halt-on-error", main.name])
+        flags = ["-pdf"] if engine == "latexmk" else []
         try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=120)
+            proc = subprocess.run([engine, *flags, "-interaction=nonstopmode", "-halt-on-error", main.name], cwd=tmp,
+                                  capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired:
             return LatexCheck(engine, False, [f"{engine} timed out"])
-        pdf = Path(tmp) / (main.stem + ".pdf")
-        ok = proc.returncode == 0 and pdf.is_file()
+        ok = proc.returncode == 0 and (Path(tmp) / (main.stem + ".pdf")).is_file()
         errors = [line for line in proc.stdout.splitlines() if line.startswith("!")]
         return LatexCheck(engine, ok, errors or ([] if ok else [f"{engine} exited {proc.returncode}"]), proc.stdout[-4000:])

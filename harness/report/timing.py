@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .stats import Line, fit_line, loglog_line
 from ..names import Metric
 from .labels import dataset_name
 from .runs import RunSet
+from .stats import Line, fit_line, loglog_line
 
-METRICS = {Metric.HOURS_50K: "hours_50k", Metric.SECONDS_PER_IMAGE: "seconds_per_image"}  # the columns below
+SPI = Metric.SECONDS_PER_IMAGE
 TIMING_SOURCE = "timing jobs (hours_50k)"
 SAMPLE_SOURCE = "sample jobs (fallback: seconds_per_image * 50000 / 3600)"
 
@@ -25,9 +25,13 @@ SAMPLE_SOURCE = "sample jobs (fallback: seconds_per_image * 50000 / 3600)"
 class TimingLine:
     dataset: str
     device: str
-    source: str
+    fallback: bool  # from the sample jobs: the dataset has no timing jobs
     points: pd.DataFrame  # one row per NFE: nfe, hours, seconds_per_image
     runs: pd.DataFrame  # the runs behind it
+
+    @property
+    def source(self) -> str:
+        return SAMPLE_SOURCE if self.fallback else TIMING_SOURCE
 
     @property
     def label(self) -> str:
@@ -41,39 +45,32 @@ class TimingLine:
     @property
     def linear(self) -> Line:
         """seconds_per_image = a + b NFE (its R^2 says how straight the line is)."""
-        return fit_line(self.points["nfe"], self.points["seconds_per_image"])
-
-    @property
-    def fallback(self) -> bool:
-        return self.source == SAMPLE_SOURCE
+        return fit_line(self.points["nfe"], self.points[SPI])
 
 
-def _device(row: pd.Series) -> str:
+def _device(name, device, precision) -> str:
     """'cpu: <model>' / 'cuda:0: <GPU name>', with the precision when it is not fp32."""
-    name, dev, precision = row["device_name"], row["device"], row["precision"]
     if isinstance(name, str) and name and name != "None":
-        label = f"{dev}: {name}" if isinstance(dev, str) and dev and dev not in name else name
+        label = f"{device}: {name}" if isinstance(device, str) and device and device not in name else name
     else:
-        label = str(dev) if isinstance(dev, str) else "unknown device"
+        label = str(device) if isinstance(device, str) else "unknown device"
     return label if precision in (None, "fp32") or pd.isna(precision) else f"{label}, {precision}"
 
 
 def timing_lines(runs: RunSet) -> list[TimingLine]:
+    timing = runs.cells("timing", Metric.HOURS_50K, SPI).rename(columns={"value": "hours"})
+    sample = runs.cells("sample", SPI).rename(columns={"value": SPI})
     lines = []
-    timing = runs.job("timing", [Metric.HOURS_50K, Metric.SECONDS_PER_IMAGE]).rename(columns=METRICS)
-    sample = runs.job("sample", [Metric.SECONDS_PER_IMAGE]).rename(columns=METRICS)
     for ds in sorted(set(timing["dataset"]) | set(sample["dataset"])):
-        sub, source = timing[(timing["dataset"] == ds) & timing["hours_50k"].notna()], TIMING_SOURCE
-        if sub.empty:
-            sub = sample[(sample["dataset"] == ds) & sample["seconds_per_image"].notna()]
-            sub, source = sub.assign(hours_50k=sub["seconds_per_image"] * 50_000 / 3600.0), SAMPLE_SOURCE
-        if sub.empty:
-            continue
-        sub = sub.assign(device_label=sub.apply(_device, axis=1), nfe=sub["nfe"].fillna(sub["S"]).astype(int))
+        sub = timing[(timing["dataset"] == ds) & timing["hours"].notna()]
+        fallback = sub.empty
+        if fallback:
+            sub = sample[(sample["dataset"] == ds) & sample[SPI].notna()]
+        sub = sub.assign(device_label=[_device(*r) for r in zip(sub["device_name"], sub["device"], sub["precision"])],
+                         nfe=sub["nfe"].fillna(sub["S"]).astype(int))
         for device, group in sub.groupby("device_label", sort=True):
-            points = group.groupby("nfe", sort=True).agg(hours=("hours_50k", "median"),
-                                                          seconds_per_image=("seconds_per_image", "median"))
-            if source == SAMPLE_SOURCE:  # from the median seconds per image, as the sample jobs give no hours
-                points["hours"] = points["seconds_per_image"] * 50_000 / 3600.0
-            lines.append(TimingLine(ds, device, source, points.reset_index(), group.sort_values("nfe", kind="stable")))
+            points = group.groupby("nfe", sort=True)[[SPI] if fallback else ["hours", SPI]].median()
+            if fallback:  # from the median seconds per image, as the sample jobs give no hours
+                points["hours"] = points[SPI] * 50_000 / 3600.0
+            lines.append(TimingLine(ds, device, fallback, points.reset_index(), group.sort_values("nfe", kind="stable")))
     return lines
