@@ -299,7 +299,7 @@ def test_unusable_store_is_one_message_on_the_command_line(tmp_path):
     dead = f"tracking.uri=http://127.0.0.1:{closed_port()}"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("MLFLOW_TRACKING_URI", None)
-    report = [sys.executable, "-m", "harness.report", "--out", str(tmp_path / "report"), "--no-samples"]
+    report = [sys.executable, "-m", "harness.report", "--out", str(tmp_path / "report")]
     cases = [
         ("runner, corrupt store", lambda: harness(tmp_path, *TINY, check=False), "is not an SQLite database"),
         ("sweep, corrupt store", lambda: harness(tmp_path, "-m", "S=3,4", *TINY[:3], check=False), "is not an SQLite database"),
