@@ -65,9 +65,9 @@ class ShardStore:
                     self._where.update({int(i): path for i in loaded[0]})
         return self._where
 
-    def missing(self, n: int) -> list[int]:
+    def missing(self, indices: Sequence[int]) -> list[int]:
         have = self.index()
-        return [i for i in range(n) if i not in have]
+        return [i for i in indices if i not in have]
 
     def write(self, indices: Sequence[int], images: torch.Tensor) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
