@@ -105,12 +105,19 @@ def print_plan(cells: list[Cell]) -> int:
     from . import tracking
     from .checkpoints import availability
 
-    groups: dict[str, list[Cell]] = {}
+    groups: list[list[Cell]] = []  # one per line: a cell, or the part jobs of a cell
+    parts_of: dict[str, list[Cell]] = {}
     for cell in cells:
-        groups.setdefault(cell.key, []).append(cell)
+        if cell.part is None:
+            groups.append([cell])
+        elif cell.key in parts_of:
+            parts_of[cell.key].append(cell)
+        else:
+            parts_of[cell.key] = [cell]
+            groups.append(parts_of[cell.key])
     rows, problems = [], {}
     rates: dict[tuple[str, str], Rate | None] = {}
-    for group in groups.values():
+    for group in groups:
         cell = group[0]
         uri = tracking.tracking_uri(cell.tracking.uri)
         done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)

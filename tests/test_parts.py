@@ -13,13 +13,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from clitools import ROOT, harness, runs
+from clitools import ROOT, cells, harness, runs
 from harness import tracking
 from harness.cell import Cell, part_range
 from harness.errors import HarnessError
 from harness.parts import expand_parts, lock_path
 
-TINY = ["N=16", "S=3", "batch_size=4", "threads=1"]
+TINY = ["N=16", "repeats=1", "S=3", "batch_size=4", "threads=1"]
 METRICS = ["fid", "kid", "prc_precision", "prc_recall", "fd_pixels"]
 
 
@@ -67,7 +67,7 @@ def test_parts_alone_expand_into_part_jobs():
     (["part=2"], "part=2 needs parts=<k> with k > 2"),
     (["parts=3"], "give part=<0..2> for one of them, or run -m parts=3"),
     (["parts=2", "part=0", "job=timing"], "only job=sample cells are split into parts"),
-    (["parts=40", "part=0", "N=16"], "parts=40 is more than the cell's 16 images"),
+    (["parts=40", "part=0", "N=16", "repeats=1"], "parts=40 is more than the cell's 16 images"),
     (["parts=2", "part=0", "force=true"], "run the cell once unsplit with force=true"),
 ])
 def test_bad_parts_are_refused_with_the_fix(overrides, message):
@@ -79,6 +79,8 @@ def test_parts_leave_both_keys_alone():
     whole, part = cell_of(*TINY), cell_of(*TINY, "parts=3", "part=2")
     assert (whole.key, whole.images_key) == (part.key, part.images_key)
     assert list(whole.indices) == list(range(16)) and list(part.indices) == list(range(10, 16))
+    planned = cells(*TINY, "S=3,5", "parts=3")  # as the sweep's pre-check composes them
+    assert [(c.S, c.part) for c in planned] == [(3, 0), (3, 1), (3, 2), (5, 0), (5, 1), (5, 2)]
 
 
 def plan(capsys, *overrides) -> str:
