@@ -40,12 +40,13 @@ def run(ctx: JobContext) -> dict:
         return _run_part(ctx, store)
     if cell.force:
         store.clear()  # force resamples; reusing shards is what resume does
-    gen = _sample(ctx, store)
+    model = ctx.load_model()
+    gen = _sample(ctx, model, store)
     metrics = sampling_metrics(gen.sampled, gen.seconds, cell.nfe)
     if gen.nfe is not None:
         metrics[Metric.NFE_COUNTED] = gen.nfe
     ctx.run.log_metrics(metrics)
-    return _score(ctx, store, metrics)
+    return _score(ctx, model, store, metrics)
 
 
 def _run_part(ctx: JobContext, store: ShardStore) -> dict:
@@ -53,7 +54,8 @@ def _run_part(ctx: JobContext, store: ShardStore) -> dict:
     from ..parts import part_done
 
     cell = ctx.cell
-    gen = _sample(ctx, store)
+    model = ctx.load_model()
+    gen = _sample(ctx, model, store)
     if gen.nfe is not None:
         ctx.run.log_metrics({Metric.NFE_COUNTED: gen.nfe})
     end = part_done(cell, ctx.run, ctx.device, gen.sampled, gen.seconds)
@@ -67,13 +69,12 @@ def _run_part(ctx: JobContext, store: ShardStore) -> dict:
         return {}
     metrics = sampling_metrics(int(end.images), end.seconds, cell.nfe)
     ctx.run.log_metrics(metrics)
-    return _score(ctx, end.store, metrics, f"{sampled}, the last of {cell.parts} parts; ")
+    return _score(ctx, model, end.store, metrics, f"{sampled}, the last of {cell.parts} parts; ")
 
 
-def _sample(ctx: JobContext, store: ShardStore):
+def _sample(ctx: JobContext, model, store: ShardStore):
     """Sample the images of this job (the cell's, or its part's block) that the store lacks."""
     cell = ctx.cell
-    model = ctx.load_model()
     progress = ctx.progress(len(cell.indices), "sampling")
     gen = generate(model, store, sampler=cell.sampler_info, indices=cell.indices, seed=cell.seed, tau=cell.tau,
                    schedule=cell.schedule, eta=cell.eta, batch_size=cell.batch_size, device=ctx.device,
@@ -91,7 +92,7 @@ def sampling_metrics(sampled: int, seconds: float, nfe: int) -> dict[str, float]
     return metrics
 
 
-def _score(ctx: JobContext, store: ShardStore, metrics: dict, note: str = "") -> dict:
+def _score(ctx: JobContext, model, store: ShardStore, metrics: dict, note: str = "") -> dict:
     """The sample grid, then every repeat's metrics and their summary, streamed from the shards."""
     cell = ctx.cell
     images = store.images(cell.n_images)
