@@ -10,6 +10,10 @@ Identity. Two keys are hashed from the settings:
   raising N or the number of repeats samples only the new indices.
 * ``key``: what determines the cell's result (the images, plus N, repeats, the job and the metrics); a finished run
   with the same ``key`` makes a rerun skip the cell.
+
+Parts. ``parts=k`` splits a sample cell into k jobs (``part=0..k-1``) that may run on different GPUs or machines:
+part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices into the shared images
+folder, and the cell is scored once, by the part that completes it (harness.parts). Parts change neither key.
 """
 
 from __future__ import annotations
@@ -98,6 +102,8 @@ class Cell:
     output_root: Path
     tracking: Tracking
     fail_after_batches: int | None = None
+    parts: int = 1  # jobs the cell is split into (harness.parts); never part of a key
+    part: int | None = None  # which of them this job is (0..parts-1); None: the whole cell
     config: Mapping = field(default_factory=dict, compare=False, repr=False)  # the whole resolved config, for the record
 
     @classmethod
@@ -155,6 +161,7 @@ class Cell:
             raise HarnessError(f"dataset={dataset['name']} has no held-out images to reconstruct: use job=sample.")
         device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
         fail_after = cfg.get("debug", {}).get("fail_after_batches")
+        parts, part = _parts(cfg, job, N * repeats, bool(cfg.force), bool(cfg.dry_run))
         cell = cls(
             job=job, dataset=dataset, model=model, metrics=_frozen(cfg.metrics), job_options=_frozen(cfg.job),
             diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
@@ -162,7 +169,7 @@ class Cell:
             threads=threads, progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
             device=device, dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
             tracking=Tracking(cfg.tracking.get("uri"), str(cfg.tracking.experiment)),
-            fail_after_batches=None if fail_after is None else int(fail_after),
+            fail_after_batches=None if fail_after is None else int(fail_after), parts=parts, part=part,
             config=_frozen(cfg),
         )
         cell.nfe  # a tau the sampler refuses (repeated or too close timesteps) is refused here
@@ -221,6 +228,19 @@ class Cell:
         return self.N * self.repeats
 
     @property
+    def indices(self) -> range:
+        """The image indices this job samples: all of the cell's, or its part's block."""
+        return range(self.n_images) if self.part is None else part_range(self.n_images, self.parts, self.part)
+
+    @property
+    def part_label(self) -> str:
+        """``part 1 of 3 (images 6..11)``, or "" for a whole cell."""
+        if self.part is None:
+            return ""
+        r = self.indices
+        return f"part {self.part} of {self.parts} (images {r.start}..{r.stop - 1})"
+
+    @property
     def run_name(self) -> str:
         """What differs inside a sweep first (MLflow's list cuts long names): ``S=100 eta=1 digits/sample``."""
         lead = f"S={self.S} eta={self.eta_label}" if self.sampler == "ddim" else f"{self.sampler} NFE={self.nfe} S={self.S}"
@@ -272,6 +292,39 @@ class Cell:
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
             Param.NOISE: self.noise, Param.COMPILE: self.compile,
         }
+
+
+def part_range(n: int, parts: int, part: int) -> range:
+    """Part ``part``'s contiguous block of the indices 0..n-1 split into ``parts`` blocks whose sizes differ by at
+    most one: [part * n // parts, (part + 1) * n // parts)."""
+    return range(part * n // parts, (part + 1) * n // parts)
+
+
+def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool) -> tuple[int, int | None]:
+    """``parts`` and ``part``, checked: 0 <= part < parts, only for sample cells, at most one part per image."""
+    parts = _int("parts", cfg.get("parts", 1), 1, "Set parts=<number of jobs the cell is split into> (1: not split).")
+    part = cfg.get("part")
+    if part is not None:
+        _int("part", part, 0, f"Set part=<0..{parts - 1}>, the part of the cell this job samples.")
+    if parts == 1:
+        if part not in (None, 0):
+            raise HarnessError(f"part={part} needs parts=<k> with k > {part}: set parts to the number of jobs the cell "
+                               "is split into, e.g. parts=4 part=1.")
+        return 1, None
+    whole = f"-m parts={parts}, which runs the parts 0..{parts - 1} as {parts} jobs"
+    if part is None and not dry_run:
+        raise HarnessError(f"parts={parts} splits the cell into {parts} jobs: give part=<0..{parts - 1}> for one of "
+                           f"them, or run {whole}.")
+    if part is not None and part >= parts:
+        raise HarnessError(f"part={part} is not one of the parts 0..{parts - 1} of parts={parts}: use part=0..{parts - 1}.")
+    if job != "sample":
+        raise HarnessError(f"only job=sample cells are split into parts (this is job={job}): drop parts and part.")
+    if parts > n_images:
+        raise HarnessError(f"parts={parts} is more than the cell's {n_images} images (N x repeats): use parts <= {n_images}.")
+    if force:
+        raise HarnessError("force=true resamples the cell, which its parts cannot do apart (each would delete the "
+                           "others' images): run the cell once unsplit with force=true (drop parts and part).")
+    return parts, part
 
 
 def check_environment(cell: Cell) -> None:

@@ -1,10 +1,15 @@
-"""``dry_run=true``: print every cell a sweep would run, which are done, their NFE and estimated time, and whether
-their checkpoint and data are present, without sampling anything. A missing input is printed once, not per cell."""
+"""``dry_run=true``: print every cell a sweep would run, which are done, their NFE and estimated device time, and
+whether their checkpoint and data are present, without sampling anything. A missing input is printed once, not per
+cell. The time is the cell's images x NFE x the model's measured seconds per image and NFE (its newest finished sample
+or timing run; "unknown" without one), in hours of the kind of device that measured it (GPU- or CPU-hours). A cell in
+parts is one line, with its part plan and, once its parts have started, which are done."""
 
 from __future__ import annotations
 
-from .cell import Cell
-from .names import Metric, Param
+from dataclasses import dataclass
+
+from .cell import Cell, part_range
+from .names import Metric, Param, Tag, part_key
 
 
 def _data_status(cell: Cell) -> tuple[bool, str]:
@@ -29,8 +34,22 @@ def _data_status(cell: Cell) -> tuple[bool, str]:
     return True, "no data needed"
 
 
-def _seconds_per_image_nfe(cell: Cell, uri: str) -> float | None:
-    """Seconds per image per network evaluation, from the newest finished sample or timing run of this model."""
+@dataclass(frozen=True)
+class Rate:
+    """Measured sampling throughput of a model: seconds per image per network evaluation, and where it was measured."""
+
+    seconds_per_image_nfe: float
+    run_id: str
+    device: str  # the run's device tag: cpu, cuda, cuda:1
+    device_name: str
+
+    @property
+    def kind(self) -> str:
+        return "GPU" if self.device.startswith("cuda") else "CPU"
+
+
+def _rate(cell: Cell, uri: str) -> Rate | None:
+    """The newest finished sample run of this model (seconds_per_nfe_image) or timing run (seconds_per_nfe / batch)."""
     from . import tracking
 
     exp = tracking.experiment_id(uri, cell.tracking.experiment)
@@ -41,17 +60,18 @@ def _seconds_per_image_nfe(cell: Cell, uri: str) -> float | None:
             [exp], filter_string=f"params.{Param.MODEL} = '{cell.model['name']}' and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time DESC"], max_results=50,
         ):
-            m, p = run.data.metrics, run.data.params
+            m, p, t = run.data.metrics, run.data.params, run.data.tags
             if Metric.SECONDS_PER_NFE_IMAGE in m:
-                return m[Metric.SECONDS_PER_NFE_IMAGE]
-            if Metric.SECONDS_PER_NFE in m and Param.BATCH_SIZE in p:
-                return m[Metric.SECONDS_PER_NFE] / int(p[Param.BATCH_SIZE])
+                value = m[Metric.SECONDS_PER_NFE_IMAGE]
+            elif Metric.SECONDS_PER_NFE in m and Param.BATCH_SIZE in p:
+                value = m[Metric.SECONDS_PER_NFE] / int(p[Param.BATCH_SIZE])
+            else:
+                continue
+            return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
     return None
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "time unknown (no finished run of this model yet)"
+def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"~{seconds:.0f} s"
     if seconds < 7200:
@@ -59,14 +79,46 @@ def _duration(seconds: float | None) -> str:
     return f"~{seconds / 3600:.1f} h"
 
 
+def _part_plan(cell: Cell, seconds: float | None, here: list[int], uri: str) -> str:
+    """``; 8 parts of 6250 images (~20 min each), parts done 0, 3 (run ...)``."""
+    from .parts import find_run
+
+    sizes = sorted({len(part_range(cell.n_images, cell.parts, p)) for p in range(cell.parts)})
+    plan = f"; {cell.parts} parts of {'-'.join(map(str, sizes))} images"
+    if seconds is not None:
+        plan += f" ({_duration(seconds / cell.parts)} each)"
+    if here and here != list(range(cell.parts)):
+        plan += f", parts {', '.join(map(str, here))} here"
+    run = find_run(uri, cell.tracking.experiment, cell.key)
+    if run is not None and run.info.status != "FINISHED":
+        states = {p: run.data.tags.get(part_key(p, "state")) for p in range(cell.parts)}
+        done = [p for p, state in states.items() if state == "done"]
+        failed = [p for p, state in states.items() if state in ("failed", "killed")]
+        plan += (f", parts done: {', '.join(map(str, done)) or 'none'}"
+                 + (f", failed: {', '.join(map(str, failed))}" if failed else "") + f" (run {run.info.run_id})")
+    return plan
+
+
 def print_plan(cells: list[Cell]) -> int:
-    """One line per cell, each missing input once, and a summary; returns the number of cells missing inputs."""
+    """One line per cell (a cell in parts once, with its part plan), each missing input once, where the time estimates
+    come from, and a summary; returns the number of cells missing inputs."""
     from . import tracking
     from .checkpoints import availability
 
-    rows, problems = [], {}
-    rates: dict[tuple[str, str], float | None] = {}
+    groups: list[list[Cell]] = []  # one per line: a cell, or the part jobs of a cell
+    parts_of: dict[str, list[Cell]] = {}
     for cell in cells:
+        if cell.part is None:
+            groups.append([cell])
+        elif cell.key in parts_of:
+            parts_of[cell.key].append(cell)
+        else:
+            parts_of[cell.key] = [cell]
+            groups.append(parts_of[cell.key])
+    rows, problems = [], {}
+    rates: dict[tuple[str, str], Rate | None] = {}
+    for group in groups:
+        cell = group[0]
         uri = tracking.tracking_uri(cell.tracking.uri)
         done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
         ckpt = cell.model.get("checkpoint") or {}
@@ -79,20 +131,38 @@ def print_plan(cells: list[Cell]) -> int:
             if not ok:
                 problems.setdefault(text, []).append(cell.run_name)
         if (uri, cell.model["name"]) not in rates:
-            rates[(uri, cell.model["name"])] = _seconds_per_image_nfe(cell, uri)
+            rates[(uri, cell.model["name"])] = _rate(cell, uri)
         rate = rates[(uri, cell.model["name"])]
         images = cell.n_images * (2 if cell.job == "recon" else 1)
-        seconds = None if done or rate is None else images * cell.nfe * rate
-        rows.append((cell, done, ckpt_ok and data_ok, seconds))
-    for cell, done, ready, seconds in rows:
-        state = f"done (run {done.info.run_id})" if done else f"to run, {_duration(seconds)}" if ready else "MISSING inputs"
-        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}")
+        seconds = None if done or rate is None else images * cell.nfe * rate.seconds_per_image_nfe
+        here = sorted(c.part for c in group if c.part is not None)
+        plan = _part_plan(cell, seconds, here, uri) if cell.parts > 1 and not done else ""
+        rows.append((cell, done, ckpt_ok and data_ok, seconds, rate, plan))
+    for cell, done, ready, seconds, rate, plan in rows:
+        if done:
+            state = f"done (run {done.info.run_id})"
+        else:
+            state = ("to run" if ready else "MISSING inputs") + (
+                ", GPU-hours unknown (no finished run of this model yet)" if rate is None else
+                f", {_duration(seconds)} of {rate.kind} time")
+        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
     for text, names in problems.items():
         print(f"MISSING for {len(names)} cell(s): {text}")
     todo = [r for r in rows if not r[1]]
+    for (_, model), rate in rates.items():
+        if any(r[0].model["name"] == model for r in todo):
+            print(f"throughput of model {model}: " + (
+                "unknown (no finished sample or timing run of it yet)" if rate is None else
+                f"{rate.seconds_per_image_nfe:.3g} s per image and NFE, from run {rate.run_id} on {rate.device_name}"))
     missing = sum(1 for r in todo if not r[2])
-    known = [r[3] for r in todo if r[3] is not None]
-    total = _duration(sum(known)) if todo and len(known) == len(todo) else "unknown" if todo else "none"
+    hours: dict[str, float] = {}
+    for _, _, _, seconds, rate, _ in todo:
+        if seconds is not None:
+            hours[rate.kind] = hours.get(rate.kind, 0.0) + seconds / 3600
+    unknown = sum(1 for r in todo if r[3] is None)
+    estimate = ", ".join(f"{h:.3g} {kind}-hours" for kind, h in sorted(hours.items())) or "none"
+    if unknown:
+        estimate = f"{estimate} + unknown for {unknown} cell(s)" if hours else "unknown"
     print(f"{len(rows)} cells: {len(rows) - len(todo)} done, {len(todo)} to run ({missing} missing inputs); "
-          f"estimated time {total} (one worker)")
+          f"estimated {estimate} (one device per cell; parts share a cell's hours)")
     return missing

@@ -59,7 +59,7 @@ def generate(
     store: ShardStore,
     *,
     sampler: SamplerInfo,
-    n: int,
+    indices: Sequence[int],
     seed: int,
     tau: Sequence[int],
     schedule: NoiseSchedule,
@@ -70,12 +70,13 @@ def generate(
     progress=None,
     after_batch: Callable[[int], None] | None = None,
 ) -> Generated:
-    """Sample the images 0..n-1 that ``store`` lacks. ``after_batch(k)`` runs after the k-th new batch."""
-    todo = store.missing(n)
+    """Sample the images ``indices`` (all of a cell's, or a part's block) that ``store`` lacks. ``after_batch(k)``
+    runs after the k-th new batch."""
+    todo = store.missing(indices)
     counted = CountingModel(model)
     steps = len(tau)
     if progress is not None:
-        progress.update(n - len(todo))
+        progress.update(len(indices) - len(todo))
     start = time.perf_counter()
     for k, first in enumerate(range(0, len(todo), batch_size)):
         idx = todo[first : first + batch_size]

@@ -37,6 +37,12 @@ from .names import Metric, REPEAT_STATS, per_repeat, repeat_stat
 from .references import datasets_root, reference_fingerprint, reference_images
 
 
+# Rows per block of k-NN distances in precision/recall: a block is PRC_BLOCK x n float32, and torch-fidelity holds it
+# twice while it concatenates, so 2,500 rows take 1 GB at n = 50,000 (its default 10,000 would take 4 GB). The
+# values do not depend on it (each distance and each row's k-th neighbour is computed whole).
+PRC_BLOCK = 2500
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     name: str
@@ -157,7 +163,7 @@ def _metrics_of(gen: dict[tuple[str, str], torch.Tensor], ref: dict[tuple[str, s
     kid = kid_features_to_metric(gen[kid_f], ref[kid_f], kid_subset_size=subset, verbose=False)  # defaults otherwise
     out[Metric.KID], out[Metric.KID_SUBSET_STD] = kid[KEY_METRIC_KID_MEAN], kid[KEY_METRIC_KID_STD]
     prc = prc_features_to_metric(gen[prc_f], ref[prc_f], prc_neighborhood=scoring.prc_neighborhood,
-                                 prc_batch_size=10000, save_cpu_ram=True, verbose=False)
+                                 prc_batch_size=PRC_BLOCK, save_cpu_ram=True, verbose=False)
     out[Metric.PRC_PRECISION], out[Metric.PRC_RECALL] = prc[KEY_METRIC_PRECISION], prc[KEY_METRIC_RECALL]
     if scoring.pixels:
         key = (F.PIXELS, "pixels")

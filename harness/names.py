@@ -42,7 +42,10 @@ class Tag:
     DEVICE_NAME = "device_name"
     THREADS = "threads"
     HOST = "host"
-    PID = "pid"
+    PID = "pid"  # the process that owns a RUNNING run (reconcile_orphans); a cell in parts: its finishing part's
+    PARTS = "parts"  # a cell run in parts (harness.parts): how many
+    PARTS_DONE = "parts_done"  # the parts that sampled their block, e.g. "0,2"
+    FINISHING_PART = "finishing_part"  # the part that found the cell complete and scores it
     CELL_DIR = "cell_dir"
     CHECKPOINT_SHA256 = "checkpoint_sha256"
     CHECKPOINT_PATH = "checkpoint_path"
@@ -99,6 +102,17 @@ REPEAT_STATS = ("std", "min", "ci95_low", "ci95_high")
 def per_repeat(metric: str, k: int) -> str:
     """The metric of repeat k (images k*N .. (k+1)*N - 1 of the cell): ``fid_r0``, ``fid_r1``, ..."""
     return f"{metric}_r{k}"
+
+
+PART_TAGS = ("state", "host", "pid", "device", "error")  # state: running | done | failed | killed
+PART_METRICS = ("images", "seconds")  # sampled by the part, over its completed attempts
+
+
+def part_key(part: int, what: str) -> str:
+    """A part's tag or metric on its cell's run: ``part_2_state``, ``part_2_images``, ..."""
+    if what not in PART_TAGS + PART_METRICS:
+        raise ValueError(f"unknown part record {what!r}; one of {PART_TAGS + PART_METRICS}")
+    return f"part_{part}_{what}"
 
 
 def repeat_stat(metric: str, stat: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import tracking
+from . import parts, tracking
 from .cell import Cell, check_environment, relative
 from .errors import HarnessError
 from .names import Tag
@@ -101,8 +101,8 @@ def run_job(cfg: DictConfig) -> dict:
         name = sweep_run_name(cell, list(hc.overrides.task), info.get("varying") or []) if multirun else cell.run_name
         position = f"cell {index + 1}/{info['size']} " if multirun and info.get("size") else ""
         crash = (cfg.get("debug") or {}).get("crash_job")  # test hook: this job of a sweep kills its own worker
-        outcome = run_cell(cell, output_dir, label=position + name, index=index, sweep=info, name=name,
-                           crash=multirun and crash is not None and int(crash) == index)
+        outcome = run_cell(cell, output_dir, label=position + job_name(name, cell), index=index, sweep=info,
+                           name=name, crash=multirun and crash is not None and int(crash) == index)
     if multirun:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
@@ -122,7 +122,7 @@ def sweep_run_name(cell: Cell, overrides: list[str], varying: list[str]) -> str:
     """The run name of a sweep's cell: first the swept settings that the standard name (``S=.. eta=..``, sampler,
     dataset, job) does not show, e.g. ``seed=2 S=50 eta=0 digits/sample`` or ``path=b.pt S=3 eta=0 ...``, so the cells
     of one sweep never share a name in MLflow's list."""
-    shown = {"S", "eta", "sampler", "nfe", "dataset", "job", "model"}
+    shown = {"S", "eta", "sampler", "nfe", "dataset", "job", "model", "part"}  # the parts of a cell share its run
     lead = []
     for item in overrides:
         key, _, value = item.lstrip("+~").partition("=")
@@ -131,16 +131,21 @@ def sweep_run_name(cell: Cell, overrides: list[str], varying: list[str]) -> str:
     return " ".join(lead + [cell.run_name])
 
 
+def job_name(name: str, cell: Cell) -> str:
+    """A cell's run name and, for a part of it, which part: ``S=10 eta=0 digits/sample part 1 of 3 (images 5..9)``."""
+    return f"{name} {cell.part_label}" if cell.part is not None else name
+
+
 def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = None, index: int | None = None,
              sweep: dict | None = None, name: str | None = None, crash: bool = False) -> Outcome:
     name = name or cell.run_name
-    label = label or name
+    label = label or job_name(name, cell)
     sweep = sweep or {}
     if cell.dry_run:
         from .dryrun import print_plan
 
         print_plan([cell])
-        return Outcome(index, name, "PLANNED")
+        return Outcome(index, job_name(name, cell), "PLANNED")
     try:
         check_environment(cell)
         uri = tracking.tracking_uri(cell.tracking.uri)
@@ -148,10 +153,10 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
             done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
             if done is not None:
                 print(f"[skip] {label}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
-                return Outcome(index, name, "SKIPPED", run_id=done.info.run_id)
+                return Outcome(index, job_name(name, cell), "SKIPPED", run_id=done.info.run_id)
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
-        return Outcome(index, name, "FAILED", error=str(err))
+        return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
     from .runtime import claimed_device, select_device
 
     try:
@@ -159,7 +164,7 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
             return _run(cell, device, uri, output_dir, label, index, sweep, name, crash)
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
         print(f"[killed] {label}", file=sys.stderr)
-        return Outcome(index, name, "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
+        return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
 
 
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,
@@ -179,32 +184,48 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     from .runtime import git_commit
 
     tags[Tag.GIT_COMMIT] = git_commit()
+    job = job_name(name, cell)
     try:
-        run = tracking.Run.start(uri, cell.tracking.experiment, name, cell.params(), tags, sweep.get("parent_run_id"))
+        if cell.part is None:
+            run, opened = tracking.Run.start(uri, cell.tracking.experiment, name, cell.params(), tags,
+                                             sweep.get("parent_run_id")), parts.CREATED
+        else:
+            run, opened = parts.open_run(cell, uri, name, tags, sweep.get("parent_run_id"))
+            if opened == parts.FINISHED:
+                print(f"[skip] {label}: its cell was finished by its parts (run {run.run_id})")
+                return Outcome(index, job, "SKIPPED", run_id=run.run_id)
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
-        return Outcome(index, name, "FAILED", error=str(err))
+        return Outcome(index, job, "FAILED", error=str(err))
     ctx = JobContext(cell=cell, device=device, run=run, label=label, parallel=workers > 1, crash=crash)
     try:
-        run.log_dict(dict(cell.config), "config.yaml")
-        if output_dir is not None:
-            for path in sorted((output_dir / ".hydra").glob("*.yaml")):
-                run.log_artifact(path, "hydra")
+        if opened == parts.CREATED:  # a new run; of a cell in parts, only the part that created it logs these
+            run.log_dict(dict(cell.config), "config.yaml")
+            if output_dir is not None:
+                for path in sorted((output_dir / ".hydra").glob("*.yaml")):
+                    run.log_artifact(path, "hydra")
         JOBS[cell.job](ctx)
     except KeyboardInterrupt as err:
         how = f"interrupted ({err or 'Ctrl-C'})"
+        if cell.part is not None:
+            parts.part_failed(cell, run, "killed", how)
         run.set_tags({Tag.ERROR: f"{how}: Ctrl-C or SIGTERM (a scheduler's time limit, docker stop, kill)"})
         run.end("KILLED")
         print(f"[killed] {label}: {how} (run {run.run_id}, marked KILLED)", file=sys.stderr)
-        return Outcome(index, name, "KILLED", error=how, run_id=run.run_id)
+        return Outcome(index, job, "KILLED", error=how, run_id=run.run_id)
     except BaseException as err:  # noqa: BLE001 - the cell fails alone, with its message on its run
-        run.fail(err)
         message = str(err) if isinstance(err, HarnessError) else f"{type(err).__name__}: {err}"
+        if cell.part is not None:
+            parts.part_failed(cell, run, "failed", message)
+        run.fail(err)
         if not isinstance(err, HarnessError):
-            log.exception("cell %s failed", name)
+            log.exception("cell %s failed", job)
         print(f"[failed] {label}: {message} (run {run.run_id})", file=sys.stderr)
-        return Outcome(index, name, "FAILED", error=message, run_id=run.run_id)
+        return Outcome(index, job, "FAILED", error=message, run_id=run.run_id)
+    if ctx.keep_open:
+        print(f"[part done] {label}: {ctx.summary} (run {run.run_id})", flush=True)
+        return Outcome(index, job, "FINISHED", summary=ctx.summary, run_id=run.run_id)
     run.end("FINISHED")
     print(f"[done] {label}: {ctx.summary} (run {run.run_id})", flush=True)
-    return Outcome(index, name, "FINISHED", summary=ctx.summary, run_id=run.run_id,
+    return Outcome(index, job, "FINISHED", summary=ctx.summary, run_id=run.run_id,
                    headline=getattr(ctx, "headline", None))

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 def _checksum(indices: torch.Tensor, images: torch.Tensor) -> str:
     h = hashlib.sha256()
     h.update(str((tuple(images.shape), str(images.dtype))).encode())
-    h.update(indices.to(torch.int64).contiguous().numpy().tobytes())
-    h.update(images.contiguous().numpy().tobytes())
+    h.update(indices.to(torch.int64).contiguous().numpy())  # the bytes in place: no copy of a 50 MB shard
+    h.update(images.contiguous().numpy())
     return h.hexdigest()
 
 
@@ -60,14 +60,17 @@ class ShardStore:
         if self._where is None:
             self._where = {}
             for path in sorted(self.folder.glob("*.pt")):
-                loaded = self._load(path)
-                if loaded is not None:
-                    self._where.update({int(i): path for i in loaded[0]})
+                self._where.update({i: path for i in self._indices(path)})
         return self._where
 
-    def missing(self, n: int) -> list[int]:
+    def _indices(self, path: Path) -> list[int]:
+        """The indices of a valid shard ([] if it is not): its images are freed on return, one shard at a time."""
+        loaded = self._load(path)
+        return [] if loaded is None else loaded[0].tolist()
+
+    def missing(self, indices: Sequence[int]) -> list[int]:
         have = self.index()
-        return [i for i in range(n) if i not in have]
+        return [i for i in indices if i not in have]
 
     def write(self, indices: Sequence[int], images: torch.Tensor) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -98,19 +101,25 @@ class ShardImages(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        """Image i, a copy: a view would keep its whole shard alive in the batch that holds it."""
         if i < 0 or i >= self.n:
             raise IndexError(i)
         path = self.where[i]
         if path != self._path:
+            self._path, self._rows = None, {}  # the previous shard goes before the next is read
             loaded = self.store._load(path)
             if loaded is None:
                 raise RuntimeError(f"sample shard {path} changed while it was being read")
             self._path, self._rows = path, {int(k): img for k, img in zip(*loaded)}
-        return self._rows[i]
+        return self._rows[i].clone()
 
     def head(self, k: int) -> torch.Tensor:
-        """The first k images as one tensor (for the sample grid)."""
-        return torch.stack([self[i] for i in range(min(k, self.n))])
+        """The first k images as one tensor (for the sample grid), filled in place."""
+        out = torch.empty((min(k, self.n), *self.store.shape), dtype=self.store.dtype)
+        for i in range(len(out)):
+            out[i] = self[i]
+        return out
 
     def all(self) -> torch.Tensor:
+        """Every image in one tensor: for small cells only (exact-score data: 1x8x8); scoring streams instead."""
         return self.head(self.n)

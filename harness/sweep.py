@@ -24,14 +24,17 @@ from .errors import HarnessError
 
 
 def sweep_overrides(config: DictConfig) -> list[list[str]]:
-    """The override list of every job, as Hydra's BasicSweeper builds them (preset params, then the command line)."""
+    """The override list of every job, as the sweeper builds them (preset params, then the command line; a cell in
+    parts as its part jobs)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from .parts import expand_parts
 
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
     overrides = OverridesParser.create().parse_overrides(arguments)
-    return BasicSweeper.split_arguments(overrides, None)[0]
+    return expand_parts(BasicSweeper.split_arguments(overrides, None)[0], config.get("parts", 1), config.get("part"))
 
 
 def swept_values(jobs: list[list[str]]) -> dict[str, list[str]]:
@@ -182,7 +185,7 @@ def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
 
     c = client(uri)
     rows = []
-    for run_id in run_ids:
+    for run_id in dict.fromkeys(run_ids):  # the parts of a cell share its run
         run = c.get_run(run_id)
         p, m, t = run.data.params, run.data.metrics, run.data.tags
         metric = t.get(Tag.HEADLINE_METRIC)

@@ -189,7 +189,8 @@ def _pid_alive(pid: int) -> bool:
 
 def reconcile_orphans(uri: str, experiment: str) -> list[str]:
     """Mark KILLED the RUNNING runs started on this host by a process that no longer exists (``kill -9``, a crashed
-    worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen)."""
+    worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen), and
+    so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.parts)."""
     exp = experiment_id(uri, experiment)
     if exp is None:
         return []
@@ -238,12 +239,16 @@ class Run:
 
     @classmethod
     def start(cls, uri: str, experiment: str, name: str, params: Mapping, tags: Mapping,
-              parent_run_id: str | None = None) -> "Run":
+              parent_run_id: str | None = None, owned: bool = True) -> "Run":
+        """A new RUNNING run, tagged with this host and, if ``owned``, this process (``pid``, which
+        ``reconcile_orphans`` checks); a cell split into parts is owned by no one process while they sample."""
         experiment_id = prepare_store(uri, experiment)
         from mlflow.entities import Param
 
         tags = {k: str(v) for k, v in tags.items() if v is not None}
-        tags.update({Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid())})
+        tags[Tag.HOST] = socket.gethostname()
+        if owned:
+            tags[Tag.PID] = str(os.getpid())
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         with store_errors(uri):

@@ -81,7 +81,7 @@ def test_payload_files_never_execute(tmp_path):
     planted = tmp_path / "shards" / "0000000-0000001.pt"
     torch.save({"indices": torch.tensor([0, 1]), "images": torch.zeros((2, 1, 8, 8), dtype=torch.uint8),
                 "sha256": "x", "evil": Payload(marker)}, planted)
-    assert ShardStore(tmp_path / "shards", (1, 8, 8)).missing(2) == [0, 1] and not planted.exists()
+    assert ShardStore(tmp_path / "shards", (1, 8, 8)).missing(range(2)) == [0, 1] and not planted.exists()
 
     ckpt = tmp_path / "evil.pt"
     torch.save({"conv.weight": torch.zeros(1), "evil": Payload(marker)}, ckpt)
@@ -144,8 +144,8 @@ def test_tampered_and_truncated_shards_are_resampled(tmp_path, capsys):
 
     torch.set_num_threads(1)
     model, _ = load_checkpoint(config.load("model", "digits"))
-    kw = dict(sampler=get_sampler("ddim"), n=12, seed=0, tau=timesteps("uniform", 3), schedule=NoiseSchedule.linear(),
-              eta=1.0, batch_size=4, device=torch.device("cpu"))
+    kw = dict(sampler=get_sampler("ddim"), indices=range(12), seed=0, tau=timesteps("uniform", 3),
+              schedule=NoiseSchedule.linear(), eta=1.0, batch_size=4, device=torch.device("cpu"))
     folder = tmp_path / "images"
     assert generate(model, ShardStore(folder, (1, 8, 8)), **kw).sampled == 12
     original = ShardStore(folder, (1, 8, 8)).images(12).all()
@@ -157,7 +157,7 @@ def test_tampered_and_truncated_shards_are_resampled(tmp_path, capsys):
     second.write_bytes(second.read_bytes()[:300])  # truncated
     capsys.readouterr()
     store = ShardStore(folder, (1, 8, 8))
-    assert store.missing(12) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert store.missing(range(12)) == [0, 1, 2, 3, 4, 5, 6, 7]
     out = capsys.readouterr().out
     assert f"sample shard {first.name} is damaged (its checksum does not match its contents)" in out
     assert f"sample shard {second.name} is damaged (unreadable" in out

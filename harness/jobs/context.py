@@ -27,6 +27,7 @@ class JobContext:
     summary: str = ""
     headline: str | None = None  # the headline metric with its interval, for the console and the sweep summary
     crash: bool = False  # test hook ++debug.crash_job=<job number>: SIGKILL this worker after its first batch
+    keep_open: bool = False  # a part that did its block but did not finish the cell: its run stays open (harness.parts)
 
     def load_model(self) -> torch.nn.Module:
         """The cell's network with its checkpoint, on the job's device, in eval mode, with the precision and compile

@@ -1,6 +1,7 @@
 """The sample job (Tables 1 and 3, the sampler grids): sample the cell's K x N images, time the sampler, score each
 repeat (the metric suite of harness.metrics, or harness.exact for exact-score data) and log every repeat's values
-and their summary."""
+and their summary. A part of a cell (harness.parts) samples its block of the indices, and scores the cell only if
+it is the part that completes it."""
 
 from __future__ import annotations
 
@@ -27,26 +28,74 @@ def scoring_of(cell) -> Scoring:
                    prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"))
 
 
+def images_store(cell) -> ShardStore:
+    """The cell's sample shards (float32 samples for exact-score data, uint8 images otherwise)."""
+    return ShardStore(cell.images_dir, cell.image_shape, torch.float32 if cell.is_exact else torch.uint8)
+
+
 def run(ctx: JobContext) -> dict:
     cell = ctx.cell
-    model = ctx.load_model()
-    store = ShardStore(cell.images_dir, cell.image_shape, torch.float32 if cell.is_exact else torch.uint8)
+    store = images_store(cell)
+    if cell.part is not None:
+        return _run_part(ctx, store)
     if cell.force:
         store.clear()  # force resamples; reusing shards is what resume does
-    n = cell.n_images
-    progress = ctx.progress(n, "sampling")
-    gen = generate(model, store, sampler=cell.sampler_info, n=n, seed=cell.seed, tau=cell.tau, schedule=cell.schedule,
-                   eta=cell.eta, batch_size=cell.batch_size, device=ctx.device, noise_scheme=cell.noise,
-                   progress=progress, after_batch=ctx.after_batch)
-    progress.close()
-    metrics = {Metric.IMAGES_SAMPLED: gen.sampled}
-    if gen.sampled:
-        metrics.update({Metric.SAMPLING_SECONDS: gen.seconds, Metric.SECONDS_PER_IMAGE: gen.seconds / gen.sampled,
-                        Metric.IMAGES_PER_SECOND: gen.sampled / gen.seconds,
-                        Metric.SECONDS_PER_NFE_IMAGE: gen.seconds / (gen.sampled * cell.nfe),
-                        Metric.NFE_COUNTED: gen.nfe})
+    model = ctx.load_model()
+    gen = _sample(ctx, model, store)
+    metrics = sampling_metrics(gen.sampled, gen.seconds, cell.nfe)
+    if gen.nfe is not None:
+        metrics[Metric.NFE_COUNTED] = gen.nfe
     ctx.run.log_metrics(metrics)
-    images = store.images(n)
+    return _score(ctx, model, store, metrics)
+
+
+def _run_part(ctx: JobContext, store: ShardStore) -> dict:
+    """One part of a cell (harness.parts): sample its block, record it; if that completes the cell, score it."""
+    from ..parts import part_done
+
+    cell = ctx.cell
+    model = ctx.load_model()
+    gen = _sample(ctx, model, store)
+    if gen.nfe is not None:
+        ctx.run.log_metrics({Metric.NFE_COUNTED: gen.nfe})
+    end = part_done(cell, ctx.run, ctx.device, gen.sampled, gen.seconds)
+    sampled = f"{gen.sampled} images sampled" + (f" in {gen.seconds:.1f} s" if gen.sampled else "")
+    if end.store is None:
+        ctx.keep_open = True
+        waiting = (f"{end.scoring} is scoring the cell" if end.scoring else
+                   f"{end.missing} of the cell's {cell.n_images} images still to come (parts done: "
+                   f"{', '.join(map(str, end.parts_done))} of {cell.parts})")
+        ctx.summary = f"{sampled}; {waiting}"
+        return {}
+    metrics = sampling_metrics(int(end.images), end.seconds, cell.nfe)
+    ctx.run.log_metrics(metrics)
+    return _score(ctx, model, end.store, metrics, f"{sampled}, the last of {cell.parts} parts; ")
+
+
+def _sample(ctx: JobContext, model, store: ShardStore):
+    """Sample the images of this job (the cell's, or its part's block) that the store lacks."""
+    cell = ctx.cell
+    progress = ctx.progress(len(cell.indices), "sampling")
+    gen = generate(model, store, sampler=cell.sampler_info, indices=cell.indices, seed=cell.seed, tau=cell.tau,
+                   schedule=cell.schedule, eta=cell.eta, batch_size=cell.batch_size, device=ctx.device,
+                   noise_scheme=cell.noise, progress=progress, after_batch=ctx.after_batch)
+    progress.close()
+    return gen
+
+
+def sampling_metrics(sampled: int, seconds: float, nfe: int) -> dict[str, float]:
+    """Images sampled and, if any, the sampling time and throughput (seconds per image per NFE: the dry run's rate)."""
+    metrics = {Metric.IMAGES_SAMPLED: sampled}
+    if sampled:
+        metrics.update({Metric.SAMPLING_SECONDS: seconds, Metric.SECONDS_PER_IMAGE: seconds / sampled,
+                        Metric.IMAGES_PER_SECOND: sampled / seconds, Metric.SECONDS_PER_NFE_IMAGE: seconds / (sampled * nfe)})
+    return metrics
+
+
+def _score(ctx: JobContext, model, store: ShardStore, metrics: dict, note: str = "") -> dict:
+    """The sample grid, then every repeat's metrics and their summary, streamed from the shards."""
+    cell = ctx.cell
+    images = store.images(cell.n_images)
     _log_grid(ctx, images.head(int(cell.job_options["grid_images"])))
 
     start = time.perf_counter()
@@ -59,8 +108,9 @@ def run(ctx: JobContext) -> dict:
     ctx.run.log_metrics(summary)
     metrics.update(summary)
     ctx.headline = headline_text(summary, headline)
-    per_image = f", {1000 * metrics[Metric.SECONDS_PER_IMAGE]:.2f} ms/img" if gen.sampled else " (all from shards)"
-    ctx.summary = (f"{ctx.headline} [{spaces[headline]} vs {against}], {cell.repeats} x {cell.N} images, "
+    per_image = (f", {1000 * metrics[Metric.SECONDS_PER_IMAGE]:.2f} ms/img" if Metric.SECONDS_PER_IMAGE in metrics
+                 else " (all from shards)")
+    ctx.summary = (f"{note}{ctx.headline} [{spaces[headline]} vs {against}], {cell.repeats} x {cell.N} images, "
                    f"NFE {cell.nfe}{per_image}")
     return metrics
 
