@@ -21,6 +21,7 @@ import pandas as pd
 from ..errors import HarnessError
 from ..eta import eta_label
 from ..names import REPEAT_STATS, Param, Tag, repeat_stat
+from ..tracking import store_errors
 
 # The report's column for each param and tag it reads, from the name harness.names gives it in the store: a rename
 # there is followed here, and the rest of the report reads these columns.
@@ -89,7 +90,7 @@ def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     import mlflow
 
-    try:
+    with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix
         client = mlflow.MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
@@ -101,10 +102,6 @@ def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         while page.token:
             page = client.search_runs([exp.experiment_id], max_results=5000, page_token=page.token)
             runs += page
-    except HarnessError:
-        raise
-    except Exception as err:  # an unreadable database, an unreachable server
-        raise HarnessError(f"Cannot read the tracking store {uri}: {type(err).__name__}: {err}") from None
     rows = [{**r.data.tags, **r.data.params, "run_id": r.info.run_id, "status": r.info.status,
              "run_name": r.info.run_name, "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}
             for r in runs]
