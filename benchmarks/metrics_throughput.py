@@ -6,7 +6,7 @@ and a warm reference cache.
   with a cold cache (``DDIM_HARNESS_CACHE`` points at a fresh temporary folder: the reference features are computed
   and written), then --repeats more calls, which must read them from the cache and not rewrite them.
 
-    python benchmarks/metrics_throughput.py --N 500 --K 3
+    python benchmarks/metrics_throughput.py --N 250 --K 5
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from common import Bench, common_args, measure, pick_device, print_table, set_th
 
 def main() -> None:
     parser = common_args(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    parser.add_argument("--N", type=int, default=500, help="images per repeat (the default cell's N)")
-    parser.add_argument("--K", type=int, default=3, help="repeats (the default cell's)")
+    parser.add_argument("--N", type=int, default=250, help="images per repeat (the default cell's N)")
+    parser.add_argument("--K", type=int, default=5, help="repeats (the default cell's)")
     parser.add_argument("--batch-size", type=int, default=500, help="feature extraction batch (metrics.batch_size)")
     args = parser.parse_args()
     bench = Bench("metrics_throughput", args)
