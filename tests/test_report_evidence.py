@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.report import claims as C
 from harness.report.build import Options, build_report
 from harness.report.cli import main
+from harness.report.timing import timing_lines
 
 T4 = 2.7764451051977987  # t(0.975, 4 df)
 
@@ -177,7 +178,7 @@ def test_a_corrupt_store_or_an_unreachable_server_is_one_message(tmp_path, capsy
         build_report(Options(f"sqlite:///{bad}", tmp_path / "r"))
     truncated = tmp_path / "t.db"
     truncated.write_bytes(b"SQLite format 3\x00" + b"\x00" * 84)
-    with pytest.raises(HarnessError, match="Cannot read the tracking store"):
+    with pytest.raises(HarnessError, match="Cannot use the tracking store .*Move it aside"):
         build_report(Options(f"sqlite:///{truncated}", tmp_path / "r"))
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
@@ -185,7 +186,8 @@ def test_a_corrupt_store_or_an_unreachable_server_is_one_message(tmp_path, capsy
     with pytest.raises(SystemExit) as exit_:
         main(["--tracking-uri", "http://127.0.0.1:9", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.startswith("error: Cannot read the tracking store http://127.0.0.1:9")
+    assert exit_.value.code == 2 and err.startswith("error: Cannot reach the tracking server http://127.0.0.1:9")
+    assert "is the server running" in err
     assert err.count("\n") == 1 and "Traceback" not in err and time.perf_counter() - start < 30
 
 
@@ -229,3 +231,13 @@ def test_measured_orders_beside_theoretical_ones(report):
         assert abs(row["measured order"] - order) < 0.1
     md = (report.out / "report.md").read_text()
     assert "gmm_ring2d: measured order of each deterministic sampler" in md and "| heun " in md
+
+
+def test_analytic_models_stay_out_of_figure_4_and_rank_agreement(report):
+    """The exact-score grids time no network (checkpoint None), so their sample jobs give Figure 4 no line, and
+    their (S, eta) cells share none with the paper's, so they get no Kendall row."""
+    lines = timing_lines(report.runs)
+    assert lines and {line.dataset for line in lines} == {"digits"}  # the digits sample runs (fallback) stay
+    assert not any("gmm" in k.scope for k in claim(report, "time_linear_in_S", "time").checks)
+    assert report.ranks and all(r.n > 0 for r in report.ranks)
+    assert "0 cells" not in (report.out / "claims.md").read_text()

@@ -212,6 +212,8 @@ def rank_agreement(tables: list[ReportTable]) -> list[RankAgreement]:
         for block in table.measured_blocks():
             values, reference = block.measured["value"], block.reference["value"]
             common = sorted(k for k, v in values.items() if k in reference.index and math.isfinite(v))
+            if not common:  # e.g. the exact-score grids: no cell of the paper's (S, eta) to compare with
+                continue
             tau = kendall_tau([values[k] for k in common], [reference[k] for k in common])
             name = f"Table {table.spec.number}, {dataset_name(block.dataset)}"
             description = f"{name}: measured vs paper" if block.comparable else (
