@@ -568,8 +568,11 @@ def get_sampler(name: str) -> SamplerInfo:
 
 
 def steps_for_nfe(name: str, nfe: int, trajectory: str, T: int = 1000) -> int:
-    """The smallest S whose tau = timesteps(trajectory, S, T) costs exactly ``nfe`` evaluations with this sampler, or,
+    """The largest S whose tau = timesteps(trajectory, S, T) costs exactly ``nfe`` evaluations with this sampler, or,
     if none does, the smallest S with the largest NFE below it. HarnessError when every S costs more (or is refused).
+
+    Largest, so that where S = nfe costs exactly nfe (DDIM on the uniform trajectory: S = 9 and S = 10 both give 10
+    levels, as the official code's stride T // S does) the cell is the paper's S, the same cell as a Table 1 run.
 
     Every sampler spends at least one evaluation per level of tau, and len(tau) never decreases with S on any
     trajectory, so the scan stops at the first S whose tau has more than ``nfe`` levels.
@@ -578,7 +581,7 @@ def steps_for_nfe(name: str, nfe: int, trajectory: str, T: int = 1000) -> int:
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise HarnessError(f"The NFE target must be an integer >= 1, got {nfe!r}.")
     timesteps(trajectory, 1, T)  # an unknown trajectory is an error, not a trajectory that no S fits
-    best, fewest = None, None  # (nfe, S)
+    best, fewest, exact = None, None, None  # (nfe, S)
     for S in range(1, T + 1):
         tau = timesteps(trajectory, S, T)
         if len(tau) > nfe:
@@ -589,9 +592,11 @@ def steps_for_nfe(name: str, nfe: int, trajectory: str, T: int = 1000) -> int:
             continue
         fewest = cost if fewest is None else min(fewest, cost)
         if cost == nfe:
-            return S
-        if cost < nfe and (best is None or cost > best[0]):
+            exact = S
+        elif cost < nfe and (best is None or cost > best[0]):
             best = (cost, S)
+    if exact is not None:
+        return exact
     if best is None:
         fix = f"ask for nfe >= {fewest}" if fewest is not None else "use another trajectory or sampler"
         raise HarnessError(

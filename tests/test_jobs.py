@@ -88,7 +88,7 @@ def test_the_dataset_axis_brings_model_tau_and_metric():
 
 def test_sampler_nfe_targets_pick_S():
     planned = {c.sampler: c for c in cells("sampler=ddim,heun,dpm_solver_3", "nfe=20")}
-    assert (planned["ddim"].S, planned["ddim"].nfe) == (19, 20)  # uniform S=19: 20 levels
+    assert (planned["ddim"].S, planned["ddim"].nfe) == (20, 20)  # S=19 and S=20 both give 20 levels: the largest
     assert planned["heun"].nfe == 19 and planned["dpm_solver_3"].nfe <= 20  # 2 and 3 evaluations per step
 
 

@@ -362,19 +362,22 @@ def test_callback_sees_every_step(name):
 
 
 def test_steps_for_nfe():
-    """The answer is the smallest S with the largest NFE <= the target (S > 60 has more than 50 levels, NFE > 50)."""
+    """The answer is the largest S that costs exactly the target, else the smallest S with the largest NFE below it
+    (S > 60 has more than 50 levels, NFE > 50)."""
     for name in SAMPLERS:
         costs = {S: _cost(name, S) for S in range(1, 61)}
         for nfe in (10, 20, 50):
             S = steps_for_nfe(name, nfe, "uniform")
             assert costs[S] == max(c for c in costs.values() if c is not None and c <= nfe)
-            assert S == min(s for s, c in costs.items() if c == costs[S])
+            same = [s for s, c in costs.items() if c == costs[S]]
+            assert S == (max(same) if costs[S] == nfe else min(same))
     levels = {S: len(timesteps("uniform", S)) for S in range(1, 61)}
     assert levels[steps_for_nfe("heun", 19, "uniform")] == 10
     assert levels[steps_for_nfe("heun", 20, "uniform")] == 10  # 2n - 1 is odd: the most below 20 is 19
     assert levels[steps_for_nfe("dpm_solver_3", 28, "uniform")] == 10
     assert levels[steps_for_nfe("pndm", 19, "uniform")] == 10
-    assert steps_for_nfe("heun", 19, "uniform") == 9  # S = 9 (stride 111) and S = 10 both give 10 levels
+    assert steps_for_nfe("heun", 19, "uniform") == 10  # S = 9 (stride 111) and S = 10 both give 10 levels
+    assert [steps_for_nfe("ddim", n, "uniform") for n in (10, 20, 50)] == [10, 20, 50]  # Table 1's cells
     assert steps_for_nfe("ddim", 100, "quad") == 100
     for bad in (0, -3, 2.5, True):
         with pytest.raises(HarnessError, match="NFE target"):
