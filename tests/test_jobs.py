@@ -24,6 +24,7 @@ def test_reconstruction_error_of_the_default_model_falls_with_S():
     assert mse[10] > mse[50] > mse[200], mse
 
 
+@pytest.mark.slow
 def test_recon_and_timing_jobs_log_their_metrics(tmp_path):
     harness(tmp_path, "-m", "job=recon", "S=5,20", "N=16", "batch_size=16")
     harness(tmp_path, "-m", "job=timing", "S=10,40", "batch_size=16", "job.repeats=3", "hydra.launcher.n_jobs=1")
@@ -41,6 +42,7 @@ def test_recon_and_timing_jobs_log_their_metrics(tmp_path):
         assert row["tags.dtype"] == "float32" and row["tags.timing_batch_size"] == "16"
 
 
+@pytest.mark.slow
 def test_dry_run_lists_cells_without_sampling(tmp_path):
     harness(tmp_path, "N=8", "S=5")  # one finished cell
     proc = harness(tmp_path, "-m", "N=8", "S=5,10", "dry_run=true")
@@ -92,6 +94,7 @@ def test_sampler_nfe_targets_pick_S():
     assert planned["heun"].nfe == 19 and planned["dpm_solver_3"].nfe <= 20  # 2 and 3 evaluations per step
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_the_cells(tmp_path):
     harness(tmp_path, "-m", "hydra/launcher=local", "N=8", "batch_size=8", "S=3", "eta=0,1", "threads=1")
     df = runs(tmp_path).query("`tags.kind` == 'cell'")

@@ -214,6 +214,7 @@ def test_training_short(tmp_path):
     assert card["sha256"] == file_sha256(out) and 0.0 <= card["heldout_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_parallel_first_calls_compute_the_reference_features_once(tmp_path):
     """Two processes scoring against a cold cache at once: one computes the reference features, the other waits."""
     code = ("import torch; from harness.metrics import Scoring, score; from harness.references import TensorImages; "

@@ -1,5 +1,6 @@
 """The package as users get it: a wheel that carries the configs and presets and runs from any folder; --help."""
 
+import pytest
 import os
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import zipfile
 from clitools import ROOT
 
 
+@pytest.mark.slow
 def test_wheel_ships_configs_and_runs_from_another_folder(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True, timeout=300)

@@ -6,6 +6,7 @@ report table silently empty."""
 
 from __future__ import annotations
 
+import pytest
 import pandas as pd
 from clitools import harness, runs
 
@@ -14,6 +15,7 @@ from harness.report.build import Options, build_report
 GRID = {"eta": ["0", "1"], "S": [3, 4]}
 
 
+@pytest.mark.slow
 def test_every_cell_of_a_real_multirun_is_in_table_1(tmp_path):
     harness(tmp_path, "-m", f"eta={','.join(GRID['eta'])}", f"S={','.join(map(str, GRID['S']))}", "N=16",
             "repeats=2", "batch_size=16", "hydra.launcher.n_jobs=1")

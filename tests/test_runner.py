@@ -108,6 +108,7 @@ def shard_images(root, n):
     return out
 
 
+@pytest.mark.slow
 def test_interrupted_cell_resumes_to_the_same_images(tmp_path):
     common = ["N=20", "repeats=2", "batch_size=8", "S=4", "eta=1", "job.grid_images=40"]
     harness(tmp_path / "a", *common)
