@@ -14,8 +14,9 @@ tasks, that together make the cell's images and its one MLflow run.
   seconds to ``part_<p>_images`` and ``part_<p>_seconds`` (summed over its completed attempts: a failed attempt
   counts nothing, and its rerun samples only what it had not written). The finishing part logs their sums as the
   cell's ``images_sampled``, ``sampling_seconds`` and throughput (GPU-seconds, whatever the number of GPUs).
-* Finishing. When its block is done, a part takes the lock and looks at the images folder: if every image of the cell
-  is there and no live part is scoring it, it becomes the finishing part (``finishing_part``), releases the lock,
+* Finishing. When its block is done, a part takes the lock and looks at the images folder: if every part has recorded
+  its block (``parts_done``), every image of the cell is there and no live part is scoring it, it becomes the
+  finishing part (``finishing_part``), releases the lock,
   scores the cell once, logs the totals over the parts and ends the run FINISHED. Two parts finishing together check
   one after the other, so the cell is scored once. A part whose failure ends it marks the run FAILED (KILLED on
   Ctrl-C or SIGTERM).
@@ -199,7 +200,9 @@ def part_done(cell: Cell, run: tracking.Run, device: torch.device, sampled: int,
             store = images_store(cell)
             missing = len(store.missing(range(cell.n_images)))  # a fresh look: every part's shards, verified
             scoring = _claimant(tags, now.info.status)
-            if missing or scoring:
+            # Every part must have recorded its block: a part's last shard is on disk before its count is, so a part
+            # that saw only the images could finish the cell without the other's count.
+            if missing or scoring or len(done) < cell.parts:
                 return PartEnd(done, missing, scoring, None)
             if now.info.status != "RUNNING":  # another part failed after its images were written
                 _reopen(run, tags)

@@ -154,6 +154,24 @@ def unsplit_images(*overrides) -> torch.Tensor:
     return torch.stack([store.images(cell.n_images)[i] for i in range(cell.n_images)])
 
 
+@pytest.mark.slow  # three CLI runs
+def test_a_part_that_finds_every_image_waits_for_the_other_parts_count(tmp_path):
+    """A part writes its last shard before it records its count, so a part that sees every image while another part
+    has not recorded its block must not finish the cell (it would log the images sampled without the other's)."""
+    import shutil
+
+    harness(tmp_path / "a", *TINY)  # every image of the cell, written unsplit
+    b = tmp_path / "b"
+    shutil.copytree(tmp_path / "a" / "out", b / "out")  # b's store has no run; its images folder is complete
+    first = harness(b, *TINY, "parts=2", "part=0")
+    assert "every image is there; the last part to record its block scores the cell (parts done: 0 of 2)" in first.stdout
+    assert cell_runs(b).iloc[0]["status"] == "RUNNING"
+    last = harness(b, *TINY, "parts=2", "part=1")
+    run = cell_runs(b).iloc[0]
+    assert "[done]" in last.stdout and run["status"] == "FINISHED" and run["tags.parts_done"] == "0,1"
+    assert run["tags.finishing_part"] == "1" and run["metrics.images_sampled"] == 0  # all from shards
+
+
 @pytest.mark.slow  # about 1.5 min: two sweeps of 2 parts through submitit (the SLURM code path)
 def test_failed_parts_resume_on_rerun_through_submitit(tmp_path):
     sweep = ["-m", "hydra/launcher=local", *TINY, "parts=2"]

@@ -62,9 +62,10 @@ def _run_part(ctx: JobContext, store: ShardStore) -> dict:
     sampled = f"{gen.sampled} images sampled" + (f" in {gen.seconds:.1f} s" if gen.sampled else "")
     if end.store is None:
         ctx.keep_open = True
+        parts = f"parts done: {', '.join(map(str, end.parts_done))} of {cell.parts}"
         waiting = (f"{end.scoring} is scoring the cell" if end.scoring else
-                   f"{end.missing} of the cell's {cell.n_images} images still to come (parts done: "
-                   f"{', '.join(map(str, end.parts_done))} of {cell.parts})")
+                   f"{end.missing} of the cell's {cell.n_images} images still to come ({parts})" if end.missing else
+                   f"every image is there; the last part to record its block scores the cell ({parts})")
         ctx.summary = f"{sampled}; {waiting}"
         return {}
     metrics = sampling_metrics(int(end.images), end.seconds, cell.nfe)
