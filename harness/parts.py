@@ -105,14 +105,7 @@ def cell_lock(cell: Cell) -> Iterator[None]:
 
 def find_run(uri: str, experiment: str, key: str):
     """The newest run of the cell in parts (its key and a ``parts`` tag), whatever its status, or None."""
-    exp = tracking.experiment_id(uri, experiment)
-    if exp is None:
-        return None
-    with tracking.store_errors(uri):
-        found = tracking.client(uri).search_runs(
-            [exp], filter_string=f"tags.{Tag.CELL_KEY} = '{key}' and tags.{Tag.PARTS} LIKE '%'",
-            order_by=["attributes.start_time DESC"], max_results=1)
-    return found[0] if found else None
+    return tracking.newest_run(uri, experiment, f"tags.{Tag.CELL_KEY} = '{key}' and tags.{Tag.PARTS} LIKE '%'")
 
 
 def _drop_tags(run: tracking.Run, tags: Mapping[str, str], names: Sequence[str]) -> None:

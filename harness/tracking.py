@@ -164,17 +164,21 @@ def experiment_id(uri: str, experiment: str) -> str | None:
     return None if found is None else found.experiment_id
 
 
-def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
-    """The newest FINISHED run of this cell (same key), or None."""
+def newest_run(uri: str, experiment: str, filter_string: str) -> Any | None:
+    """The most recently started run of the experiment that matches ``filter_string`` (MLflow's search syntax), or
+    None (also when the experiment does not exist yet)."""
     exp = experiment_id(uri, experiment)
     if exp is None:
         return None
     with store_errors(uri):
-        runs = client(uri).search_runs(
-            [exp], filter_string=f"tags.{Tag.CELL_KEY} = '{cell_key}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=1,
-        )
+        runs = client(uri).search_runs([exp], filter_string=filter_string, order_by=["attributes.start_time DESC"],
+                                       max_results=1)
     return runs[0] if runs else None
+
+
+def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
+    """The newest FINISHED run of this cell (same key), or None."""
+    return newest_run(uri, experiment, f"tags.{Tag.CELL_KEY} = '{cell_key}' and attributes.status = 'FINISHED'")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -211,14 +215,7 @@ def reconcile_orphans(uri: str, experiment: str) -> list[str]:
 
 def run_of_process(uri: str, experiment: str, pid: int) -> Any | None:
     """The newest run started on this host by process ``pid`` (a worker that died), or None."""
-    exp = experiment_id(uri, experiment)
-    if exp is None:
-        return None
-    with store_errors(uri):
-        runs = client(uri).search_runs(
-            [exp], filter_string=f"tags.{Tag.HOST} = '{socket.gethostname()}' and tags.{Tag.PID} = '{pid}'",
-            order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
+    return newest_run(uri, experiment, f"tags.{Tag.HOST} = '{socket.gethostname()}' and tags.{Tag.PID} = '{pid}'")
 
 
 def source_tags(description: str) -> dict[str, str]:
