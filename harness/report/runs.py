@@ -9,7 +9,6 @@ batch size, which the cell key leaves out, so timing runs are deduplicated per (
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import pandas as pd
 from ..errors import HarnessError
 from ..eta import eta_label
 from ..names import REPEAT_STATS, Param, Tag, repeat_stat
-from ..tracking import store_errors
+from ..tracking import client as tracking_client, store_errors
 
 # The report's column for each param and tag it reads, from the name harness.names gives it in the store: a rename
 # there is followed here, and the rest of the report reads these columns.
@@ -74,24 +73,13 @@ class RunSet:
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics).
     The report never creates a store, and asks a server once, briefly."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if not path.is_file():
-            raise HarnessError(
-                f"No tracking store at {path}: run some cells first (python -m harness ...) in that directory, or point "
-                "--tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri sqlite:///path/mlflow.db."
-            )
-        with path.open("rb") as f:
-            if f.read(16) != b"SQLite format 3\x00":
-                raise HarnessError(f"The tracking store {path} is not an SQLite database; point --tracking-uri at the "
-                                   "mlflow.db the runs were logged to.")
-    else:  # unreachable: one message within seconds, not minutes of retries (the environment may override both)
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    import mlflow
-
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise HarnessError(
+            f"No tracking store at {uri[len('sqlite:///'):]}: run some cells first (python -m harness ...) in that "
+            "directory, or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri "
+            "sqlite:///path/mlflow.db.")
     with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix
-        client = mlflow.MlflowClient(tracking_uri=uri)
+        client = tracking_client(uri)  # checks the SQLite header; asks a server briefly
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             names = sorted(e.name for e in client.search_experiments())
