@@ -1,6 +1,7 @@
 """Run the harness's command line in a subprocess against a temporary working directory and tracking store."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,20 @@ import mlflow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def harness(tmp_path, *args, check=True):
+def new_store(db: Path) -> Path:
+    """``db`` as a copy of the session's empty migrated store (conftest.store_template) unless it exists."""
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(os.environ["HARNESS_TEST_STORE_TEMPLATE"], db)
+    return db
+
+
+def harness(tmp_path, *args, check=True, template=True):
+    """``python -m harness ...`` in ``tmp_path``, its store ``tmp_path/mlflow.db`` (from the template if new, unless
+    ``template=False``: then the harness creates it)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
+    if template:
+        new_store(tmp_path / "mlflow.db")
     env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
     env.pop("MLFLOW_TRACKING_URI", None)
     flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before the overrides

@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
 
+from clitools import new_store
 from harness.tracking import prepare_store
 
 T0 = 1_767_000_000_000  # ms; run start times count up from here
@@ -32,7 +33,7 @@ class Store:
     """Writes runs of the harness schema into a SQLite store."""
 
     def __init__(self, path: Path):
-        self.uri = f"sqlite:///{path}"
+        self.uri = f"sqlite:///{new_store(path)}"
         self.exp = prepare_store(self.uri, "ddim-harness")
         self.client = mlflow.MlflowClient(tracking_uri=self.uri)
         self.clock = 0

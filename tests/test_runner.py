@@ -8,7 +8,8 @@ from clitools import cells, harness, runs
 
 
 def test_tiny_multirun_logs_every_cell(tmp_path):
-    proc = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=2")
+    proc = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=2",
+                   template=False)  # the harness creates the store
     df = runs(tmp_path)
     cells, sweep = df[df["tags.kind"] == "cell"], df[df["tags.kind"] == "sweep"]
     assert len(cells) == 4 and set(cells["status"]) == {"FINISHED"}  # two workers, one SQLite store, nothing lost
@@ -87,7 +88,7 @@ def test_bad_input_is_refused_before_any_work(args, message):
                                            (["-m", "eta=0,1.5", "S=10", "N=4"], "eta=1.5 is too large"),
                                            (["model.checkpoint.path=/nonexistent/ckpt.pth", "N=4"], "/nonexistent/ckpt.pth")])
 def test_bad_input_on_the_command_line_is_one_clear_message(tmp_path, args, message):
-    proc = harness(tmp_path, *args, check=False)
+    proc = harness(tmp_path, *args, check=False, template=False)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out" / "images").exists()  # no heavy work happened
