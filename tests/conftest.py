@@ -1,19 +1,25 @@
-"""One torch thread per test process: the suite runs on two xdist workers (README: pytest -n 2), and two 2-thread
-OpenMP pools on 2 cores collapse. Subprocesses the tests start inherit OMP_NUM_THREADS."""
-import os
+"""Test-process settings and the shared empty store.
 
+One torch thread per test process: the suite runs on two xdist workers (README: pytest -n auto), and two 2-thread
+OpenMP pools on 2 cores collapse. Subprocesses the tests start inherit OMP_NUM_THREADS.
+
+The suite starts dozens of Python processes (xdist workers, the harness's command line, its workers). Installed with
+pip --no-compile and run with PYTHONDONTWRITEBYTECODE set (as on this project's machines), each would compile torch,
+torchvision and mlflow from source again: about 17 s per process here, and 16 min against 9 min for the whole suite
+from a fresh install. So the first import of a module writes its bytecode (into __pycache__/, which git ignores)."""
+import fcntl
+import os
+import sys
+
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
 
 TEMPLATE_ENV = "HARNESS_TEST_STORE_TEMPLATE"
 
@@ -23,12 +29,11 @@ def store_template(tmp_path_factory):
     """An empty MLflow SQLite store with its schema migrated, made once for all xdist workers: a test's new store
     starts as a copy of it (tests/clitools.new_store), as creating the schema takes seconds per store. The tests
     that check store creation itself (concurrent first use, nothing written on bad input) start without one."""
-    from filelock import FileLock
-
     root = tmp_path_factory.getbasetemp()
     root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # shared by the workers of one run
     template = root / "store-template.db"
-    with FileLock(str(template) + ".lock"):
+    with open(str(template) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not template.is_file():
             import mlflow
 
