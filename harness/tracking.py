@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import HarnessError
 from .names import Tag
@@ -50,14 +51,17 @@ def tracking_uri(uri: str | None = None) -> str:
 
 
 def shown_uri(uri: str) -> str:
-    """A store URI as written into reports and messages: an SQLite file relative to the working directory."""
+    """A store URI as reports and messages show it: an SQLite file relative to the working directory (else by file
+    name), a server without user or password."""
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
         try:
-            return "sqlite:///" + str(path.resolve().relative_to(Path.cwd().resolve()))
+            return "sqlite:///" + path.resolve().relative_to(Path.cwd().resolve()).as_posix()
         except ValueError:
-            return "sqlite:///" + path.name
-    return uri
+            return f"sqlite:///.../{path.name}"
+    parts = urlsplit(uri)
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
+        if parts.hostname else uri
 
 
 @contextmanager
@@ -131,8 +135,11 @@ def view_link(uri: str, exp_id: str) -> str:
     kind tag; ``workflowType=machine_learning`` in the link opens the runs table."""
     page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/{page}"
-    return f"mlflow ui --backend-store-uri {shown_uri(uri)}, then open http://127.0.0.1:5000/{page}"
+        return f"{shown_uri(uri).rstrip('/')}/{page}"
+    shown = shown_uri(uri)
+    if shown.startswith("sqlite:///.../"):  # a command to run: the store's whole path
+        shown = "sqlite:///" + Path(uri[len("sqlite:///"):]).resolve().as_posix()
+    return f"mlflow ui --backend-store-uri {shown}, then open http://127.0.0.1:5000/{page}"
 
 
 def prepare_store(uri: str, experiment: str) -> str:

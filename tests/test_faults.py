@@ -243,6 +243,19 @@ def test_experiment_tags_for_the_mlflow_ui(tmp_path):
     assert c.get_experiment(fresh).tags["mlflow.experiment.primaryMetric.name"] == "fid"
 
 
+def test_store_uris_are_shown_without_secrets_or_machine_paths(tmp_path, monkeypatch):
+    """Reports and messages show a store relative to the working directory, else by file name, and a server without
+    its user and password; the MLflow UI command printed after a sweep names a store outside it in full."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    outside = tmp_path.parent / "elsewhere" / "mlflow.db"
+    assert tracking.shown_uri(f"sqlite:///{tmp_path / 'sub' / 'mlflow.db'}") == "sqlite:///sub/mlflow.db"
+    assert tracking.shown_uri(f"sqlite:///{outside}") == "sqlite:///.../mlflow.db"
+    assert tracking.shown_uri("http://alice:s3cret@tracking.example:5000/") == "http://tracking.example:5000/"
+    assert tracking.view_link(f"sqlite:///{outside}", "7").startswith(f"mlflow ui --backend-store-uri sqlite:///{outside}, ")
+    assert tracking.view_link("https://alice:s3cret@tracking.example", "7").startswith("https://tracking.example/#/experiments/7/")
+
+
 # --- 3. orphans: the report side -------------------------------------------------------------------------------------
 
 

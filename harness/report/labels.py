@@ -1,13 +1,11 @@
 """How the report spells things: dataset and metric names, which way a metric is better, numbers and table cells
 (a cell's value is the mean over its K repeats, its interval the runner's 95% t-interval over them, none when K = 1),
-the tracking store and file names."""
+and file names."""
 
 from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..names import Metric
 
@@ -58,20 +56,6 @@ def fmt_cell(value: float, low: float, high: float, metric: str) -> str:
     if not math.isfinite(value):
         return text
     return f"{text} \u00b1 {half:.2g}" if math.isfinite(half) else text + ONE_REPEAT
-
-
-def store_name(uri: str) -> str:
-    """The tracking store as a report may show it: a SQLite file relative to the working directory (else by file
-    name), a server without user or password."""
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        try:
-            return "sqlite:///" + path.resolve().relative_to(Path.cwd().resolve()).as_posix()
-        except ValueError:
-            return f"sqlite:///.../{path.name}"
-    parts = urlsplit(uri)
-    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl() \
-        if parts.hostname else uri
 
 
 def file_stem(name: str) -> str:

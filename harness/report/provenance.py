@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .labels import dataset_name, fmt_value, store_name
+from ..tracking import shown_uri
+from .labels import dataset_name, fmt_value
 from .render import Section, Table, text
 from .runs import RunSet
 from .tables import ReportTable
@@ -64,7 +65,7 @@ def provenance_section(tables: list[ReportTable], lines: list[TimingLine], runs:
                        figures_run: tuple[pd.Series, dict, dict] | None) -> tuple[Section, pd.DataFrame]:
     """The provenance section and one frame of every cell's run (written as provenance_runs.csv)."""
     sec = Section("Provenance", [
-        f"Tracking store {store_name(runs.uri)}, experiment {runs.experiment!r}: {len(runs.runs)} FINISHED runs used "
+        f"Tracking store {shown_uri(runs.uri)}, experiment {runs.experiment!r}: {len(runs.runs)} FINISHED runs used "
         f"(one per cell){'; datasets: ' + ', '.join(runs.datasets_filter) if runs.datasets_filter else ''}."])
     frames = [cell_runs(table) for table in tables]
     for table, frame in zip(tables, frames):

@@ -4,10 +4,12 @@ Markdown files say (the templates lay them out)."""
 from __future__ import annotations
 
 import math
+
 import pandas as pd
 
+from ..tracking import shown_uri
 from . import claims as C
-from .labels import dataset_name, label, store_name
+from .labels import dataset_name, label
 from .render import Figure, Section, Table, text
 from .runs import RunSet
 from .samplers import SamplerView, orders_display
@@ -52,7 +54,7 @@ def plain_verdicts(claims: list[C.Claim]) -> list[str]:
 def summary_section(runs: RunSet, claims: list[C.Claim], latex_summary: str | None) -> Section:
     jobs = runs.runs["job"].value_counts().sort_index()
     sec = Section("Summary", [
-        f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M UTC} from {store_name(runs.uri)} (experiment "
+        f"Generated {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M UTC} from {shown_uri(runs.uri)} (experiment "
         f"{runs.experiment!r}): {len(runs.runs)} runs ({', '.join(f'{n} {j}' for j, n in jobs.items())}), datasets "
         f"{', '.join(sorted(set(runs.runs['dataset'])))}."])
     if runs.datasets_without_runs:
