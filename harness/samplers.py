@@ -581,7 +581,7 @@ def steps_for_nfe(name: str, nfe: int, trajectory: str, T: int = 1000) -> int:
     if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
         raise HarnessError(f"The NFE target must be an integer >= 1, got {nfe!r}.")
     timesteps(trajectory, 1, T)  # an unknown trajectory is an error, not a trajectory that no S fits
-    best, fewest, exact = None, None, None  # (nfe, S)
+    best, fewest, exact = None, None, None  # best: (nfe, S) below the target; exact: the largest S costing it
     for S in range(1, T + 1):
         tau = timesteps(trajectory, S, T)
         if len(tau) > nfe:

@@ -136,10 +136,11 @@ def view_link(uri: str, exp_id: str) -> str:
     page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
     if uri.startswith(("http://", "https://")):
         return f"{shown_uri(uri).rstrip('/')}/{page}"
-    shown = shown_uri(uri)
-    if shown.startswith("sqlite:///.../"):  # a command to run: the store's whole path
-        shown = "sqlite:///" + Path(uri[len("sqlite:///"):]).resolve().as_posix()
-    return f"mlflow ui --backend-store-uri {shown}, then open http://127.0.0.1:5000/{page}"
+    store = shown_uri(uri)
+    if uri.startswith("sqlite:///"):  # a command to run: a store outside the working directory by its whole path
+        path = Path(uri[len("sqlite:///"):]).resolve()
+        store = store if path.is_relative_to(Path.cwd().resolve()) else f"sqlite:///{path.as_posix()}"
+    return f"mlflow ui --backend-store-uri {store}, then open http://127.0.0.1:5000/{page}"
 
 
 def prepare_store(uri: str, experiment: str) -> str:

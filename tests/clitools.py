@@ -9,13 +9,14 @@ from pathlib import Path
 import mlflow
 
 ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_ENV = "HARNESS_TEST_STORE_TEMPLATE"  # the empty migrated store of this test run (conftest.store_template)
 
 
 def new_store(db: Path) -> Path:
     """``db`` as a copy of the session's empty migrated store (conftest.store_template) unless it exists."""
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(os.environ["HARNESS_TEST_STORE_TEMPLATE"], db)
+        shutil.copyfile(os.environ[TEMPLATE_ENV], db)
     return db
 
 

@@ -18,10 +18,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from clitools import TEMPLATE_ENV  # noqa: E402
 
 torch.set_num_threads(1)
-
-TEMPLATE_ENV = "HARNESS_TEST_STORE_TEMPLATE"
 
 
 @pytest.fixture(scope="session", autouse=True)
