@@ -64,6 +64,10 @@ def shown_uri(uri: str) -> str:
         if parts.hostname else uri
 
 
+# Where a user points the harness at a store: what the messages below name as the fix.
+STORE_SETTING = "tracking.uri (python -m harness), --tracking-uri (the report) or MLFLOW_TRACKING_URI"
+
+
 @contextmanager
 def store_errors(uri: str) -> Iterator[None]:
     """Turn any failure to use the store into one HarnessError naming the store and the fix."""
@@ -76,13 +80,12 @@ def store_errors(uri: str) -> Iterator[None]:
         if uri.startswith(("http://", "https://")) and any(w in text for w in ("Max retries", "ConnectionError", "imed out")):
             why = next((w for w in ("Connection refused", "timed out", "Name or service not known", "No route to host",
                                     "Network is unreachable") if w in text), "no answer")
-            raise HarnessError(f"Cannot reach the tracking server {uri} ({why}, after MLflow's retries): is the server "
-                               "running and reachable? Start it (mlflow server ...) or fix tracking.uri "
-                               "(MLFLOW_TRACKING_URI).") from None
+            raise HarnessError(f"Cannot reach the tracking server {shown_uri(uri)} ({why}, after MLflow's retries): is the "
+                               f"server running and reachable? Start it (mlflow server ...) or fix {STORE_SETTING}.") from None
         first = (text.strip().splitlines() or [type(err).__name__])[0][:300]
-        fix = ("is it an MLflow SQLite database? Move it aside to start a new store, or point tracking.uri "
-               "(MLFLOW_TRACKING_URI) at the right one" if uri.startswith("sqlite:") else
-               "is the server running and reachable? Start it (mlflow server ...) or fix tracking.uri (MLFLOW_TRACKING_URI)")
+        fix = (f"is it an MLflow SQLite database? Move it aside to start a new store, or point {STORE_SETTING} at the "
+               "right one" if uri.startswith("sqlite:") else
+               f"is the server running and reachable? Start it (mlflow server ...) or fix {STORE_SETTING}")
         raise HarnessError(f"Cannot use the tracking store {shown_uri(uri)} ({type(err).__name__}: {first}): {fix}.") from None
 
 
@@ -97,7 +100,7 @@ def client(uri: str):
         path = Path(uri[len("sqlite:///"):])
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
             raise HarnessError(f"The tracking store {shown_uri(uri)} is not an SQLite database: move it aside to start a "
-                               "new store, or point tracking.uri (MLFLOW_TRACKING_URI) at the right one.")
+                               f"new store, or point {STORE_SETTING} at the right one.")
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
