@@ -128,14 +128,14 @@ def register(name: str, *, order: int, nfe: Callable[[int], int], tau: TauNeeds 
     def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         @functools.wraps(fn)
         @torch.no_grad()
-        def sample(model: Model, x_T: Tensor, steps: Sequence[int], schedule: NoiseSchedule, **kwargs) -> Tensor:
-            steps = tau.check(name, steps)
-            if steps[-1] >= schedule.T:
+        def sample(model: Model, x_T: Tensor, levels: Sequence[int], schedule: NoiseSchedule, **kwargs) -> Tensor:
+            levels = tau.check(name, levels)
+            if levels[-1] >= schedule.T:
                 raise HarnessError(
-                    f"tau reaches timestep {steps[-1]}, beyond the schedule's last one ({schedule.T - 1}): build tau "
+                    f"tau reaches timestep {levels[-1]}, beyond the schedule's last one ({schedule.T - 1}): build tau "
                     f"for T = {schedule.T} (trajectory.timesteps(kind, S, T))."
                 )
-            return fn(model, x_T, steps, schedule, **kwargs)
+            return fn(model, x_T, levels, schedule, **kwargs)
 
         SAMPLERS[name] = SamplerInfo(name, sample, order, nfe, tau, stochastic)
         return sample
@@ -197,10 +197,10 @@ def _interior(schedule: NoiseSchedule, top: int, bottom: int, target: float) -> 
     return _level(schedule, int(candidates[(lam - target).abs().argmin()]))
 
 
-Step = Callable[[int, Tensor, _Level, deque[_Eval]], Tensor]
+_Step = Callable[[int, Tensor, _Level, deque[_Eval]], Tensor]
 
 
-def _solve(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, step: Step,
+def _solve(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, step: _Step,
            callback: StepCallback | None, *, keep: int = 1, into_data: bool = True) -> Tensor:
     """The loop of every solver in x (all but Heun): down tau, the model once at the start of each step.
 
