@@ -119,14 +119,15 @@ class Cell:
         _safe_name("model.name", model.get("name"))
         diffusion = _frozen(cfg.diffusion)
         T = _int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
-        from .samplers import check_eta, get_sampler, steps_for_nfe
+        from .samplers import get_sampler, steps_for_nfe
 
-        sampler = get_sampler(cfg.get("sampler", "ddim")).name
+        sampler_info = get_sampler(cfg.get("sampler", "ddim"))
+        sampler = sampler_info.name
         if job == "recon" and sampler != "ddim":
             raise HarnessError(f"job=recon encodes and decodes with DDIM (eta=0); it takes no sampler={sampler}: "
                                "drop the sampler override.")
         eta = parse_eta(cfg.eta)
-        check_eta(sampler, eta)
+        sampler_info.check_eta(eta)  # a deterministic sampler takes no eta
         target = cfg.get("nfe")
         S = cfg.S if target is None else steps_for_nfe(sampler, target, cfg.trajectory, T)
         tau = tuple(timesteps(cfg.trajectory, S, T))  # a known trajectory and 1 <= S <= T

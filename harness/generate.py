@@ -51,7 +51,7 @@ def sample_batch(sampler: SamplerInfo, model: Model, indices: Sequence[int], see
     """The images ``indices`` of a cell, each from its own (seed, index) noise stream."""
     noise = ImageNoise(seed, indices, device, scheme=noise_scheme)
     x_T = noise.randn(*shape)
-    return sampler.sample(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)
+    return sampler.run(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)
 
 
 def generate(

@@ -1,13 +1,14 @@
-"""The successors of DDIM: solvers of the same probability-flow ODE on a discrete-time eps model, and a registry.
+"""The successors of DDIM: solvers of the same probability-flow ODE on a discrete-time eps model, and their registry.
 
-Every sampler has one signature,
+A sampler is one function, registered with its facts by ``@register(name, order=..., nfe=..., tau=...)``:
 
-    sample_<name>(model, x_T, tau, schedule, *, eta=0.0, noise=None, callback=None) -> x_0
+    sample_<name>(model, x_T, tau, schedule, *, callback=None) -> x_0
 
 ``tau`` is the increasing list of timesteps of ``trajectory.timesteps``: the sampler starts from x_T at level tau[-1]
 and steps down tau, then from tau[0] into the data (t = -1, alpha_bar = 1). ``callback(i, t, x, x0_pred)`` runs after
 step i, with t the level the step starts from, x the new state and x0_pred the data prediction of the model at the
-step's start. Only ``ddim`` uses ``eta`` and ``noise``; every other sampler is deterministic and refuses eta != 0.
+step's start. Only ``ddim`` (``stochastic``) also takes ``eta`` and ``noise``; ``SamplerInfo.run`` passes them only to
+a sampler that takes them, and the others refuse eta != 0 once, in ``SamplerInfo.check_eta`` (Cell validation).
 
 Notation (float64 scalars), for a level t with a = alpha_bar(t):
     alpha = sqrt(a), sigma = sqrt(1 - a), lambda = log(alpha / sigma) (half the log-SNR), x_t = alpha x_0 + sigma eps;
@@ -18,19 +19,23 @@ there returns x0_pred(x_{tau_0}); this is diffusers' ``final_sigmas_type="zero"`
 
 The model is only evaluated at the integer timesteps it was trained on. The intermediate points of single-step
 methods are put on that grid (``_interior``), and every coefficient is computed from the realised lambdas, so the
-formulas written for a general ratio r stay exact. Methods that need room between two levels (the intermediate
-points, PNDM's half-step) and the multistep methods (which divide by step sizes) refuse a tau that has none, with a
-HarnessError that names the fix; ``ddim`` keeps accepting repeated timesteps (the paper's quadratic tau).
+formulas written for a general ratio r stay exact. What a sampler needs of tau is in the registry (``TauNeeds``) and
+is checked before any network call: methods that need room between two levels (the intermediate points, PNDM's
+half-step) and the multistep methods (which divide by step sizes) refuse a tau that has none, with a HarnessError
+that names the fix; ``ddim`` keeps accepting repeated timesteps (the paper's quadratic tau).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+from torch import Tensor
 
 from . import sampling
 from .errors import HarnessError
@@ -39,6 +44,112 @@ from .sampling import Model, StepCallback, generalized_step, parse_eta, predict_
 from .schedule import NoiseSchedule
 from .trajectory import step_pairs, timesteps
 
+
+# --- the registry ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TauNeeds:
+    """What a sampler needs of tau, besides a non-empty tau of timesteps >= 0 inside the schedule.
+
+    ``distinct``: strictly increasing timesteps (``ddim`` alone takes repeats). ``width``: the timesteps each step must
+    span (its intermediate points lie strictly inside), over the ``steps(len(tau))`` steps from the top, or over every
+    step above tau[0] when ``steps`` is None.
+    """
+
+    distinct: bool = True
+    width: int = 1
+    steps: Callable[[int], int] | None = None
+
+    def check(self, name: str, tau: Sequence[int]) -> list[int]:
+        """tau as a list of ints, or a HarnessError that names the fix."""
+        tau = [int(t) for t in tau]
+        if not tau or tau[0] < 0:
+            raise HarnessError(f"Sampler {name!r} needs a non-empty tau of timesteps >= 0, got {tau!r}.")
+        if not self.distinct:
+            return tau
+        gaps = [b - a for a, b in zip(tau, tau[1:])]
+        if any(g < 1 for g in gaps):
+            raise HarnessError(
+                f"Sampler {name!r} needs strictly increasing timesteps, but tau repeats some (the 'quad' trajectory "
+                "does for large S). Use fewer steps, the 'uniform' trajectory, or sampler=ddim."
+            )
+        top = None if self.steps is None else self.steps(len(tau))
+        checked = gaps if top is None else gaps[len(gaps) - top:]
+        if any(g < self.width for g in checked):
+            raise HarnessError(
+                f"Sampler {name!r} needs each of its {'multi-stage' if top is None else f'first {top}'} steps to "
+                f"span at least {self.width} timesteps (its intermediate points lie strictly inside), but tau has a "
+                f"step of {min(checked)}. Use fewer steps, or sampler=plms / dpmpp_2m (no intermediate points)."
+            )
+        return tau
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """A registered sampler and its facts. ``order``: the theoretical order of the deterministic ODE solver (global
+    error O(h^order)); ``nfe_rule(n)``: the network evaluations per image it spends on a tau of n levels; ``tau``: what
+    it needs of tau; ``stochastic``: it takes eta and noise (ddim: eta > 0 or "hat" draws noise)."""
+
+    name: str
+    sample: Callable[..., Tensor]
+    order: int
+    nfe_rule: Callable[[int], int]
+    tau: TauNeeds
+    stochastic: bool
+
+    def nfe(self, tau: Sequence[int]) -> int:
+        """Network evaluations per image along tau; HarnessError for a tau the sampler refuses."""
+        return self.nfe_rule(len(self.tau.check(self.name, tau)))
+
+    def check_eta(self, eta: float | str) -> None:
+        """A deterministic sampler refuses any eta but 0, with a message naming the fix."""
+        if not self.stochastic and parse_eta(eta) != 0.0:
+            raise HarnessError(
+                f"Sampler {self.name!r} is a deterministic ODE solver and takes no eta (got eta={eta!r}): set eta=0, "
+                "or use sampler=ddim, the only sampler with eta."
+            )
+
+    def run(self, model: Model, x_T: Tensor, tau: Sequence[int], schedule: NoiseSchedule, *, eta: float | str = 0.0,
+            noise: ImageNoise | None = None, callback: StepCallback | None = None) -> Tensor:
+        """``sample`` with a cell's eta and noise, passed only to a sampler that takes them (the others: eta = 0)."""
+        if self.stochastic:
+            return self.sample(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)
+        self.check_eta(eta)
+        return self.sample(model, x_T, tau, schedule, callback=callback)
+
+
+SAMPLERS: dict[str, SamplerInfo] = {}  # in the order of definition below, which is the report's order
+
+
+def register(name: str, *, order: int, nfe: Callable[[int], int], tau: TauNeeds = TauNeeds(), stochastic: bool = False):
+    """Register a sampler function under ``name``. The registered function checks tau (``tau``, and that it lies
+    inside the schedule) before any network call, hands it on as a list of ints, and runs without autograd."""
+
+    def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        @functools.wraps(fn)
+        @torch.no_grad()
+        def sample(model: Model, x_T: Tensor, levels: Sequence[int], schedule: NoiseSchedule, **kwargs) -> Tensor:
+            levels = tau.check(name, levels)
+            if levels[-1] >= schedule.T:
+                raise HarnessError(
+                    f"tau reaches timestep {levels[-1]}, beyond the schedule's last one ({schedule.T - 1}): build tau "
+                    f"for T = {schedule.T} (trajectory.timesteps(kind, S, T))."
+                )
+            return fn(model, x_T, levels, schedule, **kwargs)
+
+        SAMPLERS[name] = SamplerInfo(name, sample, order, nfe, tau, stochastic)
+        return sample
+
+    return decorate
+
+
+def get_sampler(name: str) -> SamplerInfo:
+    if name not in SAMPLERS:
+        raise HarnessError(f"Unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}.")
+    return SAMPLERS[name]
+
+
+# --- levels and the shared loop ----------------------------------------------------------------------------------
 
 class _Level(NamedTuple):
     """A noise level: timestep t (-1 is the data), alpha_bar, alpha, sigma and lambda, all float64."""
@@ -50,17 +161,30 @@ class _Level(NamedTuple):
     lam: float
 
 
+class _Eval(NamedTuple):
+    """The model at one level: the level, eps there and the data prediction x0 (eq. 9)."""
+
+    level: _Level
+    eps: Tensor
+    x0: Tensor
+
+
 def _level(schedule: NoiseSchedule, t: int) -> _Level:
     a = float(schedule.alpha_bar(t))
     alpha, sigma = math.sqrt(a), math.sqrt(1.0 - a)
     return _Level(t, a, alpha, sigma, math.log(alpha / sigma) if sigma > 0 else math.inf)
 
 
-def _eps(model: Model, x: torch.Tensor, t: int) -> torch.Tensor:
+def _steps(schedule: NoiseSchedule, tau: list[int]) -> list[tuple[_Level, _Level]]:
+    """(s, e) for each generative step, from level s down to level e (e.t = -1: the data)."""
+    return [(_level(schedule, t), _level(schedule, t_prev)) for t, t_prev in step_pairs(tau)]
+
+
+def _eps(model: Model, x: Tensor, t: int) -> Tensor:
     return model(x, sampling._timestep(x, t))
 
 
-def _transfer(x: torch.Tensor, eps: torch.Tensor, s: _Level, t: _Level) -> torch.Tensor:
+def _transfer(x: Tensor, eps: Tensor, s: _Level, t: _Level) -> Tensor:
     """The deterministic DDIM step from level s to level t with noise estimate eps (eq. 12, sigma = 0)."""
     return generalized_step(x, eps, s.a, t.a, 0.0, None)[0]
 
@@ -73,39 +197,25 @@ def _interior(schedule: NoiseSchedule, top: int, bottom: int, target: float) -> 
     return _level(schedule, int(candidates[(lam - target).abs().argmin()]))
 
 
-# --- validation and expected NFE ---------------------------------------------------------------------------------
-
-def check_eta(name: str, eta: float | str) -> None:
-    """Only ``ddim`` takes eta; the others refuse any eta but 0 with a message naming the fix."""
-    if SAMPLERS[name].uses_eta:
-        return
-    if parse_eta(eta) != 0.0:
-        raise HarnessError(
-            f"Sampler {name!r} is a deterministic ODE solver and takes no eta (got eta={eta!r}): set eta=0, "
-            "or use sampler=ddim, the only sampler with eta."
-        )
+_Step = Callable[[int, Tensor, _Level, deque[_Eval]], Tensor]
 
 
-def _check_tau(name: str, tau: Sequence[int], width: int = 1, top_steps: int | None = None) -> list[int]:
-    """tau as a list of ints, non-empty, >= 0 and strictly increasing; the ``top_steps`` steps from the top (all
-    steps above tau[0] when None) must each span at least ``width`` timesteps."""
-    tau = [int(t) for t in tau]
-    if not tau or tau[0] < 0:
-        raise HarnessError(f"Sampler {name!r} needs a non-empty tau of timesteps >= 0, got {tau!r}.")
-    gaps = [b - a for a, b in zip(tau, tau[1:])]
-    if any(g < 1 for g in gaps):
-        raise HarnessError(
-            f"Sampler {name!r} needs strictly increasing timesteps, but tau repeats some (the 'quad' trajectory "
-            "does for large S). Use fewer steps, the 'uniform' trajectory, or sampler=ddim."
-        )
-    checked = gaps if top_steps is None else gaps[len(gaps) - top_steps:]
-    if any(g < width for g in checked):
-        raise HarnessError(
-            f"Sampler {name!r} needs each of its {'multi-stage' if top_steps is None else f'first {top_steps}'} "
-            f"steps to span at least {width} timesteps (its intermediate points lie strictly inside), but tau has "
-            f"a step of {min(checked)}. Use fewer steps, or sampler=plms / dpmpp_2m (no intermediate points)."
-        )
-    return tau
+def _solve(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, step: _Step,
+           callback: StepCallback | None, *, keep: int = 1, into_data: bool = True) -> Tensor:
+    """The loop of every solver in x (all but Heun): down tau, the model once at the start of each step.
+
+    ``step(i, x, e, evals)`` returns the state at level e from the state x of step i; ``evals`` holds the model at the
+    last ``keep`` levels, the current one last. The step into the data is DDIM's first-order step, which returns the
+    current x0, unless ``into_data`` is False (PNDM and PLMS step into the data with their own eps).
+    """
+    x, evals = x_T, deque(maxlen=keep)
+    for i, (s, e) in enumerate(_steps(schedule, tau)):
+        eps = _eps(model, x, s.t)
+        evals.append(_Eval(s, eps, predict_x0(x, eps, s.a)))
+        x = evals[-1].x0 if e.t < 0 and into_data else step(i, x, e, evals)
+        if callback is not None:
+            callback(i, s.t, x, evals[-1].x0)
+    return x
 
 
 def _pndm_warmup(n: int) -> int:
@@ -113,120 +223,10 @@ def _pndm_warmup(n: int) -> int:
     return max(0, min(3, n - 1))
 
 
-def nfe_ddim(tau: Sequence[int]) -> int:
-    if len(tau) == 0:
-        raise HarnessError("Sampler 'ddim' needs a non-empty tau.")
-    return len(tau)
-
-
-def nfe_plms(tau: Sequence[int]) -> int:
-    n = len(_check_tau("plms", tau))
-    return n + 1 if n > 1 else 1
-
-
-def nfe_pndm(tau: Sequence[int]) -> int:
-    n = len(tau)
-    k = _pndm_warmup(n)
-    _check_tau("pndm", tau, width=2, top_steps=k)
-    return n + 3 * k
-
-
-def nfe_dpm_solver_2(tau: Sequence[int]) -> int:
-    return 2 * len(_check_tau("dpm_solver_2", tau, width=2)) - 1
-
-
-def nfe_dpm_solver_3(tau: Sequence[int]) -> int:
-    return 3 * len(_check_tau("dpm_solver_3", tau, width=3)) - 2
-
-
-def nfe_dpmpp_2m(tau: Sequence[int]) -> int:
-    return len(_check_tau("dpmpp_2m", tau))
-
-
-def nfe_unipc(tau: Sequence[int]) -> int:
-    return len(_check_tau("unipc", tau))
-
-
-def nfe_heun(tau: Sequence[int]) -> int:
-    return 2 * len(_check_tau("heun", tau)) - 1
-
-
-def _prepare(name: str, tau: Sequence[int], schedule: NoiseSchedule, eta: float | str) -> list[int]:
-    """Refuse eta, validate tau (via the sampler's NFE rule) and its range, before any network call."""
-    check_eta(name, eta)
-    SAMPLERS[name].nfe(tau)
-    tau = [int(t) for t in tau]
-    if tau[-1] >= schedule.T:
-        raise HarnessError(
-            f"tau reaches timestep {tau[-1]}, beyond the schedule's last one ({schedule.T - 1}): build tau for "
-            f"T = {schedule.T} (trajectory.timesteps(kind, S, T))."
-        )
-    return tau
-
-
-# --- the samplers ------------------------------------------------------------------------------------------------
-
-def sample_ddim(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
-    """DDIM (Song, Meng, Ermon, ICLR 2021): the generalized process of ``sampling.sample``, unchanged.
-
-    x_prev = sqrt(a_prev) (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) + sqrt(1 - a_prev - sigma^2) eps + sigma z (eq. 12),
-    sigma = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev) (eq. 16), or eta = "hat" (sigma-hat process).
-    eta = 0 is the first-order (Euler) solver of the probability-flow ODE in (sigma / alpha, x / alpha). NFE = len(tau).
-    """
-    nfe_ddim(tau)
-    return sampling.sample(model, x_T, tau, schedule, eta, noise, callback)
-
-
-@torch.no_grad()
-def sample_plms(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
-    """PLMS: PNDM's pseudo linear multistep method (Liu et al., ICLR 2022) started by a pseudo improved Euler step.
-
-    Every step is PNDM's transfer phi (eq. 9), which is the DDIM step, x_prev = phi(x_t, e, t, t_prev), with e:
-        step 1:  e = (e_t + eps(phi(x_t, e_t, t, t_prev), t_prev)) / 2      (pseudo improved Euler, 2 NFE)
-        step 2:  e = (3 e_0 - e_1) / 2,  step 3: e = (23 e_0 - 16 e_1 + 5 e_2) / 12,
-        then     e = (55 e_0 - 59 e_1 + 37 e_2 - 9 e_3) / 24                (pseudo linear multistep, eq. 12)
-    where e_k = eps(x, t) at the k-th previous level (e_0 the current one). This is diffusers' PNDMScheduler with
-    skip_prk_steps=True (after crowsonkb's PLMS for latent diffusion). The Adams-Bashforth weights treat the levels as
-    equally spaced. NFE = len(tau) + 1; a tau of one level is a single DDIM step (the start would need eps at t = -1).
-    """
-    tau = _prepare("plms", tau, schedule, eta)
-    x, history = x_T, []
-    for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = _level(schedule, t), _level(schedule, t_prev)
-        eps = _eps(model, x, t)
-        history = (history + [eps])[-4:]
-        if i == 0 and t_prev >= 0:
-            eps_eff = 0.5 * (eps + _eps(model, _transfer(x, eps, s, e), t_prev))
-        else:
-            eps_eff = _adams_bashforth(history)
-        x0 = predict_x0(x, eps, s.a)
-        x = _transfer(x, eps_eff, s, e)
-        if callback is not None:
-            callback(i, t, x, x0)
-    return x
-
-
-def _adams_bashforth(history: list[torch.Tensor]) -> torch.Tensor:
-    """Adams-Bashforth combination of the last 1-4 eps (oldest first), as in PNDM eq. (12) and its lower orders."""
-    h = history[::-1]
+def _adams_bashforth(evals: Sequence[_Eval]) -> Tensor:
+    """Adams-Bashforth combination of the last 1-4 eps (the current one last), as in PNDM eq. (12) and its lower
+    orders."""
+    h = [v.eps for v in reversed(evals)]
     if len(h) == 1:
         return h[0]
     if len(h) == 2:
@@ -236,17 +236,23 @@ def _adams_bashforth(history: list[torch.Tensor]) -> torch.Tensor:
     return (55 * h[0] - 59 * h[1] + 37 * h[2] - 9 * h[3]) / 24
 
 
-@torch.no_grad()
-def sample_pndm(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
+# --- the samplers, in the report's order -------------------------------------------------------------------------
+
+@register("ddim", order=1, nfe=lambda n: n, tau=TauNeeds(distinct=False), stochastic=True)
+def sample_ddim(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *, eta: float | str = 0.0,
+                noise: ImageNoise | None = None, callback: StepCallback | None = None) -> Tensor:
+    """DDIM (Song, Meng, Ermon, ICLR 2021): the generalized process of ``sampling.sample``, unchanged.
+
+    x_prev = sqrt(a_prev) (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) + sqrt(1 - a_prev - sigma^2) eps + sigma z (eq. 12),
+    sigma = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev) (eq. 16), or eta = "hat" (sigma-hat process).
+    eta = 0 is the first-order (Euler) solver of the probability-flow ODE in (sigma / alpha, x / alpha). NFE = len(tau).
+    """
+    return sampling.sample(model, x_T, tau, schedule, eta, noise, callback)
+
+
+@register("pndm", order=2, nfe=lambda n: n + 3 * _pndm_warmup(n), tau=TauNeeds(width=2, steps=_pndm_warmup))
+def sample_pndm(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *,
+                callback: StepCallback | None = None) -> Tensor:
     """F-PNDM (Liu et al., ICLR 2022, Alg. 2): three pseudo Runge-Kutta steps, then the pseudo linear multistep.
 
     Warm-up step t -> t_prev (eq. 13), with the transfer phi of eq. (9) (the DDIM step) and the half-step level m:
@@ -259,39 +265,47 @@ def sample_pndm(
     diffusers' PNDMScheduler (skip_prk_steps=False). The warm-up never includes the step into the data (it would need
     eps at t = -1): k = min(3, len(tau) - 1) warm-up steps, NFE = len(tau) + 3 k.
     """
-    tau = _prepare("pndm", tau, schedule, eta)
     warmup = _pndm_warmup(len(tau))
-    x, history = x_T, []
-    for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = _level(schedule, t), _level(schedule, t_prev)
-        eps = _eps(model, x, t)
-        history = (history + [eps])[-4:]
-        if i < warmup:
-            mid = _level(schedule, t - (t - t_prev) // 2)
-            e2 = _eps(model, _transfer(x, eps, s, mid), mid.t)
-            e3 = _eps(model, _transfer(x, e2, s, mid), mid.t)
-            e4 = _eps(model, _transfer(x, e3, s, e), t_prev)
-            eps_eff = (eps + 2 * e2 + 2 * e3 + e4) / 6
-        else:
-            eps_eff = _adams_bashforth(history)
-        x0 = predict_x0(x, eps, s.a)
-        x = _transfer(x, eps_eff, s, e)
-        if callback is not None:
-            callback(i, t, x, x0)
-    return x
+
+    def step(i: int, x: Tensor, e: _Level, evals: deque[_Eval]) -> Tensor:
+        s, e1 = evals[-1].level, evals[-1].eps
+        if i >= warmup:
+            return _transfer(x, _adams_bashforth(evals), s, e)
+        m = _level(schedule, s.t - (s.t - e.t) // 2)
+        e2 = _eps(model, _transfer(x, e1, s, m), m.t)
+        e3 = _eps(model, _transfer(x, e2, s, m), m.t)
+        e4 = _eps(model, _transfer(x, e3, s, e), e.t)
+        return _transfer(x, (e1 + 2 * e2 + 2 * e3 + e4) / 6, s, e)
+
+    return _solve(model, x_T, tau, schedule, step, callback, keep=4, into_data=False)
 
 
-@torch.no_grad()
-def sample_dpm_solver_2(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
+@register("plms", order=2, nfe=lambda n: n + 1 if n > 1 else 1)
+def sample_plms(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *,
+                callback: StepCallback | None = None) -> Tensor:
+    """PLMS: PNDM's pseudo linear multistep method (Liu et al., ICLR 2022) started by a pseudo improved Euler step.
+
+    Every step is PNDM's transfer phi (eq. 9), which is the DDIM step, x_prev = phi(x_t, e, t, t_prev), with e:
+        step 1:  e = (e_t + eps(phi(x_t, e_t, t, t_prev), t_prev)) / 2      (pseudo improved Euler, 2 NFE)
+        step 2:  e = (3 e_0 - e_1) / 2,  step 3: e = (23 e_0 - 16 e_1 + 5 e_2) / 12,
+        then     e = (55 e_0 - 59 e_1 + 37 e_2 - 9 e_3) / 24                (pseudo linear multistep, eq. 12)
+    where e_k = eps(x, t) at the k-th previous level (e_0 the current one). This is diffusers' PNDMScheduler with
+    skip_prk_steps=True (after crowsonkb's PLMS for latent diffusion). The Adams-Bashforth weights treat the levels as
+    equally spaced. NFE = len(tau) + 1; a tau of one level is a single DDIM step (the start would need eps at t = -1).
+    """
+
+    def step(i: int, x: Tensor, e: _Level, evals: deque[_Eval]) -> Tensor:
+        s, e_t = evals[-1].level, evals[-1].eps
+        if i == 0 and e.t >= 0:
+            return _transfer(x, 0.5 * (e_t + _eps(model, _transfer(x, e_t, s, e), e.t)), s, e)
+        return _transfer(x, _adams_bashforth(evals), s, e)
+
+    return _solve(model, x_T, tau, schedule, step, callback, keep=4, into_data=False)
+
+
+@register("dpm_solver_2", order=2, nfe=lambda n: 2 * n - 1, tau=TauNeeds(width=2))
+def sample_dpm_solver_2(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *,
+                        callback: StepCallback | None = None) -> Tensor:
     """DPM-Solver-2, singlestep, noise prediction (Lu et al., NeurIPS 2022, sec. 3.3, with r1 = 1/2).
 
     Step s -> t, h = lambda_t - lambda_s, intermediate level u with r = (lambda_u - lambda_s) / h:
@@ -302,37 +316,22 @@ def sample_dpm_solver_2(
     the data is the first-order DDIM step. In diffusers: DPMSolverSinglestepScheduler(algorithm_type="dpmsolver",
     solver_type="midpoint", solver_order=2) run on the timesteps [t, u, t', u', ...]. NFE = 2 len(tau) - 1.
     """
-    tau = _prepare("dpm_solver_2", tau, schedule, eta)
-    x = x_T
-    for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = _level(schedule, t), _level(schedule, t_prev)
-        eps = _eps(model, x, t)
-        x0 = predict_x0(x, eps, s.a)
-        if t_prev < 0:
-            x = x0
-        else:
-            h = e.lam - s.lam
-            u = _interior(schedule, t, t_prev, s.lam + 0.5 * h)
-            r = (u.lam - s.lam) / h
-            x_u = (u.alpha / s.alpha) * x - u.sigma * math.expm1(r * h) * eps
-            d = _eps(model, x_u, u.t) - eps
-            x = (e.alpha / s.alpha) * x - e.sigma * math.expm1(h) * eps - e.sigma * math.expm1(h) / (2 * r) * d
-        if callback is not None:
-            callback(i, t, x, x0)
-    return x
+
+    def step(i: int, x: Tensor, e: _Level, evals: deque[_Eval]) -> Tensor:
+        s, eps = evals[-1].level, evals[-1].eps
+        h = e.lam - s.lam
+        u = _interior(schedule, s.t, e.t, s.lam + 0.5 * h)
+        r = (u.lam - s.lam) / h
+        x_u = (u.alpha / s.alpha) * x - u.sigma * math.expm1(r * h) * eps
+        d = _eps(model, x_u, u.t) - eps
+        return (e.alpha / s.alpha) * x - e.sigma * math.expm1(h) * eps - e.sigma * math.expm1(h) / (2 * r) * d
+
+    return _solve(model, x_T, tau, schedule, step, callback)
 
 
-@torch.no_grad()
-def sample_dpm_solver_3(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
+@register("dpm_solver_3", order=3, nfe=lambda n: 3 * n - 2, tau=TauNeeds(width=3))
+def sample_dpm_solver_3(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *,
+                        callback: StepCallback | None = None) -> Tensor:
     """DPM-Solver-3, singlestep, noise prediction (Lu et al., NeurIPS 2022, sec. 3.3, with r1 = 1/3, r2 = 2/3).
 
     Step s -> t, h = lambda_t - lambda_s, levels u1, u2 with r_k = (lambda_uk - lambda_s) / h, eps_s = eps(x_s, s):
@@ -348,42 +347,27 @@ def sample_dpm_solver_3(
     [t, u1, u2, t', ...], x_u2 is solver_type="heun"'s second-order update and x_t "midpoint"'s third-order update.
     NFE = 3 len(tau) - 2.
     """
-    tau = _prepare("dpm_solver_3", tau, schedule, eta)
-    x = x_T
-    for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = _level(schedule, t), _level(schedule, t_prev)
-        eps = _eps(model, x, t)
-        x0 = predict_x0(x, eps, s.a)
-        if t_prev < 0:
-            x = x0
-        else:
-            h = e.lam - s.lam
-            u1 = _interior(schedule, t, t_prev + 1, s.lam + h / 3)
-            u2 = _interior(schedule, u1.t, t_prev, s.lam + 2 * h / 3)
-            r1, r2 = (u1.lam - s.lam) / h, (u2.lam - s.lam) / h
-            x_u1 = (u1.alpha / s.alpha) * x - u1.sigma * math.expm1(r1 * h) * eps
-            d1 = _eps(model, x_u1, u1.t) - eps
-            phi_22 = math.expm1(r2 * h) / (r2 * h) - 1
-            x_u2 = (u2.alpha / s.alpha) * x - u2.sigma * math.expm1(r2 * h) * eps - u2.sigma * (r2 / r1) * phi_22 * d1
-            d2 = _eps(model, x_u2, u2.t) - eps
-            phi_2 = math.expm1(h) / h - 1
-            x = (e.alpha / s.alpha) * x - e.sigma * math.expm1(h) * eps - (e.sigma / r2) * phi_2 * d2
-        if callback is not None:
-            callback(i, t, x, x0)
-    return x
+
+    def step(i: int, x: Tensor, e: _Level, evals: deque[_Eval]) -> Tensor:
+        s, eps = evals[-1].level, evals[-1].eps
+        h = e.lam - s.lam
+        u1 = _interior(schedule, s.t, e.t + 1, s.lam + h / 3)
+        u2 = _interior(schedule, u1.t, e.t, s.lam + 2 * h / 3)
+        r1, r2 = (u1.lam - s.lam) / h, (u2.lam - s.lam) / h
+        x_u1 = (u1.alpha / s.alpha) * x - u1.sigma * math.expm1(r1 * h) * eps
+        d1 = _eps(model, x_u1, u1.t) - eps
+        phi_22 = math.expm1(r2 * h) / (r2 * h) - 1
+        x_u2 = (u2.alpha / s.alpha) * x - u2.sigma * math.expm1(r2 * h) * eps - u2.sigma * (r2 / r1) * phi_22 * d1
+        d2 = _eps(model, x_u2, u2.t) - eps
+        phi_2 = math.expm1(h) / h - 1
+        return (e.alpha / s.alpha) * x - e.sigma * math.expm1(h) * eps - (e.sigma / r2) * phi_2 * d2
+
+    return _solve(model, x_T, tau, schedule, step, callback)
 
 
-@torch.no_grad()
-def sample_dpmpp_2m(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
+@register("dpmpp_2m", order=2, nfe=lambda n: n)
+def sample_dpmpp_2m(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *,
+                    callback: StepCallback | None = None) -> Tensor:
     """DPM-Solver++(2M): multistep, data prediction (Lu et al. 2022, arXiv:2211.01095, Alg. 2).
 
     Step s_i -> t, h = lambda_t - lambda_{s_i}, D_i = x0(x_{s_i}, s_i), r = (lambda_{s_i} - lambda_{s_{i-1}}) / h:
@@ -392,34 +376,24 @@ def sample_dpmpp_2m(
     the update is x_0 = D_i. In diffusers: DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
     solver_type="midpoint", final_sigmas_type="zero"). NFE = len(tau).
     """
-    tau = _prepare("dpmpp_2m", tau, schedule, eta)
-    x, previous = x_T, None  # (lambda, D) of the level above
-    for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = _level(schedule, t), _level(schedule, t_prev)
-        x0 = predict_x0(x, _eps(model, x, t), s.a)
-        if t_prev < 0:
-            x_new = x0
-        else:
-            h = e.lam - s.lam
-            d = x0
-            if previous is not None:
-                r = (s.lam - previous[0]) / h
-                d = (1 + 1 / (2 * r)) * x0 - previous[1] / (2 * r)
-            x_new = (e.sigma / s.sigma) * x - e.alpha * math.expm1(-h) * d
-        previous, x = (s.lam, x0), x_new
-        if callback is not None:
-            callback(i, t, x, x0)
-    return x
+
+    def step(i: int, x: Tensor, e: _Level, evals: deque[_Eval]) -> Tensor:
+        s, d = evals[-1].level, evals[-1].x0
+        h = e.lam - s.lam
+        if len(evals) > 1:
+            above = evals[-2]
+            r = (s.lam - above.level.lam) / h
+            d = (1 + 1 / (2 * r)) * d - above.x0 / (2 * r)
+        return (e.sigma / s.sigma) * x - e.alpha * math.expm1(-h) * d
+
+    return _solve(model, x_T, tau, schedule, step, callback, keep=2)
 
 
-def _uni_update(
-    x: torch.Tensor, s: _Level, t: _Level, m_s: torch.Tensor, above: tuple[float, torch.Tensor] | None,
-    m_t: torch.Tensor | None = None,
-) -> torch.Tensor:
+def _uni_update(x: Tensor, s: _Level, t: _Level, m_s: Tensor, above: _Eval | None, m_t: Tensor | None = None) -> Tensor:
     """One UniP-p (``m_t`` None) or UniC-p update from level s to level t, bh2, data prediction.
 
-    p = 2 when ``above`` = (lambda, data prediction) of the level before s is given, else 1. With
-    h = lambda_t - lambda_s, hh = -h, B = e^{hh} - 1, b_1 = (B / hh - 1) / B, b_2 = 2 ((B / hh - 1) / hh - 1/2) / B, r1 = (lambda_above - lambda_s) / h
+    p = 2 when ``above``, the model at the level before s, is given, else 1. With h = lambda_t - lambda_s, hh = -h,
+    B = e^{hh} - 1, b_1 = (B / hh - 1) / B, b_2 = 2 ((B / hh - 1) / hh - 1/2) / B, r1 = (lambda_above - lambda_s) / h
     and D1 = (m_above - m_s) / r1 (UniPC's UniP-p / UniC-p, Zhao et al., NeurIPS 2023, in data-prediction form):
         base  = (sigma_t / sigma_s) x_s - alpha_t B m_s
         UniP-1: base;                          UniP-2: base - alpha_t B D1 / 2   (rho_p = 1/2, as in the paper's code)
@@ -430,8 +404,8 @@ def _uni_update(
     hh, big_b = -h, math.expm1(-h)
     base = (t.sigma / s.sigma) * x - t.alpha * big_b * m_s
     if above is not None:
-        r1 = (above[0] - s.lam) / h
-        d1 = (above[1] - m_s) / r1
+        r1 = (above.level.lam - s.lam) / h
+        d1 = (above.x0 - m_s) / r1
     if m_t is None:
         return base if above is None else base - t.alpha * big_b * 0.5 * d1
     if above is None:
@@ -442,17 +416,9 @@ def _uni_update(
     return base - t.alpha * big_b * (rho_1 * d1 + (b1 - rho_1) * (m_t - m_s))
 
 
-@torch.no_grad()
-def sample_unipc(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
+@register("unipc", order=3, nfe=lambda n: n)
+def sample_unipc(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *,
+                 callback: StepCallback | None = None) -> Tensor:
     """UniPC-2, B(h) = e^h - 1 ("bh2"), data prediction (Zhao et al., NeurIPS 2023, sec. 3): UniP-2 + UniC.
 
     At each level s_i the model is evaluated once, at the predicted state; that evaluation first corrects the state
@@ -464,35 +430,21 @@ def sample_unipc(
     discarded by it and is skipped. This is diffusers' UniPCMultistepScheduler(solver_order=2, solver_type="bh2",
     predict_x0=True, lower_order_final=True, final_sigmas_type="zero"). NFE = len(tau).
     """
-    tau = _prepare("unipc", tau, schedule, eta)
-    x, above, last = x_T, None, None  # last: the previous predictor's (x_s, s, t, m_s, above) for the corrector
-    for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = _level(schedule, t), _level(schedule, t_prev)
-        x0 = predict_x0(x, _eps(model, x, t), s.a)
-        if t_prev < 0:
-            x = x0
-        else:
-            if last is not None:
-                x = _uni_update(*last, m_t=x0)
-            last = (x, s, e, x0, above)
-            x = _uni_update(*last)
-        above = (s.lam, x0)
-        if callback is not None:
-            callback(i, t, x, x0)
-    return x
+    last = None  # the previous predictor's arguments (x_s, s, t, m_s, above), which the corrector re-does
+
+    def step(i: int, x: Tensor, e: _Level, evals: deque[_Eval]) -> Tensor:
+        nonlocal last
+        if last is not None:
+            x = _uni_update(*last, m_t=evals[-1].x0)
+        last = (x, evals[-1].level, e, evals[-1].x0, evals[-2] if len(evals) > 1 else None)
+        return _uni_update(*last)
+
+    return _solve(model, x_T, tau, schedule, step, callback, keep=2)
 
 
-@torch.no_grad()
-def sample_heun(
-    model: Model,
-    x_T: torch.Tensor,
-    tau: Sequence[int],
-    schedule: NoiseSchedule,
-    *,
-    eta: float | str = 0.0,
-    noise: ImageNoise | None = None,
-    callback: StepCallback | None = None,
-) -> torch.Tensor:
+@register("heun", order=2, nfe=lambda n: 2 * n - 1)
+def sample_heun(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *,
+                callback: StepCallback | None = None) -> Tensor:
     """Heun's second-order method of EDM (Karras et al., NeurIPS 2022, Alg. 1: deterministic, no churn), on EDM's
     noise level sigma = sqrt((1 - a) / a).
 
@@ -502,70 +454,23 @@ def sample_heun(
         xh_{i+1} = xh_i + (sigma_{i+1} - sigma_i) (d_i + eps(sqrt(a_{i+1}) xh', t_{i+1})) / 2   (Heun correction)
     The step into the data (sigma = 0) is the Euler step, i.e. DDIM. The second evaluation is at the next level of
     tau itself (no interpolated timesteps). This is diffusers' HeunDiscreteScheduler with timesteps=tau reversed.
-    NFE = 2 len(tau) - 1.
+    NFE = 2 len(tau) - 1. The state is xh, not x, so this solver has its own loop.
     """
-    tau = _prepare("heun", tau, schedule, eta)
-    top = _level(schedule, tau[-1])
-    xh = x_T / top.alpha
-    for i, (t, t_prev) in enumerate(step_pairs(tau)):
-        s, e = _level(schedule, t), _level(schedule, t_prev)
+    xh = x_T / _level(schedule, tau[-1]).alpha
+    for i, (s, e) in enumerate(_steps(schedule, tau)):
         ds = e.sigma / e.alpha - s.sigma / s.alpha
-        d = _eps(model, s.alpha * xh, t)
+        d = _eps(model, s.alpha * xh, s.t)
         x0 = xh - (s.sigma / s.alpha) * d
         xh_next = xh + ds * d
-        if t_prev >= 0:
-            xh_next = xh + ds * 0.5 * (d + _eps(model, e.alpha * xh_next, t_prev))
+        if e.t >= 0:
+            xh_next = xh + ds * 0.5 * (d + _eps(model, e.alpha * xh_next, e.t))
         xh = xh_next
         if callback is not None:
-            callback(i, t, e.alpha * xh, x0)
+            callback(i, s.t, e.alpha * xh, x0)
     return xh
 
 
-# --- registry ----------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SamplerInfo:
-    """A sampler and its facts. ``order``: the theoretical order of the deterministic ODE solver (global error
-    O(h^order)); ``stochastic``: it may draw noise (ddim with eta > 0 or "hat"); ``nfe(tau)``: the network evaluations
-    per image it spends on tau (raises HarnessError for a tau it refuses)."""
-
-    name: str
-    sample: Callable[..., torch.Tensor]
-    stochastic: bool
-    order: int
-    uses_eta: bool
-    nfe: Callable[[Sequence[int]], int]
-    description: str
-
-
-SAMPLERS: dict[str, SamplerInfo] = {
-    info.name: info
-    for info in [
-        SamplerInfo("ddim", sample_ddim, True, 1, True, nfe_ddim,
-                    "DDIM (Song et al. 2021): eq. (12) with eta (0 deterministic, 1 DDPM) or the sigma-hat process"),
-        SamplerInfo("pndm", sample_pndm, False, 2, False, nfe_pndm,
-                    "F-PNDM (Liu et al. 2022): 3 pseudo Runge-Kutta steps (4 NFE each), then pseudo linear multistep"),
-        SamplerInfo("plms", sample_plms, False, 2, False, nfe_plms,
-                    "PLMS (PNDM with skip_prk_steps): pseudo improved Euler start, then pseudo linear multistep"),
-        SamplerInfo("dpm_solver_2", sample_dpm_solver_2, False, 2, False, nfe_dpm_solver_2,
-                    "DPM-Solver-2 (Lu et al. 2022): singlestep, noise prediction, 2 NFE per step"),
-        SamplerInfo("dpm_solver_3", sample_dpm_solver_3, False, 3, False, nfe_dpm_solver_3,
-                    "DPM-Solver-3 (Lu et al. 2022): singlestep, noise prediction, 3 NFE per step"),
-        SamplerInfo("dpmpp_2m", sample_dpmpp_2m, False, 2, False, nfe_dpmpp_2m,
-                    "DPM-Solver++(2M) (Lu et al. 2022b): multistep, data prediction, 1 NFE per step"),
-        SamplerInfo("unipc", sample_unipc, False, 3, False, nfe_unipc,
-                    "UniPC-2 bh2 (Zhao et al. 2023): UniP-2 predictor + UniC corrector, data prediction, 1 NFE/step"),
-        SamplerInfo("heun", sample_heun, False, 2, False, nfe_heun,
-                    "Heun (Karras et al. 2022, Alg. 1, no churn): 2 NFE per step, Euler into the data"),
-    ]
-}
-
-
-def get_sampler(name: str) -> SamplerInfo:
-    if name not in SAMPLERS:
-        raise HarnessError(f"Unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}.")
-    return SAMPLERS[name]
-
+# --- choosing S for an NFE, counting NFE -------------------------------------------------------------------------
 
 def steps_for_nfe(name: str, nfe: int, trajectory: str, T: int = 1000) -> int:
     """The largest S whose tau = timesteps(trajectory, S, T) costs exactly ``nfe`` evaluations with this sampler, or,

@@ -22,7 +22,13 @@ from .runs import RunSet
 from .stats import loglog_line
 from .tables import headline_metric
 
-ORDER = ["ddim", "pndm", "plms", "dpm_solver_2", "dpm_solver_3", "dpmpp_2m", "unipc", "heun"]
+
+def _registry_rank(sampler: str) -> int:
+    """The sampler's place in the registry (harness.samplers), samplers it no longer knows last."""
+    from ..samplers import SAMPLERS  # the registry imports torch, which the report needs only for sampler views
+
+    order = list(SAMPLERS)
+    return order.index(sampler) if sampler in order else len(order)
 
 
 @dataclass
@@ -87,7 +93,7 @@ def sampler_views(runs: RunSet) -> list[SamplerView]:
                                      nfe=cells["nfe"].fillna(cells["S"]).astype(int), metric=metric)
                 frames.append(cells.sort_values("start_time", ascending=False).drop_duplicates(["row", "nfe"]))
         cells = pd.concat(frames, ignore_index=True)
-        key = {r: (ORDER.index(s) if s in ORDER else len(ORDER), s, eta_sort_key(e))
+        key = {r: (_registry_rank(s), s, eta_sort_key(e))
                for r, s, e in zip(cells["row"], cells["sampler"], cells["eta"])}
         view = SamplerView(dataset, headline_metric(runs, dataset), cells, sorted(key, key=key.get))
         settings = {k: sorted({str(v) for v in cells[k]}) for k in ("N", "repeats", "seed")}
