@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from . import parts, tracking
 from .cell import Cell, check_environment, relative
+from .config import settings
 from .errors import HarnessError
 from .names import Tag
 
@@ -124,8 +125,7 @@ def sweep_run_name(cell: Cell, overrides: list[str], varying: list[str]) -> str:
     of one sweep never share a name in MLflow's list."""
     shown = {"S", "eta", "sampler", "nfe", "dataset", "job", "model", "part"}  # the parts of a cell share its run
     lead = []
-    for item in overrides:
-        key, _, value = item.lstrip("+~").partition("=")
+    for key, value in settings(overrides).items():
         if key in varying and key not in shown:
             lead.append(f"{'.'.join(key.split('.')[-1:])}={_short(value)}")
     return " ".join(lead + [cell.run_name])
