@@ -101,7 +101,6 @@ class Cell:
     dry_run: bool
     output_root: Path
     tracking: Tracking
-    fail_after_batches: int | None = None
     parts: int = 1  # jobs the cell is split into (harness.parts); never part of a key
     part: int | None = None  # which of them this job is (0..parts-1); None: the whole cell
     config: Mapping = field(default_factory=dict, compare=False, repr=False)  # the whole resolved config, for the record
@@ -161,7 +160,6 @@ class Cell:
         if analytic and job == "recon":
             raise HarnessError(f"dataset={dataset['name']} has no held-out images to reconstruct: use job=sample.")
         device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
-        fail_after = cfg.get("debug", {}).get("fail_after_batches")
         parts, part = _parts(cfg, job, N * repeats, bool(cfg.force), bool(cfg.dry_run))
         cell = cls(
             job=job, dataset=dataset, model=model, metrics=_frozen(cfg.metrics), job_options=_frozen(cfg.job),
@@ -170,7 +168,7 @@ class Cell:
             threads=threads, progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
             device=device, dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
             tracking=Tracking(cfg.tracking.get("uri"), str(cfg.tracking.experiment)),
-            fail_after_batches=None if fail_after is None else int(fail_after), parts=parts, part=part,
+            parts=parts, part=part,
             config=_frozen(cfg),
         )
         cell.nfe  # a tau the sampler refuses (repeated or too close timesteps) is refused here

@@ -44,22 +44,6 @@ PRC_BLOCK = 2500
 
 
 @dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    better: str  # "lower" or "higher"
-    description: str
-
-
-METRICS = {m.name: m for m in [
-    MetricInfo(Metric.FID, "lower", "Frechet distance in the dataset's features"),
-    MetricInfo(Metric.KID, "lower", "kernel inception distance (unbiased MMD^2, cubic kernel) in the dataset's features"),
-    MetricInfo(Metric.PRC_PRECISION, "higher", "k-NN precision in the dataset's features"),
-    MetricInfo(Metric.PRC_RECALL, "higher", "k-NN recall in the dataset's features"),
-    MetricInfo(Metric.FD_PIXELS, "lower", "Frechet distance of the raw pixels on [0, 1]"),
-]}
-
-
-@dataclass(frozen=True)
 class Scoring:
     """How a cell is scored: the cell's ``metrics`` config section plus its reference."""
 

@@ -11,6 +11,8 @@ report table silently empty: the writer and the reader both import it from here.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 class Param:
     JOB = "job"
@@ -94,6 +96,27 @@ class Metric:
     SECONDS_PER_BATCH_MAX = "seconds_per_batch_max"
     SECONDS_PER_NFE = "seconds_per_nfe"
     HOURS_50K = "hours_50k"
+
+
+class Score(NamedTuple):
+    """What the report needs to know of a metric a cell is judged on."""
+
+    label: str  # how tables, figures and claims name it
+    lower_is_better: bool
+    description: str
+
+
+SCORES = {  # the metrics cells are compared on, in the report's order: a new metric is named here and computed in
+    # harness.metrics (or harness.exact), nowhere else
+    Metric.FID: Score("FID", True, "Frechet distance in the dataset's features"),
+    Metric.KID: Score("KID", True, "kernel inception distance (unbiased MMD^2, cubic kernel) in the dataset's features"),
+    Metric.PRC_PRECISION: Score("precision", False, "k-NN precision in the dataset's features"),
+    Metric.PRC_RECALL: Score("recall", False, "k-NN recall in the dataset's features"),
+    Metric.FD_PIXELS: Score("FD", True, "Frechet distance of the raw pixels on [0, 1]"),
+    Metric.FD_TRUE: Score("FD to the true law", True, "Frechet distance to the exact law of exact-score data"),
+    Metric.FLOW_RMSE: Score("flow RMSE", True, "RMS distance to the exact probability-flow solution from the same x_T"),
+    Metric.RECON_MSE: Score("MSE", True, "reconstruction error per dimension, pixels on [0, 1] (Table 2)"),
+}
 
 
 REPEAT_STATS = ("std", "min", "ci95_low", "ci95_high")

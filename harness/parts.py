@@ -40,6 +40,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 from . import tracking
 from .cell import Cell
+from .config import settings
 from .errors import HarnessError
 from .names import Tag, part_key
 
@@ -53,20 +54,13 @@ CREATED, JOINED, REOPENED, FINISHED = "created", "joined", "reopened", "finished
 
 # --- the sweep: parts=k alone becomes k part jobs -------------------------------------------------------------------
 
-def _setting(job: Sequence[str], key: str) -> str | None:
-    for override in job:
-        name, _, value = override.partition("=")
-        if name.lstrip("+") == key:
-            return value
-    return None
-
-
 def expand_parts(jobs: list[list[str]], parts: Any, part: Any) -> list[list[str]]:
     """Each job with parts=k > 1 and no part becomes its k part jobs (``part=0`` .. ``part=k-1`` appended).
     ``parts``/``part``: the primary config's values, for jobs that do not override them."""
     out = []
     for job in jobs:
-        k, p = _setting(job, "parts") or parts, _setting(job, "part") or part
+        given = settings(job)
+        k, p = given.get("parts") or parts, given.get("part") or part
         if p in (None, "null") and str(k).isdigit() and int(k) > 1:
             out.extend([*job, f"part={i}"] for i in range(int(k)))
         else:

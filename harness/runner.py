@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from . import parts, tracking
 from .cell import Cell, check_environment, relative
+from .config import settings
 from .errors import HarnessError
 from .names import Tag
 
@@ -100,9 +101,8 @@ def run_job(cfg: DictConfig) -> dict:
         printed = True
         name = sweep_run_name(cell, list(hc.overrides.task), info.get("varying") or []) if multirun else cell.run_name
         position = f"cell {index + 1}/{info['size']} " if multirun and info.get("size") else ""
-        crash = (cfg.get("debug") or {}).get("crash_job")  # test hook: this job of a sweep kills its own worker
         outcome = run_cell(cell, output_dir, label=position + job_name(name, cell), index=index, sweep=info,
-                           name=name, crash=multirun and crash is not None and int(crash) == index)
+                           name=name)
     if multirun:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
@@ -124,8 +124,7 @@ def sweep_run_name(cell: Cell, overrides: list[str], varying: list[str]) -> str:
     of one sweep never share a name in MLflow's list."""
     shown = {"S", "eta", "sampler", "nfe", "dataset", "job", "model", "part"}  # the parts of a cell share its run
     lead = []
-    for item in overrides:
-        key, _, value = item.lstrip("+~").partition("=")
+    for key, value in settings(overrides).items():
         if key in varying and key not in shown:
             lead.append(f"{'.'.join(key.split('.')[-1:])}={_short(value)}")
     return " ".join(lead + [cell.run_name])
@@ -137,7 +136,7 @@ def job_name(name: str, cell: Cell) -> str:
 
 
 def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = None, index: int | None = None,
-             sweep: dict | None = None, name: str | None = None, crash: bool = False) -> Outcome:
+             sweep: dict | None = None, name: str | None = None) -> Outcome:
     name = name or cell.run_name
     label = label or job_name(name, cell)
     sweep = sweep or {}
@@ -161,14 +160,14 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
 
     try:
         with sigterm_as_interrupt(), claimed_device(select_device(cell.device)) as device:
-            return _run(cell, device, uri, output_dir, label, index, sweep, name, crash)
+            return _run(cell, device, uri, output_dir, label, index, sweep, name)
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
         print(f"[killed] {label}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
 
 
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,
-         name: str, crash: bool = False) -> Outcome:
+         name: str) -> Outcome:
     from .jobs import JOBS
     from .jobs.context import JobContext
     from .runtime import configure_threads, device_name, package_versions
@@ -197,7 +196,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
         return Outcome(index, job, "FAILED", error=str(err))
-    ctx = JobContext(cell=cell, device=device, run=run, label=label, parallel=workers > 1, crash=crash)
+    ctx = JobContext(cell=cell, device=device, run=run, label=label, parallel=workers > 1, job=index)
     try:
         if opened == parts.CREATED:  # a new run; of a cell in parts, only the part that created it logs these
             run.log_dict(dict(cell.config), "config.yaml")

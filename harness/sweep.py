@@ -20,6 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .config import settings
 from .errors import HarnessError
 
 
@@ -41,8 +42,7 @@ def swept_values(jobs: list[list[str]]) -> dict[str, list[str]]:
     """{override key: its values in order} for the keys whose value differs between the jobs of a sweep."""
     values: dict[str, list[str]] = {}
     for job in jobs:
-        for item in job:
-            key, _, value = item.lstrip("+~").partition("=")
+        for key, value in settings(job).items():
             if value not in values.setdefault(key, []):
                 values[key].append(value)
     return {k: v for k, v in values.items() if len(v) > 1}

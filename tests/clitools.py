@@ -8,6 +8,8 @@ from pathlib import Path
 
 import mlflow
 
+from harness.faults import ENV as FAULTS_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_ENV = "HARNESS_TEST_STORE_TEMPLATE"  # the empty migrated store of this test run (conftest.store_template)
 
@@ -20,14 +22,17 @@ def new_store(db: Path) -> Path:
     return db
 
 
-def harness(tmp_path, *args, check=True, template=True):
+def harness(tmp_path, *args, check=True, template=True, faults=None):
     """``python -m harness ...`` in ``tmp_path``, its store ``tmp_path/mlflow.db`` (from the template if new, unless
-    ``template=False``: then the harness creates it)."""
+    ``template=False``: then the harness creates it); ``faults``: rules for the fault seam (harness.faults)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     if template:
         new_store(tmp_path / "mlflow.db")
     env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop(FAULTS_ENV, None)
+    if faults:
+        env[FAULTS_ENV] = faults
     flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before the overrides
     overrides = [a for a in args if not a.startswith("-")]
     cmd = [sys.executable, "-m", "harness", *flags, f"output_root={tmp_path / 'out'}", "progress=false", *overrides]

@@ -410,10 +410,11 @@ def test_one_bad_cell_fails_alone_and_orphans_are_reconciled(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_fails_only_its_cell(tmp_path):
-    """A worker SIGKILLed mid-cell (after its first batch, by the test hook ++debug.crash_job): its cell is reported
+    """A worker SIGKILLed mid-cell (after its first batch, by the fault seam harness.faults): its cell is reported
     FAILED in the summary, its run marked KILLED (not left RUNNING), a new worker runs the remaining cell, the others
     finish, the exit status is 1."""
-    proc = harness(tmp_path, "-m", "seed=0,1,2", "++debug.crash_job=1", *TINY, "hydra.launcher.n_jobs=2", check=False)
+    proc = harness(tmp_path, "-m", "seed=0,1,2", *TINY, "hydra.launcher.n_jobs=2", check=False,
+                   faults="batch_done:kill:job=1")
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 1
     no_traceback(proc)

@@ -175,12 +175,12 @@ def test_a_part_that_finds_every_image_waits_for_the_other_parts_count(tmp_path)
 @pytest.mark.slow  # about 1.5 min: two sweeps of 2 parts through submitit (the SLURM code path)
 def test_failed_parts_resume_on_rerun_through_submitit(tmp_path):
     sweep = ["-m", "hydra/launcher=local", *TINY, "parts=2"]
-    broken = harness(tmp_path, *sweep, "debug.fail_after_batches=1", check=False)
+    broken = harness(tmp_path, *sweep, check=False, faults="batch_done:raise:batches=1")
     assert broken.returncode != 0
     run = cell_runs(tmp_path).iloc[0]
     assert len(cell_runs(tmp_path)) == 1 and run["status"] == "FAILED"
     for p in (0, 1):
-        assert run[f"tags.part_{p}_state"] == "failed" and "fail_after_batches" in run[f"tags.part_{p}_error"]
+        assert run[f"tags.part_{p}_state"] == "failed" and "fault injected" in run[f"tags.part_{p}_error"]
     assert len(list((tmp_path / "out" / "images").glob("*/*.pt"))) == 2  # one batch of each part
 
     harness(tmp_path, *sweep)  # the same sweep again: each part resumes its block

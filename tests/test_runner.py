@@ -113,14 +113,14 @@ def shard_images(root, n):
 def test_interrupted_cell_resumes_to_the_same_images(tmp_path):
     common = ["N=20", "repeats=2", "batch_size=8", "S=4", "eta=1", "job.grid_images=40"]
     harness(tmp_path / "a", *common)
-    broken = harness(tmp_path / "b", *common, "debug.fail_after_batches=2", check=False)
+    broken = harness(tmp_path / "b", *common, check=False, faults="batch_done:raise:batches=2")
     assert broken.returncode != 0
     assert len(list((tmp_path / "b" / "out" / "images").glob("*/*.pt"))) == 2
     resumed = harness(tmp_path / "b", *common[:2], "batch_size=16", *common[3:])  # another batch size on resume
     assert torch.equal(shard_images(tmp_path / "a", 40), shard_images(tmp_path / "b", 40))
     df = runs(tmp_path / "b")
     assert sorted(df["status"]) == ["FAILED", "FINISHED"]
-    assert "fail_after_batches" in df[df["status"] == "FAILED"]["tags.error"].item()
+    assert "fault injected" in df[df["status"] == "FAILED"]["tags.error"].item()
     assert df[df["status"] == "FINISHED"]["metrics.images_sampled"].item() == 40 - 16
     assert "[done]" in resumed.stdout
 

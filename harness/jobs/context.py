@@ -7,14 +7,11 @@ from pathlib import Path
 
 import torch
 
+from .. import faults
 from ..cell import Cell
 from ..names import Metric, Tag
 from ..progress import Progress
 from ..tracking import Run
-
-
-class Interrupted(RuntimeError):
-    """Raised by the test hook ``debug.fail_after_batches`` to simulate a job killed mid-sampling."""
 
 
 @dataclass
@@ -26,7 +23,7 @@ class JobContext:
     parallel: bool = False  # other workers share the console: status lines instead of progress bars
     summary: str = ""
     headline: str | None = None  # the headline metric with its interval, for the console and the sweep summary
-    crash: bool = False  # test hook ++debug.crash_job=<job number>: SIGKILL this worker after its first batch
+    job: int | None = None  # the job's number in its sweep (None for a single run)
     keep_open: bool = False  # a part that did its block but did not finish the cell: its run stays open (harness.parts)
 
     def load_model(self) -> torch.nn.Module:
@@ -59,11 +56,4 @@ class JobContext:
         return Progress(total, f"{self.label}: {what}", unit, enabled=self.cell.progress, lines=self.parallel)
 
     def after_batch(self, batches_done: int) -> None:
-        if self.crash:  # a worker dying mid-cell (the OOM killer, a segfault): no handler runs, the run stays RUNNING
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        limit = self.cell.fail_after_batches
-        if limit is not None and batches_done >= limit:
-            raise Interrupted(f"debug.fail_after_batches={limit}: stopping after {batches_done} batches")
+        faults.point("batch_done", batches=batches_done, job=self.job)

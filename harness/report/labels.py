@@ -7,16 +7,12 @@ from __future__ import annotations
 import math
 import re
 
-from ..names import Metric
+from ..names import SCORES, Metric
 
 DASH, DAGGER, ONE_REPEAT = "-", "\u2020", "\u2021"  # not run; settings differ from the block's; measured once (K=1)
 DATASET_NAMES = {"digits": "digits 8x8", "cifar10": "CIFAR-10", "celeba": "CelebA", "lsun_bedroom": "LSUN Bedroom",
                  "lsun_church": "LSUN Church"}
-METRICS = {  # metric: (label, lower is better)
-    Metric.FID: ("FID", True), Metric.KID: ("KID", True), Metric.PRC_PRECISION: ("precision", False),
-    Metric.PRC_RECALL: ("recall", False), Metric.FD_PIXELS: ("FD", True), Metric.FD_TRUE: ("FD to the true law", True),
-    Metric.FLOW_RMSE: ("flow RMSE", True), Metric.RECON_MSE: ("MSE", True),
-}
+METRICS = {name: (score.label, score.lower_is_better) for name, score in SCORES.items()}  # metric: (label, lower better)
 SAMPLE_METRICS = [m for m in METRICS if m != Metric.RECON_MSE]
 
 
