@@ -104,10 +104,10 @@ def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_nam
         return Check(group, item, NO_REPEATS, f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs "
                      f"{label(metric)}({b_name}) = {fmt_value(b['value'], metric)}, K = {a['repeats']} and "
                      f"{b['repeats']}: no interval", None, K)
-    differ = [f"{k} {a[k]} vs {b[k]}" for k in ("seed", "N", "repeats") if a[k] != b[k]]
+    differ = [f"{k} {a[k]} vs {b[k]}" for k in ("seed", "N") if a[k] != b[k]]
     if differ:
         return Check(group, item, NO_DATA, f"cells not paired ({', '.join(differ)})", None, K)
-    names = [f"r{k}" for k in range(K)]
+    names = [f"r{k}" for k in range(K)]  # repeat k is images k*N .. (k+1)*N - 1 of both: a grown cell pairs its first K
     ra, rb = a.reindex(names).astype(float), b.reindex(names).astype(float)
     if not (ra.notna().all() and rb.notna().all()):
         return Check(group, item, NO_DATA, f"the per-repeat values ({label(metric)}_r0 ..) are missing", None, K)
@@ -115,7 +115,8 @@ def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_nam
         return Check(group, item, NO_DATA, "a per-repeat value is NaN or infinite: left out of the claims", None, K)
     iv = paired_interval(ra, rb)
     return Check(group, item, _verdict(metric, iv),
-                 _numbers(metric, a_name, b_name, iv, f"paired over K={K} repeats, t on {K - 1} df"), iv, K,
+                 _numbers(metric, a_name, b_name, iv, f"paired over {'the first ' if a['repeats'] != b['repeats'] else ''}"
+                          f"K={K} repeats, t on {K - 1} df"), iv, K,
                  (a["run_id"], b["run_id"]))
 
 

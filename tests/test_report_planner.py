@@ -1,0 +1,89 @@
+"""The report's planner line (issue 19, item 3) and its choice of a grown cell (item 4), on a small store whose
+numbers are worked out by hand here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from report_store import Store, repeat_metrics
+
+from harness.names import Tag
+from harness.planning import detectable, repeats_needed
+from harness.report import claims as C
+from harness.report.build import Options, build_report
+
+N, RATE = 10, 0.001  # images per repeat; seconds per image and NFE logged by every run
+BASE = np.array([6.0, 7.0, 5.0, 6.5, 5.5, 6.2, 5.8, 6.1, 6.4, 5.9])  # FID per repeat of eta=0, S=10 (K=10 grown)
+D_ETA1 = np.array([2.0, -1.0, 3.0, 0.0, 1.0])  # FID(eta=1) - FID(eta=0) per repeat: mean 1, sd sqrt(10/4) = 1.581
+D_ETA05 = np.array([0.5, -0.5, 0.25, -0.25, 0.0005])  # mean 0.0001: near 0
+
+
+def add(store: Store, eta: str, values, series: str, start: int) -> str:
+    metrics = {**repeat_metrics("fid", values), "seconds_per_nfe_image": RATE, "images_sampled": N * len(values)}
+    return store.add("sample", "digits", 10, eta, metrics, N=N, start=start, params={"repeats": len(values)},
+                     tags={Tag.CELL_SERIES: series, "headline_metric": "fid", "features.fid": "digits-cnn"})
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    store = Store(tmp_path_factory.mktemp("store") / "mlflow.db")
+    ids = {"grown": add(store, "0", BASE, "s0", start=1),  # the grown cell is the OLDER run here: larger wins
+           "small": add(store, "0", BASE[:5], "s0", start=2),
+           "eta1": add(store, "1", BASE[:5] + D_ETA1, "s1", start=3),
+           "eta05": add(store, "0.5", BASE[:5] + D_ETA05, "s05", start=4)}
+    result = build_report(Options(store.uri, tmp_path_factory.mktemp("report") / "r"))
+    return result, ids
+
+
+def fid_check(result, eta: str) -> C.Check:
+    claim = next(c for c in result.claims if c.key == "eta0_best_small_S" and c.metric == "fid")
+    return next(k for k in claim.checks if k.item == f"eta={eta}")
+
+
+def test_the_table_takes_the_largest_cell_of_a_series(report):
+    result, ids = report
+    block = next(b for b in result.tables[0].blocks if b.dataset == "digits" and not b.paper_only)
+    assert block.measured.loc[("0", 10), "run_id"] == ids["grown"] and block.measured.loc[("0", 10), "repeats"] == 10
+    assert any(ids["small"] in note and "larger cell of their series" in note for note in block.notes)
+
+
+def test_a_grown_cell_pairs_its_first_repeats(report):
+    """eta=0 (K=10) against eta=1 (K=5): paired over the first 5 repeats, d = -(2, -1, 3, 0, 1)."""
+    k = fid_check(report[0], "1")
+    assert k.K == 5 and "paired over the first K=5 repeats" in k.evidence
+    assert k.interval.estimate == pytest.approx(-1.0)
+
+
+def test_within_noise_gets_repeats_needed_and_cost(report):
+    """d = -1, sd = sqrt(((1)^2 + (-2)^2 + 2^2 + (-1)^2 + 0^2) / 4) = sqrt(2.5) = 1.581: e = 0.632; Guenther
+    7.848879 / 0.4 + 1.920729 = 21.54, the noncentral t gives 22 repeats. New: 17 repeats x 10 images x 2 cells = 340
+    images, x NFE 10 = 3,400 network evaluations, x 0.001 s = 3.4 s of CPU sampling."""
+    k = fid_check(report[0], "1")
+    assert k.verdict == C.NOISE and repeats_needed(1.0, np.sqrt(2.5)) == 22
+    assert (k.plan.repeats, k.plan.images, k.plan.nfe) == (22, 340, 3400) and k.plan.seconds == pytest.approx(3.4)
+    assert k.plan.detectable == pytest.approx(detectable(5, np.sqrt(2.5)))
+    assert k.plan_line == (f"K=22 (+340 new images, 3,400 NFE, ~3 s of CPU sampling); smallest detectable difference "
+                           f"at K=5: {k.plan.detectable:.3g}")
+
+
+def test_near_zero_gets_the_detectable_difference(report):
+    k = fid_check(report[0], "0.5")
+    sd = float(np.std(D_ETA05, ddof=1))
+    assert k.verdict == C.NOISE and k.plan.repeats is None
+    assert k.plan.detectable == pytest.approx(detectable(5, sd))
+    assert k.plan_line == ("difference near 0 (deciding it would take over 100x the repeats at hand); smallest "
+                           f"detectable difference at K=5: {k.plan.detectable:.3g}")
+
+
+def test_every_within_noise_comparison_shows_its_plan_in_claims_md_html_and_csv(report):
+    result, _ = report
+    noise = [k for c in result.claims for k in c.checks if k.verdict == C.NOISE]
+    assert noise and all(k.plan_line for k in noise)
+    md, html = (result.out / "claims.md").read_text(), (result.out / "index.html").read_text()
+    for k in noise:
+        assert k.plan_line in md and k.plan_line in html
+    assert "0.001 s per image and NFE (CPU, median of 4 runs)" in md
+    csv = pd.read_csv(result.out / "claims.csv")
+    row = csv[(csv.claim == "eta0_best_small_S") & (csv.scope.str.endswith("S=10, eta=1")) & (csv.metric == "fid")]
+    assert row[["plan_needed", "plan_new_images", "plan_nfe"]].values.tolist() == [[22, 340, 3400]]
