@@ -110,16 +110,17 @@ class Plan:
 
 
 def paired_plan(difference: float, sd: float, K: int, N: int, nfe_a: int, nfe_b: int,
-                seconds_per_image_nfe: float | None) -> Plan:
-    """The plan of a paired comparison over K repeats of N images, with the cells' NFE per image and the rate."""
+                seconds_per_image_nfe: float | None, have: tuple[int, int] | None = None) -> Plan:
+    """The plan of a paired comparison over K repeats of N images, with the cells' NFE per image and the rate;
+    ``have``: the repeats each cell holds already (a grown cell may hold more than the K paired), default (K, K)."""
     mde = detectable(K, sd)
     n = repeats_needed(difference, sd)
     if n is None or n > MAX_GROWTH * K:
         return Plan(K, None, mde)
-    new = max(n - K, 0) * N
-    nfe = new * (nfe_a + nfe_b)
+    new_a, new_b = (max(n - k, 0) * N for k in (have or (K, K)))
+    nfe = new_a * nfe_a + new_b * nfe_b
     seconds = None if seconds_per_image_nfe is None else nfe * seconds_per_image_nfe
-    return Plan(K, n, mde, 2 * new, nfe, seconds)
+    return Plan(K, n, mde, new_a + new_b, nfe, seconds)
 
 
 def welch_plan(difference: float, se_a: float, n_a: int, se_b: float, n_b: int, nfe_a: int, nfe_b: int,

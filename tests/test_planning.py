@@ -55,6 +55,8 @@ def test_paired_plan_counts_new_images_of_both_cells():
     assert plan.seconds == pytest.approx(8.7)
     assert plan.detectable == pytest.approx(detectable(5, 4.0))
     assert paired_plan(2.0, 4.0, 5, 10, 10, 20, None).seconds is None  # no measured rate: no time
+    grown = paired_plan(2.0, 4.0, 5, 10, 10, 20, 1e-3, have=(20, 5))  # a holds 20 repeats: 14 more, b 29 more
+    assert (grown.images, grown.nfe) == (140 + 290, 140 * 10 + 290 * 20)
 
 
 def test_a_difference_near_zero_gets_only_the_detectable_effect():

@@ -57,13 +57,13 @@ def test_a_grown_cell_pairs_its_first_repeats(report):
 
 def test_within_noise_gets_repeats_needed_and_cost(report):
     """d = -1, sd = sqrt(((1)^2 + (-2)^2 + 2^2 + (-1)^2 + 0^2) / 4) = sqrt(2.5) = 1.581: e = 0.632; Guenther
-    7.848879 / 0.4 + 1.920729 = 21.54, the noncentral t gives 22 repeats. New: 17 repeats x 10 images x 2 cells = 340
-    images, x NFE 10 = 3,400 network evaluations, x 0.001 s = 3.4 s of CPU sampling."""
+    7.848879 / 0.4 + 1.920729 = 21.54, the noncentral t gives 22 repeats. New: eta=0 (grown, K=10) 12 repeats, eta=1
+    17, x 10 images = 290 images, x NFE 10 = 2,900 network evaluations, x 0.001 s = 2.9 s of CPU sampling."""
     k = fid_check(report[0], "1")
     assert k.verdict == C.NOISE and repeats_needed(1.0, np.sqrt(2.5)) == 22
-    assert (k.plan.repeats, k.plan.images, k.plan.nfe) == (22, 340, 3400) and k.plan.seconds == pytest.approx(3.4)
+    assert (k.plan.repeats, k.plan.images, k.plan.nfe) == (22, 290, 2900) and k.plan.seconds == pytest.approx(2.9)
     assert k.plan.detectable == pytest.approx(detectable(5, np.sqrt(2.5)))
-    assert k.plan_line == (f"K=22 (+340 new images, 3,400 NFE, ~3 s of CPU sampling); smallest detectable difference "
+    assert k.plan_line == (f"K=22 (+290 new images, 2,900 NFE, ~3 s of CPU sampling); smallest detectable difference "
                            f"at K=5: {k.plan.detectable:.3g}")
 
 
@@ -86,4 +86,4 @@ def test_every_within_noise_comparison_shows_its_plan_in_claims_md_html_and_csv(
     assert "0.001 s per image and NFE (CPU, median of 4 runs)" in md
     csv = pd.read_csv(result.out / "claims.csv")
     row = csv[(csv.claim == "eta0_best_small_S") & (csv.scope.str.endswith("S=10, eta=1")) & (csv.metric == "fid")]
-    assert row[["plan_needed", "plan_new_images", "plan_nfe"]].values.tolist() == [[22, 340, 3400]]
+    assert row[["plan_needed", "plan_new_images", "plan_nfe"]].values.tolist() == [[22, 290, 2900]]

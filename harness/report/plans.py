@@ -55,7 +55,7 @@ def _paired(runs: RunSet, metric: str, a: str, b: str, K: int, rate: Rate | None
     d = np.array([_metric(runs, a, metric, k) - _metric(runs, b, metric, k) for k in range(K)])
     ca, cb = _cell(runs, a), _cell(runs, b)
     return paired_plan(float(d.mean()), float(d.std(ddof=1)), K, int(ca["N"]), int(ca["nfe"]), int(cb["nfe"]),
-                       rate.seconds_per_image_nfe if rate else None)
+                       rate.seconds_per_image_nfe if rate else None, (int(ca["repeats"]), int(cb["repeats"])))
 
 
 def _welch(runs: RunSet, estimate: float, a: str, b: str, rate: Rate | None) -> Plan:
