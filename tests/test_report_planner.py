@@ -26,14 +26,18 @@ def add(store: Store, eta: str, values, series: str, start: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def store(tmp_path_factory):
     store = Store(tmp_path_factory.mktemp("store") / "mlflow.db")
-    ids = {"grown": add(store, "0", BASE, "s0", start=1),  # the grown cell is the OLDER run here: larger wins
-           "small": add(store, "0", BASE[:5], "s0", start=2),
-           "eta1": add(store, "1", BASE[:5] + D_ETA1, "s1", start=3),
-           "eta05": add(store, "0.5", BASE[:5] + D_ETA05, "s05", start=4)}
-    result = build_report(Options(store.uri, tmp_path_factory.mktemp("report") / "r"))
-    return result, ids
+    store.ids = {"grown": add(store, "0", BASE, "s0", start=1),  # the grown cell is the OLDER run here: larger wins
+                 "small": add(store, "0", BASE[:5], "s0", start=2),
+                 "eta1": add(store, "1", BASE[:5] + D_ETA1, "s1", start=3),
+                 "eta05": add(store, "0.5", BASE[:5] + D_ETA05, "s05", start=4)}
+    return store
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory):
+    return build_report(Options(store.uri, tmp_path_factory.mktemp("report") / "r")), store.ids
 
 
 def fid_check(result, eta: str) -> C.Check:
@@ -87,3 +91,23 @@ def test_every_within_noise_comparison_shows_its_plan_in_claims_md_html_and_csv(
     csv = pd.read_csv(result.out / "claims.csv")
     row = csv[(csv.claim == "eta0_best_small_S") & (csv.scope.str.endswith("S=10, eta=1")) & (csv.metric == "fid")]
     assert row[["plan_needed", "plan_new_images", "plan_nfe"]].values.tolist() == [[22, 290, 2900]]
+
+
+def test_dry_run_shows_the_plan_per_cell_from_a_pilot_store(store, capsys):
+    """The same plan per cell: eta=1 (K=5 in the store) takes part in one decidable comparison (K=22: 17 more repeats
+    of 10 images = 170 images, x NFE 10 = 1,700 network evaluations, x 0.001 s = 1.7 s); eta=0.5 only in a near-0 one;
+    eta=0.2 has no pilot run."""
+    from clitools import cells
+
+    from harness.dryrun import print_plan
+
+    print_plan(cells("dry_run=true", "S=10", "eta=0.2,0.5,1", "N=10", "repeats=5", f"tracking.uri={store.uri}"))
+    out = capsys.readouterr().out.splitlines()
+    lines = {line.split(" digits/sample")[0]: out[i + 1] for i, line in enumerate(out[:-1]) if "digits/sample [" in line}
+    assert lines["S=10 eta=1"] == (
+        f"  planner (pilot run {store.ids['eta1']}, K=5): 1 within-noise comparison(s); the hardest to decide, FID "
+        "Table 1, digits 8x8, S=10, eta=1, needs K=22: this cell grown from K=5 samples 170 images, 1,700 NFE, ~2 s "
+        "of CPU sampling")
+    assert lines["S=10 eta=0.5"].startswith(f"  planner (pilot run {store.ids['eta05']}, K=5): 1 within-noise "
+                                            "comparison(s); 1 near 0 (smallest detectable at K=5: FID eta=0.5: 0.665)")
+    assert not lines["S=10 eta=0.2"].startswith("  planner")

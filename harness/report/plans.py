@@ -13,9 +13,11 @@ import pandas as pd
 
 from ..names import Metric
 from ..planning import MAX_GROWTH, Plan, paired_plan, welch_plan
-from .claims import NOISE, Claim
+from .claims import NOISE, Check, Claim, check_claims
 from .labels import fmt_number
-from .runs import RunSet
+from .runs import RunSet, load_runs
+from .tables import build_tables
+from .timing import timing_lines
 
 
 @dataclass(frozen=True)
@@ -115,3 +117,12 @@ def plan_note(measured: dict[str, Rate]) -> str:
             "images of both cells (grown cells keep their repeats), their network evaluations and the sampling time "
             f"at this store's rate ({rates_text}); and the smallest difference (either sign) the data at hand would "
             f"decide with 80% power. A difference whose plan needs over {MAX_GROWTH}x the data at hand is called near 0.")
+
+
+def store_plans(uri: str, experiment: str) -> tuple[RunSet, dict[str, Rate], list[tuple[Claim, Check]]]:
+    """The report's within-noise checks of a store, each with its plan (for the dry run's per-cell lines)."""
+    runs = load_runs(uri, experiment)
+    tables = build_tables(runs)
+    claims = check_claims(tables, timing_lines(runs))
+    measured = attach_plans(claims, runs)
+    return runs, measured, [(c, k) for c in claims for k in c.checks if k.plan is not None]
