@@ -74,6 +74,17 @@ def _rate(cell: Cell, uri: str) -> Rate | None:
     return None
 
 
+def stored_images(cell: Cell) -> int:
+    """How many of this job's images the cell's images folder holds already (a resumed cell, or one grown by repeats),
+    counted from the shard names ``<first>-<last>.pt`` without reading them (a sampling run checks each shard)."""
+    have = set()
+    for path in cell.images_dir.glob("*.pt"):
+        first, _, last = path.stem.partition("-")
+        if first.isdigit() and last.isdigit():
+            have.update(range(int(first), int(last) + 1))
+    return len(have.intersection(cell.indices))
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"~{seconds:.0f} s"
@@ -136,7 +147,8 @@ def print_plan(cells: list[Cell]) -> int:
         if (uri, cell.model["name"]) not in rates:
             rates[(uri, cell.model["name"])] = _rate(cell, uri)
         rate = rates[(uri, cell.model["name"])]
-        images = cell.n_images * (2 if cell.job == "recon" else 1)
+        images = (len(cell.indices) - stored_images(cell)) if cell.job == "sample" else cell.n_images * (
+            2 if cell.job == "recon" else 1)
         seconds = None if done or rate is None else images * cell.nfe * rate.seconds_per_image_nfe
         here = sorted(c.part for c in group if c.part is not None)
         plan = _part_plan(cell, seconds, here, uri) if cell.parts > 1 and not done else ""
@@ -149,6 +161,8 @@ def print_plan(cells: list[Cell]) -> int:
             state = ("to run" if ready else "MISSING inputs") + (
                 ", GPU-hours unknown (no finished run of this model yet)" if rate is None else
                 f", {_duration(seconds)} of {rate.kind} time")
+        reused = stored_images(cell) if cell.job == "sample" and not done else 0
+        state += f" ({reused} of its images already sampled)" if reused else ""
         print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
         if cell.job == "sample":
             where = (tracking.tracking_uri(cell.tracking.uri), cell.tracking.experiment)

@@ -12,7 +12,7 @@ with the effect size e = |delta| / sigma. ``repeats_needed`` is the smallest n >
 upward from the normal approximation with Guenther's t correction (Guenther 1981, "Sample size formulas for normal
 theory t tests", The American Statistician 35(4), 243-244):
 
-    n ~ (z_{1-alpha/2} + z_{power})^2 / e^2 + z_{1-alpha/2}^2 / 2      (1.95996 + 0.84162)^2 = 7.849; 1.95996^2/2 = 1.921
+    n ~ (z_{1-alpha/2} + z_{power})^2 / e^2 + z_{1-alpha/2}^2 / 2   ((1.95996 + 0.84162)^2 = 7.849; 1.95996^2/2 = 1.921)
 
 which is within one repeat of the exact n for e <= 1. The observed difference and standard deviation are plugged in
 for delta and sigma ("if the observed difference were the true one"): a plan, not a promise, since both are

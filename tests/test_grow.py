@@ -31,7 +31,7 @@ def per_repeat(row, K):
 
 
 @pytest.mark.slow
-def test_a_grown_cell_keeps_its_first_repeats_bitwise(tmp_path):
+def test_a_grown_cell_keeps_its_first_repeats_bitwise(tmp_path, capsys):
     harness(tmp_path, *COMMON, "repeats=2")
     small_images = images(tmp_path, 20).clone()
     small = runs(tmp_path).iloc[0]
@@ -52,3 +52,13 @@ def test_a_grown_cell_keeps_its_first_repeats_bitwise(tmp_path):
     (table1, *_) = build_tables(load_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "ddim-harness"))
     (block,) = [b for b in table1.blocks if b.dataset == "digits" and not b.paper_only]
     assert block.measured.loc[("1", 4), "run_id"] == grown["run_id"]  # the larger cell, not the smaller
+
+    # growing it again: the dry run counts the 40 images there and prices only the 20 new ones
+    from clitools import cells
+
+    from harness.dryrun import print_plan
+
+    print_plan(cells("dry_run=true", *COMMON, "repeats=6", f"output_root={tmp_path / 'out'}",
+                     f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"))
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "eta=1 digits/sample [uniform, 6 x 10 images]" in x]
+    assert ": NFE 4, to run, " in line and line.endswith(" (40 of its images already sampled)")

@@ -98,7 +98,8 @@ def plan_text(plan: Plan, rate: Rate | None) -> str:
     """``K=61 (+1,120 new images, 11,200 NFE, ~11 s of CPU sampling); smallest detectable difference at K=5: 6.73``
     (no '|': the line sits in a Markdown table)."""
     unit = "repeats" if plan.unit == "repeats" else "images per cell"
-    now = f"smallest detectable difference at {'K=' if plan.unit == 'repeats' else 'n='}{plan.K}: {fmt_number(plan.detectable)}"
+    at = f"{'K' if plan.unit == 'repeats' else 'n'}={plan.K}"
+    now = f"smallest detectable difference at {at}: {fmt_number(plan.detectable)}"
     if plan.repeats is None:
         return f"difference near 0 (deciding it would take over {MAX_GROWTH}x the {unit} at hand); {now}"
     what = f"K={plan.repeats}" if plan.unit == "repeats" else f"n={plan.repeats} images per cell"
@@ -116,7 +117,8 @@ def plan_note(measured: dict[str, Rate]) -> str:
             "and spread were the true ones (noncentral t; Cohen 1988, Guenther 1981; harness/planning.py), the new "
             "images of both cells (grown cells keep their repeats), their network evaluations and the sampling time "
             f"at this store's rate ({rates_text}); and the smallest difference (either sign) the data at hand would "
-            f"decide with 80% power. A difference whose plan needs over {MAX_GROWTH}x the data at hand is called near 0.")
+            f"decide with 80% power. A difference whose plan needs over {MAX_GROWTH}x the data at hand is called "
+            "near 0.")
 
 
 def store_plans(uri: str, experiment: str) -> tuple[RunSet, dict[str, Rate], list[tuple[Claim, Check]]]:
