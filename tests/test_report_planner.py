@@ -32,6 +32,8 @@ def store(tmp_path_factory):
                  "small": add(store, "0", BASE[:5], "s0", start=2),
                  "eta1": add(store, "1", BASE[:5] + D_ETA1, "s1", start=3),
                  "eta05": add(store, "0.5", BASE[:5] + D_ETA05, "s05", start=4)}
+    for S, mse in ((20, 0.0100), (50, 0.0098)):  # Table 2: 297 held-out images each, standard error 0.0004
+        store.add("recon", "digits", S, "0", {"recon_mse": mse, "recon_mse_stderr": 0.0004, "n_images": 297}, N=297)
     return store
 
 
@@ -78,6 +80,17 @@ def test_near_zero_gets_the_detectable_difference(report):
     assert k.plan.detectable == pytest.approx(detectable(5, sd))
     assert k.plan_line == ("difference near 0 (deciding it would take over 100x the repeats at hand); smallest "
                            f"detectable difference at K=5: {k.plan.detectable:.3g}")
+
+
+def test_a_reconstruction_comparison_is_planned_in_images(report):
+    """MSE(S=50) - MSE(S=20) = -0.0002 with standard errors 0.0004 over 297 images each: n = 297 x 7.848880 x
+    (0.0004^2 + 0.0004^2) / 0.0002^2 = 7.848880 x 297 x 8 = 18,648.9 -> 18,649 images per cell, 18,352 new in each;
+    NFE 2 x S per image (encode and decode): 18,352 x (100 + 40) = 2,569,280, x 0.001 s = 2,569 s = 43 min."""
+    claim = next(c for c in report[0].claims if c.key == "recon_falls_with_S")
+    (k,) = claim.checks
+    assert k.verdict == C.NOISE and (k.plan.unit, k.plan.repeats, k.plan.images, k.plan.nfe) == (
+        "images", 18649, 36704, 2569280)
+    assert k.plan_line.startswith("n=18649 images per cell (+36,704 new images, 2,569,280 NFE, ~43 min of CPU sampling)")
 
 
 def test_every_within_noise_comparison_shows_its_plan_in_claims_md_html_and_csv(report):

@@ -60,9 +60,12 @@ def _paired(runs: RunSet, metric: str, a: str, b: str, K: int, rate: Rate | None
                        rate.seconds_per_image_nfe if rate else None, (int(ca["repeats"]), int(cb["repeats"])))
 
 
-def _welch(runs: RunSet, estimate: float, a: str, b: str, rate: Rate | None) -> Plan:
+def _welch(runs: RunSet, estimate: float, a: str, b: str, rate: Rate | None) -> Plan | None:
     se = [_metric(runs, r, Metric.RECON_MSE_STDERR) for r in (a, b)]
-    n = [int(_metric(runs, r, Metric.N_IMAGES)) for r in (a, b)]
+    n = [_metric(runs, r, Metric.N_IMAGES) for r in (a, b)]
+    if not all(math.isfinite(x) for x in se + n):  # the check itself needs them: never here in practice
+        return None
+    n = [int(x) for x in n]
     nfe = []
     for r in (a, b):  # a reconstruction runs DDIM both ways: the counted NFE per image, else 2 x the steps
         counted = _metric(runs, r, Metric.NFE_PER_IMAGE)
@@ -118,7 +121,8 @@ def plan_note(measured: dict[str, Rate]) -> str:
             "images of both cells (grown cells keep their repeats), their network evaluations and the sampling time "
             f"at this store's rate ({rates_text}); and the smallest difference (either sign) the data at hand would "
             f"decide with 80% power. A difference whose plan needs over {MAX_GROWTH}x the data at hand is called "
-            "near 0.")
+            "near 0. Table 2's plan may ask for more held-out images than the dataset has: then it cannot be decided "
+            "there.")
 
 
 def store_plans(uri: str, experiment: str) -> tuple[RunSet, dict[str, Rate], list[tuple[Claim, Check]]]:
