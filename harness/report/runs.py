@@ -71,6 +71,13 @@ class RunSet:
         return runs.join(cell, on="run_id").join(repeats.rename(columns=lambda k: f"r{k}"), on="run_id")
 
 
+def grown_over(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whether a larger cell of its series (harness.cell: the same cell grown by repeats) is among ``runs``:
+    the tables and sampler views take the largest. Runs without the ``cell_series`` tag are a series of one."""
+    series = runs["cell_series"].where(runs["cell_series"].notna(), runs["run_id"])
+    return runs["repeats"] < runs.groupby(series)["repeats"].transform("max")
+
+
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics).
     The report never creates a store, and asks a server once, briefly."""

@@ -23,7 +23,7 @@ from ..names import Metric
 from .labels import DAGGER, DASH, SAMPLE_METRICS, dataset_name, direction, fmt_cell, label
 from .paper import ORDERING_REFERENCE, paper_cells, paper_layout
 from .render import text
-from .runs import FEATURES, RunSet
+from .runs import FEATURES, RunSet, grown_over
 
 SETTINGS = {
     "sample": ["N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision"],
@@ -153,9 +153,7 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
     counts = Counter(settings)
     reference = next(s for s in settings if counts[s] == max(counts.values()))  # ties: the newest run's
     block.settings = dict(zip(keys, reference))
-    series = runs["cell_series"].where(runs["cell_series"].notna(), runs["run_id"])  # older runs: a series of one
-    grown = runs["repeats"] < runs.groupby(series)["repeats"].transform("max")  # a larger cell of its series exists
-    runs = runs.assign(flagged=settings != reference, settings=settings, grown=grown)
+    runs = runs.assign(flagged=settings != reference, settings=settings, grown=grown_over(runs))
     chosen = runs.sort_values(["flagged", "grown"], kind="stable").drop_duplicates(["eta", "S"])
     block.measured = chosen.assign(S=chosen["S"].astype(int)).set_index(["eta", "S"])
     if not notes:
