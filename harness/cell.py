@@ -10,6 +10,9 @@ Identity. Two keys are hashed from the settings:
   raising N or the number of repeats samples only the new indices.
 * ``key``: what determines the cell's result (the images, plus N, repeats, the job and the metrics); a finished run
   with the same ``key`` makes a rerun skip the cell.
+* ``series_key``: the ``key`` without repeats. Raising ``repeats`` on a finished cell makes a new cell of the same
+  series: it finds the earlier repeats' images in the shared folder, samples only the new ones, and its run records
+  the run it grew from (harness.jobs.sample); the report takes the largest finished cell of a series.
 
 Parts. ``parts=k`` splits a sample cell into k jobs (``part=0..k-1``) that may run on different GPUs or machines:
 part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices into the shared images
@@ -268,13 +271,23 @@ class Cell:
             "seed": self.seed, "precision": self.precision, "noise": self.noise, "compile": self.compile,
         })
 
-    @cached_property
-    def key(self) -> str:
+    def _result(self) -> dict:
+        """What determines the cell's result besides its number of repeats."""
         metrics = {k: v for k, v in self.metrics.items() if k not in ("batch_size", "weights_path")}
         job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
-        return _hash({"images": self.images_key, "job": job, "N": self.N, "repeats": self.repeats, "S": self.S,
-                      "trajectory": self.trajectory, "metrics": metrics if self.job == "sample" else None,
-                      "reference": self.dataset.get("fid_reference") if self.job == "sample" else None})
+        return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
+                "metrics": metrics if self.job == "sample" else None,
+                "reference": self.dataset.get("fid_reference") if self.job == "sample" else None}
+
+    @cached_property
+    def key(self) -> str:
+        return _hash({**self._result(), "repeats": self.repeats})
+
+    @cached_property
+    def series_key(self) -> str:
+        """The key without the number of repeats: the cells of one series differ only in K, and since repeat k is
+        always images k*N .. (k+1)*N - 1, a cell grown from K to K' > K repeats keeps the K repeats of the smaller."""
+        return _hash(self._result())
 
     @property
     def images_dir(self) -> Path:

@@ -151,10 +151,16 @@ def make_extractor(name: str, layers: list[str], weights_path: str | Path | None
 
 @torch.no_grad()
 def extract(images: Dataset, extractors: dict[str, FeatureExtractorBase], batch_size: int, device: torch.device,
-            progress=None) -> dict[tuple[str, str], torch.Tensor]:
-    """Features of every image, streamed in batches (images are never all in memory): {(extractor, layer): [N, D]}."""
+            progress=None, chunk: int | None = None) -> dict[tuple[str, str], torch.Tensor]:
+    """Features of every image, streamed in batches (images are never all in memory): {(extractor, layer): [N, D]}.
+    With ``chunk`` (a repeat's N) no batch crosses a multiple of it, so a repeat's features come from the same batches
+    whatever follows it: a cell grown by repeats scores its first repeats bitwise as the smaller cell did (a network
+    on a GPU may pick other kernels for another batch shape)."""
     out: dict[tuple[str, str], list[torch.Tensor]] = {}
-    for batch in DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=0):
+    n, chunk = len(images), chunk or len(images)
+    batches = [range(i, min(i + batch_size, start + chunk, n)) for start in range(0, n, chunk)
+               for i in range(start, min(start + chunk, n), batch_size)]
+    for batch in DataLoader(images, batch_sampler=batches, num_workers=0):
         batch = batch.to(device)
         for name, fe in extractors.items():
             for layer, feats in fe.convert_features_tuple_to_dict(fe(batch)).items():

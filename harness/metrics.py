@@ -169,7 +169,7 @@ def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
     extractors = {e: F.make_extractor(e, ls, scoring.weights_path if e == scoring.feature_extractor else None, device)
                   for e, ls in scoring.layers().items()}
     progress = progress_factory(n, "features") if progress_factory else None
-    gen = F.extract(images, extractors, scoring.batch_size, device, progress)
+    gen = F.extract(images, extractors, scoring.batch_size, device, progress, chunk=per)
     if progress is not None:
         progress.close()
     return [_metrics_of({k: v[r * per:(r + 1) * per] for k, v in gen.items()}, ref, scoring) for r in range(repeats)]

@@ -38,6 +38,9 @@ class Param:
 class Tag:
     KIND = "kind"  # "cell" (a job of a sweep) or "sweep" (a multirun's parent run)
     CELL_KEY = "cell_key"
+    CELL_SERIES = "cell_series"  # the cell key without repeats: a grown cell and the smaller ones it reuses share it
+    GROWN_FROM = "grown_from"  # a grown cell: the finished run of its series with the most repeats below its own
+    GROWN_FROM_REPEATS = "grown_from_repeats"  # ... and that run's repeats (the first ones of this cell, reused)
     SWEEP_ID = "sweep_id"
     GIT_COMMIT = "git_commit"
     DEVICE = "device"
@@ -77,6 +80,7 @@ class Metric:
     W2_EXACT = "w2_exact"  # exact, no sampling noise: logged once per cell
     # sampling and scoring time
     IMAGES_SAMPLED = "images_sampled"
+    IMAGES_REUSED = "images_reused"  # images of the cell found in its images folder (a resumed or grown cell)
     SAMPLING_SECONDS = "sampling_seconds"
     SECONDS_PER_IMAGE = "seconds_per_image"
     IMAGES_PER_SECOND = "images_per_second"

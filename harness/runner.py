@@ -175,8 +175,9 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     workers = int(sweep.get("workers") or 1)
     threads = configure_threads(cell.threads, workers)
     tags = {
-        Tag.KIND: "cell", Tag.CELL_KEY: cell.key, Tag.SWEEP_ID: sweep.get("id"), Tag.DEVICE: str(device),
-        Tag.DEVICE_NAME: device_name(device), Tag.THREADS: threads, Tag.CELL_DIR: relative(cell.images_dir),
+        Tag.KIND: "cell", Tag.CELL_KEY: cell.key, Tag.CELL_SERIES: cell.series_key, Tag.SWEEP_ID: sweep.get("id"),
+        Tag.DEVICE: str(device), Tag.DEVICE_NAME: device_name(device), Tag.THREADS: threads,
+        Tag.CELL_DIR: relative(cell.images_dir),
         **tracking.source_tags(cell.description),
         **{f"version.{k}": v for k, v in package_versions().items()},
     }

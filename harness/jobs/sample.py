@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
+from .. import tracking
 from ..generate import generate
 from ..images import save_grid, to_uint8
 from ..metrics import Scoring, headline_text, score, summarize
-from ..names import Metric, Tag
+from ..names import Metric, Param, Tag
 from ..shards import ShardStore
 from .context import JobContext
 
@@ -41,12 +42,32 @@ def run(ctx: JobContext) -> dict:
     if cell.force:
         store.clear()  # force resamples; reusing shards is what resume does
     model = ctx.load_model()
+    ctx.run.set_tags(grown_from(cell))
     gen = _sample(ctx, model, store)
     metrics = sampling_metrics(gen.sampled, gen.seconds, cell.nfe)
+    metrics[Metric.IMAGES_REUSED] = len(cell.indices) - gen.sampled
     if gen.nfe is not None:
         metrics[Metric.NFE_COUNTED] = gen.nfe
     ctx.run.log_metrics(metrics)
     return _score(ctx, model, store, metrics)
+
+
+def grown_from(cell) -> dict[str, str]:
+    """The tags of a cell grown by repeats: the finished run of its series (the same cell with fewer repeats) with
+    the most repeats, whose images are this cell's first repeats; {} when there is none."""
+    uri = tracking.tracking_uri(cell.tracking.uri)
+    exp = tracking.experiment_id(uri, cell.tracking.experiment)
+    if exp is None:
+        return {}
+    with tracking.store_errors(uri):
+        runs = tracking.client(uri).search_runs(
+            [exp], filter_string=f"tags.{Tag.CELL_SERIES} = '{cell.series_key}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=500)
+    smaller = [r for r in runs if int(r.data.params.get(Param.REPEATS, 1)) < cell.repeats]
+    if not smaller:
+        return {}
+    best = max(smaller, key=lambda r: int(r.data.params.get(Param.REPEATS, 1)))  # ties: the newest (sort is stable)
+    return {Tag.GROWN_FROM: best.info.run_id, Tag.GROWN_FROM_REPEATS: best.data.params.get(Param.REPEATS, "1")}
 
 
 def _run_part(ctx: JobContext, store: ShardStore) -> dict:

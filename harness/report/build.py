@@ -17,6 +17,7 @@ from .artifacts import figures_images
 from .figures import eta_figures, figure4, sampler_figure
 from .galleries import consistency_and_interpolation, sample_grids
 from .latex import standalone_tex, table_tex
+from .plans import attach_plans, plan_note
 from .provenance import provenance_section
 from .render import Section, write_document
 from .runs import RunSet, load_runs
@@ -109,7 +110,9 @@ def build_report(opts: Options) -> Result:
     figures = [fig4, *metric_figures, *sampler_figures.values(), *(g for g, _ in grids), *(figures_56 or [])]
     result.files += [p for f in figures for p in (f.png, f.pdf)]
 
-    claim_secs = sections.claims_sections(result.claims, result.ranks)
+    measured = attach_plans(result.claims, runs)  # the planner's line on every within-noise check
+    planned = any(k.plan for c in result.claims for k in c.checks)
+    claim_secs = sections.claims_sections(result.claims, result.ranks, plan_note(measured) if planned else None)
     prov, prov_frame = provenance_section(tables, lines, runs, figures_run)
     write("claims.md", claim_secs, "Claims of the DDIM paper, checked")
     write("claims.csv", C.claims_frame(result.claims, result.ranks))

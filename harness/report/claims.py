@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..eta import SIGMA_HAT, eta_row_name
 from ..names import Metric
+from ..planning import Plan
 from .labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
 from .render import text
 from .stats import Interval, kendall_tau, paired_interval, welch_interval
@@ -38,6 +39,9 @@ class Check:
     evidence: str
     interval: Interval | None = None
     K: int | None = None
+    runs: tuple[str, ...] = ()  # the run ids of the two cells compared (a, b)
+    plan: Plan | None = None  # within noise: what deciding it would take (harness.report.plans)
+    plan_line: str = ""  # the plan in words
 
     @property
     def scope(self) -> str:
@@ -100,10 +104,10 @@ def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_nam
         return Check(group, item, NO_REPEATS, f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs "
                      f"{label(metric)}({b_name}) = {fmt_value(b['value'], metric)}, K = {a['repeats']} and "
                      f"{b['repeats']}: no interval", None, K)
-    differ = [f"{k} {a[k]} vs {b[k]}" for k in ("seed", "N", "repeats") if a[k] != b[k]]
+    differ = [f"{k} {a[k]} vs {b[k]}" for k in ("seed", "N") if a[k] != b[k]]
     if differ:
         return Check(group, item, NO_DATA, f"cells not paired ({', '.join(differ)})", None, K)
-    names = [f"r{k}" for k in range(K)]
+    names = [f"r{k}" for k in range(K)]  # repeat k is images k*N .. (k+1)*N - 1 of both: a grown cell pairs its first K
     ra, rb = a.reindex(names).astype(float), b.reindex(names).astype(float)
     if not (ra.notna().all() and rb.notna().all()):
         return Check(group, item, NO_DATA, f"the per-repeat values ({label(metric)}_r0 ..) are missing", None, K)
@@ -111,7 +115,9 @@ def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_nam
         return Check(group, item, NO_DATA, "a per-repeat value is NaN or infinite: left out of the claims", None, K)
     iv = paired_interval(ra, rb)
     return Check(group, item, _verdict(metric, iv),
-                 _numbers(metric, a_name, b_name, iv, f"paired over K={K} repeats, t on {K - 1} df"), iv, K)
+                 _numbers(metric, a_name, b_name, iv, f"paired over {'the first ' if a['repeats'] != b['repeats'] else ''}"
+                          f"K={K} repeats, t on {K - 1} df"), iv, K,
+                 (a["run_id"], b["run_id"]))
 
 
 def _definition(key: str, metric: str, **values) -> str:
@@ -183,7 +189,8 @@ def recon_falls_with_S(tables: list[ReportTable]) -> Claim:
                 continue
             iv = welch_interval(a["value"], a["stderr"], a["n_images"], b["value"], b["stderr"], b["n_images"])
             claim.checks.append(Check(group, f"{s0}->{s1}", _verdict(Metric.RECON_MSE, iv), _numbers(
-                Metric.RECON_MSE, f"S={s1}", f"S={s0}", iv, f"Welch from the standard errors, {iv.df:.0f} df"), iv))
+                Metric.RECON_MSE, f"S={s1}", f"S={s0}", iv, f"Welch from the standard errors, {iv.df:.0f} df"), iv,
+                runs=(a["run_id"], b["run_id"])))
     return claim
 
 
@@ -235,10 +242,21 @@ def claims_frame(claims: list[Claim], ranks: list[RankAgreement]) -> pd.DataFram
     """claims.csv: every check with its numbers, every claim's verdict, Kendall's tau per table block."""
     data = [{"kind": "claim", "claim": c.key, "metric": c.metric, "scope": k.scope, "verdict": k.verdict, "value": "",
              "evidence": k.evidence, **dict(zip(["estimate", "ci95_low", "ci95_high", "df"], k.interval or ())),
-             "K": k.K} for c in claims for k in c.checks]
+             "K": k.K, **_plan_fields(k.plan)} for c in claims for k in c.checks]
     data += [{"kind": "claim_overall", "claim": c.key, "metric": c.metric, "scope": "all", "verdict": c.verdict,
               "value": "", "evidence": c.definition} for c in claims]
     data += [{"kind": "kendall_tau", "claim": f"table{r.table}", "metric": r.metric, "scope": r.description,
               "verdict": "", "value": r.tau, "evidence": f"{r.n} cells"} for r in ranks]
     return pd.DataFrame(data, columns=["kind", "claim", "metric", "scope", "verdict", "value", "evidence", "estimate",
-                                       "ci95_low", "ci95_high", "df", "K"])
+                                       "ci95_low", "ci95_high", "df", "K", *PLAN_FIELDS])
+
+
+# claims.csv's planner columns (within-noise checks): repeats (Table 2: images per cell) needed, new images of both
+# cells, their network evaluations and sampling seconds, and the smallest |difference| the data at hand detects
+PLAN_FIELDS = ["plan_unit", "plan_needed", "plan_new_images", "plan_nfe", "plan_seconds", "detectable"]
+
+
+def _plan_fields(plan: Plan | None) -> dict:
+    if plan is None:
+        return {}
+    return dict(zip(PLAN_FIELDS, (plan.unit, plan.repeats, plan.images, plan.nfe, plan.seconds, plan.detectable)))

@@ -28,7 +28,8 @@ FIELDS = {
     "job": Param.JOB, "dataset": Param.DATASET, "model": Param.MODEL, "checkpoint": Param.CHECKPOINT, "ema": Param.EMA,
     "sampler": Param.SAMPLER, "S": Param.S, "eta": Param.ETA, "trajectory": Param.TRAJECTORY, "nfe": Param.NFE,
     "N": Param.N, "repeats": Param.REPEATS, "seed": Param.SEED, "batch_size": Param.BATCH_SIZE, "T": Param.T,
-    "precision": Param.PRECISION, "kind": Tag.KIND, "cell_key": Tag.CELL_KEY, "git_commit": Tag.GIT_COMMIT,
+    "precision": Param.PRECISION, "kind": Tag.KIND, "cell_key": Tag.CELL_KEY, "cell_series": Tag.CELL_SERIES,
+    "grown_from": Tag.GROWN_FROM, "git_commit": Tag.GIT_COMMIT,
     "device": Tag.DEVICE, "device_name": Tag.DEVICE_NAME, "threads": Tag.THREADS, "host": Tag.HOST,
     "checkpoint_sha256": Tag.CHECKPOINT_SHA256, "checkpoint_weights": Tag.CHECKPOINT_WEIGHTS,
     "feature_extractor": Tag.FEATURE_EXTRACTOR, "headline_metric": Tag.HEADLINE_METRIC,
@@ -68,6 +69,13 @@ class RunSet:
         logged = v.loc[(v["metric"] == metric) & v["repeat"].isna(), "run_id"]
         runs = self.runs[(self.runs["job"] == job) & self.runs["run_id"].isin(logged)]
         return runs.join(cell, on="run_id").join(repeats.rename(columns=lambda k: f"r{k}"), on="run_id")
+
+
+def grown_over(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whether a larger cell of its series (harness.cell: the same cell grown by repeats) is among ``runs``:
+    the tables and sampler views take the largest. Runs without the ``cell_series`` tag are a series of one."""
+    series = runs["cell_series"].where(runs["cell_series"].notna(), runs["run_id"])
+    return runs["repeats"] < runs.groupby(series)["repeats"].transform("max")
 
 
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -5,7 +5,8 @@ interval), the cells behind a figure of each metric against NFE per sampler, and
 runs log ``flow_rmse``, the RMS distance of the samples to the exact probability-flow solution from the same x_T),
 each deterministic sampler's measured order (minus the log-log slope of flow_rmse against NFE over its cells)
 beside its theoretical order (tag ``sampler_order``). DDIM rows are one per eta; DDIM with eta > 0 (and sigma-hat)
-is stochastic and has no order. The newest run of each (sampler, NFE) cell is used.
+is stochastic and has no order. The newest run of each (sampler, NFE) cell is used (of a cell grown by repeats,
+its largest).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 from ..eta import eta_row_name, eta_sort_key
 from ..names import Metric
 from .labels import DASH, SAMPLE_METRICS, dataset_name, fmt_cell, fmt_number
-from .runs import RunSet
+from .runs import RunSet, grown_over
 from .stats import loglog_line
 from .tables import headline_metric
 
@@ -91,7 +92,9 @@ def sampler_views(runs: RunSet) -> list[SamplerView]:
             if len(cells):
                 cells = cells.assign(row=[_row(s, e) for s, e in zip(cells["sampler"], cells["eta"])],
                                      nfe=cells["nfe"].fillna(cells["S"]).astype(int), metric=metric)
-                frames.append(cells.sort_values("start_time", ascending=False).drop_duplicates(["row", "nfe"]))
+                cells = cells.sort_values("start_time", ascending=False).assign(grown=grown_over(cells))
+                frames.append(cells.sort_values("grown", kind="stable").drop_duplicates(["row", "nfe"]).drop(
+                    columns="grown"))
         cells = pd.concat(frames, ignore_index=True)
         key = {r: (_registry_rank(s), s, eta_sort_key(e))
                for r, s, e in zip(cells["row"], cells["sampler"], cells["eta"])}

@@ -63,12 +63,17 @@ def summary_section(runs: RunSet, claims: list[C.Claim], latex_summary: str | No
     return sec.add(latex_summary) if latex_summary else sec
 
 
-def claims_sections(claims: list[C.Claim], ranks: list[C.RankAgreement]) -> list[Section]:
-    sec = Section("Claims", [text("claims"), Table(verdict_table(claims), "Verdict per claim and metric")])
+def claims_sections(claims: list[C.Claim], ranks: list[C.RankAgreement], plan_note: str | None = None) -> list[Section]:
+    """The claims, each check with its numbers and, where within noise, the planner's line (``plan_note`` says how)."""
+    sec = Section("Claims", [text("claims"), *([plan_note] if plan_note else []),
+                             Table(verdict_table(claims), "Verdict per claim and metric")])
     for statement in dict.fromkeys(c.statement for c in claims):
         sub = sec.add(Section(statement, level=3)).blocks[-1]
         for c in [c for c in claims if c.statement == statement]:
-            frame = pd.DataFrame([{"scope": k.scope, "verdict": k.verdict, "numbers": k.evidence} for k in c.checks])
+            planned = any(k.plan_line for k in c.checks)
+            frame = pd.DataFrame([{"scope": k.scope, "verdict": k.verdict, "numbers": k.evidence,
+                                   **({"to decide (95%, power 80%)": k.plan_line} if planned else {})}
+                                  for k in c.checks])
             sub.add(Section(f"{label(c.metric)}: {c.verdict}", ["Definition: " + c.definition], level=4).add(
                 *([c.where, Table(frame)] if c.checks else ["No cells to check: not enough runs."])))
     frame = pd.DataFrame([{"comparison": r.description, "cells": r.n,

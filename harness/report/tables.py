@@ -4,8 +4,9 @@ Table 1 is the headline metric (FID) of DDIM-family sample runs by eta and S, Ta
 LSUN FID, DDIM vs DDPM. Rows and columns are the paper's plus every measured eta and S. A dataset the paper did not
 use (digits) is followed by the paper's CIFAR-10 block for comparing orderings; each dataset's headline block by one
 block per other metric it was scored on. A cell shows the run chosen for it: per (eta, S) the newest run with its
-block's most common settings (N, seed, trajectory, checkpoint, feature extractor, precision); a cell whose run
-differs is marked with a dagger, and the block's notes name every difference and every run left out.
+block's most common settings (N, seed, trajectory, checkpoint, feature extractor, precision), of a cell grown by
+repeats its largest run (harness.cell's series); a cell whose run differs is marked with a dagger, and the block's
+notes name every difference and every run left out.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..names import Metric
 from .labels import DAGGER, DASH, SAMPLE_METRICS, dataset_name, direction, fmt_cell, label
 from .paper import ORDERING_REFERENCE, paper_cells, paper_layout
 from .render import text
-from .runs import FEATURES, RunSet
+from .runs import FEATURES, RunSet, grown_over
 
 SETTINGS = {
     "sample": ["N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision"],
@@ -152,8 +153,8 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
     counts = Counter(settings)
     reference = next(s for s in settings if counts[s] == max(counts.values()))  # ties: the newest run's
     block.settings = dict(zip(keys, reference))
-    runs = runs.assign(flagged=settings != reference, settings=settings)
-    chosen = runs.sort_values("flagged", kind="stable").drop_duplicates(["eta", "S"])
+    runs = runs.assign(flagged=settings != reference, settings=settings, grown=grown_over(runs))
+    chosen = runs.sort_values(["flagged", "grown"], kind="stable").drop_duplicates(["eta", "S"])
     block.measured = chosen.assign(S=chosen["S"].astype(int)).set_index(["eta", "S"])
     if not notes:
         return
@@ -168,9 +169,13 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
     shown = set(chosen["run_id"])
     hidden = [f"{r.run_id} ({eta_row_name(r.eta)}, S={r.S}, "
               + ", ".join(f"{SETTING_NAMES.get(k, k)}={v}" for k, v in zip(keys, r.settings)) + ")"
-              for _, g in runs.groupby(["eta", "S"], sort=False) for r in g.itertuples() if r.run_id not in shown]
+              for _, g in runs.groupby(["eta", "S"], sort=False) for r in g.itertuples()
+              if r.run_id not in shown and not r.grown]
     if hidden:
         block.notes.append(text("hidden_runs", dataset=dataset_name(block.dataset), runs=hidden))
+    smaller = [f"{r.run_id} ({eta_row_name(r.eta)}, S={r.S}, K={r.repeats})" for r in runs[runs["grown"]].itertuples()]
+    if smaller:
+        block.notes.append(text("grown_runs", dataset=dataset_name(block.dataset), runs=smaller))
 
 
 def features(runs: pd.DataFrame, metric: str) -> str | None:
