@@ -225,10 +225,15 @@ def make_standins(out: Path, datasets: set[str] | None = None) -> StandIns:
 
 
 def preset_arguments(preset: str, files: StandIns) -> list[str]:
-    """The arguments of ``python -m harness sweeps=<preset>`` with the preset's tiny sizes and the stand-ins."""
+    """The arguments of ``python -m harness sweeps=<preset>`` with the preset's tiny sizes and the stand-ins. The
+    cells run in this process (Hydra's basic launcher: no worker process to start, which costs as much CPU as a
+    small cell), except for the presets that set their launcher (Figure 4's one timing job at a time), which keep
+    the default launcher and its worker process."""
     dataset = PRESET_DATASET[preset]
+    own_launcher = "n_jobs" in (config.load("sweeps", preset).get("hydra", {}).get("launcher") or {})
     return [f"sweeps={preset}", *PRESETS[preset], "rehearsal=true", "device=cpu", "progress=false",
-            "hydra/launcher=basic", f"dataset.root={files.data}", f"model.checkpoint.path={files.checkpoints[dataset]}",
+            *([] if own_launcher else ["hydra/launcher=basic"]), f"dataset.root={files.data}",
+            f"model.checkpoint.path={files.checkpoints[dataset]}",
             f"metrics.weights_path={files.inception}", f"tracking.uri=sqlite:///{files.root / 'mlflow.db'}",
             f"output_root={files.root / 'outputs'}"]
 

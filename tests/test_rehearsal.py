@@ -40,6 +40,11 @@ def one_line(text: str) -> str:
 # ---------------------------------------------------------------- the stand-ins, read by the real code
 
 
+@pytest.fixture(scope="module")
+def inception(tmp_path_factory) -> Path:
+    return rehearsal.write_inception_weights(tmp_path_factory.mktemp("inception") / rehearsal.INCEPTION_FILE)
+
+
 def test_standin_checkpoints_load_into_the_paper_architectures(tmp_path):
     path = rehearsal.write_official_checkpoint("cifar10", tmp_path / "ema_diffusion_cifar10_model" / "model-790000.ckpt")
     assert path.stat().st_size < 20e6  # one shared storage, not 143 MB
@@ -64,11 +69,10 @@ def test_standin_checkpoints_load_into_the_paper_architectures(tmp_path):
         assert sum(v.numel() for v in state.values()) == 113_673_219
 
 
-def test_standin_inception_weights_load_strictly_into_torch_fidelity(tmp_path):
+def test_standin_inception_weights_load_strictly_into_torch_fidelity(inception):
     from harness.features import make_extractor
 
-    path = rehearsal.write_inception_weights(tmp_path / rehearsal.INCEPTION_FILE)
-    fe = make_extractor("inception-v3-compat", ["2048"], path, torch.device("cpu"))  # torch-fidelity's strict load
+    fe = make_extractor("inception-v3-compat", ["2048"], inception, torch.device("cpu"))  # torch-fidelity's strict load
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     feats = fe(x)[0]
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all() and not torch.allclose(feats[0], feats[1])
@@ -96,15 +100,16 @@ def cifar_cell(root: Path, *extra: str):
     return cell
 
 
-def test_a_folder_that_differs_from_the_published_files_is_refused_outside_a_rehearsal(tmp_path):
+def test_a_folder_that_differs_from_the_published_files_is_refused_outside_a_rehearsal(tmp_path, inception):
     rehearsal.write_cifar10(tmp_path)
     problem = one_line(published_problem({"name": "cifar10", "root": str(tmp_path)}))
     assert "data_batch_1 has md5" in problem and cifar10.published_md5()["data_batch_1"] in problem
     assert f"Delete {tmp_path / 'cifar-10-batches-py'}" in problem and "c58f30108f718f92721af3b95e74349a" in problem
+    weights = f"metrics.weights_path={inception}"
     with pytest.raises(HarnessError) as err:
-        check_data(cifar_cell(tmp_path))
+        check_data(cifar_cell(tmp_path, weights))
     assert str(err.value) == problem
-    check_data(cifar_cell(tmp_path, "rehearsal=true"))  # a rehearsal reads stand-ins: no checksum check
+    check_data(cifar_cell(tmp_path, weights, "rehearsal=true"))  # a rehearsal reads stand-ins: no checksum check
     with pytest.raises(HarnessError, match="differs from the published files"):  # Table 2 reads the folder too
         check_data(cifar_cell(tmp_path, "job=recon", "eta=0"))
 
@@ -178,16 +183,26 @@ def test_the_archive_is_extracted_into_the_root(tmp_path):
     assert check_available({"name": "cifar10", "root": str(tmp_path / "data")}, "train") is None
 
 
-def test_a_wrong_folder_fails_before_sampling_in_one_line(tmp_path):
+@pytest.mark.slow
+def test_a_wrong_folder_fails_before_sampling_in_one_line(tmp_path, inception):
     """dataset.root at a folder without CIFAR-10, offline: the download fails at once, nothing is sampled."""
     ckpt = rehearsal.write_official_checkpoint("cifar10", tmp_path / "model-790000.ckpt")
     proc = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'wrong'}", f"model.checkpoint.path={ckpt}",
+                   f"metrics.weights_path={inception}",
                    "+dataset.download_url=http://127.0.0.1:9/cifar-10-python.tar.gz", "N=4", "S=2", check=False)
     assert proc.returncode == 2
     line = one_line(proc.stderr)
     assert "download of http://127.0.0.1:9/cifar-10-python.tar.gz" in line and "failed" in line
     assert f"extract it into {tmp_path / 'wrong'}" in line
     assert not (tmp_path / "out" / "images").exists()  # failed before any sampling
+
+
+def test_a_wrong_inception_weights_path_fails_before_sampling(tmp_path):
+    rehearsal.write_cifar10(tmp_path)
+    with pytest.raises(HarnessError) as err:
+        check_data(cifar_cell(tmp_path, "rehearsal=true", f"metrics.weights_path={tmp_path / 'typo.pth'}"))
+    line = one_line(str(err.value))
+    assert f"{tmp_path / 'typo.pth'} not found; fix metrics.weights_path" in line
 
 
 # ---------------------------------------------------------------- out of memory
