@@ -243,18 +243,22 @@ class Measured:
     name: str
     returncode: int
     seconds: float  # wall time
-    cpu_seconds: float  # user + system time of this process
-    peak_rss_mb: float  # the process's largest resident set so far (it runs the presets one after the other)
+    cpu_seconds: float  # user + system time of this process and of the worker processes it waited for
+    peak_rss_mb: float  # the largest resident set so far of this process or a worker (presets run one after another)
 
 
 def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(r.ru_utime + r.ru_stime for r in usage)
+
+
+def _peak_mb() -> float:
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
 def measure(name: str, argv: list[str], entry) -> Measured:
     """``entry()`` with ``sys.argv = argv`` in this process, as its command line would run it; its exit status,
-    wall and CPU time and the process's peak memory (ru_maxrss) after it."""
+    wall and CPU time and the peak memory (ru_maxrss) so far."""
     from hydra.core.global_hydra import GlobalHydra
 
     saved, sys.argv = sys.argv, argv
@@ -267,8 +271,7 @@ def measure(name: str, argv: list[str], entry) -> Measured:
     finally:
         sys.argv = saved
         GlobalHydra.instance().clear()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return Measured(name, code, time.perf_counter() - start, _cpu() - cpu, peak)
+    return Measured(name, code, time.perf_counter() - start, _cpu() - cpu, _peak_mb())
 
 
 def rehearse(out: Path, presets: list[str] | None = None, report: bool = True, echo=print) -> list[Measured]:
