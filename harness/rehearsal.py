@@ -50,7 +50,7 @@ SCALE = 0.05  # the stand-in weights are uniform on [-SCALE, SCALE]: finite acti
 # need N >= 2 and N > metrics.prc_neighborhood). Each scored cell costs about 5 s of CPU in the FID alone (the
 # eigenvalues of a 2048 x 2048 product, whatever N), so Table 1 keeps the three processes eta=0 (deterministic),
 # eta=1 (stochastic) and sigma-hat, and the sampler grid its eight samplers at one NFE; the 256x256 LSUN models
-# (113M parameters, about 8 s of CPU per image per step) run one cell of one step.
+# (113M parameters: seconds of CPU per image and step) run one cell of one step.
 SMALL = ["N=4", "S=2", "batch_size=4"]
 ONE_STEP_256 = ["eta=0", "S=1", "N=2", "batch_size=2", "metrics.prc_neighborhood=1"]
 PRESETS: dict[str, list[str]] = {
