@@ -106,6 +106,7 @@ class Cell:
     tracking: Tracking
     parts: int = 1  # jobs the cell is split into (harness.parts); never part of a key
     part: int | None = None  # which of them this job is (0..parts-1); None: the whole cell
+    rehearsal: bool = False  # stand-in files (harness.rehearsal): its runs are tagged, its data not checksummed
     config: Mapping = field(default_factory=dict, compare=False, repr=False)  # the whole resolved config, for the record
 
     @classmethod
@@ -171,7 +172,7 @@ class Cell:
             threads=threads, progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
             device=device, dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
             tracking=Tracking(cfg.tracking.get("uri"), str(cfg.tracking.experiment)),
-            parts=parts, part=part,
+            parts=parts, part=part, rehearsal=bool(cfg.get("rehearsal", False)),
             config=_frozen(cfg),
         )
         cell.nfe  # a tau the sampler refuses (repeated or too close timesteps) is refused here
@@ -341,13 +342,15 @@ def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool)
 
 def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config: the device exists here, a checkpoint file given
-    by path exists."""
+    by path exists, the data folder the cell reads is there and (outside a rehearsal) the published one."""
+    from .preflight import check_data
     from .runtime import select_device
 
     select_device(cell.device)
     path = (cell.model.get("checkpoint") or {}).get("path")
     if path and not Path(path).expanduser().is_file():
         raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
+    check_data(cell)
 
 
 def relative(path: str | os.PathLike) -> str:
