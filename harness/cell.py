@@ -271,7 +271,9 @@ class Cell:
 
     @cached_property
     def key(self) -> str:
-        metrics = {k: v for k, v in self.metrics.items() if k not in ("batch_size", "weights_path")}
+        # fid_infinity=false adds nothing to the result, so it leaves the key of cells run before it existed alone
+        metrics = {k: v for k, v in self.metrics.items()
+                   if k not in ("batch_size", "weights_path") and not (k == "fid_infinity" and not v)}
         job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
         return _hash({"images": self.images_key, "job": job, "N": self.N, "repeats": self.repeats, "S": self.S,
                       "trajectory": self.trajectory, "metrics": metrics if self.job == "sample" else None,

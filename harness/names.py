@@ -69,6 +69,7 @@ class Metric:
     PRC_PRECISION = "prc_precision"
     PRC_RECALL = "prc_recall"
     FD_PIXELS = "fd_pixels"
+    FID_INF = "fid_inf"  # FID extrapolated to N -> infinity (Chong & Forsyth 2020), metrics.fid_infinity=true
     # scores of an exact-score dataset (harness.exact)
     FD_TRUE = "fd_true"
     FLOW_RMSE = "flow_rmse"

@@ -25,7 +25,8 @@ def scoring_of(cell) -> Scoring:
     return Scoring(reference=cell.dataset["fid_reference"], feature_extractor=m["feature_extractor"],
                    image_size=int(cell.dataset["image_size"]), batch_size=int(m["batch_size"]),
                    weights_path=m.get("weights_path"), kid_subset_size=int(m["kid_subset_size"]),
-                   prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"))
+                   prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"),
+                   fid_infinity=bool(m.get("fid_infinity", False)))
 
 
 def images_store(cell) -> ShardStore:

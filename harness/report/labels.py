@@ -13,7 +13,7 @@ DASH, DAGGER, ONE_REPEAT = "-", "\u2020", "\u2021"  # not run; settings differ f
 DATASET_NAMES = {"digits": "digits 8x8", "cifar10": "CIFAR-10", "celeba": "CelebA", "lsun_bedroom": "LSUN Bedroom",
                  "lsun_church": "LSUN Church"}
 METRICS = {  # metric: (label, lower is better)
-    Metric.FID: ("FID", True), Metric.KID: ("KID", True), Metric.PRC_PRECISION: ("precision", False),
+    Metric.FID: ("FID", True), Metric.FID_INF: ("FID-inf", True), Metric.KID: ("KID", True), Metric.PRC_PRECISION: ("precision", False),
     Metric.PRC_RECALL: ("recall", False), Metric.FD_PIXELS: ("FD", True), Metric.FD_TRUE: ("FD to the true law", True),
     Metric.FLOW_RMSE: ("flow RMSE", True), Metric.RECON_MSE: ("MSE", True),
 }
