@@ -72,6 +72,7 @@ class Metric:
     FID_INF = "fid_inf"  # FID extrapolated to N -> infinity (Chong & Forsyth 2020), metrics.fid_infinity=true
     # scores of an exact-score dataset (harness.exact)
     FD_TRUE = "fd_true"
+    FD_TRUE_INF = "fd_true_inf"  # fd_true extrapolated to N -> infinity (as fid_inf)
     FLOW_RMSE = "flow_rmse"
     W2_EXACT = "w2_exact"  # exact, no sampling noise: logged once per cell
     # sampling and scoring time

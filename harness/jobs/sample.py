@@ -141,7 +141,7 @@ def _score_exact(ctx: JobContext, images, model) -> tuple[list[dict], dict[str, 
         ctx.run.log_metrics({Metric.W2_EXACT: w2})
     digest = hashlib.sha256(mixture.means.numpy().tobytes() + mixture.stds.numpy().tobytes()).hexdigest()
     ctx.run.log_dataset(mixture.name, digest=digest, source=f"harness.analytic: {mixture.description}")
-    spaces = {name: "true law" if name == Metric.FD_TRUE else "exact flow" for name in per_repeat[0]}
+    spaces = {name: "true law" if name in (Metric.FD_TRUE, Metric.FD_TRUE_INF) else "exact flow" for name in per_repeat[0]}
     return per_repeat, spaces, f"the true {mixture.name} law"
 
 

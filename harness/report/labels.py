@@ -15,6 +15,7 @@ DATASET_NAMES = {"digits": "digits 8x8", "cifar10": "CIFAR-10", "celeba": "Celeb
 METRICS = {  # metric: (label, lower is better)
     Metric.FID: ("FID", True), Metric.FID_INF: ("FID-inf", True), Metric.KID: ("KID", True), Metric.PRC_PRECISION: ("precision", False),
     Metric.PRC_RECALL: ("recall", False), Metric.FD_PIXELS: ("FD", True), Metric.FD_TRUE: ("FD to the true law", True),
+    Metric.FD_TRUE_INF: ("FD-inf to the true law", True),
     Metric.FLOW_RMSE: ("flow RMSE", True), Metric.RECON_MSE: ("MSE", True),
 }
 SAMPLE_METRICS = [m for m in METRICS if m != Metric.RECON_MSE]
