@@ -12,7 +12,9 @@ For images of a cell (K repeats of N images each, in index order) against a refe
 * ``fid_inf`` (``metrics.fid_infinity=true``): FID extrapolated to infinitely many images (Chong & Forsyth 2020,
   "Effectively Unbiased FID and Inception Score and where to find them", sec. 3): FID's bias falls like 1/N, so
   the FIDs of random subsets of the repeat's own features at several sizes n are fitted by a line in 1/n and the
-  line's value at 1/n = 0 is taken; from the features already extracted (no further network pass).
+  line's value at 1/n = 0 is taken; from the features already extracted (no further network pass). With pixel
+  features, ``fd_pixels_inf`` likewise. The report decides claims on these rather than on the biased plain
+  distances wherever the cells log them (harness.report.claims, benchmarks/calibration.py).
 
 Each repeat is scored on its own; ``summarize`` gives the mean, std, min and a 95% t-interval over repeats.
 The reference features are computed once and cached as ``.npz`` files (read with ``allow_pickle=False``: a file
@@ -67,6 +69,7 @@ METRICS = {m.name: m for m in [
     MetricInfo(Metric.PRC_RECALL, "higher", "k-NN recall in the dataset's features"),
     MetricInfo(Metric.FD_PIXELS, "lower", "Frechet distance of the raw pixels on [0, 1]"),
     MetricInfo(Metric.FID_INF, "lower", "FID extrapolated to infinitely many images (Chong & Forsyth 2020)"),
+    MetricInfo(Metric.FD_PIXELS_INF, "lower", "the pixel Frechet distance extrapolated likewise"),
 ]}
 
 
@@ -92,10 +95,10 @@ class Scoring:
     @property
     def metrics(self) -> list[str]:
         names = [Metric.FID] + [Metric.FID_INF] * self.fid_infinity + [Metric.KID, Metric.PRC_PRECISION, Metric.PRC_RECALL]
-        return names + [Metric.FD_PIXELS] if self.pixels else names
+        return names + [Metric.FD_PIXELS] + [Metric.FD_PIXELS_INF] * self.fid_infinity if self.pixels else names
 
     def feature_space(self, metric: str) -> str:
-        return F.PIXELS if metric == Metric.FD_PIXELS else self.feature_extractor
+        return F.PIXELS if metric in (Metric.FD_PIXELS, Metric.FD_PIXELS_INF) else self.feature_extractor
 
     def layers(self) -> dict[str, list[str]]:
         """{extractor: [layers]}: one pass of the images through each extractor gives every metric's features."""
@@ -205,8 +208,11 @@ def feature_metrics(gen: dict[tuple[str, str], torch.Tensor], ref: dict[tuple[st
     out[Metric.PRC_PRECISION], out[Metric.PRC_RECALL] = prc[KEY_METRIC_PRECISION], prc[KEY_METRIC_RECALL]
     if scoring.pixels:
         key = (F.PIXELS, "pixels")
-        out[Metric.FD_PIXELS] = fid_statistics_to_metric(fid_features_to_statistics(gen[key]),
-                                                         fid_features_to_statistics(ref[key]), verbose=False)[KEY_METRIC_FID]
+        pixels_ref = fid_features_to_statistics(ref[key])
+        out[Metric.FD_PIXELS] = fid_statistics_to_metric(fid_features_to_statistics(gen[key]), pixels_ref,
+                                                         verbose=False)[KEY_METRIC_FID]
+        if scoring.fid_infinity:
+            out[Metric.FD_PIXELS_INF] = fid_infinity(gen[key].double().numpy(), pixels_ref["mu"], pixels_ref["sigma"])
     return {k: float(v) for k, v in out.items()}
 
 

@@ -70,6 +70,7 @@ class Metric:
     PRC_RECALL = "prc_recall"
     FD_PIXELS = "fd_pixels"
     FID_INF = "fid_inf"  # FID extrapolated to N -> infinity (Chong & Forsyth 2020), metrics.fid_infinity=true
+    FD_PIXELS_INF = "fd_pixels_inf"  # fd_pixels extrapolated likewise (with fid_inf)
     # scores of an exact-score dataset (harness.exact)
     FD_TRUE = "fd_true"
     FD_TRUE_INF = "fd_true_inf"  # fd_true extrapolated to N -> infinity (as fid_inf)

@@ -222,7 +222,8 @@ def test_fid_infinity_is_scored_beside_fid():
     s = digits_scoring(fid_infinity=True)
     assert s.metrics[:2] == ["fid", "fid_inf"] and "fid_inf" not in digits_scoring().metrics
     held_out = one(digits.images_uint8("test"), fid_infinity=True)
-    assert set(held_out) == {"fid", "fid_inf", "kid", "kid_subset_std", "prc_precision", "prc_recall", "fd_pixels"}
+    assert set(held_out) == {"fid", "fid_inf", "kid", "kid_subset_std", "prc_precision", "prc_recall", "fd_pixels",
+                             "fd_pixels_inf"}
     # the test images are drawn as the reference was: FID (N = 297) is mostly its positive bias, FID-inf nearer 0
     assert abs(held_out["fid_inf"]) < 0.5 * held_out["fid"]
 

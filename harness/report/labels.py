@@ -12,11 +12,11 @@ from ..names import Metric
 DASH, DAGGER, ONE_REPEAT = "-", "\u2020", "\u2021"  # not run; settings differ from the block's; measured once (K=1)
 DATASET_NAMES = {"digits": "digits 8x8", "cifar10": "CIFAR-10", "celeba": "CelebA", "lsun_bedroom": "LSUN Bedroom",
                  "lsun_church": "LSUN Church"}
-METRICS = {  # metric: (label, lower is better)
-    Metric.FID: ("FID", True), Metric.FID_INF: ("FID-inf", True), Metric.KID: ("KID", True), Metric.PRC_PRECISION: ("precision", False),
-    Metric.PRC_RECALL: ("recall", False), Metric.FD_PIXELS: ("FD", True), Metric.FD_TRUE: ("FD to the true law", True),
-    Metric.FD_TRUE_INF: ("FD-inf to the true law", True),
-    Metric.FLOW_RMSE: ("flow RMSE", True), Metric.RECON_MSE: ("MSE", True),
+METRICS = {  # metric: (label, lower is better); an -inf metric: its plain one extrapolated to N -> inf
+    Metric.FID: ("FID", True), Metric.FID_INF: ("FID-inf", True), Metric.KID: ("KID", True),
+    Metric.PRC_PRECISION: ("precision", False), Metric.PRC_RECALL: ("recall", False), Metric.FD_PIXELS: ("FD", True),
+    Metric.FD_PIXELS_INF: ("FD-inf", True), Metric.FD_TRUE: ("FD to the true law", True),
+    Metric.FD_TRUE_INF: ("FD-inf to the true law", True), Metric.FLOW_RMSE: ("flow RMSE", True), Metric.RECON_MSE: ("MSE", True),
 }
 SAMPLE_METRICS = [m for m in METRICS if m != Metric.RECON_MSE]
 
