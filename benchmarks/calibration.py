@@ -39,13 +39,18 @@ Writes benchmarks/results/calibration-cpu.json (the machine's facts, the load, t
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import shlex
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import Bench, load_model, print_table
+from common import Bench, load_model, machine_info, print_table
 from harness import features as F
 from harness.analytic import exact_mixture, frechet_distance
 from harness.exact import score_exact
@@ -62,8 +67,8 @@ from harness.trajectory import timesteps
 
 CPU = torch.device("cpu")
 DDIM = SAMPLERS["ddim"]
-POPULATION = (Metric.FD_TRUE, Metric.FID, Metric.FID_INF, Metric.FLOW_RMSE)  # metrics with an N-free value
 FID_TARGET = {Metric.FID: Metric.FID, Metric.FID_INF: Metric.FID}  # FID-inf estimates FID's N -> inf value
+PIXEL_METRICS = {Metric.FID, Metric.FID_INF, Metric.KID, Metric.PRC_PRECISION, Metric.PRC_RECALL}
 
 
 class CellData:
@@ -135,7 +140,7 @@ def run_cell(mixture, schedule, spec: dict, args, extractor, ref_stats, suite: S
 
 def population(mixture, data: CellData, metric: str, ref_stats) -> float | None:
     """The metric's own (N-free) value for the cell, from its pooled samples; None where it has none."""
-    if metric == Metric.FD_TRUE:
+    if metric in (Metric.FD_TRUE, Metric.FD_TRUE_INF):  # FD-inf estimates the FD's N -> inf value
         return frechet_distance(*data.stats("x"), mixture.mean(), mixture.covariance())
     if metric in FID_TARGET:
         return frechet_distance(*data.stats("features"), *ref_stats["moments"])
@@ -185,7 +190,7 @@ def run_exact(args) -> list[dict]:
     extractor = F.make_extractor(F.PIXELS, ["pixels"], None, CPU)
     for name, plan in EXACT.items():
         mixture = exact_mixture(name)
-        pixels = name == "glyphs64"
+        pixels = name == "glyphs64" and (args.metrics is None or bool(set(args.metrics) & PIXEL_METRICS))
         ref_stats = None
         if pixels:
             ref = pixel_features(mixture.sample(args.reference, torch.Generator().manual_seed(10**6)).float(), extractor)
@@ -193,7 +198,9 @@ def run_exact(args) -> list[dict]:
             ref_stats = {"features": {(F.PIXELS, "pixels"): ref.float()}, "moments": (r.mean(0), np.cov(r, rowvar=False))}
         suite = Scoring(reference="exact draws", feature_extractor=F.PIXELS, image_size=8)
         cells = {}
-        for cell, (S, eta, law, which) in plan["cells"].items():
+        settings = [s for s in plan["settings"] if args.settings in ("all", s[0].split(":")[0])]
+        needed = {c for s in settings for c in s[1:]}
+        for cell, (S, eta, law, which) in [(c, v) for c, v in plan["cells"].items() if c in needed]:
             start = time.perf_counter()
             spec = {"S": S, "eta": eta, "law": law,
                     "seed": (lambda r: r) if which == "p" else (lambda r: args.reps + r)}
@@ -201,9 +208,9 @@ def run_exact(args) -> list[dict]:
                                    suite if cell in plan["suite"] else None)
             print(f"{name} {cell}: {args.reps} x {args.K} x {args.N} samples scored in {time.perf_counter() - start:.0f} s",
                   flush=True)
-        for setting, a_name, b_name in plan["settings"]:
+        for setting, a_name, b_name in settings:
             a, b, null = cells[a_name], cells[b_name], setting.startswith("null")
-            for metric in [m for m in a.values if m in b.values]:
+            for metric in [m for m in a.values if m in b.values and (args.metrics is None or m in args.metrics)]:
                 va, vb = a.array(metric), b.array(metric)
                 pa, pb = (population(mixture, c, metric, ref_stats) for c in (a, b))
                 truth_pop = 0.0 if null else (None if pa is None else pa - pb)
@@ -264,6 +271,11 @@ def main() -> None:
     parser.add_argument("--digits-draws", type=int, default=2000, help="random choices of K blocks per seed")
     parser.add_argument("--digits-S", type=int, default=10)
     parser.add_argument("--out", default=None, help="folder for the JSON (default benchmarks/results)")
+    parser.add_argument("--settings", default="all", choices=["all", "null", "alternative"])
+    parser.add_argument("--metrics", type=lambda v: v.split(","), default=None,
+                        help="only these metrics' rows (comma-separated); with --merge-into, they replace those rows")
+    parser.add_argument("--merge-into", default=None, help="an earlier run's JSON: replace its rows of --metrics for "
+                        "--settings with this run's and record this run as a supplement (no digits part)")
     args = parser.parse_args()
     bench = Bench("calibration", args)
     start = time.perf_counter()
@@ -283,7 +295,26 @@ def main() -> None:
                                      ("disjoint_decided", "decided", "d"), ("draws", "draws", "d"),
                                      ("decided_rate_draws", "null decided rate", ".3f"), ("sd_block", "sd", ".3g")],
                     title=f"Digits, two seeds of S={args.digits_S} eta=0 (a null), K={args.K}, N={args.N}")
+    if args.merge_into:
+        merge(args, exact, exact_s, bench)
+        return
     bench.write(CPU, {"exact": {"seconds": round(exact_s, 1), "rows": exact}, "digits": digits}, args.out)
+
+
+def merge(args, rows: list[dict], seconds: float, bench: Bench) -> None:
+    """Replace the earlier run's rows of these metrics and settings by this run's; say so in ``supplements``."""
+    path = Path(args.merge_into)
+    payload = json.loads(path.read_text())
+    replaced = {(r["dataset"], r["setting"], r["metric"]) for r in rows}
+    old = payload["results"]["exact"]["rows"]
+    payload["results"]["exact"]["rows"] = [r for r in old if (r["dataset"], r["setting"], r["metric"]) not in replaced]
+    payload["results"]["exact"]["rows"] += rows
+    payload.setdefault("supplements", []).append({
+        "command": shlex.join(["python", *sys.argv]), "date": bench.started.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1), "loadavg_before": list(bench.loadavg_before), "loadavg_after": list(os.getloadavg()),
+        "git_commit": machine_info(CPU)["git_commit"], "rows_replaced": sorted(map(list, replaced))})
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(f"merged {len(rows)} rows into {path}")
 
 
 if __name__ == "__main__":

@@ -259,3 +259,18 @@ def test_parallel_first_calls_compute_the_reference_features_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     counted = [sum(int(line.split()[1]) for line in out.splitlines() if line.startswith("images")) for out in outs]
     assert sorted(counted) == [297, 297 + 1500]  # the reference was extracted by one process only
+
+
+def test_fid_infinity_is_on_for_the_digits_and_off_elsewhere():
+    import dataclasses
+
+    from clitools import cells
+
+    from harness.jobs.sample import scoring_of
+
+    (d,), (g,) = cells("dataset=digits"), cells("dataset=gmm_glyphs64")
+    assert d.metrics["fid_infinity"] is True and scoring_of(d).fid_infinity
+    assert g.metrics["fid_infinity"] is False and cells("metrics.fid_infinity=true")[0].metrics["fid_infinity"] is True
+    without = dataclasses.replace(g, metrics={k: v for k, v in g.metrics.items() if k != "fid_infinity"})
+    assert without.key == g.key  # false: the key of a cell run before the option existed
+    assert dataclasses.replace(g, metrics={**g.metrics, "fid_infinity": True}).key != g.key
