@@ -4,7 +4,8 @@
   (for a single Gaussian and a deterministic sampler, an affine map, this estimates the squared W2 exactly).
 * ``fd_true_inf``: the same distance extrapolated to infinitely many samples (``metrics.fid_infinity``, Chong &
   Forsyth 2020): fd_true's bias falls like 1/N and, at N = 256 in 64 dimensions, is larger than the differences
-  between samplers (benchmarks/calibration.py), so the report decides claims on this one.
+  between samplers. Neither is calibrated for verdicts (benchmarks/calibration.py): the report shows both and
+  decides on neither (harness.report.claims.NOT_FOR_VERDICTS).
 * ``flow_rmse`` (single Gaussian only): the root mean square over images of |x_0 - x_0*|, where x_0* is the exact
   probability-flow ODE solution from the same x_T (``analytic.exact_flow``): the sampler's own discretisation error,
   whose log-log slope against the NFE is the solver's measured order.
