@@ -140,18 +140,26 @@ def exact_mixture(name: str) -> GaussianMixture:
     return mixtures[name]
 
 
-def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+def psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a PSD matrix (``numpy.linalg.eigh``, negative round-off clipped to 0)."""
+    c = np.atleast_2d(np.asarray(cov, dtype=np.float64))
+    w, v = np.linalg.eigh((c + c.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray,
+                     root1: np.ndarray | None = None) -> float:
     """|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^{1/2} C2 C1^{1/2})^{1/2}), in float64.
 
     The usual formula writes tr((C1 C2)^{1/2}) and takes ``scipy.linalg.sqrtm`` of the non-symmetric C1 C2; it is
     similar to the symmetric PSD matrix C1^{1/2} C2 C1^{1/2}, so the same trace is the sum of the square roots of that
     matrix's eigenvalues (``numpy.linalg.eigh``, negative round-off clipped to 0): real, and stable when C1 or C2 is
-    singular. For two Gaussians this is the squared 2-Wasserstein distance (see ``gaussian_w2``).
+    singular. For two Gaussians this is the squared 2-Wasserstein distance (see ``gaussian_w2``). ``root1``:
+    ``psd_sqrt(cov1)`` when already known (many distances to one reference).
     """
     mu1, mu2 = np.asarray(mu1, dtype=np.float64).ravel(), np.asarray(mu2, dtype=np.float64).ravel()
     c1, c2 = (np.atleast_2d(np.asarray(c, dtype=np.float64)) for c in (cov1, cov2))
-    w, v = np.linalg.eigh((c1 + c1.T) / 2)
-    root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    root1 = psd_sqrt(c1) if root1 is None else root1
     middle = root1 @ c2 @ root1
     cross = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
     return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2.0 * cross)

@@ -274,7 +274,9 @@ class Cell:
 
     def _result(self) -> dict:
         """What determines the cell's result besides its number of repeats."""
-        metrics = {k: v for k, v in self.metrics.items() if k not in ("batch_size", "weights_path")}
+        # fid_infinity=false adds nothing to the result, so it leaves the key of cells run before it existed alone
+        metrics = {k: v for k, v in self.metrics.items()
+                   if k not in ("batch_size", "weights_path") and not (k == "fid_infinity" and not v)}
         job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
         return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
                 "metrics": metrics if self.job == "sample" else None,

@@ -75,8 +75,11 @@ class Metric:
     PRC_PRECISION = "prc_precision"
     PRC_RECALL = "prc_recall"
     FD_PIXELS = "fd_pixels"
+    FID_INF = "fid_inf"  # FID extrapolated to N -> infinity (Chong & Forsyth 2020), metrics.fid_infinity=true
+    FD_PIXELS_INF = "fd_pixels_inf"  # fd_pixels extrapolated likewise (with fid_inf)
     # scores of an exact-score dataset (harness.exact)
     FD_TRUE = "fd_true"
+    FD_TRUE_INF = "fd_true_inf"  # fd_true extrapolated to N -> infinity (as fid_inf)
     FLOW_RMSE = "flow_rmse"
     W2_EXACT = "w2_exact"  # exact, no sampling noise: logged once per cell
     # sampling and scoring time
@@ -114,11 +117,14 @@ class Score(NamedTuple):
 SCORES = {  # the metrics cells are compared on, in the report's order: a new metric is named here and computed in
     # harness.metrics (or harness.exact), nowhere else
     Metric.FID: Score("FID", True, "Frechet distance in the dataset's features"),
+    Metric.FID_INF: Score("FID-inf", True, "FID extrapolated to infinitely many images (Chong & Forsyth 2020)"),
     Metric.KID: Score("KID", True, "kernel inception distance (unbiased MMD^2, cubic kernel) in the dataset's features"),
     Metric.PRC_PRECISION: Score("precision", False, "k-NN precision in the dataset's features"),
     Metric.PRC_RECALL: Score("recall", False, "k-NN recall in the dataset's features"),
     Metric.FD_PIXELS: Score("FD", True, "Frechet distance of the raw pixels on [0, 1]"),
+    Metric.FD_PIXELS_INF: Score("FD-inf", True, "the pixel Frechet distance extrapolated likewise"),
     Metric.FD_TRUE: Score("FD to the true law", True, "Frechet distance to the exact law of exact-score data"),
+    Metric.FD_TRUE_INF: Score("FD-inf to the true law", True, "the Frechet distance to the exact law extrapolated likewise"),
     Metric.FLOW_RMSE: Score("flow RMSE", True, "RMS distance to the exact probability-flow solution from the same x_T"),
     Metric.RECON_MSE: Score("MSE", True, "reconstruction error per dimension, pixels on [0, 1] (Table 2)"),
 }

@@ -50,3 +50,17 @@ def test_gpu_benchmark_smoke_runs_on_the_cpu(tmp_path):
     assert {r["noise_scheme"] for r in results["sampler"]} == {"cpu-generator", "philox"}
     assert all(r["image_evals_per_s"] > 0 for r in results["sampler"])
     assert results["table1"]["image_evaluations"] == 295_000_000
+
+
+def test_calibration_counts_coverage_and_verdicts_by_hand():
+    """benchmarks/calibration.py's tally on 4 replications of K=2 paired repeats (b = 0): t(1) = 12.706, so only the
+    third replication's interval, 5.00005 +- 12.706 * 5e-5, excludes the true difference 0 (a FAIL: FID lower is
+    better); the other three hold 0."""
+    import calibration
+
+    a = np.array([[1.0, 3.0], [0.0, 0.2], [5.0, 5.0001], [-2.0, 2.0]])
+    out = calibration.judge("fid", a, np.zeros_like(a), 2, truth_pop=0.0, truth_n=0.0)
+    assert out["cover_pop"] == out["cover_N"] == 0.75
+    assert (out["fail_rate"], out["pass_rate"], out["decided_rate"]) == (0.25, 0.0, 0.25)
+    shifted = calibration.judge("fid", a, np.zeros_like(a), 2, truth_pop=None, truth_n=5.0)
+    assert shifted["cover_pop"] is None and shifted["cover_N"] == 0.75  # 5 lies outside only 0.1 +- 1.27

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from harness import digits_classifier, features, metrics
+from harness.analytic import frechet_distance
 from harness.datasets import digits
 from harness.errors import HarnessError
 from harness.metrics import Scoring, score, summarize, t_interval
@@ -196,6 +197,37 @@ def test_t_interval_known_answer():
     assert "fid_std" not in summarize([{"fid": 1.0}])
 
 
+def test_fid_infinity_known_answer():
+    """Two 64-d Gaussians with a Frechet distance known by hand: N(0, I) and N(0.1 * 1, diag(s)), s from 0.5 to 1.5
+    (diagonal covariances commute: FD = |mu1 - mu2|^2 + sum (1 - sqrt(s))^2). At N = 250, FID's bias (positive, ~1/N)
+    is twice the distance; FID-inf (Chong & Forsyth's extrapolation to 1/N -> 0) is far closer."""
+    d, rng = 64, np.random.default_rng(0)
+    s = np.linspace(0.5, 1.5, d)
+    truth = 0.1**2 * d + float(((1 - np.sqrt(s)) ** 2).sum())
+    mu2, sigma2 = np.full(d, 0.1), np.diag(s)
+    fid, fid_inf = [], []
+    for r in range(12):
+        x = rng.standard_normal((250, d))
+        fid.append(frechet_distance(mu2, sigma2, x.mean(0), np.cov(x, rowvar=False)))
+        fid_inf.append(metrics.fid_infinity(x, mu2, sigma2, seed=r))
+    bias, bias_inf = np.mean(fid) - truth, np.mean(fid_inf) - truth
+    assert bias > 1.5 * truth  # the problem: at N = 250 in 64-d, FID is mostly bias
+    assert abs(bias_inf) < 0.15 * bias and np.mean(np.abs(np.subtract(fid_inf, truth))) < 0.25 * bias
+    assert metrics.fid_infinity(x, mu2, sigma2, seed=3) == metrics.fid_infinity(x, mu2, sigma2, seed=3)  # reproducible
+    with pytest.raises(HarnessError, match="raise N"):
+        metrics.fid_infinity(x[:2], mu2, sigma2)
+
+
+def test_fid_infinity_is_scored_beside_fid():
+    s = digits_scoring(fid_infinity=True)
+    assert s.metrics[:2] == ["fid", "fid_inf"] and "fid_inf" not in digits_scoring().metrics
+    held_out = one(digits.images_uint8("test"), fid_infinity=True)
+    assert set(held_out) == {"fid", "fid_inf", "kid", "kid_subset_std", "prc_precision", "prc_recall", "fd_pixels",
+                             "fd_pixels_inf"}
+    # the test images are drawn as the reference was: FID (N = 297) is mostly its positive bias, FID-inf nearer 0
+    assert abs(held_out["fid_inf"]) < 0.5 * held_out["fid"]
+
+
 def test_shipped_classifier_accuracy():
     model = digits_classifier.load_classifier()
     acc = digits_classifier.accuracy(model, digits.images_uint8("test"), digits.labels("test"))
@@ -227,3 +259,18 @@ def test_parallel_first_calls_compute_the_reference_features_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     counted = [sum(int(line.split()[1]) for line in out.splitlines() if line.startswith("images")) for out in outs]
     assert sorted(counted) == [297, 297 + 1500]  # the reference was extracted by one process only
+
+
+def test_fid_infinity_is_on_for_the_digits_and_off_elsewhere():
+    import dataclasses
+
+    from clitools import cells
+
+    from harness.jobs.sample import scoring_of
+
+    (d,), (g,) = cells("dataset=digits"), cells("dataset=gmm_glyphs64")
+    assert d.metrics["fid_infinity"] is True and scoring_of(d).fid_infinity
+    assert g.metrics["fid_infinity"] is False and cells("metrics.fid_infinity=true")[0].metrics["fid_infinity"] is True
+    without = dataclasses.replace(g, metrics={k: v for k, v in g.metrics.items() if k != "fid_infinity"})
+    assert without.key == g.key  # false: the key of a cell run before the option existed
+    assert dataclasses.replace(g, metrics={**g.metrics, "fid_infinity": True}).key != g.key

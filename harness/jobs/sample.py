@@ -26,7 +26,8 @@ def scoring_of(cell) -> Scoring:
     return Scoring(reference=cell.dataset["fid_reference"], feature_extractor=m["feature_extractor"],
                    image_size=int(cell.dataset["image_size"]), batch_size=int(m["batch_size"]),
                    weights_path=m.get("weights_path"), kid_subset_size=int(m["kid_subset_size"]),
-                   prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"))
+                   prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"),
+                   fid_infinity=bool(m.get("fid_infinity", False)))
 
 
 def images_store(cell) -> ShardStore:
@@ -161,7 +162,7 @@ def _score_exact(ctx: JobContext, images, model) -> tuple[list[dict], dict[str, 
         ctx.run.log_metrics({Metric.W2_EXACT: w2})
     digest = hashlib.sha256(mixture.means.numpy().tobytes() + mixture.stds.numpy().tobytes()).hexdigest()
     ctx.run.log_dataset(mixture.name, digest=digest, source=f"harness.analytic: {mixture.description}")
-    spaces = {name: "true law" if name == Metric.FD_TRUE else "exact flow" for name in per_repeat[0]}
+    spaces = {name: "true law" if name in (Metric.FD_TRUE, Metric.FD_TRUE_INF) else "exact flow" for name in per_repeat[0]}
     return per_repeat, spaces, f"the true {mixture.name} law"
 
 

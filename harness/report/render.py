@@ -16,7 +16,8 @@ from markupsafe import Markup
 from pandas.io.formats.style import Styler
 
 VERDICT_CLASSES = {"PASS": "pass", "FAIL": "fail", "within noise": "noise", "not enough repeats": "na",
-                   "not enough data": "na"}
+                   "not enough data": "na", "biased: see its -inf": "na",
+                   "no verdict: uncalibrated": "na"}
 
 
 Table = namedtuple("Table", "frame caption", defaults=[""])

@@ -17,7 +17,8 @@ from .tables import ReportTable
 from .timing import TimingLine
 
 SAYS = {C.PASS: "holds on", C.FAIL: "fails on", C.NOISE: "within noise on", C.NO_REPEATS: "not enough repeats on",
-        C.NO_DATA: "not enough data on"}
+        C.NO_DATA: "not enough data on", C.BIASED: "decided on the -inf version, not on",
+        C.UNCALIBRATED: "no verdict (uncalibrated) on"}
 
 
 def table_section(table: ReportTable, files: list[str]) -> Section:
