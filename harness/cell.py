@@ -11,6 +11,10 @@ Identity. Two keys are hashed from the settings:
 * ``key``: what determines the cell's result (the images, plus N, repeats, the job and the metrics); a finished run
   with the same ``key`` makes a rerun skip the cell.
 
+Both keys name the input files by their content (``Cell.inputs``, harness.inputs: the checkpoint's sha256, the
+extractor weights', the reference set's fingerprint), not by their paths: a file replaced under the same path is
+another cell, which neither skips to the old cell's run nor reuses its shards.
+
 Parts. ``parts=k`` splits a sample cell into k jobs (``part=0..k-1``) that may run on different GPUs or machines:
 part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices into the shared images
 folder, and the cell is scored once, by the part that completes it (harness.parts). Parts change neither key.
@@ -260,11 +264,23 @@ class Cell:
         return {"name": ckpt.get("name"), "ema": ckpt.get("ema"), "path": ckpt.get("path")}
 
     @cached_property
+    def inputs(self) -> dict[str, str | None]:
+        """The content of the cell's input files (harness.inputs): ``checkpoint``, and for a scored sample cell
+        ``extractor_weights`` and ``reference``; part of both keys, recorded as tags. Reads (hashes) files, once per
+        file version: a missing file is a HarnessError naming the setting."""
+        from .inputs import checkpoint_identity, extractor_identity, reference_identity
+
+        out = {"checkpoint": checkpoint_identity(self.model)}
+        if self.job == "sample" and not self.is_exact:
+            out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
+        return out
+
+    @cached_property
     def images_key(self) -> str:
         return _hash({
             "dataset": {k: self.dataset.get(k) for k in ("name", "channels", "image_size")},
             "model": {"architecture": self.model.get("architecture"), "kind": self.model.get("kind"),
-                      "checkpoint": self._checkpoint()},
+                      "checkpoint": self._checkpoint(), "content": self.inputs["checkpoint"]},
             "diffusion": dict(self.diffusion), "sampler": self.sampler, "tau": list(self.tau), "eta": self.eta_label,
             "seed": self.seed, "precision": self.precision, "noise": self.noise, "compile": self.compile,
         })
@@ -275,7 +291,8 @@ class Cell:
         job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
         return _hash({"images": self.images_key, "job": job, "N": self.N, "repeats": self.repeats, "S": self.S,
                       "trajectory": self.trajectory, "metrics": metrics if self.job == "sample" else None,
-                      "reference": self.dataset.get("fid_reference") if self.job == "sample" else None})
+                      "reference": self.dataset.get("fid_reference") if self.job == "sample" else None,
+                      "inputs": {k: v for k, v in self.inputs.items() if k != "checkpoint"}})
 
     @property
     def images_dir(self) -> Path:

@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
@@ -24,8 +25,12 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "ddim-harness"
 
 
-@lru_cache(maxsize=64)
-def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
+# A file changed less than this long ago is hashed without the cache: two writes within one tick of the file
+# system's clock (a few ms) can leave the same size and times ("racy" versions, as git calls them).
+RACY_NS = 2_000_000_000
+
+
+def _hash_file(path: str, algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -33,11 +38,38 @@ def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=64)
+def _digest(path: str, algorithm: str, version: tuple[int, ...]) -> str:
+    record = cache_dir() / "digests" / hashlib.sha256(repr((path, algorithm, version)).encode()).hexdigest()
+    try:
+        known = record.read_text().strip()
+        if len(known) == hashlib.new(algorithm).digest_size * 2 and all(c in "0123456789abcdef" for c in known):
+            return known
+    except OSError:
+        pass
+    digest = _hash_file(path, algorithm)
+    tmp = None
+    try:  # best effort: an unwritable cache only means hashing the file again in the next process
+        record.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=".digest.", suffix=".tmp")
+        with os.fdopen(fd, "w") as out:
+            out.write(digest)
+        os.replace(tmp, record)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return digest
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file; cached per (path, size, modification time), so a file is read once per version."""
+    """Hex digest of a file, read once per file version: cached in this process and in the cache folder
+    (``digests/``), keyed by the path, size, modification and change times and inode, so a file rewritten or
+    replaced under the same path is hashed again (the change time cannot be set back by a user)."""
     p = Path(path).resolve()
     st = p.stat()
-    return _digest(str(p), algorithm, st.st_size, st.st_mtime_ns)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        return _hash_file(str(p), algorithm)
+    return _digest(str(p), algorithm, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -178,6 +178,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     tags = {
         Tag.KIND: "cell", Tag.CELL_KEY: cell.key, Tag.SWEEP_ID: sweep.get("id"), Tag.DEVICE: str(device),
         Tag.DEVICE_NAME: device_name(device), Tag.THREADS: threads, Tag.CELL_DIR: relative(cell.images_dir),
+        **{Tag.INPUTS_PREFIX + k: v for k, v in cell.inputs.items()},
         **tracking.source_tags(cell.description),
         **{f"version.{k}": v for k, v in package_versions().items()},
     }
