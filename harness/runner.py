@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from . import parts, tracking
 from .cell import Cell, check_environment, relative
+from .credentials import redact, redacted
 from .errors import HarnessError
 from .names import Tag
 
@@ -42,6 +43,9 @@ class Outcome:
     error: str = ""
     run_id: str | None = None
     headline: str | None = None  # "fid 3.21 +- 0.40"
+
+    def __post_init__(self) -> None:  # printed and logged by the sweep: names made of overrides may hold a store URI
+        self.name, self.error = redact(self.name), redact(self.error)
 
 
 def sweep_info() -> dict:
@@ -111,6 +115,14 @@ def run_job(cfg: DictConfig) -> dict:
             print(f"error: {outcome.error}", file=sys.stderr)
         sys.exit((143 if "signal" in outcome.error else 130) if outcome.status == "KILLED" else 1 if outcome.run_id else 2)
     return asdict(outcome)
+
+
+def redacted_file(path: Path) -> str:
+    """The text of one of Hydra's saved configs with the credentials of any URL struck out, here too."""
+    text = path.read_text()
+    if redact(text) != text:
+        path.write_text(redact(text))
+    return redact(text)
 
 
 def _short(text: str, limit: int = 24) -> str:
@@ -201,10 +213,10 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     ctx = JobContext(cell=cell, device=device, run=run, label=label, parallel=workers > 1, crash=crash)
     try:
         if opened == parts.CREATED:  # a new run; of a cell in parts, only the part that created it logs these
-            run.log_dict(dict(cell.config), "config.yaml")
+            run.log_dict(redacted(cell.config), "config.yaml")
             if output_dir is not None:
                 for path in sorted((output_dir / ".hydra").glob("*.yaml")):
-                    run.log_artifact(path, "hydra")
+                    run.log_text(redacted_file(path), f"hydra/{path.name}")
         JOBS[cell.job](ctx)
     except KeyboardInterrupt as err:
         how = f"interrupted ({err or 'Ctrl-C'})"
