@@ -166,8 +166,12 @@ class Cell:
         device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
         fail_after = cfg.get("debug", {}).get("fail_after_batches")
         parts, part = _parts(cfg, job, N * repeats, bool(cfg.force), bool(cfg.dry_run))
+        metrics = _metrics(_frozen(cfg.metrics), N) if job == "sample" and not analytic else _frozen(cfg.metrics)
+        if job == "sample":
+            _int("job.grid_images", cfg.job.get("grid_images"), 1, "Set job.grid_images=<images in the sample grid>.")
+            _int("job.grid_scale", cfg.job.get("grid_scale"), 1, "Set job.grid_scale=<pixels per image pixel>.")
         cell = cls(
-            job=job, dataset=dataset, model=model, metrics=_frozen(cfg.metrics), job_options=_frozen(cfg.job),
+            job=job, dataset=dataset, model=model, metrics=metrics, job_options=_frozen(cfg.job),
             diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
             repeats=repeats, seed=seed, precision=precision, noise=noise, compile=compile_mode, batch_size=batch_size,
             threads=threads, progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
@@ -309,6 +313,20 @@ class Cell:
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
             Param.NOISE: self.noise, Param.COMPILE: self.compile,
         }
+
+
+def _metrics(metrics: Mapping, N: int) -> Mapping:
+    """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
+    at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""
+    _int("metrics.batch_size", metrics.get("batch_size"), 1, "Set metrics.batch_size=<images per extractor call>.")
+    _int("metrics.kid_subset_size", metrics.get("kid_subset_size"), 2,
+         "KID averages an unbiased MMD over subsets of this many images (torch-fidelity's default: 1000).")
+    k = _int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
+             "Set metrics.prc_neighborhood=<k of the k-NN manifolds> (3 in Kynkaanniemi et al.).")
+    if k >= N:
+        raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
+                           f"raise N or lower metrics.prc_neighborhood.")
+    return metrics
 
 
 def part_range(n: int, parts: int, part: int) -> range:

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from . import parts, tracking
 from .cell import Cell, check_environment, relative
-from .credentials import redact, redacted
+from .credentials import redact, redact_file, redacted
 from .errors import HarnessError
 from .names import Tag
 
@@ -117,14 +117,6 @@ def run_job(cfg: DictConfig) -> dict:
     return asdict(outcome)
 
 
-def redacted_file(path: Path) -> str:
-    """The text of one of Hydra's saved configs with the credentials of any URL struck out, here too."""
-    text = path.read_text()
-    if redact(text) != text:
-        path.write_text(redact(text))
-    return redact(text)
-
-
 def _short(text: str, limit: int = 24) -> str:
     text = Path(text).name if "/" in text else text
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -216,7 +208,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
             run.log_dict(redacted(cell.config), "config.yaml")
             if output_dir is not None:
                 for path in sorted((output_dir / ".hydra").glob("*.yaml")):
-                    run.log_text(redacted_file(path), f"hydra/{path.name}")
+                    run.log_text(redact_file(path), f"hydra/{path.name}")
         JOBS[cell.job](ctx)
     except KeyboardInterrupt as err:
         how = f"interrupted ({err or 'Ctrl-C'})"
