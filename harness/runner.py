@@ -24,6 +24,7 @@ from .cell import Cell, check_environment, relative
 from .credentials import redact, redact_file, redacted
 from .errors import HarnessError
 from .names import Tag
+from .preflight import check_cell_paths
 
 log = logging.getLogger(__name__)
 SWEEP_ENV = "DDIM_HARNESS_SWEEP"  # JSON {id, size, parent_run_id, workers} set by the sweep for its jobs
@@ -152,6 +153,7 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         return Outcome(index, job_name(name, cell), "PLANNED")
     try:
         check_environment(cell)
+        check_cell_paths(cell)
         uri = tracking.tracking_uri(cell.tracking.uri)
         if not cell.force:
             done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
