@@ -9,6 +9,7 @@ import os
 import tempfile
 import time
 import urllib.request
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,6 +85,31 @@ def checksum_problem(path: Path, md5: str | None = None, sha256: str | None = No
             if got != expected.lower():
                 return f"expected {algorithm} {expected}, got {got}"
     return None
+
+
+class NotTensors(ValueError):
+    """A file ``load_tensors`` refused: it holds objects other than tensors and plain containers."""
+
+
+def load_tensors(path: str | os.PathLike):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code. torch's own words are kept
+    off the console: its warning about pickle protocols other than 2 (a valid older checkpoint), and, on a refused
+    file, its advice to load it with ``weights_only=False`` (which would run the file's code): NotTensors says what
+    the file holds instead."""
+    import pickle
+
+    import torch  # heavy: only for the callers that read tensors
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            text = str(err)
+            detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+            detail = " ".join(detail.split("Check the documentation", 1)[0].split())[:200]
+            raise NotTensors(f"it holds objects other than tensors{f' ({detail})' if detail else ''}; refused, "
+                             "as loading them could run code") from None
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:

@@ -170,7 +170,7 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
             return _run(cell, device, uri, output_dir, label, index, sweep, name, crash)
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
         print(f"[killed] {label}", file=sys.stderr)
-        return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
+        return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({str(err) or 'Ctrl-C'})")
 
 
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,
@@ -213,7 +213,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
                     run.log_text(redact_file(path), f"hydra/{path.name}")
         JOBS[cell.job](ctx)
     except KeyboardInterrupt as err:
-        how = f"interrupted ({err or 'Ctrl-C'})"
+        how = f"interrupted ({str(err) or 'Ctrl-C'})"
         if cell.part is not None:
             parts.part_failed(cell, run, "killed", how)
         run.set_tags({Tag.ERROR: f"{how}: Ctrl-C or SIGTERM (a scheduler's time limit, docker stop, kill)"})
