@@ -88,7 +88,8 @@ def checksum_problem(path: Path, md5: str | None = None, sha256: str | None = No
 
 
 class NotTensors(ValueError):
-    """A file ``load_tensors`` refused: it holds objects other than tensors and plain containers."""
+    """A file ``load_tensors`` refused: it holds objects other than tensors and plain containers, or pickle
+    instructions torch's safe loader does not read (protocol 4 frames)."""
 
 
 def load_tensors(path: str | os.PathLike):
@@ -105,9 +106,12 @@ def load_tensors(path: str | os.PathLike):
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            text = str(err)
-            detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
-            detail = " ".join(detail.split("Check the documentation", 1)[0].split())[:200]
+            body = str(err).split("Check the documentation", 1)[0]  # torch's advice before, its pointer after
+            body = body.split("trusted source.", 1)[-1].split("WeightsUnpickler error:", 1)[-1]
+            detail = " ".join(body.split())[:200]
+            if detail.startswith("Unsupported operand"):
+                raise NotTensors(f"it was pickled with instructions torch's safe loader does not read ({detail}: "
+                                 "pickle protocol 4 or later); save it again with torch.save's default protocol") from None
             raise NotTensors(f"it holds objects other than tensors{f' ({detail})' if detail else ''}; refused, "
                              "as loading them could run code") from None
 

@@ -11,7 +11,7 @@ import torch
 
 from .checkpoints import entry_for, resolve
 from .errors import HarnessError
-from .files import file_sha256, load_tensors
+from .files import NotTensors, file_sha256, load_tensors
 from .unet import UNet, build_unet
 
 
@@ -37,7 +37,9 @@ def read_state_dict(path: str | os.PathLike, ema: bool = True) -> tuple[dict[str
     fix = "re-download it or point model.checkpoint.path at a valid checkpoint"
     try:
         obj = load_tensors(path)
-    except Exception as exc:  # truncated zip, random bytes, pickled objects refused by weights_only, ...
+    except NotTensors as exc:  # pickled objects (or instructions) the safe loader refuses: it says which
+        raise HarnessError(f"cannot read checkpoint {path}: {exc}; {fix}.") from None
+    except Exception as exc:  # truncated zip, random bytes, ...
         raise HarnessError(f"cannot read checkpoint {path} (torch.load raised {type(exc).__name__}): the file is "
                            f"truncated, corrupt, not a PyTorch checkpoint, or holds objects other than tensors; "
                            f"{fix}.") from None
