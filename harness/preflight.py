@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -25,11 +26,9 @@ from .files import cache_dir
 CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
 
 
-def _reason(err: OSError, folder: Path) -> str:
-    if isinstance(err, FileExistsError) or err.errno == errno.ENOTDIR:
-        if folder.is_symlink() and not folder.exists():
-            return "it is a symbolic link that leads nowhere (a loop or a missing target)"
-        return "a file is in the way (it or a folder above it is not a folder)"
+def _reason(err: OSError) -> str:
+    if err.errno == errno.ENOTDIR:
+        return "a file is in the way (a folder above it is a file)"
     if err.errno == errno.ELOOP:
         return "a symbolic link loop is on its path"
     if err.errno in (errno.EACCES, errno.EPERM):
@@ -41,16 +40,39 @@ def _reason(err: OSError, folder: Path) -> str:
     return err.strerror or type(err).__name__
 
 
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or the nearest folder above it that exists, which is where the first one missing will be made;
+    HarnessError-ready OSError reasons (a file in the way, a link that leads nowhere or loops) as ValueError."""
+    path = folder
+    while True:
+        try:
+            st = os.stat(path)  # follows links
+        except FileNotFoundError:
+            if os.path.islink(path):
+                raise ValueError("it is a symbolic link whose target is missing") from None
+            if path.parent == path:
+                return path
+            path = path.parent
+            continue
+        except OSError as err:
+            raise ValueError(_reason(err)) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ValueError("a file is in the way" + ("" if path == folder else f" ({path} is a file)"))
+        return path
+
+
 def check_writable(folder: Path, what: str, fix: str) -> None:
-    """Create ``folder`` if missing and write (then delete) a file in it; else HarnessError: what, where, why, fix."""
+    """Whether ``folder`` can be made (if missing) and written: a file written and deleted in it, or in the nearest
+    folder above it that exists (nothing is created); else HarnessError: what, where, why, the fix."""
     folder = Path(folder).expanduser()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.")
+        base = _nearest_existing(folder)
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".write-check.")
         os.close(fd)
         os.unlink(probe)
-    except OSError as err:
-        raise HarnessError(f"cannot write {what} into {folder}: {_reason(err, folder)}; {fix}.") from None
+    except (OSError, ValueError) as err:
+        why = str(err) if isinstance(err, ValueError) else _reason(err)
+        raise HarnessError(f"cannot write {what} into {folder}: {why}; {fix}.") from None
 
 
 def check_paths(output_root: str | os.PathLike, sample: bool = True, dry_run: bool = False) -> None:
