@@ -92,8 +92,17 @@ def check_paths(output_root: str | os.PathLike, sample: bool = True, dry_run: bo
 
 
 def check_cell_paths(cell) -> None:
-    """``check_paths`` for one cell."""
+    """``check_paths`` for one cell, and the cache folder of verified extractor weights when its extractor has some
+    (torch-fidelity's Inception)."""
     check_paths(cell.output_root, sample=cell.job == "sample", dry_run=cell.dry_run)
+    if cell.dry_run or cell.job != "sample" or cell.is_exact:
+        return
+    from .features import WEIGHTS_URLS  # heavy (torch-fidelity): only for a cell about to be scored
+
+    if cell.metrics.get("feature_extractor") in WEIGHTS_URLS:
+        folder = cache_dir() / "verified-weights"
+        check_writable(folder, "the verified extractor weights (cache/verified-weights)",
+                       f"make {folder} a writable folder, or {CACHE_FIX}")
 
 
 class PreflightCallbacks(Callback):

@@ -60,6 +60,18 @@ def test_reasons(tmp_path):
     assert not (tmp_path / "new").exists()  # nothing made: bad input elsewhere must leave no folders
 
 
+def test_verified_weights_folder_only_for_extractors_with_weights(tmp_path, monkeypatch):
+    from clitools import cells
+    from harness.preflight import check_cell_paths
+
+    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "verified-weights").write_text("x")
+    check_cell_paths(cells("S=5", f"output_root={tmp_path / 'out'}")[0])  # digits-cnn: its weights ship with it
+    with pytest.raises(HarnessError, match=r"verified extractor weights \(cache/verified-weights\) into .*: a file is "):
+        check_cell_paths(cells("dataset=cifar10", "S=5", f"output_root={tmp_path / 'out'}")[0])
+
+
 @pytest.mark.slow
 def test_unwritable_folders_are_one_line_before_any_work(tmp_path):
     out = tmp_path / "a"
