@@ -193,6 +193,9 @@ def log_snr_linear_schedule(T: int = 961, lambda_max: float = 10.0, lambda_min: 
     t = T - 1 (alpha_bar(t) = sigmoid(2 lambda(t))), for measuring solver orders: on it a uniform tau is uniform in
     lambda, with equal steps in every parametrisation the solvers use, and the step from t = 0 into the data starts so
     near sigma = 0 (sigma / alpha = e^{-lambda_max}) that its own first-order error is negligible."""
+    if not (math.isfinite(lambda_max) and math.isfinite(lambda_min) and lambda_max > lambda_min):
+        raise HarnessError(f"diffusion.lambda_max={lambda_max} and diffusion.lambda_min={lambda_min} are not a log-SNR "
+                           "schedule: set finite values with lambda_max > lambda_min (defaults: 10 and -5).")
     lam = torch.linspace(lambda_max, lambda_min, T, dtype=torch.float64)
     alpha_bar = torch.sigmoid(2 * lam)
     previous = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])

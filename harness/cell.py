@@ -14,6 +14,10 @@ Identity. Two keys are hashed from the settings:
   series: it finds the earlier repeats' images in the shared folder, samples only the new ones, and its run records
   the run it grew from (harness.jobs.sample); the report takes the largest finished cell of a series.
 
+Both keys name the input files by their content (``Cell.inputs``, harness.inputs: the checkpoint's sha256, the
+extractor weights', the reference set's fingerprint), not by their paths: a file replaced under the same path is
+another cell, which neither skips to the old cell's run nor reuses its shards.
+
 Parts. ``parts=k`` splits a sample cell into k jobs (``part=0..k-1``) that may run on different GPUs or machines:
 part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices into the shared images
 folder, and the cell is scored once, by the part that completes it (harness.parts). Parts change neither key.
@@ -165,8 +169,12 @@ class Cell:
             raise HarnessError(f"dataset={dataset['name']} has no held-out images to reconstruct: use job=sample.")
         device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
         parts, part = _parts(cfg, job, N * repeats, bool(cfg.force), bool(cfg.dry_run))
+        metrics = _metrics(_frozen(cfg.metrics), N) if job == "sample" and not analytic else _frozen(cfg.metrics)
+        if job == "sample":
+            _int("job.grid_images", cfg.job.get("grid_images"), 1, "Set job.grid_images=<images in the sample grid>.")
+            _int("job.grid_scale", cfg.job.get("grid_scale"), 1, "Set job.grid_scale=<pixels per image pixel>.")
         cell = cls(
-            job=job, dataset=dataset, model=model, metrics=_frozen(cfg.metrics), job_options=_frozen(cfg.job),
+            job=job, dataset=dataset, model=model, metrics=metrics, job_options=_frozen(cfg.job),
             diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
             repeats=repeats, seed=seed, precision=precision, noise=noise, compile=compile_mode, batch_size=batch_size,
             threads=threads, progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
@@ -263,11 +271,23 @@ class Cell:
         return {"name": ckpt.get("name"), "ema": ckpt.get("ema"), "path": ckpt.get("path")}
 
     @cached_property
+    def inputs(self) -> dict[str, str | None]:
+        """The content of the cell's input files (harness.inputs): ``checkpoint``, and for a scored sample cell
+        ``extractor_weights`` and ``reference``; part of both keys, recorded as tags. Reads (hashes) files, once per
+        file version: a missing file is a HarnessError naming the setting."""
+        from .inputs import checkpoint_identity, extractor_identity, reference_identity
+
+        out = {"checkpoint": checkpoint_identity(self.model)}
+        if self.job == "sample" and not self.is_exact:
+            out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
+        return out
+
+    @cached_property
     def images_key(self) -> str:
         return _hash({
             "dataset": {k: self.dataset.get(k) for k in ("name", "channels", "image_size")},
             "model": {"architecture": self.model.get("architecture"), "kind": self.model.get("kind"),
-                      "checkpoint": self._checkpoint()},
+                      "checkpoint": self._checkpoint(), "content": self.inputs["checkpoint"]},
             "diffusion": dict(self.diffusion), "sampler": self.sampler, "tau": list(self.tau), "eta": self.eta_label,
             "seed": self.seed, "precision": self.precision, "noise": self.noise, "compile": self.compile,
         })
@@ -280,7 +300,8 @@ class Cell:
         job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
         return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
                 "metrics": metrics if self.job == "sample" else None,
-                "reference": self.dataset.get("fid_reference") if self.job == "sample" else None}
+                "reference": self.dataset.get("fid_reference") if self.job == "sample" else None,
+                "inputs": {k: v for k, v in self.inputs.items() if k != "checkpoint"}}
 
     @cached_property
     def key(self) -> str:
@@ -307,6 +328,20 @@ class Cell:
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
             Param.NOISE: self.noise, Param.COMPILE: self.compile,
         }
+
+
+def _metrics(metrics: Mapping, N: int) -> Mapping:
+    """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
+    at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""
+    _int("metrics.batch_size", metrics.get("batch_size"), 1, "Set metrics.batch_size=<images per extractor call>.")
+    _int("metrics.kid_subset_size", metrics.get("kid_subset_size"), 2,
+         "KID averages an unbiased MMD over subsets of this many images (torch-fidelity's default: 1000).")
+    k = _int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
+             "Set metrics.prc_neighborhood=<k of the k-NN manifolds> (3 in Kynkaanniemi et al.).")
+    if k >= N:
+        raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
+                           f"raise N or lower metrics.prc_neighborhood.")
+    return metrics
 
 
 def part_range(n: int, parts: int, part: int) -> range:

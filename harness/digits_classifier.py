@@ -24,6 +24,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 
 from .errors import HarnessError
+from .files import load_tensors
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_WEIGHTS = PACKAGE_DIR / "assets" / "digits_classifier.pt"
@@ -67,7 +68,7 @@ def load_classifier(path: str | Path | None = None) -> DigitsCNN:
             "(or reinstall the harness)."
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path)
         model = DigitsCNN()
         model.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - any unreadable/mismatched file is the same user problem

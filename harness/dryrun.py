@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cell import Cell, part_range
+from .errors import HarnessError
 from .names import Metric, Param, Tag, part_key
+
+
+def _key(cell: Cell) -> str | None:
+    """The cell's key, or None when an input it names by content is missing (the plan lists that input instead)."""
+    try:
+        return cell.key
+    except HarnessError:
+        return None
 
 
 def _data_status(cell: Cell) -> tuple[bool, str]:
@@ -103,7 +112,7 @@ def _part_plan(cell: Cell, seconds: float | None, here: list[int], uri: str) -> 
         plan += f" ({_duration(seconds / cell.parts)} each)"
     if here and here != list(range(cell.parts)):
         plan += f", parts {', '.join(map(str, here))} here"
-    run = find_run(uri, cell.tracking.experiment, cell.key)
+    run = find_run(uri, cell.tracking.experiment, _key(cell)) if _key(cell) else None
     if run is not None and run.info.status != "FINISHED":
         states = {p: run.data.tags.get(part_key(p, "state")) for p in range(cell.parts)}
         done = [p for p, state in states.items() if state == "done"]
@@ -124,17 +133,18 @@ def print_plan(cells: list[Cell]) -> int:
     for cell in cells:
         if cell.part is None:
             groups.append([cell])
-        elif cell.key in parts_of:
-            parts_of[cell.key].append(cell)
-        else:
-            parts_of[cell.key] = [cell]
-            groups.append(parts_of[cell.key])
+            continue
+        group = _key(cell) or cell.run_name
+        if group not in parts_of:
+            parts_of[group] = []
+            groups.append(parts_of[group])
+        parts_of[group].append(cell)
     rows, problems = [], {}
     rates: dict[tuple[str, str], Rate | None] = {}
     for group in groups:
         cell = group[0]
         uri = tracking.tracking_uri(cell.tracking.uri)
-        done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
+        done = tracking.finished_run(uri, cell.tracking.experiment, _key(cell)) if _key(cell) else None
         ckpt = cell.model.get("checkpoint") or {}
         if cell.model.get("kind") == "analytic":
             ckpt_ok, ckpt_text = True, "none needed (exact eps*)"

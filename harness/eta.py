@@ -28,7 +28,7 @@ def parse_eta(value: float | int | str) -> Eta:
             raise HarnessError(problem) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise HarnessError(problem)
-    return float(value)
+    return float(value) + 0.0  # -0.0 is 0: one cell, one label
 
 
 def eta_label(eta: Eta) -> str:

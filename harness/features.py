@@ -27,7 +27,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .digits_classifier import DigitsCNNFeatureExtractor
 from .errors import HarnessError
-from .files import cache_dir, download, file_digest
+from .files import NotTensors, cache_dir, download, file_digest, load_tensors
 from .references import register_once
 
 DIGITS = "digits-cnn"
@@ -106,15 +106,16 @@ def _verified_copy(path: str, size: int, mtime_ns: int) -> str:
     try:
         with open(fd, "wb") as out, open(path, "rb") as src:
             shutil.copyfileobj(src, out)
-        state = torch.load(copy, map_location="cpu", weights_only=True)
+        state = load_tensors(copy)
         if not (isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values())):
             raise ValueError("not a state dict of tensors")
     except Exception as err:  # noqa: BLE001 - any refusal is the same answer: not a plain weights file
         Path(copy).unlink(missing_ok=True)
         if isinstance(err, OSError):
             raise HarnessError(f"cannot copy the feature extractor weights {path} into {folder} ({err}).") from None
-        raise HarnessError(f"feature extractor weights {path} are not a plain state dict of tensors ({type(err).__name__}: "
-                           f"{str(err)[:200]}); refused, since loading them could run code. Use the original weights file.") from None
+        why = str(err) if isinstance(err, NotTensors) else f"{type(err).__name__}: {str(err)[:200]}"
+        raise HarnessError(f"feature extractor weights {path} are not a plain state dict of tensors ({why}); refused, "
+                           "since loading them could run code. Use the original weights file.") from None
     return copy
 
 

@@ -7,7 +7,9 @@ import hashlib
 import http.client
 import os
 import tempfile
+import time
 import urllib.request
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,8 +26,12 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "ddim-harness"
 
 
-@lru_cache(maxsize=64)
-def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
+# A file changed less than this long ago is hashed without the cache: two writes within one tick of the file
+# system's clock (a few ms) can leave the same size and times ("racy" versions, as git calls them).
+RACY_NS = 2_000_000_000
+
+
+def _hash_file(path: str, algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -33,11 +39,38 @@ def _digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=64)
+def _digest(path: str, algorithm: str, version: tuple[int, ...]) -> str:
+    record = cache_dir() / "digests" / hashlib.sha256(repr((path, algorithm, version)).encode()).hexdigest()
+    try:
+        known = record.read_text().strip()
+        if len(known) == hashlib.new(algorithm).digest_size * 2 and all(c in "0123456789abcdef" for c in known):
+            return known
+    except OSError:
+        pass
+    digest = _hash_file(path, algorithm)
+    tmp = None
+    try:  # best effort: an unwritable cache only means hashing the file again in the next process
+        record.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=record.parent, prefix=".digest.", suffix=".tmp")
+        with os.fdopen(fd, "w") as out:
+            out.write(digest)
+        os.replace(tmp, record)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return digest
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    """Hex digest of a file; cached per (path, size, modification time), so a file is read once per version."""
+    """Hex digest of a file, read once per file version: cached in this process and in the cache folder
+    (``digests/``), keyed by the path, size, modification and change times and inode, so a file rewritten or
+    replaced under the same path is hashed again (the change time cannot be set back by a user)."""
     p = Path(path).resolve()
     st = p.stat()
-    return _digest(str(p), algorithm, st.st_size, st.st_mtime_ns)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        return _hash_file(str(p), algorithm)
+    return _digest(str(p), algorithm, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -52,6 +85,35 @@ def checksum_problem(path: Path, md5: str | None = None, sha256: str | None = No
             if got != expected.lower():
                 return f"expected {algorithm} {expected}, got {got}"
     return None
+
+
+class NotTensors(ValueError):
+    """A file ``load_tensors`` refused: it holds objects other than tensors and plain containers, or pickle
+    instructions torch's safe loader does not read (protocol 4 frames)."""
+
+
+def load_tensors(path: str | os.PathLike):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never code. torch's own words are kept
+    off the console: its warning about pickle protocols other than 2 (a valid older checkpoint), and, on a refused
+    file, its advice to load it with ``weights_only=False`` (which would run the file's code): NotTensors says what
+    the file holds instead."""
+    import pickle
+
+    import torch  # heavy: only for the callers that read tensors
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            body = str(err).split("Check the documentation", 1)[0]  # torch's advice before, its pointer after
+            body = body.split("trusted source.", 1)[-1].split("WeightsUnpickler error:", 1)[-1]
+            detail = " ".join(body.split())[:200]
+            if detail.startswith("Unsupported operand"):
+                raise NotTensors(f"it was pickled with instructions torch's safe loader does not read ({detail}: "
+                                 "pickle protocol 4 or later); save it again with torch.save's default protocol") from None
+            raise NotTensors(f"it holds objects other than tensors{f' ({detail})' if detail else ''}; refused, "
+                             "as loading them could run code") from None
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from .checkpoints import entry_for, resolve
 from .errors import HarnessError
-from .files import file_sha256
+from .files import NotTensors, file_sha256, load_tensors
 from .unet import UNet, build_unet
 
 
@@ -36,8 +36,10 @@ def read_state_dict(path: str | os.PathLike, ema: bool = True) -> tuple[dict[str
     path = Path(path)
     fix = "re-download it or point model.checkpoint.path at a valid checkpoint"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, pickled objects refused by weights_only, ...
+        obj = load_tensors(path)
+    except NotTensors as exc:  # pickled objects (or instructions) the safe loader refuses: it says which
+        raise HarnessError(f"cannot read checkpoint {path}: {exc}; {fix}.") from None
+    except Exception as exc:  # truncated zip, random bytes, ...
         raise HarnessError(f"cannot read checkpoint {path} (torch.load raised {type(exc).__name__}): the file is "
                            f"truncated, corrupt, not a PyTorch checkpoint, or holds objects other than tensors; "
                            f"{fix}.") from None

@@ -55,6 +55,7 @@ class Tag:
     CHECKPOINT_SHA256 = "checkpoint_sha256"
     CHECKPOINT_PATH = "checkpoint_path"
     CHECKPOINT_WEIGHTS = "checkpoint_weights"
+    INPUTS_PREFIX = "inputs."  # inputs.<checkpoint|extractor_weights|reference>: the content of the cell's input files
     FEATURE_EXTRACTOR = "feature_extractor"
     FID_REFERENCE = "fid_reference"
     HEADLINE_METRIC = "headline_metric"

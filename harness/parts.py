@@ -41,6 +41,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from . import tracking
 from .cell import Cell
 from .config import settings
+from .credentials import redact_file
 from .errors import HarnessError
 from .names import Tag, part_key
 
@@ -71,6 +72,12 @@ def expand_parts(jobs: list[list[str]], parts: Any, part: Any) -> list[list[str]
 class CellSweeper(BasicSweeper):
     """Hydra's basic sweeper (cartesian product of the overrides), whose jobs with ``parts=k`` and no ``part`` are
     expanded into their k parts, whatever the launcher (local workers, submitit locally or on SLURM)."""
+
+    def get_job_batch(self):  # called by BasicSweeper.sweep once multirun.yaml is saved, with the store's credentials
+        saved = Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml"
+        if saved.is_file():
+            redact_file(saved)
+        return super().get_job_batch()
 
     def split_arguments(self, overrides, max_batch_size):  # called as self.split_arguments by BasicSweeper.sweep
         (jobs,) = BasicSweeper.split_arguments(overrides, None)

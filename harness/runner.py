@@ -22,8 +22,10 @@ from omegaconf import DictConfig
 from . import parts, tracking
 from .cell import Cell, check_environment, relative
 from .config import settings
+from .credentials import redact, redact_file, redacted
 from .errors import HarnessError
 from .names import Tag
+from .writable import check_cell_paths
 
 log = logging.getLogger(__name__)
 SWEEP_ENV = "DDIM_HARNESS_SWEEP"  # JSON {id, size, parent_run_id, workers} set by the sweep for its jobs
@@ -43,6 +45,9 @@ class Outcome:
     error: str = ""
     run_id: str | None = None
     headline: str | None = None  # "fid 3.21 +- 0.40"
+
+    def __post_init__(self) -> None:  # printed and logged by the sweep: names made of overrides may hold a store URI
+        self.name, self.error = redact(self.name), redact(self.error)
 
 
 def sweep_info() -> dict:
@@ -147,6 +152,7 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         return Outcome(index, job_name(name, cell), "PLANNED")
     try:
         check_environment(cell)
+        check_cell_paths(cell)
         uri = tracking.tracking_uri(cell.tracking.uri)
         if not cell.force:
             done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
@@ -163,7 +169,7 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
             return _run(cell, device, uri, output_dir, label, index, sweep, name)
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
         print(f"[killed] {label}", file=sys.stderr)
-        return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
+        return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({str(err) or 'Ctrl-C'})")
 
 
 def out_of_memory(cell: Cell, device, err: BaseException) -> str | None:
@@ -192,6 +198,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
         Tag.KIND: "cell", Tag.CELL_KEY: cell.key, Tag.CELL_SERIES: cell.series_key, Tag.SWEEP_ID: sweep.get("id"),
         Tag.DEVICE: str(device), Tag.DEVICE_NAME: device_name(device), Tag.THREADS: threads,
         Tag.CELL_DIR: relative(cell.images_dir),
+        **{Tag.INPUTS_PREFIX + k: v for k, v in cell.inputs.items()},
         **tracking.source_tags(cell.description), **({Tag.REHEARSAL: "true"} if cell.rehearsal else {}),
         **{f"version.{k}": v for k, v in package_versions().items()},
     }
@@ -214,13 +221,13 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     ctx = JobContext(cell=cell, device=device, run=run, label=label, parallel=workers > 1, job=index)
     try:
         if opened == parts.CREATED:  # a new run; of a cell in parts, only the part that created it logs these
-            run.log_dict(dict(cell.config), "config.yaml")
+            run.log_dict(redacted(cell.config), "config.yaml")
             if output_dir is not None:
                 for path in sorted((output_dir / ".hydra").glob("*.yaml")):
-                    run.log_artifact(path, "hydra")
+                    run.log_text(redact_file(path), f"hydra/{path.name}")
         JOBS[cell.job](ctx)
     except KeyboardInterrupt as err:
-        how = f"interrupted ({err or 'Ctrl-C'})"
+        how = f"interrupted ({str(err) or 'Ctrl-C'})"
         if cell.part is not None:
             parts.part_failed(cell, run, "killed", how)
         run.set_tags({Tag.ERROR: f"{how}: Ctrl-C or SIGTERM (a scheduler's time limit, docker stop, kill)"})

@@ -124,7 +124,7 @@ def process_steps(tau: Sequence[int], schedule: NoiseSchedule, eta: float | str)
             sigma = sigma_hat(a_t, a_prev)
         else:
             sigma = sigma_eta(a_t, a_prev, eta)
-            if sigma**2 > 1.0 - a_prev + 1e-12:
+            if sigma > math.sqrt(1.0 - a_prev + 1e-12):  # sigma^2 > 1 - a_prev, without squaring (eta=1e308)
                 raise HarnessError(
                     f"eta={eta} is too large for the step {t} -> {t_prev}: sigma^2 exceeds 1 - alpha_prev, so eq. (12) "
                     "is undefined. Use eta <= 1 (always valid)."

@@ -35,6 +35,9 @@ class NoiseSchedule:
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
         if T < 1:
             raise HarnessError(f"The number of diffusion steps T must be >= 1, got {T}.")
+        if not 0.0 < beta_start <= beta_end < 1.0:  # NaN fails too
+            raise HarnessError(f"diffusion.beta_start={beta_start} and diffusion.beta_end={beta_end} are not a noise "
+                               "schedule: set 0 < beta_start <= beta_end < 1 (the paper's: 1e-4 and 0.02).")
         return cls(linear_betas(T, beta_start, beta_end))
 
     @property

@@ -9,7 +9,6 @@ order from the shards, one shard in memory at a time, so scoring a 50,000-image 
 from __future__ import annotations
 
 import hashlib
-import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,9 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from .files import save_atomic
-
-log = logging.getLogger(__name__)
+from .files import NotTensors, load_tensors, save_atomic
 
 
 def _checksum(indices: torch.Tensor, images: torch.Tensor) -> str:
@@ -42,15 +39,14 @@ class ShardStore:
 
     def _load(self, path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
         try:
-            shard = torch.load(path, map_location="cpu", weights_only=True)
+            shard = load_tensors(path)
             idx, imgs, digest = shard["indices"], shard["images"], shard["sha256"]
             ok = tuple(imgs.shape[1:]) == self.shape and imgs.dtype == self.dtype and len(idx) == len(imgs)
             if ok and _checksum(idx, imgs) == digest:
                 return idx, imgs
             reason = "its checksum does not match its contents" if ok else f"images of shape {tuple(imgs.shape[1:])}"
         except Exception as err:  # noqa: BLE001 - unreadable, truncated, old format: resampled, never trusted
-            reason = f"unreadable ({type(err).__name__})"
-        log.warning("sample shard %s is damaged or not this cell's (%s): deleted, its images are sampled again", path, reason)
+            reason = str(err) if isinstance(err, NotTensors) else f"unreadable ({type(err).__name__})"
         print(f"warning: sample shard {path.name} is damaged ({reason}): its images are sampled again")
         path.unlink(missing_ok=True)
         return None

@@ -21,6 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from .config import settings
+from .credentials import redact
 from .errors import HarnessError
 
 
@@ -110,8 +111,8 @@ class SweepCallbacks(Callback):
             sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             jobs = sweep_overrides(config)
             names = sorted({c.dataset["name"] for c in cells}), sorted({c.job for c in cells})
-            description = (f"Sweep of {len(cells)} cells ({', '.join(names[0])}; {', '.join(names[1])}): "
-                           + "python -m harness " + " ".join(config.hydra.overrides.task))
+            description = redact(f"Sweep of {len(cells)} cells ({', '.join(names[0])}; {', '.join(names[1])}): "
+                                 + "python -m harness " + " ".join(config.hydra.overrides.task))
             parent = tracking.Run.start(
                 uri, experiment, sweep_name(jobs), {"cells": len(cells)},
                 {Tag.KIND: "sweep", Tag.SWEEP_ID: sweep_id, "dataset": ",".join(names[0]), "job": ",".join(names[1]),

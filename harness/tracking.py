@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .credentials import split_credentials
 from .errors import HarnessError
 from .names import Tag
 
@@ -38,8 +39,9 @@ _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIM
 
 def tracking_uri(uri: str | None = None) -> str:
     """``uri`` if set, else ``$MLFLOW_TRACKING_URI``, else SQLite ``mlflow.db`` in the working directory (absolute, so
-    parallel workers agree)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    parallel workers agree). A server's user and password leave the URI for MLflow's variables (harness.credentials):
+    what this returns can be shown and recorded."""
+    uri = split_credentials(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
     if uri.startswith(("./", "/", "file:")) or uri.rstrip("/").endswith("mlruns"):
@@ -92,6 +94,7 @@ def store_errors(uri: str) -> Iterator[None]:
 def client(uri: str):
     for key, value in _HTTP_LIMITS.items():
         os.environ.setdefault(key, value)
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run" lines: the harness prints its own
     if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("INFO", "DEBUG"):  # verbose=true keeps them
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
     import mlflow

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -26,6 +29,9 @@ from .texcheck import LatexCheck, check_latex
 from .timing import timing_lines
 
 MANIFEST = ".report-files.json"
+REPORT_FILE = re.compile(  # the names the report writes
+    r"table\d+(_long)?\.(md|csv|tex)|tables\.tex|(metrics|samplers)_long\.csv|sampler_orders\.csv|"
+    r"figure[A-Za-z0-9_-]*\.(png|pdf)|claims\.(md|csv)|provenance(_runs)?\.(md|csv)|report\.md|index\.html")
 TITLE = "DDIM reproduction report"
 
 
@@ -51,18 +57,31 @@ class Result:
     seconds: float = 0.0
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _remove_stale(out: Path, written: list[Path]) -> None:
-    """Delete files this command wrote last time into ``out`` but not this time (never anything else)."""
+    """Delete the files this command wrote last time into ``out`` but not this time, and nothing else: the manifest
+    records each file's sha256, and a file is deleted only if its name is one the report writes (REPORT_FILE) and
+    its content is still what the report wrote. A manifest planted in ``out`` would have to name a report file by
+    the hash of its content; any other file it names is left alone."""
     manifest = out / MANIFEST
     names = {p.name for p in written}
     try:
-        previous = json.loads(manifest.read_text()) if manifest.is_file() else []
-    except ValueError:
-        previous = []
-    for name in previous:
-        if name not in names and "/" not in name and (out / name).is_file():
-            (out / name).unlink()
-    manifest.write_text(json.dumps(sorted(names), indent=1))
+        previous = json.loads(manifest.read_text()) if manifest.is_file() and not manifest.is_symlink() else {}
+    except (OSError, ValueError):
+        previous = {}
+    recorded = previous.get("sha256") if isinstance(previous, dict) else None
+    for name, digest in (recorded.items() if isinstance(recorded, dict) else ()):
+        path = out / str(name)
+        if (name not in names and isinstance(name, str) and REPORT_FILE.fullmatch(name) and path.is_file()
+                and not path.is_symlink() and _sha256(path) == digest):
+            path.unlink()
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".report-files.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:  # a new file replacing the old one (never written through a planted link)
+        json.dump({"sha256": {p.name: _sha256(p) for p in sorted(written)}}, f, indent=1)
+    os.replace(tmp, manifest)
 
 
 def build_report(opts: Options) -> Result:

@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import HarnessError
 from ..eta import eta_label
 from ..names import REPEAT_STATS, Param, Tag, repeat_stat
-from ..tracking import client as tracking_client, store_errors
+from ..tracking import client as tracking_client, shown_uri, store_errors
 
 # The report's column for each param and tag it reads, from the name harness.names gives it in the store: a rename
 # there is followed here, and the rest of the report reads these columns.
@@ -94,7 +94,7 @@ def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             names = sorted(e.name for e in client.search_experiments())
-            raise HarnessError(f"The tracking store {uri} has no experiment {experiment!r} (it has: "
+            raise HarnessError(f"The tracking store {shown_uri(uri)} has no experiment {experiment!r} (it has: "
                                f"{', '.join(names) or 'none'}); pass --experiment NAME.")
         page = client.search_runs([exp.experiment_id], max_results=5000)
         runs = list(page)
@@ -173,14 +173,14 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None, rehe
     left out (listed among the ignored runs)."""
     raw, values = search(uri, experiment)
     orphans = []
+    if raw.empty:  # none ever, or all deleted (a search with no runs has no columns either)
+        raise HarnessError(f"The experiment {experiment!r} in {shown_uri(uri)} has no runs yet: run python -m harness first.")
     if (raw["status"] == "RUNNING").any():  # a process killed mid-run left it RUNNING: marked KILLED, then read again
         from ..tracking import reconcile_orphans
 
         orphans = reconcile_orphans(uri, experiment)
         if orphans:
             raw, values = search(uri, experiment)
-    if raw.empty:
-        raise HarnessError(f"The experiment {experiment!r} in {uri} has no runs yet: run python -m harness first.")
     df = normalize(raw)
     df = df[df["kind"] != "sweep"]  # a multirun's parent run holds its summary, not a cell
     finished = df["status"] == "FINISHED"
@@ -206,11 +206,11 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None, rehe
         available = sorted(set(df["dataset"]))
         without_runs = [d for d in datasets if d not in available]
         if len(without_runs) == len(datasets):
-            raise HarnessError(f"No finished runs for --dataset {' '.join(datasets)} in {uri}; datasets with finished "
+            raise HarnessError(f"No finished runs for --dataset {' '.join(datasets)} in {shown_uri(uri)}; datasets with finished "
                                f"runs: {', '.join(available) or 'none'}.")
         df = df[df["dataset"].isin(datasets)]
     if df.empty:
-        raise HarnessError(f"The experiment {experiment!r} in {uri} has no FINISHED runs: run python -m harness first.")
+        raise HarnessError(f"The experiment {experiment!r} in {shown_uri(uri)} has no FINISHED runs: run python -m harness first.")
     kept, superseded = dedupe(df)
     return RunSet(uri, experiment, kept, tidy(values, kept), superseded, ignored.reset_index(drop=True),
                   list(datasets) if datasets else None, without_runs, orphans, rehearsal)

@@ -1,0 +1,58 @@
+"""Credentials in a tracking URI (``http://alice:s3cret@host:5000``) never leave the process that was given them.
+
+``split_credentials`` moves the user and password out of the URI into MLflow's own variables
+(``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, which MLflow sends as HTTP basic auth), so the URI the
+harness hands to MLflow, tags, prints and records holds none. ``redact`` strikes ``user:password@`` from any URL in a
+text, ``redacted`` from every string of a config and ``redact_file`` from a file, for what the harness records as
+given (the resolved config and Hydra's saved configs, logged as artifacts and kept in the job folders; the sweep's
+command line; job names made of overrides).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+USER_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*\\?://)[^/\s@'\"]+@")  # Hydra writes \: in overrides
+
+
+def split_credentials(uri: str) -> str:
+    """``uri`` without user and password; those go to MLflow's environment variables (inherited by worker
+    processes), where MLflow's HTTP client reads them."""
+    parts = urlsplit(uri)
+    if not parts.scheme.startswith("http") or "@" not in parts.netloc:
+        return uri
+    if parts.username:
+        os.environ[USER_ENV] = unquote(parts.username)
+    if parts.password is not None:
+        os.environ[PASSWORD_ENV] = unquote(parts.password)
+    return redact(uri)
+
+
+def redact(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it removed."""
+    return _USERINFO.sub(r"\g<scheme>", text)
+
+
+def redact_file(path: Path) -> str:
+    """Strike the credentials from a file Hydra saved (its configs), in place; return its text."""
+    text = path.read_text()
+    if redact(text) != text:
+        path.write_text(redact(text))
+    return redact(text)
+
+
+def redacted(data: Any) -> Any:
+    """A copy of a config (nested mappings and lists) with every string redacted."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, Mapping):
+        return {k: redacted(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redacted(v) for v in data]
+    return data
