@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import parts, tracking
+from . import cell_claim, parts, tracking
 from .cell import Cell, check_environment, relative
 from .errors import HarnessError
 from .names import Tag
@@ -149,22 +149,38 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
     try:
         check_environment(cell)
         uri = tracking.tracking_uri(cell.tracking.uri)
-        if not cell.force:
-            done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
-            if done is not None:
-                print(f"[skip] {label}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
-                return Outcome(index, job_name(name, cell), "SKIPPED", run_id=done.info.run_id)
+        skipped = _skip_finished(cell, uri, label, index, name)
+        if skipped is not None:
+            return skipped
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
     from .runtime import claimed_device, select_device
 
     try:
-        with sigterm_as_interrupt(), claimed_device(select_device(cell.device)) as device:
-            return _run(cell, device, uri, output_dir, label, index, sweep, name, crash)
+        with sigterm_as_interrupt(), cell_claim.claimed(cell, label) as waited:
+            skipped = _skip_finished(cell, uri, label, index, name) if waited else None  # the other one finished it
+            if skipped is not None:
+                return skipped
+            with claimed_device(select_device(cell.device)) as device:
+                return _run(cell, device, uri, output_dir, label, index, sweep, name, crash)
+    except HarnessError as err:
+        print(f"[failed] {label}: {err}", file=sys.stderr)
+        return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
         print(f"[killed] {label}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
+
+
+def _skip_finished(cell: Cell, uri: str, label: str, index: int | None, name: str) -> Outcome | None:
+    """SKIPPED if a finished run of the cell exists (unless force=true), with one line; else None."""
+    if cell.force:
+        return None
+    done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
+    if done is None:
+        return None
+    print(f"[skip] {label}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
+    return Outcome(index, job_name(name, cell), "SKIPPED", run_id=done.info.run_id)
 
 
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import fcntl
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from clitools import ROOT, runs
+from clitools import ROOT, cells, runs
+from harness.cell_claim import claim_path
 
 # Each process imports the harness, says it is ready, waits for the file ``go`` and then opens the store as a
 # sweep's start does (prepare_store).
@@ -52,3 +55,58 @@ def test_processes_starting_together_create_a_new_store_once(tmp_path):
         (experiments,) = con.execute("select count(*) from experiments where name = 'ddim-harness'").fetchone()
     assert not [t for t in tables if t.startswith("_alembic_tmp")] and experiments == 1
     assert (db.parent / "mlflow.db.lock").exists()
+
+
+def start_sweep(folder, *args):
+    """``python -m harness -m ...`` in ``folder`` (a new store there: the harness creates it), not waited for."""
+    env = dict(os.environ, DDIM_HARNESS_CACHE=str(folder / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "harness", "-m", f"output_root={folder / 'out'}", "progress=false", *args]
+    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class Lines:
+    """A process's stdout and stderr lines as they come (reader threads)."""
+
+    def __init__(self, proc):
+        self.proc, self.lines = proc, []
+        self.threads = [threading.Thread(target=self._read, args=(stream,), daemon=True)
+                        for stream in (proc.stdout, proc.stderr)]
+        for t in self.threads:
+            t.start()
+
+    def _read(self, stream):
+        for line in stream:
+            self.lines.append(line)
+
+    def wait(self, timeout):
+        self.proc.wait(timeout=timeout)
+        for t in self.threads:
+            t.join(timeout=10)
+        return "".join(self.lines)
+
+
+@pytest.mark.slow
+def test_two_identical_sweeps_at_once_compute_each_cell_once(tmp_path):
+    """Two identical sweeps started together on a new store: the cell is computed by one of them; the other says it
+    waits, then skips it. One FINISHED run, both sweeps FINISHED. To make both meet at the cell whatever their start
+    times, the test holds the cell's claim until both wait for it."""
+    args = ["S=3", "N=40", "repeats=1", "batch_size=8", "job.grid_images=8", "hydra.launcher.n_jobs=1"]
+    (cell,) = cells(*args, f"output_root={tmp_path / 'out'}")
+    claim = claim_path(cell)
+    claim.parent.mkdir(parents=True)
+    with open(claim, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        sweeps = [Lines(start_sweep(tmp_path, *args)) for _ in range(2)]
+        deadline = time.monotonic() + 120
+        while sum("[wait]" in "".join(s.lines) for s in sweeps) < 2:
+            assert time.monotonic() < deadline and all(s.proc.poll() is None for s in sweeps), [s.lines for s in sweeps]
+            time.sleep(0.1)
+    outs = [s.wait(timeout=300) for s in sweeps]
+    print(*outs)
+    assert [s.proc.returncode for s in sweeps] == [0, 0] and "Traceback" not in "".join(outs)
+    assert sorted(out.count("[done]") for out in outs) == [0, 1] and sorted(out.count("[skip]") for out in outs) == [0, 1]
+    assert all(out.count("is computing this cell; waiting for it to end") == 1 for out in outs)
+    df = runs(tmp_path)
+    cell_runs, sweep_runs = df[df["tags.kind"] == "cell"], df[df["tags.kind"] == "sweep"]
+    assert list(cell_runs["status"]) == ["FINISHED"] and list(sweep_runs["status"]) == ["FINISHED", "FINISHED"]
