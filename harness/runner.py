@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import cell_claim, parts, tracking
+from . import cell_claim, parts, signals, tracking
 from .cell import Cell, check_environment, relative
 from .errors import HarnessError
 from .names import Tag
@@ -27,10 +25,6 @@ from .names import Tag
 log = logging.getLogger(__name__)
 SWEEP_ENV = "DDIM_HARNESS_SWEEP"  # JSON {id, size, parent_run_id, workers} set by the sweep for its jobs
 OUTCOME_FILE = "outcome.json"
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the run is marked KILLED."""
 
 
 @dataclass
@@ -49,22 +43,6 @@ def sweep_info() -> dict:
         return json.loads(os.environ.get(SWEEP_ENV, "{}"))
     except ValueError:
         return {}
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    def handler(signum, frame):
-        raise Terminated(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def configure_console(verbose: bool) -> None:
@@ -158,7 +136,7 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
     from .runtime import claimed_device, select_device
 
     try:
-        with sigterm_as_interrupt(), cell_claim.claimed(cell, label) as waited:
+        with signals.handled(), cell_claim.claimed(cell, label) as waited:
             skipped = _skip_finished(cell, uri, label, index, name) if waited else None  # the other one finished it
             if skipped is not None:
                 return skipped
@@ -168,7 +146,7 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         print(f"[failed] {label}: {err}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
-        print(f"[killed] {label}", file=sys.stderr)
+        print(f"[killed] {label}: interrupted ({err}) before its run was open", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
 
 

@@ -79,7 +79,7 @@ def ready(uri: str, shown: str, setting: str) -> None:
     database = Path(uri[len("sqlite:///"):])
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path(database), "a")
+        lock = open(lock_path(database), "a")  # noqa: SIM115 - closed by the with below
     except OSError:
         if not database.exists():
             check_writable(database, shown, setting)  # says why the store cannot be created

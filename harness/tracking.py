@@ -269,9 +269,13 @@ class Run:
         with store_errors(uri):
             c = client(uri)
             run = c.create_run(experiment_id, run_name=name, tags=tags)
-            items = [Param(k, str(v)) for k, v in params.items()]
-            for i in range(0, len(items), 100):
-                c.log_batch(run.info.run_id, params=items[i : i + 100])
+            try:
+                items = [Param(k, str(v)) for k, v in params.items()]
+                for i in range(0, len(items), 100):
+                    c.log_batch(run.info.run_id, params=items[i : i + 100])
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the caller has the run: it cannot close it
+                c.set_terminated(run.info.run_id, status="KILLED")
+                raise
         return cls(uri, run.info.run_id)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
