@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from . import signals
 from .config import HYDRA_CONFIG_PATH
+from .sweep import end_open_parent
 
 
 def task(cfg: DictConfig) -> dict:
@@ -33,8 +34,6 @@ def main() -> None:
     try:
         hydra_main()
     except KeyboardInterrupt as err:
-        from .sweep import end_open_parent  # after a stop only: the sweep module is Hydra's to import otherwise
-
         signum = signals.signal_of(err)  # later signals are ignored (harness.signals): this cleanup is not cut short
         run_id = end_open_parent("KILLED")
         marked = f"; parent run {run_id} marked KILLED" if run_id else ""

@@ -77,12 +77,10 @@ def install() -> None:
 
 @contextmanager
 def raising(on: bool) -> Iterator[None]:
-    """Stop signals raise inside the block (``on``) or are only noted; a signal noted before is raised on entry."""
+    """Stop signals raise inside the block (``on``) or are only noted (``received``)."""
     global _raising
     before, _raising = _raising, on
     try:
-        if on and received is not None and not before:
-            raise interrupt(received)
         yield
     finally:
         _raising = before

@@ -6,17 +6,17 @@ for the first and then skipping it, with one line saying so."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
-import fcntl
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
-
 from clitools import ROOT, cells, runs
+
 from harness.cell_claim import claim_path
 
 # Each process imports the harness, says it is ready, waits for the file ``go`` and then opens the store as a

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from clitools import new_store, runs
+
+from harness import signals
 from harness.tracking import _pid_alive
 
 SLOW_CELLS = ["N=200", "repeats=1", "batch_size=8", "S=20"]  # long enough to be stopped mid-sampling
@@ -152,3 +153,24 @@ def test_kill_9_of_the_sweep_stops_its_workers(tmp_path):
     assert "note: 1 run(s) left RUNNING by processes that no longer exist were marked KILLED" in out
     _, sweeps, df = by_kind(tmp_path)
     assert sorted(sweeps["status"]) == ["FINISHED", "KILLED"] and "RUNNING" not in set(df["status"])
+
+
+def test_the_first_stop_signal_raises_and_later_ones_are_ignored(monkeypatch):
+    """Real signals to this process: SIGTERM becomes Terminated (exit status 143); a Ctrl-C after it, as a terminal's
+    reaches every process of a sweep that passes SIGTERM on, is only ignored, so the cleanup is not cut short."""
+    monkeypatch.setattr(signals, "received", None)
+    with signals.handled():
+        with pytest.raises(signals.Terminated, match="signal 15"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs before this returns
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+    assert signals.received == signal.SIGTERM and signals.exit_status(signals.received) == 143
+
+
+def test_a_worker_between_cells_notes_a_signal_without_raising(monkeypatch):
+    monkeypatch.setattr(signals, "received", None)
+    with signals.handled(), signals.raising(False):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+    assert signals.received == signal.SIGINT and signals.exit_status(signals.received) == 130
