@@ -113,6 +113,7 @@ def _stopped_outcome(idx: int, overrides: list[str], sweep_dir: Path, signum: in
 
 
 def _stopped(idx: int, overrides: list[str], sweep_dir: Path, signum: int) -> JobReturn:
+    """``_stopped_outcome`` as Hydra's result of the job."""
     return _reported(overrides, sweep_dir / str(idx), _stopped_outcome(idx, overrides, sweep_dir, signum))
 
 
@@ -214,7 +215,7 @@ class CellLauncher(Launcher):
         if stop:  # a worker stopped between opening its run and handing it to the runner leaves it RUNNING
             self._reconcile()
         for idx, overrides in cancelled:
-            results[idx] = _reported(overrides, sweep_dir / str(idx), _stopped_outcome(idx, overrides, sweep_dir, stop[0]))
+            results[idx] = _stopped(idx, overrides, sweep_dir, stop[0])
         return [results[i] for i in sorted(results)]
 
     def _reconcile(self) -> list[str]:
