@@ -15,8 +15,9 @@ import threading
 import time
 
 import pytest
-from clitools import ROOT, cells, runs
+from clitools import ROOT, cells, new_store, runs
 
+from harness import tracking
 from harness.cell_claim import claim_path
 
 # Each process imports the harness, says it is ready, waits for the file ``go`` and then opens the store as a
@@ -110,3 +111,17 @@ def test_two_identical_sweeps_at_once_compute_each_cell_once(tmp_path):
     df = runs(tmp_path)
     cell_runs, sweep_runs = df[df["tags.kind"] == "cell"], df[df["tags.kind"] == "sweep"]
     assert list(cell_runs["status"]) == ["FINISHED"] and list(sweep_runs["status"]) == ["FINISHED", "FINISHED"]
+
+
+def test_a_migration_left_half_done_is_cleaned_up_under_the_lock(tmp_path):
+    """A ``_alembic_tmp_*`` table left by a migration that died (or by two unlocked processes) is dropped by the next
+    process to open the store, under the store's lock: no harness process migrates without it."""
+    db = new_store(tmp_path / "mlflow.db")
+    with sqlite3.connect(db) as con:
+        con.execute("create table _alembic_tmp_trace_info (x integer)")
+    con.close()
+    assert tracking.experiment_id(f"sqlite:///{db}", "ddim-harness") is None  # opens the store
+    with sqlite3.connect(db) as con:
+        tables = {name for (name,) in con.execute("select name from sqlite_master where type = 'table'")}
+    con.close()
+    assert "_alembic_tmp_trace_info" not in tables and "experiments" in tables
