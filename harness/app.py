@@ -39,3 +39,5 @@ def main() -> None:
         marked = f"; parent run {run_id} marked KILLED" if run_id else ""
         print(f"stopped ({signals.name(signum)}){marked}", file=sys.stderr, flush=True)
         sys.exit(signals.exit_status(signum))
+    finally:
+        signals.stop_raising()  # the process is ending: a signal now must not break off its atexit handlers

@@ -70,34 +70,34 @@ def _worker(conn, payload: bytes, parent_pid: int) -> None:
     between jobs is noted, and every job sent after it is answered "not started". The worker stops when the sweep's
     process dies (``kill -9`` too): the running cell is marked KILLED and the worker exits without a traceback."""
     signals.install()
-    with signals.raising(False):
-        signals.unblock()  # the launcher started this process with the stop signals held back
-        signals.die_with_parent(parent_pid)
-        hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
-        setup_globals()
-        Singleton.set_state(singleton_state)
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        while True:
+    signals.stop_raising()  # until a job runs
+    signals.unblock()  # the launcher started this process with the stop signals held back
+    signals.die_with_parent(parent_pid)
+    hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the sweep's process is gone
+            return
+        if message is None:
+            return
+        idx, overrides = message
+        if signals.received is not None:
+            ret = _stopped(idx, overrides, sweep_dir, signals.received)
+        else:
             try:
-                message = conn.recv()
-            except (EOFError, OSError):  # the sweep's process is gone
-                return
-            if message is None:
-                return
-            idx, overrides = message
-            if signals.received is not None:
-                ret = _stopped(idx, overrides, sweep_dir, signals.received)
-            else:
-                try:
-                    with signals.raising(True):
-                        ret = _execute(idx, overrides, hydra_context, config, task_function)
-                except KeyboardInterrupt as err:  # stopped while Hydra set the job up, before its cell began
-                    ret = _stopped(idx, overrides, sweep_dir, signals.signal_of(err))
-            ret.hydra_cfg = None  # the parent does not need it
-            try:
-                conn.send_bytes(cloudpickle.dumps(ret))
-            except OSError:  # the sweep's process is gone: the run is closed, nobody waits for the answer
-                return
+                with signals.raising(True):
+                    ret = _execute(idx, overrides, hydra_context, config, task_function)
+            except KeyboardInterrupt as err:  # stopped while Hydra set the job up, before its cell began
+                ret = _stopped(idx, overrides, sweep_dir, signals.signal_of(err))
+        ret.hydra_cfg = None  # the parent does not need it
+        try:
+            conn.send_bytes(cloudpickle.dumps(ret))
+        except OSError:  # the sweep's process is gone: the run is closed, nobody waits for the answer
+            return
 
 
 def _stopped_outcome(idx: int, overrides: list[str], sweep_dir: Path, signum: int):

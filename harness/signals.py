@@ -75,6 +75,13 @@ def install() -> None:
         pass
 
 
+def stop_raising() -> None:
+    """From now on stop signals are only noted: for a worker between cells, and for a process that is ending (its
+    atexit handlers, torch's among them, must not be cut short by a traceback)."""
+    global _raising
+    _raising = False
+
+
 @contextmanager
 def raising(on: bool) -> Iterator[None]:
     """Stop signals raise inside the block (``on``) or are only noted (``received``)."""

@@ -155,6 +155,24 @@ def test_kill_9_of_the_sweep_stops_its_workers(tmp_path):
     assert sorted(sweeps["status"]) == ["FINISHED", "KILLED"] and "RUNNING" not in set(df["status"])
 
 
+@pytest.mark.slow
+def test_sigterm_just_after_the_cells_finished(tmp_path):
+    """SIGTERM to the group as soon as the last cell says it is done: the cell stays FINISHED (never reported as
+    killed), exit 143, one line, no traceback, no leaked semaphore, nothing RUNNING."""
+    sweep = Sweep(tmp_path, "seed=0", "N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8")
+    sweep.wait_until(lambda: any(line.startswith("[done]") for line in sweep.out), "[done] line")
+    os.killpg(sweep.proc.pid, signal.SIGTERM)
+    status, out, err = sweep.end()
+    print(out, err)
+    assert status == 143
+    clean(out, err)
+    (line,) = err.splitlines()
+    assert line.startswith(("sweep stopped (SIGTERM) after", "stopped (SIGTERM)")), line
+    cells, sweep_run, df = by_kind(tmp_path)
+    assert cells["status"].item() == "FINISHED" and "RUNNING" not in set(df["status"])
+    assert "marked KILLED" not in out and cells["run_id"].item() not in err
+
+
 def test_the_first_stop_signal_raises_and_later_ones_are_ignored(monkeypatch):
     """Real signals to this process: SIGTERM becomes Terminated (exit status 143); a Ctrl-C after it, as a terminal's
     reaches every process of a sweep that passes SIGTERM on, is only ignored, so the cleanup is not cut short."""
