@@ -26,6 +26,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 received: int | None = None  # the first stop signal this process got
 _raising = True  # whether a stop signal raises now (a worker raises only while it runs a cell)
+_parent: int | None = None  # a worker's sweep process (die_with_parent)
 
 
 class Terminated(KeyboardInterrupt):
@@ -48,6 +49,8 @@ def signal_of(err: BaseException) -> int:
 def interrupt(signum: int) -> KeyboardInterrupt:
     """The exception a stop signal becomes; its text is what the run's error and the console say."""
     if signum == signal.SIGTERM:
+        if _parent is not None and os.getppid() != _parent:
+            return Terminated(f"signal {signum}: the sweep's process {_parent} died")
         return Terminated(f"signal {signum}")
     return KeyboardInterrupt("Ctrl-C")
 
@@ -111,6 +114,8 @@ def unblock() -> None:
 def die_with_parent(parent_pid: int) -> None:
     """SIGTERM to this process when its parent (the sweep) dies, however it dies: Linux's PR_SET_PDEATHSIG, else a
     thread that polls ``os.getppid()`` each second. A parent already gone sends it at once."""
+    global _parent
+    _parent = parent_pid
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         ok = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0

@@ -142,9 +142,10 @@ def test_kill_9_of_the_sweep_stops_its_workers(tmp_path):
     print(out, err)
     assert status == -9 and ended(worker)
     clean(out, err)
-    assert "interrupted (signal 15)" in err
+    assert f"interrupted (signal 15: the sweep's process {sweep.proc.pid} died)" in err
     cells, sweep_run, _ = by_kind(tmp_path)
-    assert cells["status"].item() == "KILLED" and cells["tags.error"].item().startswith("interrupted (signal 15)")
+    assert cells["status"].item() == "KILLED"
+    assert cells["tags.error"].item().startswith(f"interrupted (signal 15: the sweep's process {sweep.proc.pid} died)")
     assert sweep_run["status"].item() == "RUNNING"  # its process could not close it
 
     nxt = Sweep(tmp_path, "seed=5", "N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8")
