@@ -6,10 +6,14 @@ installed package rather than a search path over the working directory.
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from . import signals
 from .config import HYDRA_CONFIG_PATH
+from .sweep import end_open_parent
 
 
 def task(cfg: DictConfig) -> dict:
@@ -19,4 +23,21 @@ def task(cfg: DictConfig) -> dict:
     return run_job(cfg)
 
 
-main = hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="config")(task)
+hydra_main = hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="config")(task)
+
+
+def main() -> None:
+    """``hydra_main`` with Ctrl-C and SIGTERM as clean stops (harness.signals): one that stops the command outside a
+    cell (while Hydra starts, while a sweep starts or ends) is one line and exit status 130 or 143, never a
+    traceback; a sweep's parent run still open is marked KILLED."""
+    signals.install()
+    try:
+        hydra_main()
+    except KeyboardInterrupt as err:
+        signum = signals.signal_of(err)  # later signals are ignored (harness.signals): this cleanup is not cut short
+        run_id = end_open_parent("KILLED")
+        marked = f"; parent run {run_id} marked KILLED" if run_id else ""
+        print(f"stopped ({signals.name(signum)}){marked}", file=sys.stderr, flush=True)
+        sys.exit(signals.exit_status(signum))
+    finally:
+        signals.stop_raising()  # the process is ending: a signal now must not break off its atexit handlers

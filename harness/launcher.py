@@ -3,8 +3,12 @@
 Like Hydra's joblib launcher it keeps ``n_jobs`` worker processes (default: one per GPU on a CUDA machine, else one
 per CPU core), each running one cell at a time. Unlike it, a worker that dies (``kill -9``, a segfault, the OOM killer)
 takes only its own cell down: the launcher records that cell as FAILED (its MLflow run is marked KILLED), starts a
-new worker and runs the remaining cells. Ctrl-C stops the sweep, and SIGTERM is passed on to the workers, whose runs
-are then marked KILLED.
+new worker and runs the remaining cells.
+
+Ctrl-C and SIGTERM stop the sweep (harness.signals): no further cell starts, the signal is passed on to the workers,
+whose running cells are marked KILLED, and the launcher returns every job's outcome, so that the sweep's summary
+runs and its parent run is marked KILLED (harness.sweep). A second signal kills the workers at once. Workers stop
+when the sweep's process dies, ``kill -9`` included.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
+
+from . import signals
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +68,58 @@ def _execute(idx: int, overrides: Sequence[str], hydra_context: HydraContext, co
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
 
-def _worker(conn, payload: bytes) -> None:
-    """A worker process: set up once, then run the jobs it is sent until told to stop (None)."""
+def _worker(conn, payload: bytes, parent_pid: int) -> None:
+    """A worker process: set up once, then run the jobs it is sent until told to stop (None).
+
+    A stop signal raises only while a job runs (the cell's run is then marked KILLED by the runner); one that comes
+    between jobs is noted, and every job sent after it is answered "not started". The worker stops when the sweep's
+    process dies (``kill -9`` too): the running cell is marked KILLED and the worker exits without a traceback."""
+    signals.install()
+    signals.stop_raising()  # until a job runs
+    signals.unblock()  # the launcher started this process with the stop signals held back
+    signals.die_with_parent(parent_pid)
     hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
     while True:
         try:
             message = conn.recv()
-        except (EOFError, KeyboardInterrupt):
+        except (EOFError, OSError):  # the sweep's process is gone
             return
         if message is None:
             return
         idx, overrides = message
-        ret = _execute(idx, overrides, hydra_context, config, task_function)
+        if signals.received is not None:
+            ret = _stopped(idx, overrides, sweep_dir, signals.received)
+        else:
+            try:
+                with signals.raising(True):
+                    ret = _execute(idx, overrides, hydra_context, config, task_function)
+            except KeyboardInterrupt as err:  # stopped while Hydra set the job up, before its cell began
+                ret = _stopped(idx, overrides, sweep_dir, signals.signal_of(err))
         ret.hydra_cfg = None  # the parent does not need it
-        conn.send_bytes(cloudpickle.dumps(ret))
+        try:
+            conn.send_bytes(cloudpickle.dumps(ret))
+        except OSError:  # the sweep's process is gone: the run is closed, nobody waits for the answer
+            return
+
+
+def _stopped_outcome(idx: int, overrides: list[str], sweep_dir: Path, signum: int):
+    """A job the sweep never started because it was stopped: KILLED in the summary, with no run (outcome.json)."""
+    from .runner import OUTCOME_FILE, Outcome  # the runner brings the cell and MLflow: only when a job ends so
+
+    folder = sweep_dir / str(idx)
+    folder.mkdir(parents=True, exist_ok=True)
+    outcome = Outcome(idx, " ".join(overrides), "KILLED",
+                      error=f"not started: the sweep was stopped ({signals.name(signum)})")
+    (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
+    return outcome
+
+
+def _stopped(idx: int, overrides: list[str], sweep_dir: Path, signum: int) -> JobReturn:
+    """``_stopped_outcome`` as Hydra's result of the job."""
+    return _reported(overrides, sweep_dir / str(idx), _stopped_outcome(idx, overrides, sweep_dir, signum))
 
 
 def _reported(overrides: list[str], folder: Path, outcome) -> JobReturn:
@@ -115,8 +157,9 @@ class CellLauncher(Launcher):
 
         def start_worker():
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker, args=(child, payload), daemon=True)
-            process.start()
+            process = ctx.Process(target=_worker, args=(child, payload, os.getpid()), daemon=True)
+            with signals.blocked():  # the worker starts with them held back until its handlers are in place
+                process.start()
             child.close()
             return parent, process
 
@@ -125,20 +168,33 @@ class CellLauncher(Launcher):
                 idx, overrides = jobs.popleft()
                 conn.send((idx, overrides))
                 busy[conn] = (process, idx, overrides)
+                if stop:  # the sweep was stopped while this job was being handed out
+                    os.kill(process.pid, stop[0])
             else:
                 conn.send(None)
                 process.join(timeout=30)
 
         cancelled: list[tuple[int, list[str]]] = []
+        stop: list[int] = []  # the stop signal the sweep got
 
-        def forward_sigterm(signum, frame):  # stop the sweep: the running cells are marked KILLED, no new cell starts
+        def on_stop(signum, frame):
+            """Ctrl-C or SIGTERM: no new cell starts; the running ones get the signal (a terminal's Ctrl-C reached them
+            already: they ignore the second) and are marked KILLED. A second signal kills the workers at once; their
+            runs are then marked KILLED below."""
+            if stop:
+                for process, _, _ in busy.values():
+                    if process.is_alive():
+                        process.kill()
+                return
+            stop.append(signum)
+            signals.note(signum)
             cancelled.extend(jobs)
             jobs.clear()
             for process, _, _ in busy.values():
                 if process.is_alive():
-                    process.terminate()
+                    os.kill(process.pid, signum)
 
-        previous = signal.signal(signal.SIGTERM, forward_sigterm)
+        previous = {signum: signal.signal(signum, on_stop) for signum in signals.STOP_SIGNALS}
         try:
             for _ in range(n):
                 give_work(*start_worker())
@@ -150,41 +206,37 @@ class CellLauncher(Launcher):
                         give_work(conn, process)
                     except (EOFError, OSError):  # the worker died while running this job
                         process.join(timeout=5)
-                        results[idx] = self._crashed(idx, overrides, process.exitcode, sweep_dir, process.pid)
+                        results[idx] = self._crashed(idx, overrides, process.exitcode, sweep_dir, process.pid,
+                                                     stop[0] if stop else None)
                         conn.close()
                         if jobs:
                             give_work(*start_worker())
-        except KeyboardInterrupt:  # the workers got Ctrl-C too: their runs are marked KILLED; let them finish that
-            for conn, (process, _, _) in busy.items():
-                try:
-                    conn.send(None)
-                except OSError:
-                    pass
-                process.join(timeout=30)
-            raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             for process, _, _ in busy.values():
                 if process.is_alive():
                     process.terminate()
+        if stop:  # a worker stopped between opening its run and handing it to the runner leaves it RUNNING
+            self._reconcile()
         for idx, overrides in cancelled:
-            results[idx] = self._not_run(idx, overrides, sweep_dir)
+            results[idx] = _stopped(idx, overrides, sweep_dir, stop[0])
         return [results[i] for i in sorted(results)]
 
-    @staticmethod
-    def _not_run(idx: int, overrides: list[str], sweep_dir: Path) -> JobReturn:
-        """A job the sweep never started because it was stopped (SIGTERM): in the summary, with no run."""
-        from .runner import OUTCOME_FILE, Outcome
+    def _reconcile(self) -> list[str]:
+        """Mark KILLED the runs left RUNNING by workers that have ended; a failure is a warning (the next sweep or
+        report does it)."""
+        from . import tracking  # the sweep's store is opened only when a cell needs it
+        from .sweep import sweep_store
 
-        folder = sweep_dir / str(idx)
-        folder.mkdir(parents=True, exist_ok=True)
-        error = "not started: the sweep was stopped (SIGTERM)"
-        outcome = Outcome(idx, " ".join(overrides), "KILLED", error=error)
-        (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
-        return _reported(overrides, folder, outcome)
+        try:
+            return tracking.reconcile_orphans(*sweep_store(self.config))
+        except Exception as err:  # noqa: BLE001 - the sweep goes on; the report reconciles later
+            log.warning("could not mark the runs of ended workers: %s", err)
+            return []
 
-    def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path, pid: int | None = None
-                 ) -> JobReturn:
+    def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path, pid: int | None = None,
+                 stop: int | None = None) -> JobReturn:
         """A job whose worker died: reported like a failed cell (outcome.json), its orphaned run marked KILLED."""
         from .runner import OUTCOME_FILE, Outcome
 
@@ -192,20 +244,20 @@ class CellLauncher(Launcher):
         error = f"the worker process running this cell died ({how})"
         folder = sweep_dir / str(idx)
         folder.mkdir(parents=True, exist_ok=True)
-        outcome = Outcome(idx, " ".join(overrides), "FAILED", error=error)
+        outcome = Outcome(idx, " ".join(overrides), "KILLED" if stop else "FAILED", error=error)
         try:
             from . import tracking
             from .sweep import sweep_store
 
             uri, experiment = sweep_store(self.config)
-            tracking.reconcile_orphans(uri, experiment)
+            fixed = tracking.reconcile_orphans(uri, experiment)
             run = tracking.run_of_process(uri, experiment, pid) if pid else None
-            if run is not None:
+            if run is not None and run.info.run_id in fixed:  # its cell's run, not one it had finished before
                 outcome.run_id, outcome.name = run.info.run_id, run.info.run_name or outcome.name
                 error += f"; run {run.info.run_id} marked KILLED"
                 outcome.error = error
         except Exception as err:  # noqa: BLE001 - the sweep goes on; the report reconciles later
             log.warning("could not mark the crashed cell's run: %s", err)
         (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
-        print(f"[failed] cell {idx + 1} {outcome.name}: {error}", flush=True)
+        print(f"[{outcome.status.lower()}] cell {idx + 1} {outcome.name}: {error}", flush=True)
         return _reported(overrides, folder, outcome)

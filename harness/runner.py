@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import parts, tracking
+from . import cell_claim, parts, signals, tracking
 from .cell import Cell, check_environment, relative
 from .config import settings
 from .credentials import redact, redact_file, redacted
@@ -30,10 +28,6 @@ from .writable import check_cell_paths
 log = logging.getLogger(__name__)
 SWEEP_ENV = "DDIM_HARNESS_SWEEP"  # JSON {id, size, parent_run_id, workers} set by the sweep for its jobs
 OUTCOME_FILE = "outcome.json"
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the run is marked KILLED."""
 
 
 @dataclass
@@ -55,22 +49,6 @@ def sweep_info() -> dict:
         return json.loads(os.environ.get(SWEEP_ENV, "{}"))
     except ValueError:
         return {}
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    def handler(signum, frame):
-        raise Terminated(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def configure_console(verbose: bool) -> None:
@@ -154,21 +132,26 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         check_environment(cell)
         check_cell_paths(cell)
         uri = tracking.tracking_uri(cell.tracking.uri)
-        if not cell.force:
-            done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
-            if done is not None:
-                print(f"[skip] {label}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
-                return Outcome(index, job_name(name, cell), "SKIPPED", run_id=done.info.run_id)
+        skipped = _skip_finished(cell, uri, label, index, name)
+        if skipped is not None:
+            return skipped
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
     from .runtime import claimed_device, select_device
 
     try:
-        with sigterm_as_interrupt(), claimed_device(select_device(cell.device)) as device:
-            return _run(cell, device, uri, output_dir, label, index, sweep, name)
+        with signals.handled(), cell_claim.claimed(cell, label) as waited:
+            skipped = _skip_finished(cell, uri, label, index, name) if waited else None  # the other one finished it
+            if skipped is not None:
+                return skipped
+            with claimed_device(select_device(cell.device)) as device:
+                return _run(cell, device, uri, output_dir, label, index, sweep, name)
+    except HarnessError as err:
+        print(f"[failed] {label}: {err}", file=sys.stderr)
+        return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
-        print(f"[killed] {label}", file=sys.stderr)
+        print(f"[killed] {label}: interrupted ({err}) before its run was open", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({str(err) or 'Ctrl-C'})")
 
 
@@ -184,6 +167,17 @@ def out_of_memory(cell: Cell, device, err: BaseException) -> str | None:
     return (f"out of memory on {device} at batch_size={b} ({what}): rerun with batch_size={max(1, b // 2)} (or "
             f"metrics.batch_size={max(1, mb // 2)} if it ran out while scoring); the images sampled so far stay in "
             f"{relative(cell.images_dir)} and are not sampled again.")
+
+
+def _skip_finished(cell: Cell, uri: str, label: str, index: int | None, name: str) -> Outcome | None:
+    """SKIPPED if a finished run of the cell exists (unless force=true), with one line; else None."""
+    if cell.force:
+        return None
+    done = tracking.finished_run(uri, cell.tracking.experiment, cell.key)
+    if done is None:
+        return None
+    print(f"[skip] {label}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
+    return Outcome(index, job_name(name, cell), "SKIPPED", run_id=done.info.run_id)
 
 
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,

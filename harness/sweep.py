@@ -20,6 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from . import signals
 from .config import settings
 from .credentials import redact
 from .errors import HarnessError
@@ -73,6 +74,25 @@ def compose_cells(config: DictConfig):
     return cells
 
 
+_open_parent: list[str] = []  # [store URI, run id] of this process's sweep while its parent run is open
+
+
+def end_open_parent(status: str) -> str | None:
+    """End the parent run of a sweep that stops before its summary (Ctrl-C or SIGTERM while the sweep starts or
+    ends); return its id, or None when there is none or it could not be ended (the next sweep marks it KILLED)."""
+    if not _open_parent:
+        return None
+    uri, run_id = _open_parent
+    _open_parent.clear()
+    try:
+        from .tracking import Run
+
+        Run(uri, run_id).end(status)
+    except Exception:  # noqa: BLE001 - the next sweep marks it KILLED (its process is gone by then)
+        return None
+    return run_id
+
+
 def sweep_store(config: DictConfig) -> tuple[str, str]:
     from .tracking import tracking_uri
 
@@ -119,6 +139,7 @@ class SweepCallbacks(Callback):
                  **({Tag.REHEARSAL: "true"} if any(c.rehearsal for c in cells) else {}),
                  **tracking.source_tags(description)})
             self.parent = (uri, parent.run_id)
+            _open_parent[:] = self.parent
         except HarnessError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
@@ -133,17 +154,21 @@ class SweepCallbacks(Callback):
 
         if self.parent is None:
             return
+        stop = signals.received  # Ctrl-C or SIGTERM stopped the sweep (harness.launcher)
         outcomes = []
         for path in sorted(Path(str(config.hydra.sweep.dir)).glob(f"*/{OUTCOME_FILE}"), key=lambda p: int(p.parent.name)
                            if p.parent.name.isdigit() else 0):
             outcomes.append(json.loads(path.read_text()))
         seen = {o.get("index") for o in outcomes}
-        outcomes += [{"index": i, "name": f"cell {i + 1}", "status": "FAILED", "headline": None, "summary": "",
-                      "error": "no outcome was written (the job ended before the runner could report)", "run_id": None}
+        missing = ({"status": "KILLED", "error": f"not started: the sweep was stopped ({signals.name(stop)})"} if stop
+                   else {"status": "FAILED", "error": "no outcome was written (the job ended before the runner could report)"})
+        outcomes += [{"index": i, "name": f"cell {i + 1}", "headline": None, "summary": "", "run_id": None, **missing}
                      for i in range(self.size) if i not in seen]
         failed = [o for o in outcomes if o["status"] in ("FAILED", "KILLED")]
         counts = {s: sum(o["status"] == s for o in outcomes) for s in ("FINISHED", "SKIPPED", "FAILED", "KILLED")}
         minutes = (time.perf_counter() - self.started) / 60
+        if stop:
+            self._end_stopped(outcomes, counts, minutes, stop)
         line = (f"sweep done in {minutes:.1f} min: {len(outcomes)} cells, {counts['FINISHED']} finished, "
                 f"{counts['SKIPPED']} skipped (already finished), {len(failed)} failed")
         print(line, flush=True)
@@ -160,19 +185,38 @@ class SweepCallbacks(Callback):
             parent = Run(*self.parent)
             self._log_summary(parent, outcomes)
             parent.end("FAILED" if failed else "FINISHED")
+            _open_parent.clear()
         except Exception as err:  # noqa: BLE001 - the cells' runs are what matter; say so and go on
             print(f"warning: could not write the sweep summary to the parent run: {err}", file=sys.stderr)
         if failed:
             sys.exit(1)
 
+    def _end_stopped(self, outcomes: list[dict], counts: dict[str, int], minutes: float, stop: int) -> None:
+        """A sweep stopped by Ctrl-C or SIGTERM: its summary on the parent run (no figure: a scheduler's grace time
+        is short), the parent run KILLED, one line, and the exit status of the signal (130, 143)."""
+        from .tracking import Run
+
+        try:
+            parent = Run(*self.parent)
+            self._log_summary(parent, outcomes, figure=False)
+            parent.end("KILLED")
+            _open_parent.clear()
+            marked = f"parent run {self.parent[1]} marked KILLED"
+        except Exception as err:  # noqa: BLE001 - the next sweep marks it KILLED (its process is gone by then)
+            marked = f"parent run {self.parent[1]} not marked ({err})"
+        print(f"sweep stopped ({signals.name(stop)}) after {minutes:.1f} min: {len(outcomes)} cells, "
+              f"{counts['FINISHED']} finished, {counts['SKIPPED']} skipped, {counts['KILLED'] + counts['FAILED']} "
+              f"killed or not started; {marked}", file=sys.stderr, flush=True)
+        sys.exit(signals.exit_status(stop))
+
     @staticmethod
-    def _log_summary(parent, outcomes: list[dict]) -> None:
+    def _log_summary(parent, outcomes: list[dict], figure: bool = True) -> None:
         import pandas as pd
 
         table = pd.DataFrame(outcomes, columns=["index", "name", "status", "headline", "summary", "error", "run_id"])
         parent.log_text(table.to_csv(index=False), "sweep_summary.csv")
         parent.log_text(table.drop(columns=["summary"]).to_markdown(index=False), "sweep_summary.md")
-        figure = _headline_figure(parent.uri, [o["run_id"] for o in outcomes if o.get("run_id")])
+        figure = _headline_figure(parent.uri, [o["run_id"] for o in outcomes if o.get("run_id")]) if figure else None
         if figure is not None:
             parent.log_artifact(figure)
             figure.unlink()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import sqlite_store
 from .credentials import split_credentials
 from .errors import HarnessError
 from .names import Tag
@@ -85,6 +86,9 @@ def store_errors(uri: str) -> Iterator[None]:
             raise HarnessError(f"Cannot reach the tracking server {shown_uri(uri)} ({why}, after MLflow's retries): is the "
                                f"server running and reachable? Start it (mlflow server ...) or fix {STORE_SETTING}.") from None
         first = (text.strip().splitlines() or [type(err).__name__])[0][:300]
+        if uri.startswith("sqlite:") and "readonly database" in text:
+            raise HarnessError(f"The tracking store {shown_uri(uri)} is read-only ({first}): make the database and its "
+                               f"folder writable, or point {STORE_SETTING} at a writable store.") from None
         fix = (f"is it an MLflow SQLite database? Move it aside to start a new store, or point {STORE_SETTING} at the "
                "right one" if uri.startswith("sqlite:") else
                f"is the server running and reachable? Start it (mlflow server ...) or fix {STORE_SETTING}")
@@ -104,6 +108,7 @@ def client(uri: str):
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
             raise HarnessError(f"The tracking store {shown_uri(uri)} is not an SQLite database: move it aside to start a "
                                f"new store, or point {STORE_SETTING} at the right one.")
+        sqlite_store.ready(uri, shown_uri(uri), STORE_SETTING)  # created or migrated under its lock, once per process
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
@@ -154,6 +159,8 @@ def prepare_store(uri: str, experiment: str) -> str:
     (set where missing on an experiment made before them; never changed once there); return the experiment id."""
     from mlflow.exceptions import MlflowException
 
+    if uri.startswith("sqlite:///"):  # a read-only store: one line now, not after MLflow's minutes of retries
+        sqlite_store.writable(uri, shown_uri(uri), STORE_SETTING)
     with store_errors(uri):
         c = client(uri)
         for attempt in range(5):
@@ -265,9 +272,13 @@ class Run:
         with store_errors(uri):
             c = client(uri)
             run = c.create_run(experiment_id, run_name=name, tags=tags)
-            items = [Param(k, str(v)) for k, v in params.items()]
-            for i in range(0, len(items), 100):
-                c.log_batch(run.info.run_id, params=items[i : i + 100])
+            try:
+                items = [Param(k, str(v)) for k, v in params.items()]
+                for i in range(0, len(items), 100):
+                    c.log_batch(run.info.run_id, params=items[i : i + 100])
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the caller has the run: it cannot close it
+                c.set_terminated(run.info.run_id, status="KILLED")
+                raise
         return cls(uri, run.info.run_id)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:

@@ -472,17 +472,18 @@ def test_sigterm_marks_a_single_run_killed(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_stops_a_sweep(tmp_path):
-    """SIGTERM to a sweep (a scheduler's time limit): the running cell's run is KILLED, no further cell starts, the
-    summary lists every cell and the parent run ends; nothing is left RUNNING."""
+    """SIGTERM to a sweep's process (a scheduler's time limit): passed on to its worker, whose running cell's run is
+    KILLED; no further cell starts; the summary lists every cell; the parent run is KILLED; exit 143 (issue 20)."""
     proc = start_harness(tmp_path, "-m", "seed=0,1,2", "N=200", "repeats=1", "batch_size=8", "S=20",
                          "hydra.launcher.n_jobs=1")
     wait_for_first_shard(tmp_path, proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=180)
     print(out, err)
-    assert proc.returncode == 1 and "Traceback" not in out + err
-    assert "3 cells, 0 finished, 0 skipped (already finished), 3 failed" in out
-    assert "killed: seed=0 S=20 eta=0 digits/sample: interrupted (signal 15)" in out
-    assert out.count("not started: the sweep was stopped (SIGTERM)") == 2
+    assert proc.returncode == 143 and "Traceback" not in out + err and "leaked semaphore" not in err
+    assert "[killed] cell 1/3 seed=0 S=20 eta=0 digits/sample: interrupted (signal 15)" in err
+    assert "sweep stopped (SIGTERM) after" in err and "3 cells, 0 finished, 0 skipped, 3 killed or not started" in err
     cells, sweep, df = cell_runs(tmp_path)
-    assert list(cells["status"]) == ["KILLED"] and sweep["status"].item() == "FAILED"
+    assert list(cells["status"]) == ["KILLED"] and sweep["status"].item() == "KILLED"
+    summary = Path(mlflow.MlflowClient().download_artifacts(sweep["run_id"].item(), "sweep_summary.csv", str(tmp_path)))
+    assert summary.read_text().count("not started: the sweep was stopped (SIGTERM)") == 2
