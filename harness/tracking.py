@@ -203,13 +203,19 @@ def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether the process runs. A zombie (exited, not yet reaped by its parent: an orphaned worker in a container
+    whose init does not reap) holds its pid but runs nothing, so it counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # Linux: "pid (comm) state ..."; elsewhere the pid alone decides
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def reconcile_orphans(uri: str, experiment: str) -> list[str]:

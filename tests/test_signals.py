@@ -193,3 +193,22 @@ def test_a_worker_between_cells_notes_a_signal_without_raising(monkeypatch):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.2)
     assert signals.received == signal.SIGINT and signals.exit_status(signals.received) == 130
+
+
+def test_a_zombie_counts_as_gone():
+    """An exited process its parent has not reaped (a zombie: an orphaned worker in a container whose init does not
+    reap) keeps its pid but runs nothing: its runs are orphans, so _pid_alive says it is gone."""
+    import subprocess
+    import time
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert _pid_alive(child.pid)
+        child.kill()
+        time.sleep(0.5)  # exited, not yet reaped: a zombie
+        with open(f"/proc/{child.pid}/stat") as f:
+            assert f.read().rpartition(")")[2].split()[0] == "Z"
+        assert not _pid_alive(child.pid)
+    finally:
+        child.wait()
+    assert not _pid_alive(child.pid)
