@@ -12,6 +12,7 @@ import torch
 from .checkpoints import entry_for, resolve
 from .errors import HarnessError
 from .files import file_sha256
+from .hub import is_diffusers_folder, load_source
 from .unet import UNet, build_unet
 
 
@@ -90,15 +91,17 @@ def load_model(
     *,
     ema: bool = True,
     config_name: str = "?",
+    source_info: dict | None = None,
 ) -> dict:
-    """Load a checkpoint file (or a state dict) into ``model`` with strict=True; return the info dict.
+    """Load a checkpoint file (or a state dict, read from ``source_info``'s file) into ``model`` with strict=True;
+    return the info dict.
 
     A key or shape mismatch raises HarnessError naming the file and the config and suggesting the
     ``model=`` config that fits the checkpoint.
     """
     if isinstance(path_or_state, Mapping):
-        state, info = _strip_prefix(path_or_state), {"path": None, "sha256": None, "format": "state_dict",
-                                                      "weights": "as_saved"}
+        state = _strip_prefix(path_or_state)
+        info = dict(source_info or {"path": None, "sha256": None, "format": "state_dict", "weights": "as_saved"})
     else:
         state, info = read_state_dict(path_or_state, ema=ema)
     source = info["path"] or "<state dict>"
@@ -124,18 +127,55 @@ def load_model(
     return info
 
 
+def _fields(architecture: Mapping, keys) -> dict:
+    """The ``keys`` of an architecture mapping as plain values (lists of ints for the lists; num_groups default 32)."""
+    out = {}
+    for k in keys:
+        v = architecture.get(k, 32 if k == "num_groups" else None)
+        out[k] = [int(x) for x in v] if k in ("ch_mult", "attn_resolutions") and v is not None else v
+    return out
+
+
+def _check_architecture(found: Mapping, architecture: Mapping, source: str, config_name: str) -> None:
+    """A diffusers config's architecture against the model config's (dropout aside: it does not act in sampling).
+    The resolution is not in the weights' shapes, so a mismatch there would otherwise load and run silently."""
+    from . import config  # reason: config imports hydra; only needed for this check's advice
+
+    want = _fields(architecture, found)
+    diff = [f"{k} {found[k]} (config: {want[k]})" for k in found if found[k] != want[k]]
+    if not diff:
+        return
+    fits = []
+    for name in config.names("model"):
+        arch = config.load("model", name).get("architecture")
+        if arch is not None and _fields(arch, found) == dict(found):
+            fits.append(name)
+    advice = f"use model={' or model='.join(fits)}" if fits else "no config in conf/model fits it"
+    raise HarnessError(f"checkpoint {source} is another network than model config {config_name!r}: "
+                       f"{'; '.join(diff)}; {advice}, or point model.checkpoint at a {config_name} model.")
+
+
 def load_checkpoint(model_cfg: Mapping) -> tuple[UNet, dict]:
     """Build the UNet of a model config (``name``, ``architecture``, ``checkpoint``) and load its weights.
 
+    The weights come from ``checkpoint.path`` (an official file, or a diffusers UNet2DModel folder), else
+    ``checkpoint.hub`` (a Hugging Face repo id, ``harness.hub``), else the registry entry ``checkpoint.name``.
     Returns the model on the CPU in eval mode and the info dict (path, sha256, format, weights,
-    checkpoint name, config name).
+    checkpoint name, config name; for the diffusers format also hub and note).
     """
     name = model_cfg.get("name", "?")
     ckpt = model_cfg.get("checkpoint") or {}
-    ckpt_name, ema, path = ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path")
-    if ckpt_name is None and path is None:
-        raise HarnessError(f"model config {name!r} has no checkpoint: set model.checkpoint.name or "
-                           "model.checkpoint.path (build_unet gives an untrained model for training).")
+    ckpt_name, ema, path, hub = ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path"), ckpt.get("hub")
+    if ckpt_name is None and path is None and hub is None:
+        raise HarnessError(f"model config {name!r} has no checkpoint: set model.checkpoint.name, .path or .hub "
+                           "(build_unet gives an untrained model for training).")
+    if is_diffusers_folder(path) if path is not None else hub is not None:  # precedence: path, hub, name
+        state, architecture, source_info = load_source(dict(ckpt), name)
+        _check_architecture(architecture, model_cfg["architecture"], source_info["path"], name)
+        model = build_unet(model_cfg["architecture"])
+        info = load_model(model, state, config_name=name, source_info=source_info)
+        info.update(checkpoint=None if path is not None else hub, config=name)
+        return model.eval(), info
     file = resolve(ckpt_name, ema=ema, path=path)
     model = build_unet(model_cfg["architecture"])
     info = load_model(model, file, ema=ema, config_name=name)

@@ -50,6 +50,8 @@ class Tag:
     CHECKPOINT_SHA256 = "checkpoint_sha256"
     CHECKPOINT_PATH = "checkpoint_path"
     CHECKPOINT_WEIGHTS = "checkpoint_weights"
+    CHECKPOINT_HUB = "checkpoint_hub"  # a hub checkpoint: "<repo>@<commit>" (harness.hub)
+    CHECKPOINT_NOTE = "checkpoint_note"  # how a hub model differs from the DDIM code's file (EMA or not, step)
     FEATURE_EXTRACTOR = "feature_extractor"
     FID_REFERENCE = "fid_reference"
     HEADLINE_METRIC = "headline_metric"
