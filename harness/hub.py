@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,9 +98,38 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def read_folder(root: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict, dict]:
-    """A diffusers UNet2DModel folder as (official-layout state dict, architecture, info with path and sha256 of the
-    weights file). The config is checked before the weights are read."""
+def _fields(architecture: Mapping, keys) -> dict:
+    """The ``keys`` of an architecture mapping as plain values (lists of ints for the lists; num_groups default 32)."""
+    out = {}
+    for k in keys:
+        v = architecture.get(k, 32 if k == "num_groups" else None)
+        out[k] = [int(x) for x in v] if k in ("ch_mult", "attn_resolutions") and v is not None else v
+    return out
+
+
+def check_architecture(found: Mapping, architecture: Mapping, source: str, config_name: str) -> None:
+    """A diffusers config's architecture against the ``model=`` config's (dropout aside: it does not act in
+    sampling). The resolution is not in the weights' shapes: without this a mismatch there would load and run."""
+    from . import config  # reason: config imports hydra; only needed for this check's advice
+
+    want = _fields(architecture, found)
+    diff = [f"{k} {found[k]} (config: {want[k]})" for k in found if found[k] != want[k]]
+    if not diff:
+        return
+    fits = []
+    for name in config.names("model"):
+        arch = config.load("model", name).get("architecture")
+        if arch is not None and _fields(arch, found) == dict(found):
+            fits.append(name)
+    advice = f"use model={' or model='.join(fits)}" if fits else "no config in conf/model fits it"
+    raise HarnessError(f"checkpoint {source} is another network than model config {config_name!r}: "
+                       f"{'; '.join(diff)}; {advice}, or point model.checkpoint at a {config_name} model.")
+
+
+def read_folder(root: str | os.PathLike, architecture: Mapping | None = None,
+                config_name: str = "?") -> tuple[dict[str, torch.Tensor], dict]:
+    """A diffusers UNet2DModel folder as (official-layout state dict, info with the path and sha256 of the weights
+    file). Its config is checked first, against ``architecture`` when given, before any weight is read."""
     folder = unet_folder(Path(root).expanduser())
     source = str(folder / "config.json")
     try:
@@ -108,11 +138,12 @@ def read_folder(root: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict,
         raise HarnessError(f"cannot read {source} ({exc}); download the model again.") from None
     if not isinstance(config, dict):
         raise HarnessError(f"{source} is not a JSON object; download the model again.")
-    architecture = architecture_from_config(config, source)
+    found = architecture_from_config(config, source)
+    if architecture is not None:
+        check_architecture(found, architecture, str(folder), config_name)
     file = next(folder / w for w in WEIGHTS if (folder / w).is_file())
-    state = to_official(_read_weights(file), len(architecture["ch_mult"]), str(file))
-    info = {"path": str(file), "sha256": file_sha256(file), "format": "diffusers", "weights": "as_saved"}
-    return state, architecture, info
+    state = to_official(_read_weights(file), len(found["ch_mult"]), str(file))
+    return state, {"path": str(file), "sha256": file_sha256(file), "format": "diffusers", "weights": "as_saved"}
 
 
 def _hub():
@@ -163,7 +194,7 @@ def snapshot(repo: str) -> Path:
             return folder
         except HarnessError:
             continue
-    if incomplete is not None:
+    if incomplete:
         raise HarnessError(f"the cached snapshot of hub repo {repo} is incomplete (an interrupted download) and the "
                            f"hub cannot be reached: {_offline_fix(repo)}.")
     raise HarnessError(f"hub repo {repo} has no UNet2DModel config.json with {WEIGHTS[0]} or {WEIGHTS[1]} at its "
@@ -184,18 +215,18 @@ def check_model(repo: str, config_name: str) -> HubModel | None:
     raise HarnessError(f"hub repo {repo} holds {what}, not model={config_name}'s: {fix}{other}.")
 
 
-def load_source(ckpt: dict, config_name: str) -> tuple[dict[str, torch.Tensor], dict, dict]:
-    """(official-layout state dict, architecture, info) of a diffusers-format checkpoint config: ``hub`` (repo id)
-    or ``path`` (a folder). ``info`` adds hub, weights and note (recorded as run tags)."""
+def load_source(ckpt: Mapping, config_name: str, architecture: Mapping) -> tuple[dict[str, torch.Tensor], dict]:
+    """(official-layout state dict, info) of a diffusers-format checkpoint config, ``path`` (a folder) or ``hub``
+    (a repo id), checked against the ``model=`` config. ``info`` adds hub, weights and note (recorded as run tags)."""
     repo = None if ckpt.get("path") is not None else ckpt.get("hub")  # a local path wins, as over the registry
     known = check_model(repo, config_name) if repo else None
     root = snapshot(repo) if repo else Path(ckpt["path"]).expanduser()
-    state, architecture, info = read_folder(root)
+    state, info = read_folder(root, architecture, config_name)
     if repo:
         info["hub"] = f"{repo}@{root.name}"  # the snapshot folder is named by the commit it holds
     if known is not None:
         info.update(weights=known.weights, note=known.note)
-    return state, architecture, info
+    return state, info
 
 
 def availability(repo: str) -> tuple[bool, str]:

@@ -127,34 +127,6 @@ def load_model(
     return info
 
 
-def _fields(architecture: Mapping, keys) -> dict:
-    """The ``keys`` of an architecture mapping as plain values (lists of ints for the lists; num_groups default 32)."""
-    out = {}
-    for k in keys:
-        v = architecture.get(k, 32 if k == "num_groups" else None)
-        out[k] = [int(x) for x in v] if k in ("ch_mult", "attn_resolutions") and v is not None else v
-    return out
-
-
-def _check_architecture(found: Mapping, architecture: Mapping, source: str, config_name: str) -> None:
-    """A diffusers config's architecture against the model config's (dropout aside: it does not act in sampling).
-    The resolution is not in the weights' shapes, so a mismatch there would otherwise load and run silently."""
-    from . import config  # reason: config imports hydra; only needed for this check's advice
-
-    want = _fields(architecture, found)
-    diff = [f"{k} {found[k]} (config: {want[k]})" for k in found if found[k] != want[k]]
-    if not diff:
-        return
-    fits = []
-    for name in config.names("model"):
-        arch = config.load("model", name).get("architecture")
-        if arch is not None and _fields(arch, found) == dict(found):
-            fits.append(name)
-    advice = f"use model={' or model='.join(fits)}" if fits else "no config in conf/model fits it"
-    raise HarnessError(f"checkpoint {source} is another network than model config {config_name!r}: "
-                       f"{'; '.join(diff)}; {advice}, or point model.checkpoint at a {config_name} model.")
-
-
 def load_checkpoint(model_cfg: Mapping) -> tuple[UNet, dict]:
     """Build the UNet of a model config (``name``, ``architecture``, ``checkpoint``) and load its weights.
 
@@ -170,8 +142,7 @@ def load_checkpoint(model_cfg: Mapping) -> tuple[UNet, dict]:
         raise HarnessError(f"model config {name!r} has no checkpoint: set model.checkpoint.name, .path or .hub "
                            "(build_unet gives an untrained model for training).")
     if is_diffusers_folder(path) if path is not None else hub is not None:  # precedence: path, hub, name
-        state, architecture, source_info = load_source(dict(ckpt), name)
-        _check_architecture(architecture, model_cfg["architecture"], source_info["path"], name)
+        state, source_info = load_source(dict(ckpt), name, model_cfg["architecture"])
         model = build_unet(model_cfg["architecture"])
         info = load_model(model, state, config_name=name, source_info=source_info)
         info.update(checkpoint=None if path is not None else hub, config=name)
