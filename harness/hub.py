@@ -27,7 +27,7 @@ from .errors import HarnessError
 from .files import file_sha256
 
 WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-INSTALL = "pip install huggingface_hub (or the harness's [hub] extra)"
+INSTALL = "pip install -e '.[hub]' (huggingface_hub and safetensors)"
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,11 @@ def unet_folder(root: Path) -> Path:
 def _read_weights(file: Path) -> dict[str, torch.Tensor]:
     fix = "delete it and download the model again"
     if file.suffix == ".safetensors":
-        from safetensors import SafetensorError  # optional dependency (only diffusers-format checkpoints need it)
-        from safetensors.torch import load_file
+        try:
+            from safetensors import SafetensorError  # optional dependency: only diffusers-format checkpoints need it
+            from safetensors.torch import load_file
+        except ImportError:
+            raise HarnessError(f"{file} needs the safetensors package: {INSTALL}.") from None
 
         try:
             return load_file(str(file), device="cpu")
