@@ -333,11 +333,19 @@ def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool)
 
 def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
-    exists (a file, or a diffusers UNet2DModel folder)."""
+    exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
+    online)."""
     from .runtime import select_device
 
     select_device(cell.device)
-    path = (cell.model.get("checkpoint") or {}).get("path")
+    path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
+    if hub and not path:
+        from .hub import availability, check_model  # reason: harness.hub imports torch
+
+        check_model(hub, cell.model.get("name"))
+        ok, text = availability(hub)
+        if not ok and not cell.dry_run:  # a dry run lists it among the missing inputs
+            raise HarnessError(text.removeprefix("missing: ") + ".")
     if path and not Path(path).expanduser().exists():
         raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
     if path and Path(path).expanduser().is_dir():
