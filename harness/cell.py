@@ -104,6 +104,7 @@ class Cell:
     fail_after_batches: int | None = None
     parts: int = 1  # jobs the cell is split into (harness.parts); never part of a key
     part: int | None = None  # which of them this job is (0..parts-1); None: the whole cell
+    rehearsal: bool = False  # stand-in files (harness.rehearsal): its runs are tagged, its data not checksummed
     config: Mapping = field(default_factory=dict, compare=False, repr=False)  # the whole resolved config, for the record
 
     @classmethod
@@ -170,6 +171,7 @@ class Cell:
             device=device, dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
             tracking=Tracking(cfg.tracking.get("uri"), str(cfg.tracking.experiment)),
             fail_after_batches=None if fail_after is None else int(fail_after), parts=parts, part=part,
+            rehearsal=bool(cfg.get("rehearsal", False)),
             config=_frozen(cfg),
         )
         cell.nfe  # a tau the sampler refuses (repeated or too close timesteps) is refused here
@@ -334,7 +336,8 @@ def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool)
 def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
     exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
-    online)."""
+    online), the data folder the cell reads is there and (outside a rehearsal) the published one."""
+    from .preflight import check_data
     from .runtime import select_device
 
     select_device(cell.device)
@@ -352,6 +355,7 @@ def check_environment(cell: Cell) -> None:
         from .hub import unet_folder  # reason: harness.hub imports torch, which only a folder checkpoint needs here
 
         unet_folder(Path(path).expanduser())
+    check_data(cell)
 
 
 def relative(path: str | os.PathLike) -> str:

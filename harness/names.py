@@ -61,6 +61,7 @@ class Tag:
     ERROR = "error"
     NONFINITE_METRICS = "nonfinite_metrics"  # the metrics of a run that are NaN or +-inf, comma-separated (flagged)
     FEATURES_PREFIX = "features."  # features.<metric> = the feature space a metric was computed in
+    REHEARSAL = "rehearsal"  # "true" on the runs of a rehearsal (harness.rehearsal: stand-in weights and data)
 
 
 class Metric:

@@ -4,12 +4,16 @@
 * ``celeba64-train`` / ``celeba64-test``, ``lsun_bedroom-train``, ``lsun_church-train``: a dataset folder read with
   the official preprocessing (CelebA's 128x128 crop resized to 64; LSUN's resize to 256 and centre crop, first 50,000
   images), by harness.datasets.
-* CIFAR-10 uses torch-fidelity's own ``cifar10-train`` / ``cifar10-val`` (torchvision's files under the data root;
-  torch-fidelity downloads them when allowed).
+* ``cifar10-train`` / ``cifar10-val``: the CIFAR-10 python batches under the data root, read by
+  harness.datasets.cifar10. These names are torch-fidelity's own inputs, which go through torchvision's ``CIFAR10``:
+  its md5 check fails on any copy but the original files and it then tries to download (a long URLError traceback
+  offline, after the sampling). The harness replaces them with the same images in the same order read from the
+  folder; a missing folder is downloaded (``ensure_data``) and, outside a rehearsal, a folder that differs from the
+  published files is refused (harness.preflight) before any sampling.
 
 ``reference_fingerprint`` names what a reference's features depend on (the data itself for the harness's own
-references: the digits' bytes, or the preprocessing, split, count and image names of a folder; torch-fidelity's
-fixed, md5-checked inputs by their name), so cached reference features are never reused for changed data.
+references: the digits' bytes, or the preprocessing, split, count and image names or checksums of a folder), so
+cached reference features are never reused for changed data.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ DATA_REFERENCES = {
     "celeba64-test": ("celeba", "test"),
     "lsun_bedroom-train": ("lsun_bedroom", "train"),
     "lsun_church-train": ("lsun_church", "train"),
+    "cifar10-train": ("cifar10", "train"),
+    "cifar10-val": ("cifar10", "test"),
 }
-# torch-fidelity's own inputs that read a harness dataset's files (it downloads them when allowed)
-FIDELITY_DATA_REFERENCES = {"cifar10-train": ("cifar10", "train"), "cifar10-val": ("cifar10", "test")}
+REPLACED = ("cifar10-train", "cifar10-val")  # torch-fidelity's inputs of these names are replaced (module docstring)
 _MARK = "_ddim_harness_registered"
 
 
@@ -96,7 +101,10 @@ def register() -> None:
     factories = {name: _digits_factory(split) for name, split in DIGITS_REFERENCES.items()}
     factories.update({name: _data_factory(*where) for name, where in DATA_REFERENCES.items()})
     for name, factory in factories.items():
-        register_once(DATASETS_REGISTRY, torch_fidelity.register_dataset, "input", name, factory)
+        if name in REPLACED:
+            DATASETS_REGISTRY[name] = factory
+        else:
+            register_once(DATASETS_REGISTRY, torch_fidelity.register_dataset, "input", name, factory)
 
 
 register()
@@ -121,7 +129,7 @@ def datasets_root(reference: str, root: str | Path | None) -> Path:
 
 def data_problem(reference: str, root: Path) -> str | None:
     """``check_available``'s message when a reference backed by a harness dataset lacks its files, else None."""
-    where = DATA_REFERENCES.get(reference) or FIDELITY_DATA_REFERENCES.get(reference)
+    where = DATA_REFERENCES.get(reference)
     if where is None:
         return None
     from .datasets import check_available
@@ -149,12 +157,24 @@ def reference_fingerprint(reference: str, root: Path) -> str:
     return reference
 
 
+def ensure_data(reference: str, root: Path, download: bool = True, dataset_cfg: dict | None = None) -> None:
+    """The reference's dataset folder is there, downloaded now if missing and the harness can fetch it (CIFAR-10),
+    else one HarnessError saying where to get it. ``dataset_cfg``: the cell's dataset config (its download_url)."""
+    if reference not in DATA_REFERENCES:
+        return
+    from .datasets import ensure_available
+
+    dataset, split = DATA_REFERENCES[reference]
+    try:
+        ensure_available({**(dataset_cfg or {}), "name": dataset, "root": str(root)}, split, download)
+    except HarnessError as err:
+        raise HarnessError(f"metrics reference {reference}: {err}") from None
+
+
 def reference_images(reference: str, root: Path, download: bool = True) -> Dataset:
     """The reference's images (uint8 [C, H, W] items); a missing dataset is one HarnessError saying where to get it."""
     check_reference(reference)
-    problem = data_problem(reference, root)
-    if problem and not (download and reference in FIDELITY_DATA_REFERENCES):
-        raise HarnessError(f"metrics reference {reference}: {problem}")
+    ensure_data(reference, root, download)
     factory = DATASETS_REGISTRY[reference]
     if not ours(factory):
         os.makedirs(root, exist_ok=True)

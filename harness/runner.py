@@ -178,7 +178,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     tags = {
         Tag.KIND: "cell", Tag.CELL_KEY: cell.key, Tag.SWEEP_ID: sweep.get("id"), Tag.DEVICE: str(device),
         Tag.DEVICE_NAME: device_name(device), Tag.THREADS: threads, Tag.CELL_DIR: relative(cell.images_dir),
-        **tracking.source_tags(cell.description),
+        **tracking.source_tags(cell.description), **({Tag.REHEARSAL: "true"} if cell.rehearsal else {}),
         **{f"version.{k}": v for k, v in package_versions().items()},
     }
     from .runtime import git_commit

@@ -95,7 +95,7 @@ class SweepCallbacks(Callback):
         configure_console(bool(config.get("verbose", False)))
         try:
             cells = compose_cells(config)
-            for cell in {c.device: c for c in cells}.values():  # one cell per device asked for
+            for cell in {(c.device, c.job, c.dataset.get("name"), c.dataset.get("root")): c for c in cells}.values():
                 check_environment(cell)
             if config.get("dry_run"):
                 from .dryrun import print_plan
@@ -115,6 +115,7 @@ class SweepCallbacks(Callback):
             parent = tracking.Run.start(
                 uri, experiment, sweep_name(jobs), {"cells": len(cells)},
                 {Tag.KIND: "sweep", Tag.SWEEP_ID: sweep_id, "dataset": ",".join(names[0]), "job": ",".join(names[1]),
+                 **({Tag.REHEARSAL: "true"} if any(c.rehearsal for c in cells) else {}),
                  **tracking.source_tags(description)})
             self.parent = (uri, parent.run_id)
         except HarnessError as err:

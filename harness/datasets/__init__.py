@@ -88,6 +88,26 @@ def check_available(dataset_cfg: Mapping, split: str) -> str | None:
     return _module(name).check_available(dataset_cfg, split)
 
 
+def ensure_available(dataset_cfg: Mapping, split: str, download: bool = True) -> None:
+    """The split's folder is there: downloaded now when missing and the dataset's module can fetch it
+    (``download_folder``: CIFAR-10), else one HarnessError naming the path and where to get it."""
+    problem = check_available(dataset_cfg, split)
+    if problem and download and dataset_cfg["name"] in _MODULES and hasattr(_module(dataset_cfg["name"]), "download_folder"):
+        _module(dataset_cfg["name"]).download_folder(dataset_cfg)
+        problem = check_available(dataset_cfg, split)
+    if problem:
+        raise HarnessError(problem)
+
+
+def published_problem(dataset_cfg: Mapping) -> str | None:
+    """How the dataset's folder differs from the published files, where the harness knows their checksums
+    (CIFAR-10), in one line naming the fix; None when it does not (or no checksums are known)."""
+    if dataset_cfg["name"] not in _MODULES:
+        return None
+    check = getattr(_module(dataset_cfg["name"]), "published_problem", None)
+    return check(dataset_cfg) if check else None
+
+
 def _require(dataset_cfg: Mapping, split: str):
     module = _module(dataset_cfg["name"])
     problem = module.check_available(dataset_cfg, split)
