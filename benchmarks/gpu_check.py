@@ -3,8 +3,8 @@ whole check ends within about 8 minutes (the caps add up to 460 s, plus starting
 
 1. ``benchmarks/gpu.py`` (fewer repeats than its defaults): the CIFAR-10 U-Net per precision and compile mode, the
    whole sampler, the sampler overhead;
-2. ``benchmarks/precision.py --models cifar10 --device cuda`` (``--N 512``): how far bf16/tf32/compiled samples move
-   from fp32 eager;
+2. ``benchmarks/precision.py --models cifar10 --device cuda`` (``--N 256``, one batch per set): how far
+   bf16/tf32/compiled samples move from fp32 eager;
 3. a rehearsal cell of the CIFAR-10 architecture through the harness's own command line: 5,000 images at S=100
    (quad tau, eta 0) in bf16 with ``compile=default``, sampled and scored (Inception FID against the cifar10-train
    reference), on stand-in files made by ``harness.rehearsal`` in a temporary folder: a random official-format
@@ -40,23 +40,30 @@ import torch
 from common import RESULTS, ROOT, Bench, device_tag
 
 STEPS = ("gpu", "precision", "rehearsal_cell")
-CAPS = {"gpu": 220, "precision": 130, "rehearsal_cell": 110}  # seconds; limits chosen to fit 8 minutes, not measured
+CAPS = {"gpu": 210, "precision": 120, "rehearsal_cell": 130}  # seconds; limits chosen to fit 8 minutes, not measured
 CELL = {"N": 5000, "S": 100, "eta": 0, "batch_size": 500, "precision": "bf16", "compile": "default"}
 SMOKE_CELL = {"N": 4, "S": 2, "eta": 0, "batch_size": 4, "precision": "fp32", "compile": "none",
               "metrics.kid_subset_size": 2, "metrics.prc_neighborhood": 1}
 
 
 def step_commands(out: Path, smoke: bool) -> dict[str, list[str]]:
-    """The benchmark scripts' command lines (the rehearsal cell's is made once its stand-ins exist)."""
+    """The benchmark scripts' command lines (the rehearsal cell's is made once its stand-ins exist). They write to
+    benchmarks/results by default: ``--out`` only for another folder, so committed JSONs hold no absolute path."""
     py = sys.executable
+    to = [] if out == RESULTS else ["--out", str(out)]
     if smoke:
-        return {"gpu": [py, "benchmarks/gpu.py", "--smoke", "--out", str(out)],
+        return {"gpu": [py, "benchmarks/gpu.py", "--smoke", *to],
                 "precision": [py, "benchmarks/precision.py", "--models", "digits", "--device", "cpu", "--N", "8",
-                              "--batch", "8", "--S", "2", "--etas", "0", "--out", str(out)]}
-    return {"gpu": [py, "benchmarks/gpu.py", "--repeats", "5", "--sampler-repeats", "1", "--overhead-repeats", "2",
-                    "--out", str(out)],
-            "precision": [py, "benchmarks/precision.py", "--models", "cifar10", "--device", "cuda", "--N", "512",
-                          "--out", str(out)]}
+                              "--batch", "8", "--S", "2", "--etas", "0", *to]}
+    return {"gpu": [py, "benchmarks/gpu.py", "--repeats", "5", "--warmup", "2", "--sampler-repeats", "1",
+                    "--overhead-repeats", "1", *to],
+            "precision": [py, "benchmarks/precision.py", "--models", "cifar10", "--device", "cuda", "--N", "256", *to]}
+
+
+def shown(cmd: list[str], tmp: str | None = None) -> str:
+    """A command as recorded: ``python`` for the interpreter, ``<tmp>`` for the stand-ins' temporary folder."""
+    text = shlex.join(["python", *cmd[1:]] if cmd[0] == sys.executable else cmd)
+    return text.replace(tmp, "<tmp>") if tmp else text
 
 
 def cell_command(files: dict[str, Path], cell: dict, device: str) -> list[str]:
@@ -80,9 +87,9 @@ def make_cell_files(root: Path, smoke: bool) -> dict[str, Path]:
             "inception": write_inception_weights(root / INCEPTION_FILE)}
 
 
-def run_step(name: str, cmd: list[str], cap: float, env: dict) -> dict:
+def run_step(name: str, cmd: list[str], cap: float, env: dict, tmp: str) -> dict:
     """Run one step (its output streams to the console); stop it at ``cap`` seconds."""
-    print(f"\n=== {name} (cap {cap:g} s): {shlex.join(cmd)}", flush=True)
+    print(f"\n=== {name} (cap {cap:g} s): {shown(cmd)}", flush=True)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
@@ -92,7 +99,7 @@ def run_step(name: str, cmd: list[str], cap: float, env: dict) -> dict:
         code, capped = proc.wait(), True
     seconds = time.perf_counter() - start
     print(f"=== {name}: {'STOPPED at its cap' if capped else f'exit {code}'} after {seconds:.1f} s", flush=True)
-    return {"step": name, "command": shlex.join(cmd), "cap_s": cap, "seconds": round(seconds, 1), "exit": code,
+    return {"step": name, "command": shown(cmd, tmp), "cap_s": cap, "seconds": round(seconds, 1), "exit": code,
             "hit_cap": capped}
 
 
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         placeholder = {k: Path(f"<stand-ins>/{k}") for k in ("root", "data", "checkpoint", "inception")}
         commands["rehearsal_cell"] = cell_command(placeholder, cell, device)
         for step in steps:
-            print(f"{step} (cap {caps[step]:g} s): {shlex.join(commands[step])}")
+            print(f"{step} (cap {caps[step]:g} s): {shown(commands[step])}")
         print(f"caps total {sum(caps[s] for s in steps):g} s; JSONs to {out}")
         return 0
     if not args.smoke and not torch.cuda.is_available():
@@ -154,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         env["DDIM_HARNESS_CACHE"] = str(Path(tmp) / "cache")  # verified weights copies etc. stay in the temp folder
         for step in steps:
             if step != "rehearsal_cell":
-                records.append(run_step(step, commands[step], caps[step], env))
+                records.append(run_step(step, commands[step], caps[step], env, tmp))
                 continue
             start = time.perf_counter()
             files = make_cell_files(Path(tmp), args.smoke)
             made = time.perf_counter() - start
-            record = run_step(step, cell_command(files, cell, device), caps[step], env)
+            record = run_step(step, cell_command(files, cell, device), caps[step], env, tmp)
             record["stand_ins_s"] = round(made, 1)
             records.append(record)
             cell_bench = Bench("rehearsal_cell", argparse.Namespace(cell=cell, device=device, smoke=args.smoke))

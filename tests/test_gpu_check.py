@@ -30,7 +30,8 @@ def test_dry_run_lists_the_three_steps_within_eight_minutes():
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(" (cap ", 1) for line in result.stdout.splitlines() if " (cap " in line)
     assert list(lines) == ["gpu", "precision", "rehearsal_cell"]
-    assert "benchmarks/gpu.py" in lines["gpu"]
+    assert lines["gpu"].split("): ", 1)[1].startswith("python benchmarks/gpu.py")
+    assert "--out" not in lines["gpu"] + lines["precision"]  # default folder: the JSONs hold no absolute path
     assert "benchmarks/precision.py --models cifar10 --device cuda" in lines["precision"]
     for setting in ("model=cifar10", "N=5000", "S=100", "precision=bf16", "compile=default", "device=cuda",
                     "rehearsal=true", "job=sample"):
@@ -53,6 +54,8 @@ def test_smoke_runs_every_step_on_the_cpu(tmp_path):
     assert names == ["gpu-smoke-cpu.json", "gpu_check-cpu.json", "precision-cpu.json", "rehearsal_cell-cpu.json"]
     check = json.loads((tmp_path / "gpu_check-cpu.json").read_text())["results"]
     assert [s["step"] for s in check["steps"]] == ["gpu", "precision", "rehearsal_cell"] and not check["failed"]
+    assert all(s["command"].startswith("python ") for s in check["steps"])
+    assert "dataset.root=<tmp>/data" in check["steps"][2]["command"].split()  # the temporary folder, not its path
     cell = json.loads((tmp_path / "rehearsal_cell-cpu.json").read_text())["results"]
     (run_,) = cell["runs"]
     assert run_["status"] == "FINISHED" and run_["tags"]["rehearsal"] == "true"

@@ -5,6 +5,7 @@ diffusers' own forward on the same inputs. No network: the hub is only ever offl
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 from omegaconf import OmegaConf
+from clitools import cells, harness, runs
 from safetensors.torch import save_file
 
 from harness.checkpoints import availability
@@ -249,3 +251,40 @@ def test_a_folder_that_is_not_a_unet_folder_is_one_line(tmp_path):
     with pytest.raises(HarnessError) as err:
         load_checkpoint(model_config("cifar10", path=str(tmp_path)))
     assert "config.json" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_hub_checkpoint_is_part_of_the_cell_identity_only_when_set():
+    plain, hub = cells("dataset=cifar10")[0], cells("dataset=cifar10", "model.checkpoint.hub=google/ddpm-cifar10-32")[0]
+    assert "hub" not in plain._checkpoint()  # the keys of every earlier cell stay as they were
+    assert hub.key != plain.key and hub.images_key != plain.images_key
+    assert hub.params()["checkpoint"] == "google/ddpm-cifar10-32"
+
+
+@pytest.mark.slow  # one Table 1 cell through the command line: sampling, Inception scoring, MLflow
+def test_table1_cifar10_preset_runs_from_a_hub_checkpoint(tmp_path, monkeypatch):
+    """The Table 1 CIFAR-10 preset (one cell of it) from google/ddpm-cifar10-32 as the hub cache holds it after a
+    download, offline, on stand-in data and Inception weights (harness.rehearsal): the run finishes and records
+    the weights file's sha256, the repo and commit, and how the hub model differs from the DDIM code's file."""
+    from harness.rehearsal import INCEPTION_FILE, write_cifar10, write_inception_weights
+
+    unet = hub_unet("cifar10", seed=5)
+    unet.save_pretrained(tmp_path / "download")
+    snapshot = fake_hub_cache(tmp_path / "hf-cache", "google/ddpm-cifar10-32", tmp_path / "download")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_cifar10(tmp_path / "data")
+    weights = write_inception_weights(tmp_path / INCEPTION_FILE)
+    harness(tmp_path, "sweeps=table1_cifar10", "N=4", "S=2", "eta=0", "batch_size=4", "rehearsal=true",
+            "device=cpu", "hydra.launcher.n_jobs=1", f"dataset.root={tmp_path / 'data'}",
+            "model.checkpoint.hub=google/ddpm-cifar10-32", f"metrics.weights_path={weights}")
+    found = runs(tmp_path)
+    found = found[found["tags.kind"] == "cell"]
+    assert len(found) == 1
+    run = found.iloc[0]
+    assert run["status"] == "FINISHED" and run["params.checkpoint"] == "google/ddpm-cifar10-32"
+    sha = hashlib.sha256((snapshot / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    assert run["tags.checkpoint_sha256"] == sha
+    assert run["tags.checkpoint_hub"] == f"google/ddpm-cifar10-32@{snapshot.name}"
+    assert run["tags.checkpoint_weights"] == "unstated" and "790000" in run["tags.checkpoint_note"]
+    assert run["tags.rehearsal"] == "true" and run["metrics.images_sampled"] == 4
+    assert math.isfinite(run["metrics.fid"])
