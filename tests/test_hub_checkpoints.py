@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from clitools import cells, harness, runs
 from safetensors.torch import save_file
 
-from harness.checkpoints import availability
+from harness.checkpoints import REGISTRY, availability
 from harness.diffusers_format import architecture_from_config
 from harness.errors import HarnessError
 from harness.hub import HUB_MODELS
@@ -198,6 +198,7 @@ def test_registry_names_a_hub_repo_for_each_paper_model_but_celeba():
     assert not any(m.model == "celeba" for m in HUB_MODELS.values())  # the authors' CelebA 64 model is not there
     for m in HUB_MODELS.values():
         assert m.weights == ("ema" if "-ema-" in m.repo else "unstated" if m.repo.endswith("cifar10-32") else "raw")
+        assert m.official is None or m.official in REGISTRY  # the DDIM code's file for the same model
 
 
 def test_the_hubs_lsun_config_is_the_lsun_architecture():
