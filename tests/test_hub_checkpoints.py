@@ -192,6 +192,15 @@ def test_hub_repo_of_another_model_is_refused_before_download(offline_cache):
         load_checkpoint(model_config("lsun_church", hub="google/ddpm-ema-bedroom-256"))
 
 
+def test_a_hub_checkpoint_is_checked_before_any_cell_runs(offline_cache):
+    from harness.cell import check_environment
+
+    for hub, message in [("google/ddpm-ema-celebahq-256", "CelebA-HQ"), ("google/ddpm-cifar10-32", "HF_HUB_OFFLINE=1")]:
+        cell = cells("dataset=cifar10", f"model.checkpoint.hub={hub}")[0]
+        with pytest.raises(HarnessError, match=message):
+            check_environment(cell)
+
+
 def test_registry_names_a_hub_repo_for_each_paper_model_but_celeba():
     for name in ("cifar10", "lsun_church", "lsun_bedroom"):
         assert any(m.model == name for m in HUB_MODELS.values())
