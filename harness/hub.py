@@ -170,7 +170,7 @@ def snapshot(repo: str) -> Path:
         raise HarnessError(f"model.checkpoint.hub={repo!r} is not a hub repo id: use <owner>/<name>, e.g. "
                            "google/ddpm-cifar10-32.")
     hub = _hub()
-    from huggingface_hub import errors  # optional dependency (see _hub)
+    from huggingface_hub import constants, errors  # optional dependency (see _hub)
 
     incomplete = False
     for weights in WEIGHTS:  # safetensors first: the .bin only for repos that have no safetensors
@@ -184,8 +184,8 @@ def snapshot(repo: str) -> Path:
             incomplete = True
             continue
         except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled):
-            where = hub.constants.HF_HUB_CACHE
-            why = "HF_HUB_OFFLINE=1" if hub.constants.HF_HUB_OFFLINE else "the hub cannot be reached"
+            where = constants.HF_HUB_CACHE
+            why = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
             raise HarnessError(f"hub repo {repo} is not in the Hugging Face cache ({where}) and {why}: "
                                f"{_offline_fix(repo)}.") from None
         except (errors.HfHubHTTPError, OSError, ValueError) as exc:
@@ -238,10 +238,12 @@ def availability(repo: str) -> tuple[bool, str]:
         hub = _hub()
     except HarnessError as err:
         return False, str(err)
+    from huggingface_hub import constants  # optional dependency (see _hub)
+
     cached = hub.try_to_load_from_cache(repo, "config.json")
     cached_unet = hub.try_to_load_from_cache(repo, "unet/config.json")
     if isinstance(cached, str) or isinstance(cached_unet, str):
         return True, f"hub {repo} (in the Hugging Face cache)"
-    if hub.constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE:
         return False, f"missing: hub {repo} is not in the Hugging Face cache and HF_HUB_OFFLINE=1: {_offline_fix(repo)}"
-    return True, f"will download hub {repo} into {hub.constants.HF_HUB_CACHE}"
+    return True, f"will download hub {repo} into {constants.HF_HUB_CACHE}"

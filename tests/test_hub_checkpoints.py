@@ -4,15 +4,17 @@ hub's 2022 key names and .bin files, the hub's cache layout), loaded through the
 diffusers' own forward on the same inputs. No network: the hub is only ever offline here."""
 
 import hashlib
+import http.server
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
 from diffusers import UNet2DModel
+from huggingface_hub import constants as hub_constants
 from omegaconf import OmegaConf
 from clitools import cells, harness, runs
 from safetensors.torch import save_file
@@ -157,8 +159,8 @@ def fake_hub_cache(cache: Path, repo: str, folder: Path, commit="0123456789abcde
 def offline_cache(tmp_path, monkeypatch):
     cache = tmp_path / "hf-cache"
     cache.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     return cache
 
 
@@ -182,6 +184,37 @@ def test_hub_repo_missing_offline_is_one_line(offline_cache):
         load_checkpoint(model_config("cifar10", hub="google/ddpm-cifar10-32"))
     message = str(err.value)
     assert "\n" not in message and "HF_HUB_OFFLINE=1" in message and "model.checkpoint.path=" in message
+
+
+class FakeHub(http.server.BaseHTTPRequestHandler):
+    """The hub's API as a local server: repos named "missing" do not exist (404 RepoNotFound), the rest fail (500)."""
+
+    def do_GET(self):
+        missing = "/missing/" in self.path
+        self.send_response(404 if missing else 500)
+        if missing:
+            self.send_header("X-Error-Code", "RepoNotFound")
+        self.end_headers()
+        self.wfile.write(b'{"error": "Repository not found"}' if missing else b"down")
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def test_hub_errors_online_are_one_line(offline_cache, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(hub_constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    try:
+        for repo, message in [("someone/missing", "does not exist"), ("google/ddpm-cifar10-32", "cannot be reached")]:
+            with pytest.raises(HarnessError) as err:
+                load_checkpoint(model_config("cifar10", hub=repo))
+            assert message in str(err.value) and "\n" not in str(err.value)
+    finally:
+        server.shutdown()
 
 
 def test_hub_repo_of_another_model_is_refused_before_download(offline_cache):
