@@ -41,7 +41,12 @@ def default_workers() -> int:
 
 
 def workers_of(config: DictConfig) -> int:
-    n = config.hydra.launcher.get("n_jobs")
+    """The cells a sweep runs at once: ``n_jobs``, one per core or GPU by default, one under Hydra's in-process
+    ``hydra/launcher=basic`` (which runs them one after the other; the rehearsal uses it)."""
+    launcher = config.hydra.launcher
+    if str(launcher.get("_target_", "")).endswith("BasicLauncher"):
+        return 1
+    n = launcher.get("n_jobs")
     return int(n) if n else default_workers()
 
 

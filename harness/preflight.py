@@ -1,6 +1,7 @@
 """What a cell reads from disk, checked before any sampling, so that a missing or wrong file costs seconds rather
 than the hours of sampling before it: the dataset folder of the FID reference (a sample cell) or of the held-out
-split (a reconstruction cell) is there, downloaded now when the harness can fetch it (CIFAR-10), and, outside a rehearsal, identical to the published files where the harness knows their
+split (a reconstruction cell) is there, downloaded now when the harness can fetch it (CIFAR-10), the feature
+extractor's weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
 checksums (``harness/datasets/cifar10.md5``). A rehearsal (harness.rehearsal) reads stand-ins, which differ by design.
 """
 
@@ -13,6 +14,10 @@ from .errors import HarnessError
 def check_data(cell) -> None:
     """HarnessError (one line naming the difference and the fix) unless the cell's data folder is ready."""
     dataset = dict(cell.dataset)
+    if cell.job == "sample" and not cell.is_exact:
+        from .features import verified_weights  # torch-fidelity: only for the cells that score images
+
+        verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
     if cell.job == "sample":

@@ -167,6 +167,20 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
 
 
+def out_of_memory(cell: Cell, device, err: BaseException) -> str | None:
+    """One line for a device that ran out of memory (torch.OutOfMemoryError, CUDA's included), naming the smaller
+    batch sizes that fit; None for any other error. The images sampled before it stay in the cell's folder."""
+    import torch  # reason: the runner's module is imported by the command line before torch is needed
+
+    if not isinstance(err, torch.OutOfMemoryError):
+        return None
+    what = (str(err).strip().splitlines() or ["out of memory"])[0][:160]
+    b, mb = cell.batch_size, int(cell.metrics.get("batch_size") or cell.batch_size)
+    return (f"out of memory on {device} at batch_size={b} ({what}): rerun with batch_size={max(1, b // 2)} (or "
+            f"metrics.batch_size={max(1, mb // 2)} if it ran out while scoring); the images sampled so far stay in "
+            f"{relative(cell.images_dir)} and are not sampled again.")
+
+
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,
          name: str, crash: bool = False) -> Outcome:
     from .jobs import JOBS
@@ -214,11 +228,12 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
         print(f"[killed] {label}: {how} (run {run.run_id}, marked KILLED)", file=sys.stderr)
         return Outcome(index, job, "KILLED", error=how, run_id=run.run_id)
     except BaseException as err:  # noqa: BLE001 - the cell fails alone, with its message on its run
-        message = str(err) if isinstance(err, HarnessError) else f"{type(err).__name__}: {err}"
+        oom = out_of_memory(cell, device, err)
+        message = str(err) if isinstance(err, HarnessError) else oom or f"{type(err).__name__}: {err}"
         if cell.part is not None:
             parts.part_failed(cell, run, "failed", message)
-        run.fail(err)
-        if not isinstance(err, HarnessError):
+        run.fail(HarnessError(oom) if oom else err)
+        if not isinstance(err, HarnessError) and not oom:
             log.exception("cell %s failed", job)
         print(f"[failed] {label}: {message} (run {run.run_id})", file=sys.stderr)
         return Outcome(index, job, "FAILED", error=message, run_id=run.run_id)

@@ -90,7 +90,7 @@ def download_folder(dataset_cfg: Mapping) -> Path:
     root, url = data_root(dataset_cfg), download_url(dataset_cfg)
     archive = root / ARCHIVE
     fix = f"retry, or download {url} yourself and extract it into {root} (offline: copy cifar-10-batches-py/ there)"
-    print(f"CIFAR-10 not found in {root}: downloading {url} (about 163 MB)", flush=True)
+    print(f"CIFAR-10 not found in {root}: downloading {url}", flush=True)
     try:
         download(url, archive, md5=published_md5()[ARCHIVE], fix=fix)
         extract_archive(archive, root)

@@ -19,7 +19,7 @@ from .galleries import consistency_and_interpolation, sample_grids
 from .latex import standalone_tex, table_tex
 from .provenance import provenance_section
 from .render import Section, write_document
-from .runs import RunSet, load_runs
+from .runs import REHEARSAL_BANNER, RunSet, load_runs
 from .tables import ReportTable, build_tables
 from .texcheck import LatexCheck, check_latex
 from .timing import timing_lines
@@ -35,6 +35,7 @@ class Options:
     experiment: str = "ddim-harness"
     datasets: list[str] | None = None
     latex_check: bool = False
+    rehearsal: bool = False  # a report of a rehearsal's runs (stand-in files), under a banner on every page
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _remove_stale(out: Path, written: list[Path]) -> None:
 
 def build_report(opts: Options) -> Result:
     start = time.perf_counter()
-    runs = load_runs(opts.tracking_uri, opts.experiment, opts.datasets)
+    runs = load_runs(opts.tracking_uri, opts.experiment, opts.datasets, opts.rehearsal)
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise HarnessError(f"The report folder {out} is a file; choose another --out.")
@@ -84,10 +85,13 @@ def build_report(opts: Options) -> Result:
             write_document(content, path, title)
         result.files.append(path)
 
+    title = f"{REHEARSAL_BANNER}: {TITLE}" if runs.rehearsal else TITLE
     table_sections = []
     for t in tables:
         names = [f"{t.key}.md", f"{t.key}.csv", f"{t.key}_long.csv", f"{t.key}.tex"]
         table_sections.append(sections.table_section(t, names))
+        if runs.rehearsal:  # the paper's values beside a rehearsal's: said in the title of every table
+            table_sections[-1].title = f"{REHEARSAL_BANNER}: {table_sections[-1].title}"
         for name, content in zip(names, [table_sections[-1:], t.display_frame(), t.long_frame(), table_tex(t)]):
             write(name, content)
     write("tables.tex", standalone_tex([t.key for t in tables]))
@@ -111,15 +115,17 @@ def build_report(opts: Options) -> Result:
 
     claim_secs = sections.claims_sections(result.claims, result.ranks)
     prov, prov_frame = provenance_section(tables, lines, runs, figures_run)
-    write("claims.md", claim_secs, "Claims of the DDIM paper, checked")
+    write("claims.md", claim_secs, f"{REHEARSAL_BANNER}: Claims of the DDIM paper, checked" if runs.rehearsal else
+          "Claims of the DDIM paper, checked")
     write("claims.csv", C.claims_frame(result.claims, result.ranks))
     write("provenance.md", [prov])
     write("provenance_runs.csv", prov_frame)
-    document = [sections.summary_section(runs, result.claims, result.latex.summary if result.latex else None),
+    banner = [Section(REHEARSAL_BANNER, [sections.rehearsal_note()])] if runs.rehearsal else []
+    document = [*banner, sections.summary_section(runs, result.claims, result.latex.summary if result.latex else None),
                 *table_sections, sections.sampler_section(views, sampler_figures), *claim_secs,
                 sections.figures_section(sections.timing_blocks(lines, fig4), metric_figures, grids, figures_56), prov]
-    write("report.md", document, TITLE)
-    write("index.html", document, TITLE)
+    write("report.md", document, title)
+    write("index.html", document, title)
     _remove_stale(out, result.files)
     result.seconds = time.perf_counter() - start
     return result

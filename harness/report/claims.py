@@ -165,8 +165,9 @@ def sigma_hat_worse_at_small_S(tables: list[ReportTable], metric: str) -> Claim:
         for eta in [e for e in rows if e != SIGMA_HAT and (e, S) in cells.index]:
             check = paired(metric, f"{where}, S={S}", eta_row_name(eta), cells.loc[(eta, S)], hat, eta_row_name(eta),
                            "sigma-hat")
-            check.evidence += (f"; ratio of means sigma-hat / {eta_row_name(eta)} "
-                               f"{fmt_number(hat['value'] / cells.loc[(eta, S), 'value'])}")
+            base = float(cells.loc[(eta, S), "value"])
+            ratio = fmt_number(float(hat["value"]) / base) if base else "undefined (a mean of 0)"
+            check.evidence += f"; ratio of means sigma-hat / {eta_row_name(eta)} {ratio}"
             claim.checks.append(check)
     return claim
 

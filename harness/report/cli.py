@@ -25,6 +25,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"output folder (default: {DEFAULT_OUT}; --out reports/default rebuilds the checked-in report)")
     p.add_argument("--dataset", nargs="+", action="extend", default=None, metavar="NAME",
                    help="only these datasets (repeatable), e.g. --dataset digits cifar10")
+    p.add_argument("--rehearsal", action="store_true",
+                   help="a report of the rehearsal's runs (python -m harness.rehearsal: stand-in files) only, under a "
+                        "REHEARSAL banner; without it, rehearsal runs are left out")
     p.add_argument("--latex-check", action="store_true",
                    help="compile tables.tex with pdflatex/latexmk if one is on PATH, else check its syntax; "
                         "exit status 1 if it fails")
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from .labels import label
 
     result = build_report(Options(tracking_uri(args.tracking_uri), args.out, args.experiment, args.dataset,
-                                  args.latex_check))  # the store as the runner resolves it
+                                  args.latex_check, args.rehearsal))  # the store as the runner resolves it
     print(f"report written to {args.out}/ in {result.seconds:.1f} s: {args.out / 'index.html'} ({len(result.files)} files)")
     for c in result.claims:
         print(f"  {c.verdict:<19} [{label(c.metric)}] {c.statement}")

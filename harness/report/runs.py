@@ -33,7 +33,9 @@ FIELDS = {
     "checkpoint_sha256": Tag.CHECKPOINT_SHA256, "checkpoint_weights": Tag.CHECKPOINT_WEIGHTS,
     "feature_extractor": Tag.FEATURE_EXTRACTOR, "headline_metric": Tag.HEADLINE_METRIC,
     "sampler_order": Tag.SAMPLER_ORDER, "dtype": Tag.DTYPE, "timing_batch_size": Tag.TIMING_BATCH_SIZE,
+    "rehearsal": Tag.REHEARSAL,
 }
+REHEARSAL_BANNER = "REHEARSAL (stand-in files)"  # on every page of a report of rehearsal runs (--rehearsal)
 FEATURES = "features."  # the report's column features.<metric>: the tag Tag.FEATURES_PREFIX + <metric>
 INT_FIELDS = ["S", "nfe", "N", "repeats", "seed", "batch_size", "T"]
 IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
@@ -55,6 +57,7 @@ class RunSet:
     datasets_filter: list[str] | None = None
     datasets_without_runs: list[str] = field(default_factory=list)  # named by --dataset, no finished runs
     orphans: list[str] = field(default_factory=list)  # runs left RUNNING by dead processes, marked KILLED by this report
+    rehearsal: bool = False  # the runs are a rehearsal's (stand-in weights and data), and only those
 
     def cells(self, job: str, metric: str, *extra: str) -> pd.DataFrame:
         """The runs of one job that logged ``metric`` (NaN and inf included): ``value`` (the mean over repeats), its
@@ -156,8 +159,10 @@ def tidy(values: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return cells.merge(values[["run_id", "metric", "repeat", "value"]], on="run_id")
 
 
-def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> RunSet:
-    """FINISHED runs of the harness schema, deduplicated, optionally restricted to some datasets."""
+def load_runs(uri: str, experiment: str, datasets: list[str] | None = None, rehearsal: bool = False) -> RunSet:
+    """FINISHED runs of the harness schema, deduplicated, optionally restricted to some datasets. Runs of a rehearsal
+    (harness.rehearsal: stand-in files) are never mixed with real ones: ``rehearsal`` takes only them, else they are
+    left out (listed among the ignored runs)."""
     raw, values = search(uri, experiment)
     orphans = []
     if (raw["status"] == "RUNNING").any():  # a process killed mid-run left it RUNNING: marked KILLED, then read again
@@ -177,6 +182,17 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> R
         df[finished & ~cell].assign(reason="not a harness cell (job, dataset, S or eta missing)"),
     ])[["run_id", "status", "run_name", "reason"]]
     df = df[finished & cell]
+    staged = df["rehearsal"].astype(str).str.lower() == "true"
+    ignored = pd.concat([ignored, df[staged != rehearsal].assign(reason=(
+        "not a rehearsal run (the report without --rehearsal shows it)" if rehearsal else
+        "rehearsal run on stand-in files (python -m harness.report --rehearsal shows the rehearsal)"))[
+        ["run_id", "status", "run_name", "reason"]]])
+    if not df.empty and not (staged == rehearsal).any():
+        raise HarnessError(f"The experiment {experiment!r} in {uri} has only "
+                           + ("real runs, no rehearsal runs: drop --rehearsal." if rehearsal else
+                              "rehearsal runs (stand-in files), which a report of real runs leaves out: run the paper's "
+                              "presets, or pass --rehearsal for a report of the rehearsal."))
+    df = df[staged == rehearsal]
     without_runs = []
     if datasets:
         available = sorted(set(df["dataset"]))
@@ -189,4 +205,4 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None) -> R
         raise HarnessError(f"The experiment {experiment!r} in {uri} has no FINISHED runs: run python -m harness first.")
     kept, superseded = dedupe(df)
     return RunSet(uri, experiment, kept, tidy(values, kept), superseded, ignored.reset_index(drop=True),
-                  list(datasets) if datasets else None, without_runs, orphans)
+                  list(datasets) if datasets else None, without_runs, orphans, rehearsal)

@@ -51,6 +51,13 @@ def plain_verdicts(claims: list[C.Claim]) -> list[str]:
     return lines
 
 
+def rehearsal_note() -> str:
+    return ("Every run of this report is a rehearsal (python -m harness.rehearsal): the paper's presets at tiny N and S "
+            "on the CPU, with stand-in files in the real formats (random network and Inception weights, random "
+            "images). Its numbers test the code paths, not the paper: they are not results. A report of real runs "
+            "(without --rehearsal) leaves rehearsal runs out.")
+
+
 def summary_section(runs: RunSet, claims: list[C.Claim], latex_summary: str | None) -> Section:
     jobs = runs.runs["job"].value_counts().sort_index()
     sec = Section("Summary", [
