@@ -304,6 +304,7 @@ def test_a_hub_checkpoint_is_part_of_the_cell_identity_only_when_set():
 
 
 @pytest.mark.slow  # one Table 1 cell through the command line: sampling, Inception scoring, MLflow
+@pytest.mark.rehearsal
 def test_table1_cifar10_preset_runs_from_a_hub_checkpoint(tmp_path, monkeypatch):
     """The Table 1 CIFAR-10 preset (one cell of it) from google/ddpm-cifar10-32 as the hub cache holds it after a
     download, offline, on stand-in data and Inception weights (harness.rehearsal): the run finishes and records
