@@ -141,7 +141,8 @@ def load_checkpoint(model_cfg: Mapping) -> tuple[UNet, dict]:
     if ckpt_name is None and path is None and hub is None:
         raise HarnessError(f"model config {name!r} has no checkpoint: set model.checkpoint.name, .path or .hub "
                            "(build_unet gives an untrained model for training).")
-    if is_diffusers_folder(path) if path is not None else hub is not None:  # precedence: path, hub, name
+    diffusers_format = is_diffusers_folder(path) if path is not None else hub is not None  # path, then hub, then name
+    if diffusers_format:
         state, source_info = load_source(dict(ckpt), name, model_cfg["architecture"])
         model = build_unet(model_cfg["architecture"])
         info = load_model(model, state, config_name=name, source_info=source_info)
