@@ -12,7 +12,10 @@ from .errors import HarnessError
 
 
 def check_data(cell) -> None:
-    """HarnessError (one line naming the difference and the fix) unless the cell's data folder is ready."""
+    """HarnessError (one line naming the difference and the fix) unless the cell's data folder is ready. A dry run
+    downloads nothing: its plan lists the missing inputs (harness.dryrun)."""
+    if cell.dry_run:
+        return
     dataset = dict(cell.dataset)
     if cell.job == "sample" and not cell.is_exact:
         from .features import verified_weights  # torch-fidelity: only for the cells that score images

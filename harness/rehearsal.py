@@ -50,7 +50,7 @@ SCALE = 0.05  # the stand-in weights are uniform on [-SCALE, SCALE]: finite acti
 # need N >= 2 and N > metrics.prc_neighborhood). Each scored cell costs about 5 s of CPU in the FID alone (the
 # eigenvalues of a 2048 x 2048 product, whatever N), so Table 1 keeps the three processes eta=0 (deterministic),
 # eta=1 (stochastic) and sigma-hat, and the sampler grid its eight samplers at one NFE; the 256x256 LSUN models
-# (113M parameters, about 8 s of CPU per image per step) run one cell of one step.
+# (113M parameters: seconds of CPU per image and step) run one cell of one step.
 SMALL = ["N=4", "S=2", "batch_size=4"]
 ONE_STEP_256 = ["eta=0", "S=1", "N=2", "batch_size=2", "metrics.prc_neighborhood=1"]
 PRESETS: dict[str, list[str]] = {
@@ -243,18 +243,22 @@ class Measured:
     name: str
     returncode: int
     seconds: float  # wall time
-    cpu_seconds: float  # user + system time of this process
-    peak_rss_mb: float  # the process's largest resident set so far (it runs the presets one after the other)
+    cpu_seconds: float  # user + system time of this process and of the worker processes it waited for
+    peak_rss_mb: float  # the largest resident set so far of this process or a worker (presets run one after another)
 
 
 def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(r.ru_utime + r.ru_stime for r in usage)
+
+
+def _peak_mb() -> float:
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
 
 
 def measure(name: str, argv: list[str], entry) -> Measured:
     """``entry()`` with ``sys.argv = argv`` in this process, as its command line would run it; its exit status,
-    wall and CPU time and the process's peak memory (ru_maxrss) after it."""
+    wall and CPU time and the peak memory (ru_maxrss) so far."""
     from hydra.core.global_hydra import GlobalHydra
 
     saved, sys.argv = sys.argv, argv
@@ -267,8 +271,7 @@ def measure(name: str, argv: list[str], entry) -> Measured:
     finally:
         sys.argv = saved
         GlobalHydra.instance().clear()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return Measured(name, code, time.perf_counter() - start, _cpu() - cpu, peak)
+    return Measured(name, code, time.perf_counter() - start, _cpu() - cpu, _peak_mb())
 
 
 def rehearse(out: Path, presets: list[str] | None = None, report: bool = True, echo=print) -> list[Measured]:

@@ -114,6 +114,11 @@ def test_a_folder_that_differs_from_the_published_files_is_refused_outside_a_reh
         check_data(cifar_cell(tmp_path, "job=recon", "eta=0"))
 
 
+def test_a_dry_run_downloads_nothing(tmp_path):
+    check_data(cifar_cell(tmp_path / "empty", "dry_run=true", "+dataset.download_url=http://127.0.0.1:9/x.tar.gz"))
+    assert not (tmp_path / "empty").exists()
+
+
 def test_the_fid_reference_reads_the_present_folder_without_any_download(tmp_path):
     rehearsal.write_cifar10(tmp_path)
     from torch_fidelity.registry import DATASETS_REGISTRY
