@@ -9,7 +9,7 @@ memory on every load rather than cached; the sha256 recorded is the weights file
 
 ``HUB_MODELS`` says which hub repo holds which of the paper's models and how it differs from the file the DDIM code
 loads (``harness.checkpoints.REGISTRY``). Its EMA column comes from the repo names (``ddpm-ema-*``): the model cards
-are the same text for every repo and say nothing of EMA or of the training step.
+are the same text for every repo (but its id) and say nothing of EMA or of the training step.
 """
 
 from __future__ import annotations
