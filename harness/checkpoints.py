@@ -134,7 +134,12 @@ def availability(name: str | None, ema: bool = True, path: str | os.PathLike | N
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir():
-            return True, f"diffusers folder {p}"
+            from .hub import unet_folder  # reason: harness.hub imports torch
+
+            try:
+                return True, f"diffusers folder {unet_folder(p)}"
+            except HarnessError as err:
+                return False, f"missing: {err}"
         return (True, f"local file {p}") if p.is_file() else (False, f"missing: {p} (fix model.checkpoint.path)")
     if hub is not None:
         from .hub import availability as hub_availability  # reason: harness.hub imports torch

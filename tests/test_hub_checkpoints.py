@@ -294,6 +294,8 @@ def test_a_folder_that_is_not_a_unet_folder_is_one_line(tmp_path):
     with pytest.raises(HarnessError) as err:
         load_checkpoint(model_config("cifar10", path=str(tmp_path)))
     assert "config.json" in str(err.value) and "\n" not in str(err.value)
+    ok, text = availability("cifar10", path=str(tmp_path))  # what a dry run lists
+    assert not ok and "config.json" in text
 
 
 def test_a_hub_checkpoint_is_part_of_the_cell_identity_only_when_set():
