@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
               "on a machine with an NVIDIA GPU; --dry-run prints its steps, --smoke --out DIR tries them on the CPU.",
               file=sys.stderr)
         return 1
-    bench = Bench("gpu_check", args)
+    bench, started = Bench("gpu_check", args), time.time()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
     env.pop("MLFLOW_TRACKING_URI", None)
     records = []
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r["step"] for r in records if r["exit"] != 0 or r["hit_cap"]]
     device_used = torch.device("cuda" if not args.smoke else "cpu")
     bench.write(device_used, {"smoke": args.smoke, "steps": records, "failed": failed,
-                              "files": sorted(p.name for p in out.glob(f"*-{device_tag(device_used)}.json"))}, out)
+                              "files": sorted(p.name for p in out.glob(f"*-{device_tag(device_used)}.json")
+                                              if p.stat().st_mtime >= started)}, out)  # written by this check
     print(f"gpu_check: {len(records) - len(failed)} of {len(records)} steps passed"
           + (f"; failed or stopped: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

@@ -56,6 +56,7 @@ def test_smoke_runs_every_step_on_the_cpu(tmp_path):
     assert names == ["gpu-smoke-cpu.json", "gpu_check-cpu.json", "precision-cpu.json", "rehearsal_cell-cpu.json"]
     check = json.loads((tmp_path / "gpu_check-cpu.json").read_text())["results"]
     assert [s["step"] for s in check["steps"]] == ["gpu", "precision", "rehearsal_cell"] and not check["failed"]
+    assert check["files"] == ["gpu-smoke-cpu.json", "precision-cpu.json", "rehearsal_cell-cpu.json"]
     assert all(s["command"].startswith("python ") for s in check["steps"])
     assert "dataset.root=<tmp>/data" in check["steps"][2]["command"].split()  # the temporary folder, not its path
     cell = json.loads((tmp_path / "rehearsal_cell-cpu.json").read_text())["results"]
