@@ -281,8 +281,11 @@ def rehearse(out: Path, presets: list[str] | None = None, report: bool = True, e
     if unknown:
         raise SystemExit(f"error: unknown preset(s) {', '.join(unknown)}; known: {', '.join(PRESETS)}")
     out = out.resolve()
-    for old in ("mlflow.db", "mlartifacts", "outputs", "cache", "report"):  # a rehearsal starts afresh
-        shutil.rmtree(out / old, ignore_errors=True) if (out / old).is_dir() else (out / old).unlink(missing_ok=True)
+    for old in (out / name for name in ("mlflow.db", "mlartifacts", "outputs", "cache", "report")):  # start afresh
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     files = make_standins(out, {PRESET_DATASET[p] for p in presets})
