@@ -188,7 +188,6 @@ def test_the_archive_is_extracted_into_the_root(tmp_path):
     assert check_available({"name": "cifar10", "root": str(tmp_path / "data")}, "train") is None
 
 
-@pytest.mark.slow
 def test_a_wrong_folder_fails_before_sampling_in_one_line(tmp_path, inception):
     """dataset.root at a folder without CIFAR-10, offline: the download fails at once, nothing is sampled."""
     ckpt = rehearsal.write_official_checkpoint("cifar10", tmp_path / "model-790000.ckpt")

@@ -43,6 +43,8 @@ def published_md5() -> dict[str, str]:
 
 
 def download_url(dataset_cfg: Mapping) -> str:
+    """Where the archive comes from: ``URL``, or a mirror given as ``+dataset.download_url=<url>`` (http, https or
+    file; its md5 must still be the published one)."""
     return str(dataset_cfg.get("download_url") or URL)
 
 
