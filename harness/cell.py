@@ -268,7 +268,10 @@ class Cell:
     # --- identity ---------------------------------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
         ckpt = dict(self.model.get("checkpoint") or {})
-        return {"name": ckpt.get("name"), "ema": ckpt.get("ema"), "path": ckpt.get("path")}
+        out = {"name": ckpt.get("name"), "ema": ckpt.get("ema"), "path": ckpt.get("path")}
+        if ckpt.get("hub") is not None:  # only when set: the keys of cells without one stay as they were
+            out["hub"] = ckpt["hub"]
+        return out
 
     @cached_property
     def inputs(self) -> dict[str, str | None]:
@@ -322,7 +325,8 @@ class Cell:
         ckpt = self._checkpoint()
         return {
             Param.JOB: self.job, Param.DATASET: self.dataset["name"], Param.MODEL: self.model["name"],
-            Param.CHECKPOINT: Path(ckpt["path"]).name if ckpt["path"] else ckpt["name"], Param.EMA: bool(ckpt["ema"]),
+            Param.CHECKPOINT: Path(ckpt["path"]).name if ckpt["path"] else ckpt.get("hub") or ckpt["name"],
+            Param.EMA: bool(ckpt["ema"]),
             Param.SAMPLER: self.sampler, Param.S: self.S, Param.ETA: self.eta_label, Param.TRAJECTORY: self.trajectory,
             Param.NFE: self.nfe, Param.N: self.N, Param.REPEATS: self.repeats, Param.SEED: self.seed,
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
@@ -378,15 +382,27 @@ def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool)
 
 
 def check_environment(cell: Cell) -> None:
-    """The checks that need no model but look outside the config: the device exists here, a checkpoint file given
-    by path exists, the data folder the cell reads is there and (outside a rehearsal) the published one."""
+    """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
+    exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
+    online), the data folder the cell reads is there and (outside a rehearsal) the published one."""
     from .preflight import check_data
     from .runtime import select_device
 
     select_device(cell.device)
-    path = (cell.model.get("checkpoint") or {}).get("path")
-    if path and not Path(path).expanduser().is_file():
+    path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
+    if hub and not path:
+        from .hub import availability, check_model  # reason: harness.hub imports torch
+
+        check_model(hub, cell.model.get("name"))
+        ok, text = availability(hub)
+        if not ok and not cell.dry_run:  # a dry run lists it among the missing inputs
+            raise HarnessError(text.removeprefix("missing: ") + ".")
+    if path and not Path(path).expanduser().exists():
         raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
+    if path and Path(path).expanduser().is_dir():
+        from .hub import unet_folder  # reason: harness.hub imports torch, which only a folder checkpoint needs here
+
+        unet_folder(Path(path).expanduser())
     check_data(cell)
 
 

@@ -128,13 +128,25 @@ def resolve(name: str | None, ema: bool = True, path: str | os.PathLike | None =
     return download(entry.url, dest, md5=entry.md5, sha256=entry.sha256)
 
 
-def availability(name: str | None, ema: bool = True, path: str | os.PathLike | None = None) -> tuple[bool, str]:
+def availability(name: str | None, ema: bool = True, path: str | os.PathLike | None = None,
+                 hub: str | None = None) -> tuple[bool, str]:
     """Whether a checkpoint can be used without asking the user, and how: never downloads (for dry runs)."""
     if path is not None:
         p = Path(path).expanduser()
+        if p.is_dir():
+            from .hub import unet_folder  # reason: harness.hub imports torch
+
+            try:
+                return True, f"diffusers folder {unet_folder(p)}"
+            except HarnessError as err:
+                return False, f"missing: {err}"
         return (True, f"local file {p}") if p.is_file() else (False, f"missing: {p} (fix model.checkpoint.path)")
+    if hub is not None:
+        from .hub import availability as hub_availability  # reason: harness.hub imports torch
+
+        return hub_availability(hub)
     if name is None:
-        return False, "missing: set model.checkpoint.name or model.checkpoint.path"
+        return False, "missing: set model.checkpoint.name, model.checkpoint.path or model.checkpoint.hub"
     try:
         entry = entry_for(name, ema)
     except HarnessError as err:

@@ -149,7 +149,8 @@ def print_plan(cells: list[Cell]) -> int:
         if cell.model.get("kind") == "analytic":
             ckpt_ok, ckpt_text = True, "none needed (exact eps*)"
         else:
-            ckpt_ok, ckpt_text = availability(ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path"))
+            ckpt_ok, ckpt_text = availability(ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path"),
+                                              ckpt.get("hub"))
         data_ok, data_text = _data_status(cell)
         for ok, text in ((ckpt_ok, f"checkpoint: {ckpt_text}"), (data_ok, f"data: {data_text}")):
             if not ok:

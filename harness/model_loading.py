@@ -12,6 +12,7 @@ import torch
 from .checkpoints import entry_for, resolve
 from .errors import HarnessError
 from .files import NotTensors, file_sha256, load_tensors
+from .hub import is_diffusers_folder, load_source
 from .unet import UNet, build_unet
 
 
@@ -92,15 +93,17 @@ def load_model(
     *,
     ema: bool = True,
     config_name: str = "?",
+    source_info: dict | None = None,
 ) -> dict:
-    """Load a checkpoint file (or a state dict) into ``model`` with strict=True; return the info dict.
+    """Load a checkpoint file (or a state dict, read from ``source_info``'s file) into ``model`` with strict=True;
+    return the info dict.
 
     A key or shape mismatch raises HarnessError naming the file and the config and suggesting the
     ``model=`` config that fits the checkpoint.
     """
     if isinstance(path_or_state, Mapping):
-        state, info = _strip_prefix(path_or_state), {"path": None, "sha256": None, "format": "state_dict",
-                                                      "weights": "as_saved"}
+        state = _strip_prefix(path_or_state)
+        info = dict(source_info or {"path": None, "sha256": None, "format": "state_dict", "weights": "as_saved"})
     else:
         state, info = read_state_dict(path_or_state, ema=ema)
     source = info["path"] or "<state dict>"
@@ -129,15 +132,24 @@ def load_model(
 def load_checkpoint(model_cfg: Mapping) -> tuple[UNet, dict]:
     """Build the UNet of a model config (``name``, ``architecture``, ``checkpoint``) and load its weights.
 
+    The weights come from ``checkpoint.path`` (an official file, or a diffusers UNet2DModel folder), else
+    ``checkpoint.hub`` (a Hugging Face repo id, ``harness.hub``), else the registry entry ``checkpoint.name``.
     Returns the model on the CPU in eval mode and the info dict (path, sha256, format, weights,
-    checkpoint name, config name).
+    checkpoint name, config name; for the diffusers format also hub and note).
     """
     name = model_cfg.get("name", "?")
     ckpt = model_cfg.get("checkpoint") or {}
-    ckpt_name, ema, path = ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path")
-    if ckpt_name is None and path is None:
-        raise HarnessError(f"model config {name!r} has no checkpoint: set model.checkpoint.name or "
-                           "model.checkpoint.path (build_unet gives an untrained model for training).")
+    ckpt_name, ema, path, hub = ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path"), ckpt.get("hub")
+    if ckpt_name is None and path is None and hub is None:
+        raise HarnessError(f"model config {name!r} has no checkpoint: set model.checkpoint.name, .path or .hub "
+                           "(build_unet gives an untrained model for training).")
+    diffusers_format = is_diffusers_folder(path) if path is not None else hub is not None  # path, then hub, then name
+    if diffusers_format:
+        state, source_info = load_source(dict(ckpt), name, model_cfg["architecture"])
+        model = build_unet(model_cfg["architecture"])
+        info = load_model(model, state, config_name=name, source_info=source_info)
+        info.update(checkpoint=None if path is not None else hub, config=name)
+        return model.eval(), info
     file = resolve(ckpt_name, ema=ema, path=path)
     model = build_unet(model_cfg["architecture"])
     info = load_model(model, file, ema=ema, config_name=name)

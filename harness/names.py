@@ -55,6 +55,9 @@ class Tag:
     CHECKPOINT_SHA256 = "checkpoint_sha256"
     CHECKPOINT_PATH = "checkpoint_path"
     CHECKPOINT_WEIGHTS = "checkpoint_weights"
+    CHECKPOINT_HUB = "checkpoint_hub"  # a hub checkpoint: "<repo>@<commit>" (harness.hub)
+    CHECKPOINT_NOTE = "checkpoint_note"  # how a hub model differs from the DDIM code's file (EMA or not, step)
+
     INPUTS_PREFIX = "inputs."  # inputs.<checkpoint|extractor_weights|reference>: the content of the cell's input files
     FEATURE_EXTRACTOR = "feature_extractor"
     FID_REFERENCE = "fid_reference"

@@ -42,7 +42,8 @@ class JobContext:
         model, info = load_checkpoint(cell.model)
         self.run.set_tags({Tag.CHECKPOINT_SHA256: info.get("sha256"),
                            Tag.CHECKPOINT_PATH: Path(info["path"]).name if info.get("path") else None,
-                           Tag.CHECKPOINT_WEIGHTS: info.get("weights")})
+                           Tag.CHECKPOINT_WEIGHTS: info.get("weights"), Tag.CHECKPOINT_HUB: info.get("hub"),
+                           Tag.CHECKPOINT_NOTE: info.get("note")})
         model, record = prepare_model(model.to(self.device).eval(), precision=cell.precision, compile=cell.compile,
                                       device=self.device)
         self.run.set_tags({f"acceleration.{k}": v for k, v in record.items()})
