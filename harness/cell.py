@@ -391,12 +391,14 @@ def check_environment(cell: Cell) -> None:
     select_device(cell.device)
     path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
     if hub and not path:
-        from .hub import availability, check_model  # reason: harness.hub imports torch
+        from .hub import availability, check_model, snapshot  # reason: harness.hub imports torch
 
         check_model(hub, cell.model.get("name"))
         ok, text = availability(hub)
         if not ok and not cell.dry_run:  # a dry run lists it among the missing inputs
             raise HarnessError(text.removeprefix("missing: ") + ".")
+        if not cell.dry_run:  # downloaded now, before any sampling: the cell's key names the weights by content
+            snapshot(hub)
     if path and not Path(path).expanduser().exists():
         raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
     if path and Path(path).expanduser().is_dir():

@@ -77,6 +77,12 @@ def unet_folder(root: Path) -> Path:
                        "(a hub snapshot) or at an official checkpoint file.")
 
 
+def weights_file(root: Path) -> Path:
+    """The weights file of a diffusers UNet2DModel folder (or of a pipeline's ``unet/``): safetensors first."""
+    folder = unet_folder(root)
+    return next(folder / w for w in WEIGHTS if (folder / w).is_file())
+
+
 def _read_weights(file: Path) -> dict[str, torch.Tensor]:
     fix = "delete it and download the model again"
     if file.suffix == ".safetensors":
@@ -230,6 +236,24 @@ def load_source(ckpt: Mapping, config_name: str, architecture: Mapping) -> tuple
     if known is not None:
         info.update(weights=known.weights, note=known.note)
     return state, info
+
+
+def cached_snapshot(repo: str) -> Path | None:
+    """The snapshot of ``repo`` already in the Hugging Face cache, never downloading; None when it is not there."""
+    try:
+        hub = _hub()
+    except HarnessError:
+        return None
+    for name in ("config.json", "unet/config.json"):
+        config = hub.try_to_load_from_cache(repo, name)
+        if isinstance(config, str):
+            root = Path(config).parent.parent if name.startswith("unet/") else Path(config).parent
+            try:
+                weights_file(root)
+                return root
+            except HarnessError:
+                return None
+    return None
 
 
 def availability(repo: str) -> tuple[bool, str]:

@@ -2,8 +2,10 @@
 weights and the reference set, each named by its content rather than by its path, so a file replaced under the same
 path is a new cell (no skip, no reuse of the old cell's sample shards).
 
-* checkpoint: ``sha256:<hex>`` of a file given by ``model.checkpoint.path`` (or of a cached registry file that has
-  no published checksum); a registry file with a published checksum is named by it (it is verified on every load).
+* checkpoint: ``sha256:<hex>`` of the file given by ``model.checkpoint.path`` (of its weights file when it is a
+  diffusers folder), of the weights file of a ``model.checkpoint.hub`` snapshot (downloaded before the key is
+  needed, by the cell's checks), or of a cached registry file that has no published checksum; a registry file with
+  a published checksum is named by it (it is verified on every load).
 * extractor weights: ``sha256:<hex>`` of ``metrics.weights_path``, or of the harness's own digits classifier; for
   torch-fidelity's Inception the hub file name, which carries a prefix of its sha256 (checked on every load).
 * reference: ``harness.references.reference_fingerprint`` (the data's bytes, or a folder's files and preprocessing).
@@ -31,12 +33,17 @@ def _sha256(path: Path, setting: str) -> str:
 def checkpoint_identity(model: Mapping) -> str | None:
     """The content of the model's checkpoint; None for a model without one (exact eps*)."""
     from .checkpoints import checkpoint_dir, entry_for
+    from .hub import cached_snapshot, weights_file
 
     if model.get("kind") == "analytic":
         return None
     ckpt = model.get("checkpoint") or {}
     if ckpt.get("path"):
-        return _sha256(Path(ckpt["path"]).expanduser(), "model.checkpoint.path")
+        path = Path(ckpt["path"]).expanduser()
+        return _sha256(weights_file(path) if path.is_dir() else path, "model.checkpoint.path")  # a diffusers folder
+    if ckpt.get("hub"):  # its snapshot is downloaded before the key is needed (cell.check_environment)
+        root = cached_snapshot(ckpt["hub"])
+        return _sha256(weights_file(root), "model.checkpoint.hub") if root else f"hub:{ckpt['hub']}"
     if ckpt.get("name") is None:
         return None
     entry = entry_for(ckpt["name"], bool(ckpt.get("ema", True)))

@@ -19,10 +19,12 @@ from omegaconf import OmegaConf
 from clitools import cells, harness, runs
 from safetensors.torch import save_file
 
+from harness import rehearsal
 from harness.checkpoints import REGISTRY, availability
 from harness.diffusers_format import architecture_from_config
 from harness.errors import HarnessError
 from harness.hub import HUB_MODELS
+from harness.inputs import checkpoint_identity
 from harness.model_loading import load_checkpoint
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "model"
@@ -298,11 +300,30 @@ def test_a_folder_that_is_not_a_unet_folder_is_one_line(tmp_path):
     assert not ok and "config.json" in text
 
 
-def test_a_hub_checkpoint_is_part_of_the_cell_identity_only_when_set():
-    plain, hub = cells("dataset=cifar10")[0], cells("dataset=cifar10", "model.checkpoint.hub=google/ddpm-cifar10-32")[0]
+def test_a_hub_checkpoint_is_part_of_the_cell_identity_only_when_set(tmp_path):
+    rehearsal.write_cifar10(tmp_path / 'data', 2)
+    data = f"dataset.root={tmp_path / 'data'}"  # the reference set is part of the keys too
+    plain = cells("dataset=cifar10", data)[0]
+    hub = cells("dataset=cifar10", data, "model.checkpoint.hub=google/ddpm-cifar10-32")[0]
     assert "hub" not in plain._checkpoint()  # the keys of every earlier cell stay as they were
     assert hub.key != plain.key and hub.images_key != plain.images_key
     assert hub.params()["checkpoint"] == "google/ddpm-cifar10-32"
+
+
+def test_a_folder_or_hub_checkpoint_is_named_by_its_weights_content(cifar10, offline_cache, tmp_path):
+    """A diffusers folder, and a hub repo once in the cache, are named in the cell's identity by the sha256 of their
+    weights file: other weights under the same folder or repo id make another cell."""
+    _, folder = cifar10
+    repo = "google/ddpm-cifar10-32"
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    digest = "sha256:" + hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert checkpoint_identity(model_config("cifar10", path=str(folder))) == digest
+    assert checkpoint_identity(model_config("cifar10", hub=repo)) == f"hub:{repo}"  # not downloaded: a dry run's key
+    snapshot = fake_hub_cache(offline_cache, repo, folder)
+    assert checkpoint_identity(model_config("cifar10", hub=repo)) == digest
+    (snapshot / weights.name).unlink()
+    (snapshot / weights.name).write_bytes(weights.read_bytes()[:-1] + b"\0")  # other weights, same repo id
+    assert checkpoint_identity(model_config("cifar10", hub=repo)) not in (digest, f"hub:{repo}")
 
 
 @pytest.mark.slow  # one Table 1 cell through the command line: sampling, Inception scoring, MLflow
