@@ -278,19 +278,27 @@ class Cell:
         """The content of the cell's input files (harness.inputs): ``checkpoint``, and for a scored sample cell
         ``extractor_weights`` and ``reference``; part of both keys, recorded as tags. Reads (hashes) files, once per
         file version: a missing file is a HarnessError naming the setting."""
-        from .inputs import checkpoint_identity, extractor_identity, reference_identity
+        from .inputs import extractor_identity, reference_identity
 
-        out = {"checkpoint": checkpoint_identity(self.model)}
+        out = {"checkpoint": self.checkpoint_content}
         if self.job == "sample" and not self.is_exact:
             out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
         return out
+
+    @cached_property
+    def checkpoint_content(self) -> str | None:
+        """The content of the checkpoint (harness.inputs), all that the images depend on: the images folder is found
+        without the reference data (a dry run counts a cell's stored images before its data is there)."""
+        from .inputs import checkpoint_identity
+
+        return checkpoint_identity(self.model)
 
     @cached_property
     def images_key(self) -> str:
         return _hash({
             "dataset": {k: self.dataset.get(k) for k in ("name", "channels", "image_size")},
             "model": {"architecture": self.model.get("architecture"), "kind": self.model.get("kind"),
-                      "checkpoint": self._checkpoint(), "content": self.inputs["checkpoint"]},
+                      "checkpoint": self._checkpoint(), "content": self.checkpoint_content},
             "diffusion": dict(self.diffusion), "sampler": self.sampler, "tau": list(self.tau), "eta": self.eta_label,
             "seed": self.seed, "precision": self.precision, "noise": self.noise, "compile": self.compile,
         })
