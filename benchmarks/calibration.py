@@ -51,19 +51,19 @@ import numpy as np
 import torch
 
 from common import Bench, load_model, machine_info, print_table
-from harness import features as F
-from harness.analytic import exact_mixture, frechet_distance
-from harness.exact import score_exact
-from harness.generate import sample_batch
-from harness.images import to_uint8
-from harness.metrics import Scoring, feature_metrics, fid_infinity, score
-from harness.names import Metric
-from harness.noise import DEFAULT_NOISE_SCHEME
+from harness.metrics import features as F
+from harness.diffusion.analytic import exact_mixture, frechet_distance
+from harness.metrics.exact import score_exact
+from harness.run.generate import sample_batch
+from harness.diffusion.images import to_uint8
+from harness.metrics.suite import Scoring, feature_metrics, fid_infinity, score
+from harness.core.names import Metric
+from harness.diffusion.noise import DEFAULT_NOISE_SCHEME
 from harness.report.claims import FAIL, PASS, _verdict  # the report's verdict rule, called as the report calls it
 from harness.report.stats import paired_interval
-from harness.samplers import SAMPLERS
-from harness.schedule import NoiseSchedule
-from harness.trajectory import timesteps
+from harness.diffusion.samplers import SAMPLERS
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 
 CPU = torch.device("cpu")
 DDIM = SAMPLERS["ddim"]

@@ -58,8 +58,8 @@ def load_model(name: str, device: torch.device) -> tuple[torch.nn.Module, tuple[
     """The U-Net of a model config in eval mode on ``device``: the digits model with its shipped weights, any other
     architecture with random weights (seed 0; speed does not depend on the weights). Returns (model, image shape,
     weights description)."""
-    from harness.model_loading import load_checkpoint
-    from harness.unet import build_unet
+    from harness.models.loading import load_checkpoint
+    from harness.diffusion.unet import build_unet
 
     cfg = model_config(name)
     arch = cfg["architecture"]

@@ -3,7 +3,7 @@ random weights) and the whole sampler on one CUDA device.
 
 1. Forward time at --batch (256) per mode: eager fp32 (TF32 off, the paper's), tf32, bf16 autocast, channels_last
    (fp32) and channels_last + bf16; and fp32, tf32, bf16 torch.compile'd (``--compile-mode``, default "default";
-   "none" skips them), all through ``harness.acceleration.prepare_model``. The compile time (``warm_up``: the first
+   "none" skips them), all through ``harness.models.acceleration.prepare_model``. The compile time (``warm_up``: the first
    calls) is reported apart. Also: the hours to sample 50,000 images at S = 10, 100, 1000 from the forward alone,
    against the paper's Figure 4 reading (about 20 h for 50,000 CIFAR-10 images at 1000 steps on one GTX 2080 Ti),
    and the fraction of the GPU's dense bf16 tensor-core peak reached.
@@ -37,11 +37,11 @@ import torch
 from common import Bench, load_model, measure, print_table
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.acceleration import COMPILE_MODES, prepare_model, warm_up
-from harness.noise import DEFAULT_NOISE_SCHEME, NOISE_SCHEMES, ImageNoise
-from harness.sampling import sample, sample_seeded
-from harness.schedule import NoiseSchedule
-from harness.trajectory import timesteps
+from harness.models.acceleration import COMPILE_MODES, prepare_model, warm_up
+from harness.diffusion.noise import DEFAULT_NOISE_SCHEME, NOISE_SCHEMES, ImageNoise
+from harness.diffusion.sampling import sample, sample_seeded
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 
 PAPER_HOURS_1000 = 20.0  # Figure 4, CIFAR-10: ~20 h for 50k images at 1000 steps on one 2080 Ti
 EAGER_MODES = {  # name: (harness precision, channels_last)

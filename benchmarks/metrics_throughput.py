@@ -2,7 +2,7 @@
 and a warm reference cache.
 
 * images per second through the ``digits-cnn`` and ``pixels`` extractors for N uint8 [1, 8, 8] random images;
-* ``harness.metrics.score`` (FID, KID, precision/recall, pixel FD per repeat) against ``digits-train``: the first call
+* ``harness.metrics.suite.score`` (FID, KID, precision/recall, pixel FD per repeat) against ``digits-train``: the first call
   with a cold cache (``DDIM_HARNESS_CACHE`` points at a fresh temporary folder: the reference features are computed
   and written), then --repeats more calls, which must read them from the cache and not rewrite them.
 
@@ -35,9 +35,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="metrics-bench-") as cache:
         os.environ["DDIM_HARNESS_CACHE"] = cache  # read at call time by the harness: a cold cache
-        from harness import features
-        from harness.metrics import Scoring, score
-        from harness.references import TensorImages
+        from harness.metrics import features
+        from harness.metrics.suite import Scoring, score
+        from harness.metrics.references import TensorImages
 
         n = args.N * args.K
         images = torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))

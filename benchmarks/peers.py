@@ -1,6 +1,6 @@
 """Images per second of the harness's sampler against two peers, on the same U-Net weights, batch and device.
 
-(a) harness: ``harness.sampling.sample_seeded`` (per-image noise streams, eq. 12, float64 schedule scalars).
+(a) harness: ``harness.diffusion.sampling.sample_seeded`` (per-image noise streams, eq. 12, float64 schedule scalars).
 (b) diffusers: a loop over ``DDIMScheduler`` (linear betas 1e-4..0.02, T=1000, clip_sample=False,
     set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading"): ``set_timesteps(S)``, then
     ``eps = model(x, t); x = scheduler.step(eps, t, x, eta=eta, generator=g).prev_sample``; the U-Net is wrapped
@@ -29,10 +29,10 @@ import common  # noqa: F401,E402  (puts the repository on sys.path)
 import torch  # noqa: E402
 from common import Bench, common_args, load_model, measure, pick_device, print_table, set_threads  # noqa: E402
 
-from harness.noise import ImageNoise  # noqa: E402
-from harness.sampling import sample, sample_seeded  # noqa: E402
-from harness.schedule import NoiseSchedule, linear_betas  # noqa: E402
-from harness.trajectory import timesteps  # noqa: E402
+from harness.diffusion.noise import ImageNoise  # noqa: E402
+from harness.diffusion.sampling import sample, sample_seeded  # noqa: E402
+from harness.diffusion.schedule import NoiseSchedule, linear_betas  # noqa: E402
+from harness.diffusion.trajectory import timesteps  # noqa: E402
 
 T, BETA_START, BETA_END = 1000, 1e-4, 0.02
 

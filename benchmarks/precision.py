@@ -1,6 +1,6 @@
 """Precision evidence: how far samples move when the network runs in tf32 or bf16, or compiled, instead of fp32.
 
-For each model and eta, N images are sampled with the DDIM sampler (``harness.sampling.sample_seeded``) in every
+For each model and eta, N images are sampled with the DDIM sampler (``harness.diffusion.sampling.sample_seeded``) in every
 mode from the same per-image noise (same seed: image i has the same x_T and, for eta > 0, the same per-step noise in
 every mode), so any difference comes from the arithmetic alone. Against the fp32 eager images (the paper's
 arithmetic), per mode:
@@ -17,7 +17,7 @@ arithmetic), per mode:
 
 Modes: on the CPU, fp32 and bf16 eager (tf32 does not exist there), and with ``--compile`` also torch.compile'd;
 on a CUDA device, fp32, tf32 and bf16, each eager and compiled (``--no-compile`` skips the compiled ones), all set by
-``harness.acceleration.prepare_model``. Models: the digits U-Net (shipped weights; uniform tau) and, on a GPU, the
+``harness.models.acceleration.prepare_model``. Models: the digits U-Net (shipped weights; uniform tau) and, on a GPU, the
 CIFAR-10 U-Net (random weights, seed 0; quad tau, as the paper's CIFAR-10 runs).
 
     python benchmarks/precision.py                               # CPU: digits, N=500, S=20, eta 0 and 1
@@ -37,12 +37,12 @@ import numpy as np
 import torch
 from common import Bench, load_model, pick_device, print_table, set_threads, sync
 
-from harness.acceleration import COMPILE_MODES, prepare_model, warm_up
-from harness.images import to_uint8
-from harness.noise import NOISE_SCHEMES
-from harness.sampling import sample_seeded
-from harness.schedule import NoiseSchedule
-from harness.trajectory import timesteps
+from harness.models.acceleration import COMPILE_MODES, prepare_model, warm_up
+from harness.diffusion.images import to_uint8
+from harness.diffusion.noise import NOISE_SCHEMES
+from harness.diffusion.sampling import sample_seeded
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 
 TRAJECTORY = {"digits": "uniform", "cifar10": "quad"}
 DEFAULT_N = {"digits": 500, "cifar10": 1024}

@@ -18,10 +18,10 @@ import common  # noqa: F401  (puts the repository on sys.path)
 import torch
 from common import Bench, common_args, load_model, measure, pick_device, print_table, set_threads
 
-from harness.noise import ImageNoise
-from harness.sampling import sample, sample_seeded
-from harness.schedule import NoiseSchedule
-from harness.trajectory import timesteps
+from harness.diffusion.noise import ImageNoise
+from harness.diffusion.sampling import sample, sample_seeded
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 
 # (batch, steps) per model and device type; digits batch 500 is the runner's default batch_size
 DEFAULTS = {

@@ -3,7 +3,7 @@
     python benchmarks/solver_orders.py [--samples 256] [--S 10,20,40,80,160]
 
 Data: ``gaussian64`` (one Gaussian N(mu, 0.5^2 I), mu a gradient 1x8x8 image) with its exact eps*
-(``harness.analytic``), samples x_T from N(0, I) in float64, and the reference ``exact_flow`` (the probability-flow
+(``harness.diffusion.analytic``), samples x_T from N(0, I) in float64, and the reference ``exact_flow`` (the probability-flow
 ODE solved in closed form).
 
 (1) Orders: on ``log_snr_linear_schedule`` (lambda = log(alpha / sigma) from 10 at t = 0 to -5 at t = 960) with
@@ -34,11 +34,11 @@ import numpy as np
 import torch
 
 from common import RESULTS, machine_info, print_table
-from harness.analytic import exact_flow, exact_mixture, log_snr_linear_schedule
-from harness.exact import exact_w2
-from harness.samplers import SAMPLERS, CountingModel, steps_for_nfe
-from harness.schedule import NoiseSchedule
-from harness.trajectory import timesteps
+from harness.diffusion.analytic import exact_flow, exact_mixture, log_snr_linear_schedule
+from harness.metrics.exact import exact_w2
+from harness.diffusion.samplers import SAMPLERS, CountingModel, steps_for_nfe
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 
 
 def measure(name, model, x_T, tau, schedule, data):

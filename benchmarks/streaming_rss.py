@@ -2,7 +2,7 @@
 
 A synthetic cell (random uint8 3x256x256 images, LSUN's shape, written as the harness's checksummed shards) is scored
 in a fresh subprocess the way the sample job scores a cell: its ``ShardImages`` (``ShardStore.images``), the sample
-grid (``head``), then ``harness.metrics.score`` (features streamed in batches, FID, KID, precision/recall against a
+grid (``head``), then ``harness.metrics.suite.score`` (features streamed in batches, FID, KID, precision/recall against a
 reference). The features come from a cheap stand-in extractor, ``block-means`` (the mean of each 16x16 block per
 channel: 768 features), registered for the run, so the cost is the harness's data path, not Inception's. The
 reference is a registered torch-fidelity input of random images made on the fly.
@@ -46,7 +46,7 @@ def _random_images(seed: int, count: int) -> torch.Tensor:
 
 def write_cell(folder: Path, n: int, shard: int, seed: int = 0) -> None:
     """n random images in the harness's shards of ``shard`` images, one shard in memory at a time."""
-    from harness.shards import ShardStore
+    from harness.run.shards import ShardStore
 
     store = ShardStore(folder, SHAPE)
     for k, first in enumerate(range(0, n, shard)):
@@ -72,7 +72,7 @@ def _register(reference_images: int) -> None:
     import torch_fidelity
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-    from harness import features
+    from harness.metrics import features
 
     class BlockMeans(FeatureExtractorBase):
         """uint8 [B, 3, H, W] -> the mean of each (H/16)x(W/16) block per channel: [B, 768]. Eight images at a time
@@ -116,9 +116,9 @@ def _status_kib(field: str) -> int:
 
 def child(folder: Path, n: int, batch_size: int, reference_images: int, hold_all: bool, root: Path) -> dict:
     """Score the cell in ``folder`` as the sample job does; return the resident set before and the peak (bytes)."""
-    from harness.metrics import Scoring, score
-    from harness.references import TensorImages
-    from harness.shards import ShardStore
+    from harness.metrics.suite import Scoring, score
+    from harness.metrics.references import TensorImages
+    from harness.run.shards import ShardStore
 
     _register(reference_images)
     torch.set_num_threads(1)

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import config
-from .checkpoints import REGISTRY
-from .unet import build_unet
+from harness.core import config
+from harness.models.checkpoints import REGISTRY
+from harness.diffusion.unet import build_unet
 
 DEFAULT_OUT = Path("outputs") / "rehearsal"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file name (features.WEIGHTS_URLS)
@@ -292,8 +292,8 @@ def rehearse(out: Path, presets: list[str] | None = None, report: bool = True, e
     echo(f"stand-in files made in {time.perf_counter() - start:.1f} s under {out}")
     os.environ["DDIM_HARNESS_CACHE"] = str(out / "cache")  # reference features and verified weights of the stand-ins
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from .app import main as harness_main
-    from .report.cli import main as report_main
+    from harness.app import main as harness_main
+    from harness.report.cli import main as report_main
 
     results = []
     cwd = Path.cwd()

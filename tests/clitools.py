@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlflow
 
-from harness.faults import ENV as FAULTS_ENV
+from harness.core.faults import ENV as FAULTS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_ENV = "HARNESS_TEST_STORE_TEMPLATE"  # the empty migrated store of this test run (conftest.store_template)
@@ -24,7 +24,7 @@ def new_store(db: Path) -> Path:
 
 def harness(tmp_path, *args, check=True, template=True, faults=None):
     """``python -m harness ...`` in ``tmp_path``, its store ``tmp_path/mlflow.db`` (from the template if new, unless
-    ``template=False``: then the harness creates it); ``faults``: rules for the fault seam (harness.faults)."""
+    ``template=False``: then the harness creates it); ``faults``: rules for the fault seam (harness.core.faults)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     if template:
         new_store(tmp_path / "mlflow.db")
@@ -56,7 +56,7 @@ def cells(*overrides):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from harness.sweep import compose_cells
+    from harness.sweep.callbacks import compose_cells
 
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         config = GlobalHydra.instance().hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN)

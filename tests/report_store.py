@@ -1,4 +1,4 @@
-"""Synthetic MLflow stores for the report tests: runs written with the runner's schema (harness.names).
+"""Synthetic MLflow stores for the report tests: runs written with the runner's schema (harness.core.names).
 
 ``Store.add`` writes one run. ``fill_v1`` is the store the report tests have used since the first report: runs of
 the schema before repeats (no ``repeats``, ``sampler``, ``features.*`` or ``headline_metric``), with known values, a
@@ -18,7 +18,7 @@ import numpy as np
 from mlflow.entities import Metric, Param
 
 from clitools import new_store
-from harness.tracking import prepare_store
+from harness.tracking.store import prepare_store
 
 T0 = 1_767_000_000_000  # ms; run start times count up from here
 SHA = "ab" * 32

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.acceleration import COMPILE_MODES, prepare_model, warm_up
-from harness.errors import HarnessError
-from harness.runtime import Autocast
+from harness.models.acceleration import COMPILE_MODES, prepare_model, warm_up
+from harness.core.errors import HarnessError
+from harness.core.runtime import Autocast
 
 
 class Tiny(nn.Module):

@@ -1,4 +1,4 @@
-"""Issue 20, problem 1: a cell's identity holds the content of its input files (harness.inputs), so a checkpoint
+"""Issue 20, problem 1: a cell's identity holds the content of its input files (harness.run.inputs), so a checkpoint
 replaced under the same path is a new cell: no skip to the old run, no reuse of the old weights' shards."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from clitools import ROOT, cells, harness, runs
-from harness import files
-from harness.model_loading import read_state_dict
+from harness.core import files
+from harness.models.loading import read_state_dict
 
 DIGITS_UNET = ROOT / "harness" / "assets" / "digits_unet.pt"
 TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
@@ -68,7 +68,7 @@ def test_keys_name_the_checkpoint_by_content(tmp_path):
 
 
 def test_extractor_weights_are_part_of_the_key(tmp_path):
-    from harness.digits_classifier import DEFAULT_WEIGHTS
+    from harness.models.digits_classifier import DEFAULT_WEIGHTS
 
     w = tmp_path / "w.pt"
     w.write_bytes(DEFAULT_WEIGHTS.read_bytes())

@@ -9,12 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from harness import checkpoints
-from harness.checkpoints import CheckpointEntry, checkpoint_dir, entry_for, resolve
-from harness.files import cache_dir, download, file_sha256
-from harness.model_loading import load_checkpoint, load_model, read_state_dict
-from harness.errors import HarnessError
-from harness.unet import build_unet
+from harness.models import checkpoints
+from harness.models.checkpoints import CheckpointEntry, checkpoint_dir, entry_for, resolve
+from harness.core.files import cache_dir, download, file_sha256
+from harness.models.loading import load_checkpoint, load_model, read_state_dict
+from harness.core.errors import HarnessError
+from harness.diffusion.unet import build_unet
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "model"
 DIGITS = OmegaConf.load(CONF / "digits.yaml")

@@ -17,8 +17,8 @@ import time
 import pytest
 from clitools import ROOT, cells, new_store, runs
 
-from harness import tracking
-from harness.cell_claim import claim_path
+from harness.tracking import store as tracking
+from harness.sweep.cell_claim import claim_path
 
 # Each process imports the harness, says it is ready, waits for the file ``go`` and then opens the store as a
 # sweep's start does (prepare_store).

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from clitools import harness
-from harness import credentials
+from harness.tracking import credentials
 from mlflow_server import free_port, start_server, stop_server
 
 SECRET = "s3cret"

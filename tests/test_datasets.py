@@ -16,11 +16,11 @@ from PIL import Image
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import DATASETS_REGISTRY, FEATURE_EXTRACTORS_REGISTRY
 
-from harness import features
-from harness.datasets import FloatImages, celeba, check_available, load_split, lsun, reference_dataset
-from harness.errors import HarnessError
-from harness.metrics import Scoring, score
-from harness.references import TensorImages, reference_fingerprint
+from harness.metrics import features
+from harness.data import FloatImages, celeba, check_available, load_split, lsun, reference_dataset
+from harness.core.errors import HarnessError
+from harness.metrics.suite import Scoring, score
+from harness.metrics.references import TensorImages, reference_fingerprint
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"

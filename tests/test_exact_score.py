@@ -7,15 +7,15 @@ import pytest
 import scipy.linalg
 import torch
 
-from harness.analytic import (
+from harness.diffusion.analytic import (
     exact_mixture,
     exact_mixtures,
     frechet_distance,
     gaussian_w2,
     log_snr_linear_schedule,
 )
-from harness.errors import HarnessError
-from harness.schedule import NoiseSchedule
+from harness.core.errors import HarnessError
+from harness.diffusion.schedule import NoiseSchedule
 
 SCHEDULE = NoiseSchedule.linear()
 
@@ -103,8 +103,8 @@ def test_every_sampler_runs_through_the_harness_on_exact_and_digits_data(tmp_pat
     import mlflow
 
     from clitools import cells
-    from harness.runner import run_cell
-    from harness.samplers import SAMPLERS
+    from harness.sweep.runner import run_cell
+    from harness.diffusion.samplers import SAMPLERS
 
     monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
     common = [f"output_root={tmp_path / 'out'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "progress=false",

@@ -1,8 +1,8 @@
-"""The fault seam (harness.faults): a point acts only on a rule that names it and every fact the rule gives."""
+"""The fault seam (harness.core.faults): a point acts only on a rule that names it and every fact the rule gives."""
 
 import pytest
 
-from harness import faults
+from harness.core import faults
 
 
 def test_a_point_without_rules_does_nothing(monkeypatch):

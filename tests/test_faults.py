@@ -23,9 +23,10 @@ import pytest
 import torch
 
 from clitools import ROOT, harness, runs
-from harness import files, tracking
-from harness.errors import HarnessError
-from harness.shards import ShardStore
+from harness.core import files
+from harness.tracking import store as tracking
+from harness.core.errors import HarnessError
+from harness.run.shards import ShardStore
 
 DIGITS_UNET = ROOT / "harness" / "assets" / "digits_unet.pt"
 TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
@@ -71,9 +72,9 @@ def test_payload_files_never_execute(tmp_path):
     """A planted pickle payload in every file the harness reads from outside the package: a sample shard, a model
     checkpoint, digits classifier weights, a CIFAR-10 batch. (The reference-features cache and torch-fidelity's
     extractor weights: tests/test_metrics.py.) Each is refused or resampled; the payload never runs."""
-    from harness.datasets import cifar10
-    from harness.digits_classifier import load_classifier
-    from harness.model_loading import read_state_dict
+    from harness.data import cifar10
+    from harness.models.digits_classifier import load_classifier
+    from harness.models.loading import read_state_dict
 
     marker = tmp_path / "pwned"
     store = ShardStore(tmp_path / "shards", (1, 8, 8))
@@ -135,12 +136,12 @@ def test_no_unsafe_load_in_the_package():
 
 
 def test_tampered_and_truncated_shards_are_resampled(tmp_path, capsys):
-    from harness import config
-    from harness.generate import generate
-    from harness.model_loading import load_checkpoint
-    from harness.samplers import get_sampler
-    from harness.schedule import NoiseSchedule
-    from harness.trajectory import timesteps
+    from harness.core import config
+    from harness.run.generate import generate
+    from harness.models.loading import load_checkpoint
+    from harness.diffusion.samplers import get_sampler
+    from harness.diffusion.schedule import NoiseSchedule
+    from harness.diffusion.trajectory import timesteps
 
     torch.set_num_threads(1)
     model, _ = load_checkpoint(config.load("model", "digits"))
@@ -167,8 +168,8 @@ def test_tampered_and_truncated_shards_are_resampled(tmp_path, capsys):
 
 
 def test_failed_atomic_writes_leave_no_temp_files(tmp_path, monkeypatch):
-    from harness import metrics
-    from harness.metrics import Scoring, reference_features
+    from harness.metrics import suite as metrics
+    from harness.metrics.suite import Scoring, reference_features
 
     target = tmp_path / "x.pt"
     files.save_atomic({"a": torch.ones(2)}, target)
@@ -200,7 +201,7 @@ def test_failed_atomic_writes_leave_no_temp_files(tmp_path, monkeypatch):
 def compose_cell(*overrides):
     from hydra import compose, initialize_config_module
 
-    from harness.cell import Cell
+    from harness.run.cell import Cell
 
     with initialize_config_module("harness.conf", version_base="1.3"):
         return Cell.from_config(compose("config", overrides=list(overrides)))
@@ -342,7 +343,7 @@ def test_unusable_store_is_one_message_on_the_command_line(tmp_path):
 
 @pytest.mark.slow
 def test_nan_model_output_fails_the_cell(tmp_path):
-    from harness.model_loading import read_state_dict
+    from harness.models.loading import read_state_dict
 
     state, _ = read_state_dict(DIGITS_UNET)
     nan = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}
@@ -410,7 +411,7 @@ def test_one_bad_cell_fails_alone_and_orphans_are_reconciled(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_fails_only_its_cell(tmp_path):
-    """A worker SIGKILLed mid-cell (after its first batch, by the fault seam harness.faults): its cell is reported
+    """A worker SIGKILLed mid-cell (after its first batch, by the fault seam harness.core.faults): its cell is reported
     FAILED in the summary, its run marked KILLED (not left RUNNING), a new worker runs the remaining cell, the others
     finish, the exit status is 1."""
     proc = harness(tmp_path, "-m", "seed=0,1,2", *TINY, "hydra.launcher.n_jobs=2", check=False,

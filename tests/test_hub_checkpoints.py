@@ -1,4 +1,4 @@
-"""Diffusers-format checkpoints (harness.hub, harness.diffusers_format): a UNet2DModel folder, or a hub repo id taken
+"""Diffusers-format checkpoints (harness.models.hub, harness.models.diffusers_format): a UNet2DModel folder, or a hub repo id taken
 from the Hugging Face cache, made at test time with random weights in the real format (diffusers' save_pretrained, the
 hub's 2022 key names and .bin files, the hub's cache layout), loaded through the harness and checked against
 diffusers' own forward on the same inputs. No network: the hub is only ever offline here."""
@@ -20,12 +20,12 @@ from clitools import cells, harness, runs
 from safetensors.torch import save_file
 
 from harness import rehearsal
-from harness.checkpoints import REGISTRY, availability
-from harness.diffusers_format import architecture_from_config
-from harness.errors import HarnessError
-from harness.hub import HUB_MODELS
-from harness.inputs import checkpoint_identity
-from harness.model_loading import load_checkpoint
+from harness.models.checkpoints import REGISTRY, availability
+from harness.models.diffusers_format import architecture_from_config
+from harness.core.errors import HarnessError
+from harness.models.hub import HUB_MODELS
+from harness.run.inputs import checkpoint_identity
+from harness.models.loading import load_checkpoint
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "model"
 # The settings every google/ddpm-* config.json carries (the hub's ddpm-cat-256 config, in full, below).
@@ -228,7 +228,7 @@ def test_hub_repo_of_another_model_is_refused_before_download(offline_cache):
 
 
 def test_a_hub_checkpoint_is_checked_before_any_cell_runs(offline_cache):
-    from harness.cell import check_environment
+    from harness.run.cell import check_environment
 
     for hub, message in [("google/ddpm-ema-celebahq-256", "CelebA-HQ"), ("google/ddpm-cifar10-32", "HF_HUB_OFFLINE=1")]:
         cell = cells("dataset=cifar10", f"model.checkpoint.hub={hub}")[0]

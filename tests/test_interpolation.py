@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from harness.interpolation import slerp, slerp_grid, slerp_line
+from harness.diffusion.interpolation import slerp, slerp_grid, slerp_line
 
 
 def test_slerp_endpoints_and_angle():

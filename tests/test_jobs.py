@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from harness import config
-from harness.datasets import digits
-from harness.model_loading import load_checkpoint
-from harness.sampling import decode, encode, reconstruction_mse
-from harness.schedule import NoiseSchedule
-from harness.trajectory import timesteps
+from harness.core import config
+from harness.data import digits
+from harness.models.loading import load_checkpoint
+from harness.diffusion.sampling import decode, encode, reconstruction_mse
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 from clitools import cells, harness, runs
 
 
@@ -56,7 +56,7 @@ def test_dry_run_lists_cells_without_sampling(tmp_path):
                                            ("table3_bedroom", 8), ("table3_church", 8), ("samplers", 16),
                                            ("samplers_cifar10", 32), ("samplers_exact", 32)])
 def test_presets_plan_without_their_data(tmp_path, monkeypatch, capsys, preset, count):
-    from harness.dryrun import print_plan
+    from harness.sweep.dryrun import print_plan
 
     monkeypatch.chdir(tmp_path)  # the plan reads the (empty) store in the working directory
     monkeypatch.setenv("DDIM_HARNESS_DATA", str(tmp_path / "no-data"))

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness import digits_classifier, features, metrics
-from harness.analytic import frechet_distance
-from harness.datasets import digits
-from harness.errors import HarnessError
-from harness.metrics import Scoring, score, summarize, t_interval
-from harness.names import repeat_stat
-from harness.references import TensorImages, reference_fingerprint
+from harness.models import digits_classifier
+from harness.metrics import features, suite as metrics
+from harness.diffusion.analytic import frechet_distance
+from harness.data import digits
+from harness.core.errors import HarnessError
+from harness.metrics.suite import Scoring, score, summarize, t_interval
+from harness.core.names import repeat_stat
+from harness.metrics.references import TensorImages, reference_fingerprint
 
 CPU = torch.device("cpu")
 
@@ -241,7 +242,7 @@ def test_training_short(tmp_path):
     assert digits_classifier.main(["--out", str(out), "--epochs", "1", "--seed", "1"]) == 0
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["epochs"] == 1 and card["seed"] == 1 and card["data_sha256"] == digits.data_hash()
-    from harness.files import file_sha256
+    from harness.core.files import file_sha256
 
     assert card["sha256"] == file_sha256(out) and 0.0 <= card["heldout_accuracy"] <= 1.0
 
@@ -249,8 +250,8 @@ def test_training_short(tmp_path):
 @pytest.mark.slow
 def test_parallel_first_calls_compute_the_reference_features_once(tmp_path):
     """Two processes scoring against a cold cache at once: one computes the reference features, the other waits."""
-    code = ("import torch; from harness.metrics import Scoring, score; from harness.references import TensorImages; "
-            "from harness.datasets import digits; from harness import digits_classifier as d; f = d.DigitsCNNFeatureExtractor.forward; "
+    code = ("import torch; from harness.metrics.suite import Scoring, score; from harness.metrics.references import TensorImages; "
+            "from harness.data import digits; from harness import digits_classifier as d; f = d.DigitsCNNFeatureExtractor.forward; "
             "d.DigitsCNNFeatureExtractor.forward = lambda s, x: (print('images', x.shape[0], flush=True), f(s, x))[1]; "
             "score(TensorImages(digits.images_uint8('test')), 1, Scoring('digits-train', 'digits-cnn', 8), torch.device('cpu'))")
     env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
@@ -266,7 +267,7 @@ def test_fid_infinity_is_on_for_the_digits_and_off_elsewhere():
 
     from clitools import cells
 
-    from harness.jobs.sample import scoring_of
+    from harness.run.jobs.sample import scoring_of
 
     (d,), (g,) = cells("dataset=digits"), cells("dataset=gmm_glyphs64")
     assert d.metrics["fid_infinity"] is True and scoring_of(d).fid_infinity

@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy import stats
 
-from harness.analytic import GaussianMixtureEps
-from harness.errors import HarnessError
-from harness.noise import (
+from harness.diffusion.analytic import GaussianMixtureEps
+from harness.core.errors import HarnessError
+from harness.diffusion.noise import (
     DEFAULT_NOISE_SCHEME,
     NOISE_SCHEMES,
     ImageNoise,
@@ -19,9 +19,9 @@ from harness.noise import (
     philox_keys,
     philox_normal,
 )
-from harness.sampling import sample_seeded
-from harness.schedule import NoiseSchedule
-from harness.trajectory import timesteps
+from harness.diffusion.sampling import sample_seeded
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 
 # Known-answer vectors of Random123 (D. E. Shaw Research), file tests/kat_vectors of
 # https://github.com/DEShawResearch/random123, the "philox4x32 7" and "philox4x32 10" lines. Columns: rounds,

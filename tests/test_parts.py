@@ -1,4 +1,4 @@
-"""A cell split into parts (harness.parts): the same images and metrics as the cell unsplit, one MLflow run with the
+"""A cell split into parts (harness.run.parts): the same images and metrics as the cell unsplit, one MLflow run with the
 parts recorded, a failed part resumed by its rerun, parts racing for the run and for the scoring."""
 
 import fcntl
@@ -14,10 +14,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from clitools import ROOT, cells, harness, runs
-from harness import tracking
-from harness.cell import Cell, part_range
-from harness.errors import HarnessError
-from harness.parts import expand_parts, lock_path
+from harness.tracking import store as tracking
+from harness.run.cell import Cell, part_range
+from harness.core.errors import HarnessError
+from harness.run.parts import expand_parts, lock_path
 
 TINY = ["N=16", "repeats=1", "S=3", "batch_size=4", "threads=1"]
 METRICS = ["fid", "kid", "prc_precision", "prc_recall", "fd_pixels"]
@@ -85,7 +85,7 @@ def test_parts_leave_both_keys_alone():
 
 def plan(capsys, *overrides) -> str:
     """What ``dry_run=true`` prints for these cells (in this process; the store is the working directory's)."""
-    from harness.dryrun import print_plan
+    from harness.sweep.dryrun import print_plan
 
     capsys.readouterr()
     print_plan([cell_of(*TINY, *o) for o in overrides])
@@ -94,7 +94,7 @@ def plan(capsys, *overrides) -> str:
 
 @pytest.mark.slow  # about 2.5 min on one loaded CPU core: 4 harness processes
 def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_run(tmp_path, monkeypatch, capsys):
-    from harness.runner import run_cell
+    from harness.sweep.runner import run_cell
 
     harness(tmp_path / "a", *TINY)  # the cell unsplit
     whole = cell_runs(tmp_path / "a").iloc[0]
@@ -140,9 +140,9 @@ def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_r
 
 def unsplit_images(*overrides) -> torch.Tensor:
     """The cell's images sampled in this process, unsplit, through the library (the reference for the CLI's)."""
-    from harness.generate import generate
-    from harness.model_loading import load_checkpoint
-    from harness.shards import ShardStore
+    from harness.run.generate import generate
+    from harness.models.loading import load_checkpoint
+    from harness.run.shards import ShardStore
 
     torch.set_num_threads(1)  # as the CLI's threads=1
     cell = cell_of(*overrides)

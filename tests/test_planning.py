@@ -1,11 +1,19 @@
-"""The sample-size planner (harness.planning) on inputs whose answers are worked out by hand here."""
+"""The sample-size planner (harness.report.planning) on inputs whose answers are worked out by hand here."""
 
 import math
 
 import pytest
 
-from harness.planning import (MAX_GROWTH, detectable, guenther_repeats, images_needed, paired_plan, paired_power,
-                              repeats_needed, welch_plan)
+from harness.report.planning import (
+    MAX_GROWTH,
+    detectable,
+    guenther_repeats,
+    images_needed,
+    paired_plan,
+    paired_power,
+    repeats_needed,
+    welch_plan,
+)
 
 Z_975, Z_80 = 1.959964, 0.841621  # standard normal quantiles (tables)
 

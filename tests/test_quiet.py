@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from clitools import ROOT, harness, new_store, runs
-from harness.digits_classifier import DEFAULT_WEIGHTS, load_classifier
-from harness.errors import HarnessError
-from harness.files import NotTensors, load_tensors
-from harness.model_loading import read_state_dict
+from harness.models.digits_classifier import DEFAULT_WEIGHTS, load_classifier
+from harness.core.errors import HarnessError
+from harness.core.files import NotTensors, load_tensors
+from harness.models.loading import read_state_dict
 
 DIGITS_UNET = ROOT / "harness" / "assets" / "digits_unet.pt"
 TINY = ["repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from clitools import cells, harness
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 

@@ -20,10 +20,10 @@ import torch
 
 from clitools import ROOT, cells, harness, new_store
 from harness import rehearsal
-from harness.datasets import check_available, cifar10, ensure_available, published_problem, reference_dataset
-from harness.errors import HarnessError
-from harness.model_loading import load_checkpoint, read_state_dict
-from harness.preflight import check_data
+from harness.data import check_available, cifar10, ensure_available, published_problem, reference_dataset
+from harness.core.errors import HarnessError
+from harness.models.loading import load_checkpoint, read_state_dict
+from harness.run.preflight import check_data
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +70,7 @@ def test_standin_checkpoints_load_into_the_paper_architectures(tmp_path):
 
 
 def test_standin_inception_weights_load_strictly_into_torch_fidelity(inception):
-    from harness.features import make_extractor
+    from harness.metrics.features import make_extractor
 
     fe = make_extractor("inception-v3-compat", ["2048"], inception, torch.device("cpu"))  # torch-fidelity's strict load
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
@@ -123,7 +123,7 @@ def test_the_fid_reference_reads_the_present_folder_without_any_download(tmp_pat
     rehearsal.write_cifar10(tmp_path)
     from torch_fidelity.registry import DATASETS_REGISTRY
 
-    from harness.references import reference_images
+    from harness.metrics.references import reference_images
 
     # torch-fidelity's own cifar10-train would fail torchvision's md5 check here and try to download
     ref = reference_images("cifar10-train", tmp_path, download=True)
@@ -220,8 +220,8 @@ class OutOfMemoryNet(torch.nn.Module):
 
 
 def test_out_of_memory_is_one_line_suggesting_a_smaller_batch(tmp_path, monkeypatch):
-    from harness.jobs.context import JobContext
-    from harness.runner import run_cell
+    from harness.run.jobs.context import JobContext
+    from harness.sweep.runner import run_cell
 
     db = new_store(tmp_path / "mlflow.db")
     (cell,) = cells("dataset=digits", "N=8", "S=2", "batch_size=8", f"output_root={tmp_path / 'out'}",

@@ -39,7 +39,7 @@ FIGURES = ["job.consistency_S=[3,5]", "job.consistency_images=2", "job.interpola
 def run_figures_job(store: Store, out: Path, overrides: list[str]) -> str:
     """The figures job on the shipped digits model, run into the store as ``python -m harness job=figures`` runs it;
     returns its run id."""
-    from harness.runner import run_cell
+    from harness.sweep.runner import run_cell
 
     (cell,) = cells("job=figures", f"output_root={out}", f"tracking.uri={store.uri}", "progress=false", *overrides)
     outcome = run_cell(cell)
@@ -345,7 +345,7 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_dataset_filter_without_runs_is_an_error(store, tmp_path):
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError, match="datasets with finished runs: celeba, cifar10, digits, lsun_church"):
         build_report(Options(store.uri, tmp_path / "r", datasets=["lsun_bedroom"]))

@@ -1,7 +1,7 @@
 """The contract between the runner and the report: a real tiny multirun through the command line, into a temporary
 store, and the report built from that store shows every cell it ran (and no other), with the values the runs logged.
 
-If a param, tag or metric name in harness/names.py changes on one side only, this fails instead of leaving a
+If a param, tag or metric name in harness/core/names.py changes on one side only, this fails instead of leaving a
 report table silently empty."""
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pytest
 from report_store import DIGITS_V2, GMM_NFE, GMM_SAMPLERS, V2_METRICS, Store, fill_v2, fill_v3, gmm_flow, repeats_of
 from scipy import stats
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 from harness.report import claims as C
 from harness.report.build import Options, build_report
 from harness.report.cli import main

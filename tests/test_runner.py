@@ -75,8 +75,8 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
 )
 def test_bad_input_is_refused_before_any_work(args, message):
     """What the sweep's pre-check runs for every cell, before anything is launched."""
-    from harness.cell import check_environment
-    from harness.errors import HarnessError
+    from harness.run.cell import check_environment
+    from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError) as err:
         for cell in cells(*args):

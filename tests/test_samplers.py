@@ -18,11 +18,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from harness.analytic import GaussianMixtureEps, exact_flow, exact_mixture, log_snr_linear_schedule  # noqa: E402
-from harness.errors import HarnessError  # noqa: E402
-from harness.noise import ImageNoise  # noqa: E402
-from harness.sampling import predict_x0  # noqa: E402
-from harness.samplers import (  # noqa: E402
+from harness.diffusion.analytic import GaussianMixtureEps, exact_flow, exact_mixture, log_snr_linear_schedule  # noqa: E402
+from harness.core.errors import HarnessError  # noqa: E402
+from harness.diffusion.noise import ImageNoise  # noqa: E402
+from harness.diffusion.sampling import predict_x0  # noqa: E402
+from harness.diffusion.samplers import (
     SAMPLERS,
     CountingModel,
     get_sampler,
@@ -36,8 +36,8 @@ from harness.samplers import (  # noqa: E402
     sample_unipc,
     steps_for_nfe,
 )
-from harness.schedule import NoiseSchedule  # noqa: E402
-from harness.trajectory import timesteps  # noqa: E402
+from harness.diffusion.schedule import NoiseSchedule  # noqa: E402
+from harness.diffusion.trajectory import timesteps  # noqa: E402
 
 # diffusers 0.42.1 calls np.array on torch tensors when it builds sigma tables; numpy 2 warns about it there.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
@@ -455,7 +455,7 @@ def test_images_do_not_depend_on_the_batch(name, eta):
 def test_every_sampler_runs_on_the_digits_unet():
     from omegaconf import OmegaConf
 
-    from harness.model_loading import load_checkpoint
+    from harness.models.loading import load_checkpoint
 
     model, _ = load_checkpoint(OmegaConf.load("conf/model/digits.yaml"))
     x_T = ImageNoise(0, range(4)).randn(1, 8, 8)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.analytic import GaussianMixtureEps
-from harness.errors import HarnessError
-from harness.noise import ImageNoise
-from harness.sampling import (
+from harness.diffusion.analytic import GaussianMixtureEps
+from harness.core.errors import HarnessError
+from harness.diffusion.noise import ImageNoise
+from harness.diffusion.sampling import (
     decode,
     encode,
     generalized_step,
@@ -22,8 +22,8 @@ from harness.sampling import (
     sigma_hat,
     sigma_hat_step,
 )
-from harness.schedule import NoiseSchedule
-from harness.trajectory import step_pairs, timesteps
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import step_pairs, timesteps
 
 SCHEDULE = NoiseSchedule.linear()
 
@@ -219,7 +219,7 @@ def test_unet_images_do_not_depend_on_batch_size():
     """Images 0..7 sampled in one batch of 8 and in batches of 3, 3, 2 (and 1) with the digits U-Net: bitwise equal."""
     from omegaconf import OmegaConf
 
-    from harness.unet import build_unet
+    from harness.diffusion.unet import build_unet
 
     torch.manual_seed(0)
     model = build_unet(OmegaConf.load("conf/model/digits.yaml").architecture).eval()

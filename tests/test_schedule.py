@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.schedule import NoiseSchedule
-from harness.trajectory import step_pairs, timesteps
+from harness.core.errors import HarnessError
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import step_pairs, timesteps
 
 
 def test_linear_schedule_matches_official_construction():

@@ -18,8 +18,8 @@ import mlflow
 import pytest
 from clitools import harness, new_store
 
-from harness import tracking
-from harness.errors import HarnessError
+from harness.tracking import store as tracking
+from harness.core.errors import HarnessError
 
 
 @contextmanager

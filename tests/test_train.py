@@ -4,8 +4,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from clitools import ROOT
-from harness.model_loading import read_state_dict
-from harness.train import EMA, antithetic_timesteps, train
+from harness.models.loading import read_state_dict
+from harness.models.train import EMA, antithetic_timesteps, train
 
 
 def config(*overrides):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from harness.unet import AttnBlock, UNet, build_unet, timestep_embedding
+from harness.diffusion.unet import AttnBlock, UNet, build_unet, timestep_embedding
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "model"
 

@@ -13,20 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import HarnessError
-from . import claims as C
-from . import samplers, sections
-from .artifacts import figures_images
-from .figures import eta_figures, figure4, sampler_figure
-from .galleries import consistency_and_interpolation, sample_grids
-from .latex import standalone_tex, table_tex
-from .plans import attach_plans, plan_note
-from .provenance import provenance_section
-from .render import Section, write_document
-from .runs import REHEARSAL_BANNER, RunSet, load_runs
-from .tables import ReportTable, build_tables
-from .texcheck import LatexCheck, check_latex
-from .timing import timing_lines
+from harness.core.errors import HarnessError
+from harness.report import claims as C
+from harness.report import samplers, sections
+from harness.report.artifacts import figures_images
+from harness.report.figures import eta_figures, figure4, sampler_figure
+from harness.report.galleries import consistency_and_interpolation, sample_grids
+from harness.report.latex import standalone_tex, table_tex
+from harness.report.plans import attach_plans, plan_note
+from harness.report.provenance import provenance_section
+from harness.report.render import Section, write_document
+from harness.report.runs import REHEARSAL_BANNER, RunSet, load_runs
+from harness.report.tables import ReportTable, build_tables
+from harness.report.texcheck import LatexCheck, check_latex
+from harness.report.timing import timing_lines
 
 MANIFEST = ".report-files.json"
 REPORT_FILE = re.compile(  # the names the report writes

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..eta import SIGMA_HAT, eta_row_name
-from ..names import Metric
-from ..planning import Plan
-from .labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
-from .render import text
-from .stats import Interval, kendall_tau, paired_interval, welch_interval
-from .tables import ReportTable
-from .timing import TimingLine
+from harness.diffusion.eta import SIGMA_HAT, eta_row_name
+from harness.core.names import Metric
+from harness.report.planning import Plan
+from harness.report.labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
+from harness.report.render import text
+from harness.report.stats import Interval, kendall_tau, paired_interval, welch_interval
+from harness.report.tables import ReportTable
+from harness.report.timing import TimingLine
 
 PASS, FAIL, NOISE = "PASS", "FAIL", "within noise"
 NO_REPEATS, NO_DATA = "not enough repeats", "not enough data"

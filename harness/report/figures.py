@@ -13,10 +13,10 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .labels import METRICS, dataset_name, direction, file_stem, label  # noqa: E402
-from .paper import FIG4_READING  # noqa: E402
-from .render import Figure, text  # noqa: E402
-from .timing import TimingLine  # noqa: E402
+from harness.report.labels import METRICS, dataset_name, direction, file_stem, label  # noqa: E402
+from harness.report.paper import FIG4_READING  # noqa: E402
+from harness.report.render import Figure, text  # noqa: E402
+from harness.report.timing import TimingLine  # noqa: E402
 
 
 def save(fig, out_dir: Path, stem: str, caption: str, dpi: int = 130) -> Figure:

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..eta import eta_row_name
-from .artifacts import fetch
-from .figures import plt, save
-from .labels import dataset_name, file_stem
-from .render import Figure, text
-from .tables import ReportTable
+from harness.diffusion.eta import eta_row_name
+from harness.report.artifacts import fetch
+from harness.report.figures import plt, save
+from harness.report.labels import dataset_name, file_stem
+from harness.report.render import Figure, text
+from harness.report.tables import ReportTable
 
 GRID_ROWS = 3  # rows of 10 images shown per (eta, S) panel of the sample grids
 

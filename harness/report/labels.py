@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..names import SCORES, Metric
+from harness.core.names import SCORES, Metric
 
 DASH, DAGGER, ONE_REPEAT = "-", "\u2020", "\u2021"  # not run; settings differ from the block's; measured once (K=1)
 DATASET_NAMES = {"digits": "digits 8x8", "cifar10": "CIFAR-10", "celeba": "CelebA", "lsun_bedroom": "LSUN Bedroom",

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..eta import SIGMA_HAT
-from .labels import DAGGER, DASH, ONE_REPEAT
-from .render import ENV
-from .tables import Block, ReportTable
+from harness.diffusion.eta import SIGMA_HAT
+from harness.report.labels import DAGGER, DASH, ONE_REPEAT
+from harness.report.render import ENV
+from harness.report.tables import Block, ReportTable
 
 ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..eta import SIGMA_HAT, eta_label, eta_sort_key
+from harness.diffusion.eta import SIGMA_HAT, eta_label, eta_sort_key
 
 PAPER_CSV = Path(__file__).with_name("paper_values.csv")
 ORDERING_REFERENCE = "cifar10"  # the paper block shown beside datasets the paper did not use (digits)

@@ -1,7 +1,7 @@
 """The planner's line for every within-noise claim comparison: the repeats (or, for Table 2, images) that would decide
 it at 95% with 80% power if the observed difference were the true one, and their cost in images, network evaluations
 and sampling time at the rate measured on this store's runs; for a difference near 0, the smallest difference the
-data at hand could have detected (the math: harness.planning)."""
+data at hand could have detected (the math: harness.report.planning)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..names import Metric
-from ..planning import MAX_GROWTH, Plan, paired_plan, welch_plan
-from .claims import NOISE, Check, Claim, check_claims
-from .labels import fmt_number
-from .runs import RunSet, load_runs
-from .tables import build_tables
-from .timing import timing_lines
+from harness.core.names import Metric
+from harness.report.planning import MAX_GROWTH, Plan, paired_plan, welch_plan
+from harness.report.claims import NOISE, Check, Claim, check_claims
+from harness.report.labels import fmt_number
+from harness.report.runs import RunSet, load_runs
+from harness.report.tables import build_tables
+from harness.report.timing import timing_lines
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def plan_note(measured: dict[str, Rate]) -> str:
                            for d, r in sorted(measured.items())) or "none measured"
     return ("To decide (within-noise comparisons): the repeats K (Table 2: images n per cell) at which the paired "
             "t-test (Welch for Table 2) would decide the comparison at 95% with 80% power if the observed difference "
-            "and spread were the true ones (noncentral t; Cohen 1988, Guenther 1981; harness/planning.py), the new "
+            "and spread were the true ones (noncentral t; Cohen 1988, Guenther 1981; harness/report/planning.py), the new "
             "images of both cells (grown cells keep their repeats), their network evaluations and the sampling time "
             f"at this store's rate ({rates_text}); and the smallest difference (either sign) the data at hand would "
             f"decide with 80% power. A difference whose plan needs over {MAX_GROWTH}x the data at hand is called "

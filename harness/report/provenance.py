@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..tracking import shown_uri
-from .labels import dataset_name, fmt_value
-from .render import Section, Table, text
-from .runs import RunSet
-from .tables import ReportTable
-from .timing import TimingLine
+from harness.tracking.store import shown_uri
+from harness.report.labels import dataset_name, fmt_value
+from harness.report.render import Section, Table, text
+from harness.report.runs import RunSet
+from harness.report.tables import ReportTable
+from harness.report.timing import TimingLine
 
 CELL_COLUMNS = ["table", "dataset", "row", "S", "run_id", "N", "seed", "trajectory", "nfe", "precision",
                 "checkpoint_sha256", "checkpoint_weights", "feature_extractor", "device", "device_name", "git_commit",

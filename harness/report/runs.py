@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import HarnessError
-from ..eta import eta_label
-from ..names import REPEAT_STATS, Param, Tag, repeat_stat
-from ..tracking import client as tracking_client, shown_uri, store_errors
+from harness.core.errors import HarnessError
+from harness.diffusion.eta import eta_label
+from harness.core.names import REPEAT_STATS, Param, Tag, repeat_stat
+from harness.tracking.store import client as tracking_client, shown_uri, store_errors
 
-# The report's column for each param and tag it reads, from the name harness.names gives it in the store: a rename
+# The report's column for each param and tag it reads, from the name harness.core.names gives it in the store: a rename
 # there is followed here, and the rest of the report reads these columns.
 FIELDS = {
     "job": Param.JOB, "dataset": Param.DATASET, "model": Param.MODEL, "checkpoint": Param.CHECKPOINT, "ema": Param.EMA,
@@ -75,7 +75,7 @@ class RunSet:
 
 
 def grown_over(runs: pd.DataFrame) -> pd.Series:
-    """Per run, whether a larger cell of its series (harness.cell: the same cell grown by repeats) is among ``runs``:
+    """Per run, whether a larger cell of its series (harness.run.cell: the same cell grown by repeats) is among ``runs``:
     the tables and sampler views take the largest. Runs without the ``cell_series`` tag are a series of one."""
     series = runs["cell_series"].where(runs["cell_series"].notna(), runs["run_id"])
     return runs["repeats"] < runs.groupby(series)["repeats"].transform("max")
@@ -176,7 +176,7 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None, rehe
     if raw.empty:  # none ever, or all deleted (a search with no runs has no columns either)
         raise HarnessError(f"The experiment {experiment!r} in {shown_uri(uri)} has no runs yet: run python -m harness first.")
     if (raw["status"] == "RUNNING").any():  # a process killed mid-run left it RUNNING: marked KILLED, then read again
-        from ..tracking import reconcile_orphans
+        from harness.tracking.store import reconcile_orphans
 
         orphans = reconcile_orphans(uri, experiment)
         if orphans:

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..eta import eta_row_name, eta_sort_key
-from ..names import Metric
-from .labels import DASH, SAMPLE_METRICS, dataset_name, fmt_cell, fmt_number
-from .runs import RunSet, grown_over
-from .stats import loglog_line
-from .tables import headline_metric
+from harness.diffusion.eta import eta_row_name, eta_sort_key
+from harness.core.names import Metric
+from harness.report.labels import DASH, SAMPLE_METRICS, dataset_name, fmt_cell, fmt_number
+from harness.report.runs import RunSet, grown_over
+from harness.report.stats import loglog_line
+from harness.report.tables import headline_metric
 
 
 def _registry_rank(sampler: str) -> int:
-    """The sampler's place in the registry (harness.samplers), samplers it no longer knows last."""
-    from ..samplers import SAMPLERS  # the registry imports torch, which the report needs only for sampler views
+    """The sampler's place in the registry (harness.diffusion.samplers), samplers it no longer knows last."""
+    from harness.diffusion.samplers import SAMPLERS  # the registry imports torch, which the report needs only for sampler views
 
     order = list(SAMPLERS)
     return order.index(sampler) if sampler in order else len(order)

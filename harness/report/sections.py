@@ -7,14 +7,14 @@ import math
 
 import pandas as pd
 
-from ..tracking import shown_uri
-from . import claims as C
-from .labels import dataset_name, label
-from .render import Figure, Section, Table, text
-from .runs import RunSet
-from .samplers import SamplerView, orders_display
-from .tables import ReportTable
-from .timing import TimingLine
+from harness.tracking.store import shown_uri
+from harness.report import claims as C
+from harness.report.labels import dataset_name, label
+from harness.report.render import Figure, Section, Table, text
+from harness.report.runs import RunSet
+from harness.report.samplers import SamplerView, orders_display
+from harness.report.tables import ReportTable
+from harness.report.timing import TimingLine
 
 SAYS = {C.PASS: "holds on", C.FAIL: "fails on", C.NOISE: "within noise on", C.NO_REPEATS: "not enough repeats on",
         C.NO_DATA: "not enough data on", C.BIASED: "decided on the -inf version, not on",

@@ -5,7 +5,7 @@ LSUN FID, DDIM vs DDPM. Rows and columns are the paper's plus every measured eta
 use (digits) is followed by the paper's CIFAR-10 block for comparing orderings; each dataset's headline block by one
 block per other metric it was scored on. A cell shows the run chosen for it: per (eta, S) the newest run with its
 block's most common settings (N, seed, trajectory, checkpoint, feature extractor, precision), of a cell grown by
-repeats its largest run (harness.cell's series); a cell whose run differs is marked with a dagger, and the block's
+repeats its largest run (harness.run.cell's series); a cell whose run differs is marked with a dagger, and the block's
 notes name every difference and every run left out.
 """
 
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from ..eta import eta_row_name, eta_sort_key
-from ..names import Metric
-from .labels import DAGGER, DASH, SAMPLE_METRICS, dataset_name, direction, fmt_cell, label
-from .paper import ORDERING_REFERENCE, paper_cells, paper_layout
-from .render import text
-from .runs import FEATURES, RunSet, grown_over
+from harness.diffusion.eta import eta_row_name, eta_sort_key
+from harness.core.names import Metric
+from harness.report.labels import DAGGER, DASH, SAMPLE_METRICS, dataset_name, direction, fmt_cell, label
+from harness.report.paper import ORDERING_REFERENCE, paper_cells, paper_layout
+from harness.report.render import text
+from harness.report.runs import FEATURES, RunSet, grown_over
 
 SETTINGS = {
     "sample": ["N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision"],

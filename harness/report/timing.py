@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..names import Metric
-from .labels import dataset_name
-from .runs import RunSet
-from .stats import Line, fit_line, loglog_line
+from harness.core.names import Metric
+from harness.report.labels import dataset_name
+from harness.report.runs import RunSet
+from harness.report.stats import Line, fit_line, loglog_line
 
 SPI = Metric.SECONDS_PER_IMAGE
 TIMING_SOURCE = "timing jobs (hours_50k)"

@@ -1,0 +1,144 @@
+"""Where a job runs: device choice, CPU threads, and the facts about the environment that runs record."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from harness.core.errors import HarnessError
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU. ``cuda``, ``cuda:1`` or ``cpu`` are taken as given."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise HarnessError(f"Unknown device {name!r}: use auto, cpu, cuda or cuda:<index>.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HarnessError(f"device={name} was asked for but CUDA is not available here; use device=auto or device=cpu.")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (for honest wall times); nothing to wait for on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def configure_threads(threads: int | None, workers: int = 1) -> int:
+    """Torch CPU threads for this process: ``threads`` if given, else the cores shared among ``workers``.
+
+    Several 2-thread OpenMP processes on two shared cores collapse, so parallel workers get one thread each.
+    """
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for dist in ("ddim-harness", "torch", "torchvision", "torch-fidelity", "hydra-core", "mlflow", "numpy"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    versions["python"] = platform.python_version()
+    return versions
+
+
+class Autocast(torch.nn.Module):
+    """Runs the wrapped model under autocast (bf16/fp16) and returns float32, like the fp32 model does."""
+
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype, device_type: str):
+        super().__init__()
+        self.model, self.dtype, self.device_type = model, dtype, device_type
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(x, t).float()
+
+
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise HarnessError(f"Unknown precision {precision!r}: choose one of {PRECISIONS} (fp32 is the paper's).")
+    return precision
+
+
+def apply_precision(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
+    """fp32 (default, the paper's), tf32 (CUDA matmul/conv in TF32), bf16 or fp16 autocast. Off unless asked."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision in ("bf16", "fp16"):
+        return Autocast(model, torch.bfloat16 if precision == "bf16" else torch.float16, device.type)
+    return model
+
+
+@contextmanager
+def claimed_device(device: torch.device):
+    """Hold a CUDA device for this job so parallel local workers use one GPU each (a node-local lock per GPU).
+
+    ``device=auto`` on a machine with several GPUs: take the first GPU no other job holds, waiting if all are busy.
+    An explicit device, or the CPU, is used as given.
+    """
+    if device.type != "cuda" or device.index is not None or torch.cuda.device_count() < 2:
+        yield device
+        return
+    lock_dir = Path(tempfile.gettempdir()) / "ddim-harness-gpu-locks"
+    lock_dir.mkdir(exist_ok=True)
+    while True:
+        for index in range(torch.cuda.device_count()):
+            uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", f"{socket.gethostname()}-{index}"))
+            handle = open(lock_dir / f"{uuid}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            try:
+                torch.cuda.set_device(index)
+                yield torch.device("cuda", index)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        time.sleep(2.0)

@@ -1,0 +1,425 @@
+"""A cell is one job of a sweep: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated
+once from the Hydra config by ``Cell.from_config``; everything downstream (jobs, dry run, tracking, the sweep
+pre-check) takes a ``Cell`` and trusts it.
+
+Identity. Two keys are hashed from the settings:
+
+* ``images_key``: what determines the images. Image i of a cell depends only on (seed, i) and the process (model,
+  checkpoint, schedule, sampler, tau, eta, precision, noise scheme, compile mode), not on N, repeats, batch size,
+  device or threads; so every cell with the same ``images_key`` shares one folder of index-named sample shards, and
+  raising N or the number of repeats samples only the new indices.
+* ``key``: what determines the cell's result (the images, plus N, repeats, the job and the metrics); a finished run
+  with the same ``key`` makes a rerun skip the cell.
+* ``series_key``: the ``key`` without repeats. Raising ``repeats`` on a finished cell makes a new cell of the same
+  series: it finds the earlier repeats' images in the shared folder, samples only the new ones, and its run records
+  the run it grew from (harness.run.jobs.sample); the report takes the largest finished cell of a series.
+
+Both keys name the input files by their content (``Cell.inputs``, harness.run.inputs: the checkpoint's sha256, the
+extractor weights', the reference set's fingerprint), not by their paths: a file replaced under the same path is
+another cell, which neither skips to the old cell's run nor reuses its shards.
+
+Parts. ``parts=k`` splits a sample cell into k jobs (``part=0..k-1``) that may run on different GPUs or machines:
+part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices into the shared images
+folder, and the cell is scored once, by the part that completes it (harness.run.parts). Parts change neither key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.core.errors import HarnessError
+from harness.diffusion.eta import SIGMA_HAT, Eta, eta_label, parse_eta
+from harness.core.names import Param
+
+JOBS = ("sample", "recon", "timing", "figures")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names that end up in file paths and MLflow names
+
+
+def _int(name: str, value: Any, minimum: int, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HarnessError(f"{name} must be an integer >= {minimum}, got {value!r}. {fix}")
+    return value
+
+
+def _safe_name(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not SAFE_NAME.match(value):
+        raise HarnessError(
+            f"{what} {value!r} is not a plain name (letters, digits, '_', '-', '.'; it names files and runs): rename it."
+        )
+    return value
+
+
+def _frozen(node: Any) -> Mapping:
+    """A resolved, read-only plain-dict copy of a config section."""
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+    return MappingProxyType(data)
+
+
+def _hash(blob: Mapping) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Tracking:
+    uri: str | None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (resolved by harness.tracking.store)
+    experiment: str
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One validated cell. ``dataset``, ``model``, ``metrics``, ``job_options`` and ``diffusion`` are read-only dicts
+    of their config sections, resolved."""
+
+    job: str
+    dataset: Mapping
+    model: Mapping
+    metrics: Mapping
+    job_options: Mapping
+    diffusion: Mapping
+    sampler: str
+    S: int
+    eta: Eta
+    trajectory: str
+    tau: tuple[int, ...]
+    N: int
+    repeats: int
+    seed: int
+    precision: str
+    noise: str
+    compile: str
+    # how it runs, not what it computes: never part of a key
+    batch_size: int
+    device: str
+    threads: int | None
+    progress: bool
+    verbose: bool
+    force: bool
+    dry_run: bool
+    output_root: Path
+    tracking: Tracking
+    parts: int = 1  # jobs the cell is split into (harness.run.parts); never part of a key
+    part: int | None = None  # which of them this job is (0..parts-1); None: the whole cell
+    rehearsal: bool = False  # stand-in files (harness.rehearsal): its runs are tagged, its data not checksummed
+    config: Mapping = field(default_factory=dict, compare=False, repr=False)  # the whole resolved config, for the record
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "Cell":
+        """Parse and check every setting of one job's config (cheap: no model, no data); HarnessError names the fix."""
+        from harness.diffusion.trajectory import timesteps
+
+        job = cfg.job.name
+        if job not in JOBS:
+            raise HarnessError(f"Unknown job {job!r}: choose job= one of {JOBS}.")
+        dataset, model = _frozen(cfg.dataset), _frozen(cfg.model)
+        _safe_name("dataset.name", dataset.get("name"))
+        _safe_name("model.name", model.get("name"))
+        diffusion = _frozen(cfg.diffusion)
+        T = _int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
+        from harness.diffusion.samplers import get_sampler, steps_for_nfe
+
+        sampler_info = get_sampler(cfg.get("sampler", "ddim"))
+        sampler = sampler_info.name
+        if job == "recon" and sampler != "ddim":
+            raise HarnessError(f"job=recon encodes and decodes with DDIM (eta=0); it takes no sampler={sampler}: "
+                               "drop the sampler override.")
+        eta = parse_eta(cfg.eta)
+        sampler_info.check_eta(eta)  # a deterministic sampler takes no eta
+        target = cfg.get("nfe")
+        S = cfg.S if target is None else steps_for_nfe(sampler, target, cfg.trajectory, T)
+        tau = tuple(timesteps(cfg.trajectory, S, T))  # a known trajectory and 1 <= S <= T
+        N = _int("N", cfg.N, 2, "Metrics need at least 2 images per repeat (the paper used 50,000).")
+        repeats = _int("repeats", cfg.get("repeats", 1), 1, "Set repeats=<number of disjoint image ranges scored>.")
+        seed = _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
+        batch_size = _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
+        threads = cfg.get("threads")
+        if threads is not None:
+            _int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
+        from harness.models.acceleration import check_compile_mode
+        from harness.diffusion.noise import check_noise_scheme
+        from harness.core.runtime import check_precision
+
+        precision = check_precision(cfg.precision)
+        noise, compile_mode = check_noise_scheme(cfg.noise), check_compile_mode(cfg.compile)
+        arch = model.get("architecture") or {}
+        if arch and (int(arch["in_channels"]), int(arch["resolution"])) != (int(dataset["channels"]), int(dataset["image_size"])):
+            raise HarnessError(
+                f"model={model['name']} takes {arch['in_channels']}x{arch['resolution']}x{arch['resolution']} images but "
+                f"dataset={dataset['name']} has {dataset['channels']}x{dataset['image_size']}x{dataset['image_size']}; "
+                f"choose model={dataset['name']} (or the model trained on it)."
+            )
+        analytic = model.get("kind") == "analytic"
+        if analytic and (precision != "fp32" or compile_mode != "none"):
+            raise HarnessError(f"model={model['name']} is the exact eps* of its data (no network): it runs in fp32 "
+                               "without compile; drop the precision/compile overrides.")
+        if (dataset.get("kind") == "exact") != analytic:
+            raise HarnessError(f"dataset={dataset['name']} and model={model['name']} do not go together: exact-score "
+                               "data needs its analytic model and vice versa; choose model=<the dataset's name>.")
+        if analytic and job == "recon":
+            raise HarnessError(f"dataset={dataset['name']} has no held-out images to reconstruct: use job=sample.")
+        device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
+        parts, part = _parts(cfg, job, N * repeats, bool(cfg.force), bool(cfg.dry_run))
+        metrics = _metrics(_frozen(cfg.metrics), N) if job == "sample" and not analytic else _frozen(cfg.metrics)
+        if job == "sample":
+            _int("job.grid_images", cfg.job.get("grid_images"), 1, "Set job.grid_images=<images in the sample grid>.")
+            _int("job.grid_scale", cfg.job.get("grid_scale"), 1, "Set job.grid_scale=<pixels per image pixel>.")
+        cell = cls(
+            job=job, dataset=dataset, model=model, metrics=metrics, job_options=_frozen(cfg.job),
+            diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
+            repeats=repeats, seed=seed, precision=precision, noise=noise, compile=compile_mode, batch_size=batch_size,
+            threads=threads, progress=bool(cfg.progress), verbose=bool(cfg.get("verbose", False)), force=bool(cfg.force),
+            device=device, dry_run=bool(cfg.dry_run), output_root=Path(cfg.output_root),
+            tracking=Tracking(cfg.tracking.get("uri"), str(cfg.tracking.experiment)),
+            parts=parts, part=part, rehearsal=bool(cfg.get("rehearsal", False)),
+            config=_frozen(cfg),
+        )
+        cell.nfe  # a tau the sampler refuses (repeated or too close timesteps) is refused here
+        cell.process_steps  # eta > 1 is refused here when eq. (12) is undefined for this tau
+        return cell
+
+    # --- derived values -------------------------------------------------------------------------------------------
+    @property
+    def T(self) -> int:
+        return int(self.diffusion["T"])
+
+    @property
+    def is_exact(self) -> bool:
+        """Exact-score data (harness.diffusion.analytic): samples are scored against the true law, not images."""
+        return self.dataset.get("kind") == "exact"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (int(self.dataset["channels"]), int(self.dataset["image_size"]), int(self.dataset["image_size"]))
+
+    @cached_property
+    def schedule(self):
+        from harness.diffusion.schedule import NoiseSchedule
+
+        d = self.diffusion
+        if d.get("schedule", "linear") == "log_snr":
+            from harness.diffusion.analytic import log_snr_linear_schedule
+
+            return log_snr_linear_schedule(int(d["T"]), float(d["lambda_max"]), float(d["lambda_min"]))
+        return NoiseSchedule.linear(int(d["T"]), float(d["beta_start"]), float(d["beta_end"]))
+
+    @cached_property
+    def process_steps(self) -> list[tuple[int, float, float, float]]:
+        from harness.diffusion.sampling import process_steps
+
+        return process_steps(self.tau, self.schedule, self.eta)
+
+    @property
+    def sampler_info(self):
+        from harness.diffusion.samplers import get_sampler
+
+        return get_sampler(self.sampler)
+
+    @property
+    def nfe(self) -> int:
+        """Network evaluations per image that the sampler spends along tau (a recon job runs DDIM both ways)."""
+        return len(self.tau) if self.job == "recon" else self.sampler_info.nfe(self.tau)
+
+    @property
+    def eta_label(self) -> str:
+        return eta_label(self.eta)
+
+    @property
+    def n_images(self) -> int:
+        """Images the cell samples: N per repeat; repeat k holds indices k*N .. (k+1)*N - 1."""
+        return self.N * self.repeats
+
+    @property
+    def indices(self) -> range:
+        """The image indices this job samples: all of the cell's, or its part's block."""
+        return range(self.n_images) if self.part is None else part_range(self.n_images, self.parts, self.part)
+
+    @property
+    def part_label(self) -> str:
+        """``part 1 of 3 (images 6..11)``, or "" for a whole cell."""
+        if self.part is None:
+            return ""
+        r = self.indices
+        return f"part {self.part} of {self.parts} (images {r.start}..{r.stop - 1})"
+
+    @property
+    def run_name(self) -> str:
+        """What differs inside a sweep first (MLflow's list cuts long names): ``S=100 eta=1 digits/sample``."""
+        lead = f"S={self.S} eta={self.eta_label}" if self.sampler == "ddim" else f"{self.sampler} NFE={self.nfe} S={self.S}"
+        return f"{lead} {self.dataset['name']}/{self.job}"
+
+    @property
+    def description(self) -> str:
+        what = {"sample": f"{self.repeats} x {self.N} images scored", "recon": f"reconstruction of {self.N} held-out images",
+                "timing": f"timing of batches of {self.batch_size}", "figures": "Figures 5 and 6 sampled"}[self.job]
+        process = "sigma-hat process" if self.eta == SIGMA_HAT else f"eta={self.eta_label}"
+        return (f"{self.dataset['name']}: {what}; {self.sampler} ({process}), S={self.S} ({self.trajectory} tau, "
+                f"NFE {self.nfe}), seed {self.seed}, model {self.model['name']}")
+
+    # --- identity ---------------------------------------------------------------------------------------------------
+    def _checkpoint(self) -> dict:
+        ckpt = dict(self.model.get("checkpoint") or {})
+        out = {"name": ckpt.get("name"), "ema": ckpt.get("ema"), "path": ckpt.get("path")}
+        if ckpt.get("hub") is not None:  # only when set: the keys of cells without one stay as they were
+            out["hub"] = ckpt["hub"]
+        return out
+
+    @cached_property
+    def inputs(self) -> dict[str, str | None]:
+        """The content of the cell's input files (harness.run.inputs): ``checkpoint``, and for a scored sample cell
+        ``extractor_weights`` and ``reference``; part of both keys, recorded as tags. Reads (hashes) files, once per
+        file version: a missing file is a HarnessError naming the setting."""
+        from harness.run.inputs import extractor_identity, reference_identity
+
+        out = {"checkpoint": self.checkpoint_content}
+        if self.job == "sample" and not self.is_exact:
+            out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
+        return out
+
+    @cached_property
+    def checkpoint_content(self) -> str | None:
+        """The content of the checkpoint (harness.run.inputs), all that the images depend on: the images folder is found
+        without the reference data (a dry run counts a cell's stored images before its data is there)."""
+        from harness.run.inputs import checkpoint_identity
+
+        return checkpoint_identity(self.model)
+
+    @cached_property
+    def images_key(self) -> str:
+        return _hash({
+            "dataset": {k: self.dataset.get(k) for k in ("name", "channels", "image_size")},
+            "model": {"architecture": self.model.get("architecture"), "kind": self.model.get("kind"),
+                      "checkpoint": self._checkpoint(), "content": self.checkpoint_content},
+            "diffusion": dict(self.diffusion), "sampler": self.sampler, "tau": list(self.tau), "eta": self.eta_label,
+            "seed": self.seed, "precision": self.precision, "noise": self.noise, "compile": self.compile,
+        })
+
+    def _result(self) -> dict:
+        """What determines the cell's result besides its number of repeats."""
+        # fid_infinity=false adds nothing to the result, so it leaves the key of cells run before it existed alone
+        metrics = {k: v for k, v in self.metrics.items()
+                   if k not in ("batch_size", "weights_path") and not (k == "fid_infinity" and not v)}
+        job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
+        return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
+                "metrics": metrics if self.job == "sample" else None,
+                "reference": self.dataset.get("fid_reference") if self.job == "sample" else None,
+                "inputs": {k: v for k, v in self.inputs.items() if k != "checkpoint"}}
+
+    @cached_property
+    def key(self) -> str:
+        return _hash({**self._result(), "repeats": self.repeats})
+
+    @cached_property
+    def series_key(self) -> str:
+        """The key without the number of repeats: the cells of one series differ only in K, and since repeat k is
+        always images k*N .. (k+1)*N - 1, a cell grown from K to K' > K repeats keeps the K repeats of the smaller."""
+        return _hash(self._result())
+
+    @property
+    def images_dir(self) -> Path:
+        return self.output_root / "images" / self.images_key
+
+    def params(self) -> dict[str, Any]:
+        """The flat MLflow params: every swept key, the trajectory, NFE, N, repeats, seed."""
+        ckpt = self._checkpoint()
+        return {
+            Param.JOB: self.job, Param.DATASET: self.dataset["name"], Param.MODEL: self.model["name"],
+            Param.CHECKPOINT: Path(ckpt["path"]).name if ckpt["path"] else ckpt.get("hub") or ckpt["name"],
+            Param.EMA: bool(ckpt["ema"]),
+            Param.SAMPLER: self.sampler, Param.S: self.S, Param.ETA: self.eta_label, Param.TRAJECTORY: self.trajectory,
+            Param.NFE: self.nfe, Param.N: self.N, Param.REPEATS: self.repeats, Param.SEED: self.seed,
+            Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
+            Param.NOISE: self.noise, Param.COMPILE: self.compile,
+        }
+
+
+def _metrics(metrics: Mapping, N: int) -> Mapping:
+    """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
+    at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""
+    _int("metrics.batch_size", metrics.get("batch_size"), 1, "Set metrics.batch_size=<images per extractor call>.")
+    _int("metrics.kid_subset_size", metrics.get("kid_subset_size"), 2,
+         "KID averages an unbiased MMD over subsets of this many images (torch-fidelity's default: 1000).")
+    k = _int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
+             "Set metrics.prc_neighborhood=<k of the k-NN manifolds> (3 in Kynkaanniemi et al.).")
+    if k >= N:
+        raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
+                           f"raise N or lower metrics.prc_neighborhood.")
+    return metrics
+
+
+def part_range(n: int, parts: int, part: int) -> range:
+    """Part ``part``'s contiguous block of the indices 0..n-1 split into ``parts`` blocks whose sizes differ by at
+    most one: [part * n // parts, (part + 1) * n // parts)."""
+    return range(part * n // parts, (part + 1) * n // parts)
+
+
+def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool) -> tuple[int, int | None]:
+    """``parts`` and ``part``, checked: 0 <= part < parts, only for sample cells, at most one part per image."""
+    parts = _int("parts", cfg.get("parts", 1), 1, "Set parts=<number of jobs the cell is split into> (1: not split).")
+    part = cfg.get("part")
+    if part is not None:
+        _int("part", part, 0, f"Set part=<0..{parts - 1}>, the part of the cell this job samples.")
+    if parts == 1:
+        if part not in (None, 0):
+            raise HarnessError(f"part={part} needs parts=<k> with k > {part}: set parts to the number of jobs the cell "
+                               "is split into, e.g. parts=4 part=1.")
+        return 1, None
+    whole = f"-m parts={parts}, which runs the parts 0..{parts - 1} as {parts} jobs"
+    if part is None and not dry_run:
+        raise HarnessError(f"parts={parts} splits the cell into {parts} jobs: give part=<0..{parts - 1}> for one of "
+                           f"them, or run {whole}.")
+    if part is not None and part >= parts:
+        raise HarnessError(f"part={part} is not one of the parts 0..{parts - 1} of parts={parts}: use part=0..{parts - 1}.")
+    if job != "sample":
+        raise HarnessError(f"only job=sample cells are split into parts (this is job={job}): drop parts and part.")
+    if parts > n_images:
+        raise HarnessError(f"parts={parts} is more than the cell's {n_images} images (N x repeats): use parts <= {n_images}.")
+    if force:
+        raise HarnessError("force=true resamples the cell, which its parts cannot do apart (each would delete the "
+                           "others' images): run the cell once unsplit with force=true (drop parts and part).")
+    return parts, part
+
+
+def check_environment(cell: Cell) -> None:
+    """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
+    exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
+    online), the data folder the cell reads is there and (outside a rehearsal) the published one."""
+    from harness.run.preflight import check_data
+    from harness.core.runtime import select_device
+
+    select_device(cell.device)
+    path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
+    if hub and not path:
+        from harness.models.hub import availability, check_model, snapshot  # reason: harness.models.hub imports torch
+
+        check_model(hub, cell.model.get("name"))
+        ok, text = availability(hub)
+        if not ok and not cell.dry_run:  # a dry run lists it among the missing inputs
+            raise HarnessError(text.removeprefix("missing: ") + ".")
+        if not cell.dry_run:  # downloaded now, before any sampling: the cell's key names the weights by content
+            snapshot(hub)
+    if path and not Path(path).expanduser().exists():
+        raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
+    if path and Path(path).expanduser().is_dir():
+        from harness.models.hub import unet_folder  # reason: harness.models.hub imports torch, which only a folder checkpoint needs here
+
+        unet_folder(Path(path).expanduser())
+    check_data(cell)
+
+
+def relative(path: str | os.PathLike) -> str:
+    """A path as recorded in runs: relative to the working directory when inside it, else as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)

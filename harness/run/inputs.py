@@ -1,0 +1,78 @@
+"""What a cell's input files hold, as part of its identity (harness.run.cell): the checkpoint, the feature extractor's
+weights and the reference set, each named by its content rather than by its path, so a file replaced under the same
+path is a new cell (no skip, no reuse of the old cell's sample shards).
+
+* checkpoint: ``sha256:<hex>`` of the file given by ``model.checkpoint.path`` (of its weights file when it is a
+  diffusers folder), of the weights file of a ``model.checkpoint.hub`` snapshot (downloaded before the key is
+  needed, by the cell's checks), or of a cached registry file that has no published checksum; a registry file with
+  a published checksum is named by it (it is verified on every load).
+* extractor weights: ``sha256:<hex>`` of ``metrics.weights_path``, or of the harness's own digits classifier; for
+  torch-fidelity's Inception the hub file name, which carries a prefix of its sha256 (checked on every load).
+* reference: ``harness.metrics.references.reference_fingerprint`` (the data's bytes, or a folder's files and preprocessing).
+
+File hashes are computed once per file version (``harness.core.files.file_digest``: cached by path, size, modification
+and change time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from harness.core.errors import HarnessError
+from harness.core.files import file_sha256
+
+
+def _sha256(path: Path, setting: str) -> str:
+    try:
+        return "sha256:" + file_sha256(path)
+    except OSError as err:
+        raise HarnessError(f"cannot read {path} ({err.strerror or type(err).__name__}); fix {setting}.") from None
+
+
+def checkpoint_identity(model: Mapping) -> str | None:
+    """The content of the model's checkpoint; None for a model without one (exact eps*)."""
+    from harness.models.checkpoints import checkpoint_dir, entry_for
+    from harness.models.hub import cached_snapshot, weights_file
+
+    if model.get("kind") == "analytic":
+        return None
+    ckpt = model.get("checkpoint") or {}
+    if ckpt.get("path"):
+        path = Path(ckpt["path"]).expanduser()
+        return _sha256(weights_file(path) if path.is_dir() else path, "model.checkpoint.path")  # a diffusers folder
+    if ckpt.get("hub"):  # its snapshot is downloaded before the key is needed (cell.check_environment)
+        root = cached_snapshot(ckpt["hub"])
+        return _sha256(weights_file(root), "model.checkpoint.hub") if root else f"hub:{ckpt['hub']}"
+    if ckpt.get("name") is None:
+        return None
+    entry = entry_for(ckpt["name"], bool(ckpt.get("ema", True)))
+    if entry.sha256 or entry.md5:
+        return f"sha256:{entry.sha256}" if entry.sha256 else f"md5:{entry.md5}"
+    cached = checkpoint_dir() / entry.filename  # no published checksum: the file the user placed there
+    return _sha256(cached, "model.checkpoint.path") if cached.is_file() else f"name:{entry.name}"
+
+
+def extractor_identity(metrics: Mapping) -> str | None:
+    """The content of the feature extractor's weights (None: pixels, which have none)."""
+    from harness.metrics import features as F
+    from harness.models.digits_classifier import DEFAULT_WEIGHTS
+
+    name = metrics.get("feature_extractor")
+    F.check_extractor(name)
+    if metrics.get("weights_path"):
+        return _sha256(F.user_weights(name, metrics["weights_path"]), "metrics.weights_path")
+    if name == F.DIGITS:
+        return _sha256(DEFAULT_WEIGHTS, "the harness install (reinstall it)")
+    if name in F.WEIGHTS_URLS:
+        return "hub:" + F.WEIGHTS_URLS[name].rsplit("/", 1)[-1]
+    return None
+
+
+def reference_identity(dataset: Mapping) -> str:
+    """The reference set's fingerprint (raises HarnessError when its data is missing)."""
+    from harness.metrics.references import check_reference, datasets_root, reference_fingerprint
+
+    reference = dataset.get("fid_reference")
+    check_reference(reference)
+    return reference_fingerprint(reference, datasets_root(reference, dataset.get("root")))

@@ -1,0 +1,40 @@
+"""What a cell reads from disk, checked before any sampling, so that a missing or wrong file costs seconds rather
+than the hours of sampling before it: the dataset folder of the FID reference (a sample cell) or of the held-out
+split (a reconstruction cell) is there, downloaded now when the harness can fetch it (CIFAR-10), the feature
+extractor's weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
+checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads stand-ins, which differ by design.
+"""
+
+from __future__ import annotations
+
+from harness.data import KNOWN, ensure_available, published_problem
+from harness.core.errors import HarnessError
+
+
+def check_data(cell) -> None:
+    """HarnessError (one line naming the difference and the fix) unless the cell's data folder is ready. A dry run
+    downloads nothing: its plan lists the missing inputs (harness.sweep.dryrun)."""
+    if cell.dry_run:
+        return
+    dataset = dict(cell.dataset)
+    if cell.job == "sample" and not cell.is_exact:
+        from harness.metrics.features import verified_weights  # torch-fidelity: only for the cells that score images
+
+        verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
+    if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
+        return
+    if cell.job == "sample":
+        from harness.run.jobs.sample import scoring_of  # the jobs import torch-fidelity: only for the cells that score images
+        from harness.metrics.references import datasets_root, ensure_data
+
+        scoring = scoring_of(cell)
+        ensure_data(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root),
+                    scoring.datasets_download, dataset)
+    elif cell.job == "recon":
+        ensure_available(dataset, dataset["test_split"])
+    else:
+        return
+    if not cell.rehearsal:
+        problem = published_problem(dataset)
+        if problem:
+            raise HarnessError(problem)

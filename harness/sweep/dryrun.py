@@ -1,0 +1,253 @@
+"""``dry_run=true``: print every cell a sweep would run, which are done, their NFE and estimated device time, and
+whether their checkpoint and data are present, without sampling anything. A missing input is printed once, not per
+cell. The time is the cell's images x NFE x the model's measured seconds per image and NFE (its newest finished sample
+or timing run; "unknown" without one), in hours of the kind of device that measured it (GPU- or CPU-hours). A cell in
+parts is one line, with its part plan and, once its parts have started, which are done. With a pilot store (finished
+sample runs of the same settings, any repeats) each sample cell also gets the report's planner line
+(harness.report.plans): the repeats that would decide its within-noise comparisons, and what growing it costs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.run.cell import Cell, part_range
+from harness.core.errors import HarnessError
+from harness.core.names import Metric, Param, Tag, part_key
+
+
+def _key(cell: Cell) -> str | None:
+    """The cell's key, or None when an input it names by content is missing (the plan lists that input instead)."""
+    try:
+        return cell.key
+    except HarnessError:
+        return None
+
+
+def _data_status(cell: Cell) -> tuple[bool, str]:
+    from harness.data import check_available
+
+    if cell.is_exact:
+        return True, f"exact-score data {cell.dataset['name']}: no data needed"
+    if cell.job == "sample":
+        from harness.run.jobs.sample import scoring_of
+        from harness.metrics.suite import reference_cached
+
+        try:
+            if reference_cached(scoring_of(cell)):
+                return True, f"reference features of {cell.dataset['fid_reference']} cached"
+        except Exception:  # noqa: BLE001 - a missing dataset is reported by check_available below
+            pass
+        problem = check_available(cell.dataset, cell.dataset["train_split"])
+        return problem is None, problem or f"{cell.dataset['fid_reference']} data present"
+    if cell.job == "recon":
+        problem = check_available(cell.dataset, cell.dataset["test_split"])
+        return problem is None, problem or f"{cell.dataset['name']} {cell.dataset['test_split']} data present"
+    return True, "no data needed"
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Measured sampling throughput of a model: seconds per image per network evaluation, and where it was measured."""
+
+    seconds_per_image_nfe: float
+    run_id: str
+    device: str  # the run's device tag: cpu, cuda, cuda:1
+    device_name: str
+
+    @property
+    def kind(self) -> str:
+        return "GPU" if self.device.startswith("cuda") else "CPU"
+
+
+def _rate(cell: Cell, uri: str) -> Rate | None:
+    """The newest finished sample run of this model (seconds_per_nfe_image) or timing run (seconds_per_nfe / batch)."""
+    from harness.tracking import store as tracking
+
+    exp = tracking.experiment_id(uri, cell.tracking.experiment)
+    if exp is None:
+        return None
+    with tracking.store_errors(uri):
+        for run in tracking.client(uri).search_runs(
+            [exp], filter_string=f"params.{Param.MODEL} = '{cell.model['name']}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=50,
+        ):
+            m, p, t = run.data.metrics, run.data.params, run.data.tags
+            if Metric.SECONDS_PER_NFE_IMAGE in m:
+                value = m[Metric.SECONDS_PER_NFE_IMAGE]
+            elif Metric.SECONDS_PER_NFE in m and Param.BATCH_SIZE in p:
+                value = m[Metric.SECONDS_PER_NFE] / int(p[Param.BATCH_SIZE])
+            else:
+                continue
+            return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
+    return None
+
+
+def stored_images(cell: Cell) -> int:
+    """How many of this job's images the cell's images folder holds already (a resumed cell, or one grown by repeats),
+    counted from the shard names ``<first>-<last>.pt`` without reading them (a sampling run checks each shard)."""
+    have = set()
+    for path in cell.images_dir.glob("*.pt"):
+        first, _, last = path.stem.partition("-")
+        if first.isdigit() and last.isdigit():
+            have.update(range(int(first), int(last) + 1))
+    return len(have.intersection(cell.indices))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"~{seconds:.0f} s"
+    if seconds < 7200:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def _part_plan(cell: Cell, seconds: float | None, here: list[int], uri: str) -> str:
+    """``; 8 parts of 6250 images (~20 min each), parts done 0, 3 (run ...)``."""
+    from harness.run.parts import find_run
+
+    sizes = sorted({len(part_range(cell.n_images, cell.parts, p)) for p in range(cell.parts)})
+    plan = f"; {cell.parts} parts of {'-'.join(map(str, sizes))} images"
+    if seconds is not None:
+        plan += f" ({_duration(seconds / cell.parts)} each)"
+    if here and here != list(range(cell.parts)):
+        plan += f", parts {', '.join(map(str, here))} here"
+    run = find_run(uri, cell.tracking.experiment, _key(cell)) if _key(cell) else None
+    if run is not None and run.info.status != "FINISHED":
+        states = {p: run.data.tags.get(part_key(p, "state")) for p in range(cell.parts)}
+        done = [p for p, state in states.items() if state == "done"]
+        failed = [p for p, state in states.items() if state in ("failed", "killed")]
+        plan += (f", parts done: {', '.join(map(str, done)) or 'none'}"
+                 + (f", failed: {', '.join(map(str, failed))}" if failed else "") + f" (run {run.info.run_id})")
+    return plan
+
+
+def print_plan(cells: list[Cell]) -> int:
+    """One line per cell (a cell in parts once, with its part plan), each missing input once, where the time estimates
+    come from, and a summary; returns the number of cells missing inputs."""
+    from harness.tracking import store as tracking
+    from harness.models.checkpoints import availability
+
+    groups: list[list[Cell]] = []  # one per line: a cell, or the part jobs of a cell
+    parts_of: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.part is None:
+            groups.append([cell])
+            continue
+        group = _key(cell) or cell.run_name
+        if group not in parts_of:
+            parts_of[group] = []
+            groups.append(parts_of[group])
+        parts_of[group].append(cell)
+    rows, problems = [], {}
+    rates: dict[tuple[str, str], Rate | None] = {}
+    for group in groups:
+        cell = group[0]
+        uri = tracking.tracking_uri(cell.tracking.uri)
+        done = tracking.finished_run(uri, cell.tracking.experiment, _key(cell)) if _key(cell) else None
+        ckpt = cell.model.get("checkpoint") or {}
+        if cell.model.get("kind") == "analytic":
+            ckpt_ok, ckpt_text = True, "none needed (exact eps*)"
+        else:
+            ckpt_ok, ckpt_text = availability(ckpt.get("name"), bool(ckpt.get("ema", True)), ckpt.get("path"),
+                                              ckpt.get("hub"))
+        data_ok, data_text = _data_status(cell)
+        for ok, text in ((ckpt_ok, f"checkpoint: {ckpt_text}"), (data_ok, f"data: {data_text}")):
+            if not ok:
+                problems.setdefault(text, []).append(cell.run_name)
+        if (uri, cell.model["name"]) not in rates:
+            rates[(uri, cell.model["name"])] = _rate(cell, uri)
+        rate = rates[(uri, cell.model["name"])]
+        images = (len(cell.indices) - stored_images(cell)) if cell.job == "sample" else cell.n_images * (
+            2 if cell.job == "recon" else 1)
+        seconds = None if done or rate is None else images * cell.nfe * rate.seconds_per_image_nfe
+        here = sorted(c.part for c in group if c.part is not None)
+        plan = _part_plan(cell, seconds, here, uri) if cell.parts > 1 and not done else ""
+        rows.append((cell, done, ckpt_ok and data_ok, seconds, rate, plan))
+    pilots: dict[tuple[str, str], tuple | None] = {}
+    for cell, done, ready, seconds, rate, plan in rows:
+        if done:
+            state = f"done (run {done.info.run_id})"
+        else:
+            state = ("to run" if ready else "MISSING inputs") + (
+                ", GPU-hours unknown (no finished run of this model yet)" if rate is None else
+                f", {_duration(seconds)} of {rate.kind} time")
+        reused = stored_images(cell) if cell.job == "sample" and not done else 0
+        state += f" ({reused} of its images already sampled)" if reused else ""
+        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
+        if cell.job == "sample":
+            where = (tracking.tracking_uri(cell.tracking.uri), cell.tracking.experiment)
+            if where not in pilots:
+                pilots[where] = _pilot(*where)
+            line = _pilot_line(cell, pilots[where])
+            if line:
+                print(f"  {line}")
+    for text, names in problems.items():
+        print(f"MISSING for {len(names)} cell(s): {text}")
+    todo = [r for r in rows if not r[1]]
+    for (_, model), rate in rates.items():
+        if any(r[0].model["name"] == model for r in todo):
+            print(f"throughput of model {model}: " + (
+                "unknown (no finished sample or timing run of it yet)" if rate is None else
+                f"{rate.seconds_per_image_nfe:.3g} s per image and NFE, from run {rate.run_id} on {rate.device_name}"))
+    missing = sum(1 for r in todo if not r[2])
+    hours: dict[str, float] = {}
+    for _, _, _, seconds, rate, _ in todo:
+        if seconds is not None:
+            hours[rate.kind] = hours.get(rate.kind, 0.0) + seconds / 3600
+    unknown = sum(1 for r in todo if r[3] is None)
+    estimate = ", ".join(f"{h:.3g} {kind}-hours" for kind, h in sorted(hours.items())) or "none"
+    if unknown:
+        estimate = f"{estimate} + unknown for {unknown} cell(s)" if hours else "unknown"
+    print(f"{len(rows)} cells: {len(rows) - len(todo)} done, {len(todo)} to run ({missing} missing inputs); "
+          f"estimated {estimate} (one device per cell; parts share a cell's hours)")
+    return missing
+
+
+def _pilot(uri: str, experiment: str) -> tuple | None:
+    """The planner's checks of the store's report (harness.report.plans), or None without finished sample runs."""
+    from harness.core.errors import HarnessError
+    from harness.report.plans import store_plans  # reason: pandas and the report's tables, only when a store is there
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return None
+    try:
+        return store_plans(uri, experiment)
+    except HarnessError:  # no experiment or no finished runs yet: no pilot, nothing to plan
+        return None
+
+
+def _pilot_line(cell: Cell, pilot: tuple | None) -> str:
+    """What the pilot store says this cell needs: the within-noise comparisons its pilot run takes part in, the repeats
+    the hardest one that can be decided needs and what growing this cell to them costs, and the near-0 ones."""
+    if pilot is None:
+        return ""
+    from harness.report.labels import fmt_number, label
+    from harness.report.plans import duration
+
+    runs, rates, plans = pilot
+    r = runs.runs
+    match = r[(r["job"] == "sample") & (r["dataset"] == cell.dataset["name"]) & (r["sampler"] == cell.sampler)
+              & (r["S"] == cell.S) & (r["eta"] == cell.eta_label) & (r["N"] == cell.N) & (r["seed"] == cell.seed)]
+    mine = [(c, k) for c, k in plans if set(k.runs) & set(match["run_id"]) and k.plan.unit == "repeats"]
+    if not mine:
+        return ""
+    run = next(x for x in mine[0][1].runs if x in set(match["run_id"]))
+    K = int(r.set_index("run_id").loc[run, "repeats"])
+    out = f"planner (pilot run {run}, K={K}): {len(mine)} within-noise comparison(s)"
+    decidable = [(c, k) for c, k in mine if k.plan.repeats is not None]
+    if decidable:
+        c, k = max(decidable, key=lambda ck: ck[1].plan.repeats)
+        need = k.plan.repeats
+        new = max(need - K, 0) * cell.N
+        rate = rates.get(cell.dataset["name"])
+        time = f", ~{duration(new * cell.nfe * rate.seconds_per_image_nfe)} of {rate.kind} sampling" if rate else ""
+        covered = f" (repeats={cell.repeats} here covers it)" if cell.repeats >= need else ""
+        out += (f"; the hardest to decide, {label(c.metric)} {k.scope}, needs K={need}{covered}: this cell grown "
+                f"from K={K} samples {new:,} images, {new * cell.nfe:,} NFE{time}")
+    near = [(c, k) for c, k in mine if k.plan.repeats is None]
+    if near:
+        out += f"; {len(near)} near 0 (smallest detectable at K={K}: " + ", ".join(
+            f"{label(c.metric)} {k.item or k.scope}: {fmt_number(k.plan.detectable)}" for c, k in near) + ")"
+    return out
+

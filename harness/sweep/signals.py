@@ -1,0 +1,148 @@
+"""Ctrl-C (SIGINT) and SIGTERM (a scheduler's time limit, ``docker stop``, ``kill``) as clean stops.
+
+The first of these signals a process gets becomes an exception where the process can stop cleanly: KeyboardInterrupt
+for Ctrl-C, ``Terminated`` (a KeyboardInterrupt) for SIGTERM; the cell's run is then marked KILLED (harness.sweep.runner)
+and the command ends with 130 or 143, as a shell reports a process stopped by those signals. Every later one is
+ignored: a terminal's Ctrl-C reaches every process of the group and a sweep passes the signal on to its workers, so
+one process may get it twice, and the second must not break off the cleanup the first started.
+
+A sweep's worker raises only while it runs a cell (``interruptible``); between cells it notes the signal and answers
+every job it is then sent with "not started", so no job is lost between the worker and its sweep. A worker also
+stops when its sweep's process dies, ``kill -9`` included (``die_with_parent``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+received: int | None = None  # the first stop signal this process got
+_raising = True  # whether a stop signal raises now (a worker raises only while it runs a cell)
+_parent: int | None = None  # a worker's sweep process (die_with_parent)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run is marked KILLED."""
+
+
+def name(signum: int | None) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+
+
+def exit_status(signum: int | None) -> int:
+    """The exit status of a command stopped by ``signum``: 128 + its number (130 Ctrl-C, 143 SIGTERM)."""
+    return 128 + int(signum or signal.SIGINT)
+
+
+def signal_of(err: BaseException) -> int:
+    return signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+
+
+def interrupt(signum: int) -> KeyboardInterrupt:
+    """The exception a stop signal becomes; its text is what the run's error and the console say."""
+    if signum == signal.SIGTERM:
+        if _parent is not None and os.getppid() != _parent:
+            return Terminated(f"signal {signum}: the sweep's process {_parent} died")
+        return Terminated(f"signal {signum}")
+    return KeyboardInterrupt("Ctrl-C")
+
+
+def note(signum: int) -> bool:
+    """Record a stop signal; True for the first one."""
+    global received
+    if received is not None:
+        return False
+    received = signum
+    return True
+
+
+def _on_signal(signum, frame) -> None:
+    if note(signum) and _raising:
+        raise interrupt(signum)
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM as described above (a no-op outside the main thread, where Python allows none)."""
+    try:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _on_signal)
+    except ValueError:
+        pass
+
+
+def stop_raising() -> None:
+    """From now on stop signals are only noted: for a worker between cells, and for a process that is ending (its
+    atexit handlers, torch's among them, must not be cut short by a traceback)."""
+    global _raising
+    _raising = False
+
+
+@contextmanager
+def raising(on: bool) -> Iterator[None]:
+    """Stop signals raise inside the block (``on``) or are only noted (``received``)."""
+    global _raising
+    before, _raising = _raising, on
+    try:
+        yield
+    finally:
+        _raising = before
+
+
+@contextmanager
+def blocked() -> Iterator[None]:
+    """Stop signals held back (pending, not lost) inside the block; a process started in it begins with them held
+    back too (the signal mask is inherited), until it installs its handlers and calls ``unblock``."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def unblock() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGTERM to this process when its parent (the sweep) dies, however it dies: Linux's PR_SET_PDEATHSIG, else a
+    thread that polls ``os.getppid()`` each second. A parent already gone sends it at once."""
+    global _parent
+    _parent = parent_pid
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        ok = False
+    if not ok:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """``install()`` for the block, the previous handlers back after it."""
+    try:
+        previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        install()
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

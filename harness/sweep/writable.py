@@ -1,0 +1,123 @@
+"""Every folder a cell writes to is checked writable before anything is written or sampled, with one message naming
+the fix: ``output_root`` (Hydra's job folders), its ``images/`` (the sample shards) and the cache (reference features,
+verified weights, downloads).
+
+Hydra creates a run's job folder under ``output_root`` before the app runs, so an unwritable ``output_root`` would end
+in a traceback from inside Hydra: ``WritableCallbacks.on_run_start`` (and ``on_multirun_start``) check first. The
+runner checks again for each cell (``check_cell_paths``), before its model is loaded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from harness.core.errors import HarnessError
+from harness.core.files import cache_dir
+
+CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
+
+
+def _reason(err: OSError) -> str:
+    if err.errno == errno.ENOTDIR:
+        return "a file is in the way (a folder above it is a file)"
+    if err.errno == errno.ELOOP:
+        return "a symbolic link loop is on its path"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if err.errno == errno.EROFS:
+        return "the file system is read-only"
+    if err.errno == errno.ENOSPC:
+        return "the disk is full"
+    return err.strerror or type(err).__name__
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or the nearest folder above it that exists, which is where the first one missing will be made;
+    HarnessError-ready OSError reasons (a file in the way, a link that leads nowhere or loops) as ValueError."""
+    path = folder
+    while True:
+        try:
+            st = os.stat(path)  # follows links
+        except FileNotFoundError:
+            if os.path.islink(path):
+                raise ValueError("it is a symbolic link whose target is missing") from None
+            if path.parent == path:
+                return path
+            path = path.parent
+            continue
+        except OSError as err:
+            raise ValueError(_reason(err)) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ValueError("a file is in the way" + ("" if path == folder else f" ({path} is a file)"))
+        return path
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """Whether ``folder`` can be made (if missing) and written: a file written and deleted in it, or in the nearest
+    folder above it that exists (nothing is created); else HarnessError: what, where, why, the fix."""
+    folder = Path(folder).expanduser()
+    try:
+        base = _nearest_existing(folder)
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except (OSError, ValueError) as err:
+        why = str(err) if isinstance(err, ValueError) else _reason(err)
+        raise HarnessError(f"cannot write {what} into {folder}: {why}; {fix}.") from None
+
+
+def check_paths(output_root: str | os.PathLike, sample: bool = True, dry_run: bool = False) -> None:
+    """The folders a job writes: ``output_root`` (Hydra's job folders, even for a dry run) and, unless it is a dry
+    run, the cache and for sample jobs ``output_root/images`` and the reference features' folder."""
+    root = Path(output_root).expanduser()
+    check_writable(root, "the job folders (output_root)", "set output_root=<a writable folder>")
+    if dry_run:
+        return
+    if sample:
+        check_writable(root / "images", "the sample shards (output_root/images)",
+                       f"make {root / 'images'} a writable folder, or set output_root=<a writable folder>")
+    check_writable(cache_dir(), "the cache (reference features, verified weights)", CACHE_FIX)
+    if sample:
+        check_writable(cache_dir() / "references", "the reference features (cache/references)",
+                       f"make {cache_dir() / 'references'} a writable folder, or {CACHE_FIX}")
+
+
+def check_cell_paths(cell) -> None:
+    """``check_paths`` for one cell, and the cache folder of verified extractor weights when its extractor has some
+    (torch-fidelity's Inception)."""
+    check_paths(cell.output_root, sample=cell.job == "sample", dry_run=cell.dry_run)
+    if cell.dry_run or cell.job != "sample" or cell.is_exact:
+        return
+    from harness.metrics.features import WEIGHTS_URLS  # heavy (torch-fidelity): only for a cell about to be scored
+
+    if cell.metrics.get("feature_extractor") in WEIGHTS_URLS:
+        folder = cache_dir() / "verified-weights"
+        check_writable(folder, "the verified extractor weights (cache/verified-weights)",
+                       f"make {folder} a writable folder, or {CACHE_FIX}")
+
+
+class WritableCallbacks(Callback):
+    """Hydra callbacks: the writable folders, before Hydra makes its job folders."""
+
+    @staticmethod
+    def _check(config: DictConfig, sample: bool) -> None:
+        try:
+            check_paths(str(config.output_root), sample=sample, dry_run=bool(config.get("dry_run")))
+        except HarnessError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **_: Any) -> None:
+        self._check(config, config.job.name == "sample")
+
+    def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
+        self._check(config, True)  # the job may be swept: the folders of sample jobs

@@ -1,0 +1,99 @@
+"""The SQLite tracking store's file on disk: checked writable before use, and created (MLflow's schema migrations)
+under a lock beside it, so that processes starting together on a new store (two sweeps, SLURM array tasks) do not
+migrate it at once.
+
+MLflow migrates an SQLite database that lacks its tables whenever a process first opens it, with no lock between
+processes: two doing so together fail (``table _alembic_tmp_experiments already exists``, ``duplicate column name``)
+and can leave alembic's temporary tables behind. Here the first use of a store in each process happens under
+``fcntl.flock`` on ``<database>.lock``; the process that gets the lock first migrates, the others then find the
+schema current. Temporary tables found under the lock are leftovers of a migration that died (no harness process
+migrates without the lock) and are dropped first.
+
+A store whose folder or file cannot be written (a read-only mount, an immutable folder, missing permissions) is
+found by a real write probe, in well under a second, instead of after MLflow's minutes of retries.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+from harness.core.errors import HarnessError
+
+_READY: set[str] = set()  # the stores this process has opened (migrated or found current)
+_WRITABLE: set[str] = set()  # the stores this process found writable
+
+
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + ".lock")
+
+
+def check_writable(database: Path, shown: str, setting: str) -> None:
+    """Raise one HarnessError naming the fix unless the database's folder takes new files and the database (if it
+    exists) opens for writing. Both by trying: permission bits do not stop root, a read-only mount or an immutable
+    folder does."""
+    folder = database.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".{database.name}.probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise HarnessError(
+            f"The tracking store {shown} cannot be written: its folder {folder} is read-only or not writable "
+            f"({err.strerror or err}); SQLite writes its journal beside the database. Make the folder writable, or "
+            f"point {setting} at a writable place.") from None
+    if database.exists():
+        try:
+            with open(database, "r+b"):
+                pass
+        except OSError as err:
+            raise HarnessError(
+                f"The tracking store {shown} cannot be written: the database file is read-only "
+                f"({err.strerror or err}). Make it writable (chmod u+w, chattr -i), or point {setting} at a "
+                f"writable store.") from None
+
+
+def _drop_stale_migration_tables(database: Path) -> None:
+    """Drop alembic's ``_alembic_tmp_*`` tables: under the lock, no migration is running, so they are leftovers."""
+    if not database.is_file() or database.stat().st_size == 0:
+        return
+    with sqlite3.connect(database, timeout=30) as db:
+        stale = [name for (name,) in db.execute(
+            "select name from sqlite_master where type = 'table' and name like '\\_alembic\\_tmp\\_%' escape '\\'")]
+        for name in stale:
+            db.execute(f'drop table "{name}"')
+    db.close()
+
+
+def ready(uri: str, shown: str, setting: str) -> None:
+    """Open the SQLite store at ``uri`` in this process, its schema created or migrated under the store's lock (once
+    per process and store; later calls return at once). A store in a folder where no lock file can be made (a
+    read-only copy) is opened as it is: nothing can migrate it, and reading it needs no lock."""
+    if uri in _READY:
+        return
+    import mlflow  # heavy: imported by the first use of a store, like every MLflow call here
+
+    database = Path(uri[len("sqlite:///"):])
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path(database), "a")  # noqa: SIM115 - closed by the with below
+    except OSError:
+        if not database.exists():
+            check_writable(database, shown, setting)  # says why the store cannot be created
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    else:
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (also when the process dies)
+            _drop_stale_migration_tables(database)
+            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # opens the store: migrates it
+    _READY.add(uri)
+
+
+def writable(uri: str, shown: str, setting: str) -> None:
+    """``check_writable`` for the store at ``uri``, once per process (what every writer calls first)."""
+    if uri not in _WRITABLE:
+        check_writable(Path(uri[len("sqlite:///"):]), shown, setting)
+        _WRITABLE.add(uri)
