@@ -261,7 +261,7 @@ def test_store_uris_are_shown_without_secrets_or_machine_paths(tmp_path, monkeyp
 
 
 def test_report_marks_orphans_and_says_how_many(tmp_path):
-    from harness.report.provenance import provenance_section
+    from harness.report.documents import provenance_section
     from harness.report.runs import load_runs
     from test_report import Store
 

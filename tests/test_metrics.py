@@ -267,7 +267,7 @@ def test_fid_infinity_is_on_for_the_digits_and_off_elsewhere():
 
     from clitools import cells
 
-    from harness.run.jobs.sample import scoring_of
+    from harness.metrics.suite import scoring_of
 
     (d,), (g,) = cells("dataset=digits"), cells("dataset=gmm_glyphs64")
     assert d.metrics["fid_infinity"] is True and scoring_of(d).fid_infinity

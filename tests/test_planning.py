@@ -1,10 +1,10 @@
-"""The sample-size planner (harness.report.planning) on inputs whose answers are worked out by hand here."""
+"""The sample-size planner (harness.report.stats) on inputs whose answers are worked out by hand here."""
 
 import math
 
 import pytest
 
-from harness.report.planning import (
+from harness.report.stats import (
     MAX_GROWTH,
     detectable,
     guenther_repeats,

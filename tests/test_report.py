@@ -27,8 +27,8 @@ from harness.report import claims as C
 from harness.report.build import Options, build_report
 from harness.report.cli import main
 from harness.report.stats import fit_line, kendall_tau, loglog_line
-from harness.report.paper import load_paper
-from harness.report.texcheck import check_latex, find_engine, syntax_problems
+from harness.report.labels import load_paper
+from harness.report.render import check_latex, find_engine, syntax_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "data" / "report_golden"

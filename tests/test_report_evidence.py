@@ -22,7 +22,7 @@ from harness.core.errors import HarnessError
 from harness.report import claims as C
 from harness.report.build import Options, build_report
 from harness.report.cli import main
-from harness.report.timing import timing_lines
+from harness.report.tables import timing_lines
 
 T4 = 2.7764451051977987  # t(0.975, 4 df)
 

@@ -9,7 +9,7 @@ import pytest
 from report_store import Store, repeat_metrics
 
 from harness.core.names import Tag
-from harness.report.planning import detectable, repeats_needed
+from harness.report.stats import detectable, repeats_needed
 from harness.report import claims as C
 from harness.report.build import Options, build_report
 

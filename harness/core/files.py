@@ -3,6 +3,7 @@ verified downloads. The one place that touches bytes on disk for the rest of the
 
 from __future__ import annotations
 
+import pickle
 import hashlib
 import http.client
 import os
@@ -97,8 +98,6 @@ def load_tensors(path: str | os.PathLike):
     off the console: its warning about pickle protocols other than 2 (a valid older checkpoint), and, on a refused
     file, its advice to load it with ``weights_only=False`` (which would run the file's code): NotTensors says what
     the file holds instead."""
-    import pickle
-
     import torch  # heavy: only for the callers that read tensors
 
     with warnings.catch_warnings():

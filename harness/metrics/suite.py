@@ -90,6 +90,16 @@ class Scoring:
         return out
 
 
+def scoring_of(cell) -> Scoring:
+    """How a cell (its ``metrics`` and ``dataset`` config sections) is scored."""
+    m = cell.metrics
+    return Scoring(reference=cell.dataset["fid_reference"], feature_extractor=m["feature_extractor"],
+                   image_size=int(cell.dataset["image_size"]), batch_size=int(m["batch_size"]),
+                   weights_path=m.get("weights_path"), kid_subset_size=int(m["kid_subset_size"]),
+                   prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"),
+                   fid_infinity=bool(m.get("fid_infinity", False)))
+
+
 def _reference_path(scoring: Scoring, extractor: str, layer: str, root: Path) -> Path:
     parts = [reference_fingerprint(scoring.reference, root), extractor]
     weights = scoring.weights_path if extractor == scoring.feature_extractor else None

@@ -15,18 +15,14 @@ import pandas as pd
 
 from harness.core.errors import HarnessError
 from harness.report import claims as C
-from harness.report import samplers, sections
-from harness.report.artifacts import figures_images
-from harness.report.figures import eta_figures, figure4, sampler_figure
-from harness.report.galleries import consistency_and_interpolation, sample_grids
-from harness.report.latex import standalone_tex, table_tex
-from harness.report.plans import attach_plans, plan_note
-from harness.report.provenance import provenance_section
-from harness.report.render import Section, write_document
-from harness.report.runs import REHEARSAL_BANNER, RunSet, load_runs
-from harness.report.tables import ReportTable, build_tables
-from harness.report.texcheck import LatexCheck, check_latex
-from harness.report.timing import timing_lines
+from harness.report import documents as sections
+from harness.report import tables as samplers
+from harness.report.claims import attach_plans, plan_note
+from harness.report.documents import provenance_section, standalone_tex, table_tex
+from harness.report.figures import consistency_and_interpolation, eta_figures, figure4, sample_grids, sampler_figure
+from harness.report.render import LatexCheck, Section, check_latex, write_document
+from harness.report.runs import REHEARSAL_BANNER, RunSet, figures_images, load_runs
+from harness.report.tables import ReportTable, build_tables, timing_lines
 
 MANIFEST = ".report-files.json"
 REPORT_FILE = re.compile(  # the names the report writes

@@ -38,9 +38,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from harness.tracking.store import tracking_uri
     from harness.report.build import Options, build_report
     from harness.report.labels import label
+    from harness.tracking.store import tracking_uri
 
     result = build_report(Options(tracking_uri(args.tracking_uri), args.out, args.experiment, args.dataset,
                                   args.latex_check, args.rehearsal))  # the store as the runner resolves it

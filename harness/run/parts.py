@@ -177,7 +177,7 @@ def _claimant(tags: Mapping[str, str], status: str) -> str | None:
 def part_done(cell: Cell, run: tracking.Run, device: torch.device, sampled: int, seconds: float) -> PartEnd:
     """Record this part's block as done (with the images it sampled now and their seconds) and decide, under the
     cell's lock, whether it finishes the cell: every image is in the folder and no live part is scoring it."""
-    from harness.run.jobs.sample import images_store
+    from harness.run.shards import images_store
     from harness.core.runtime import device_name
 
     p = cell.part

@@ -24,7 +24,7 @@ def check_data(cell) -> None:
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
     if cell.job == "sample":
-        from harness.run.jobs.sample import scoring_of  # the jobs import torch-fidelity: only for the cells that score images
+        from harness.metrics.suite import scoring_of  # the jobs import torch-fidelity: only for the cells that score images
         from harness.metrics.references import datasets_root, ensure_data
 
         scoring = scoring_of(cell)

@@ -119,3 +119,8 @@ class ShardImages(Dataset):
     def all(self) -> torch.Tensor:
         """Every image in one tensor: for small cells only (exact-score data: 1x8x8); scoring streams instead."""
         return self.head(self.n)
+
+
+def images_store(cell) -> ShardStore:
+    """The cell's sample shards (float32 samples for exact-score data, uint8 images otherwise)."""
+    return ShardStore(cell.images_dir, cell.image_shape, torch.float32 if cell.is_exact else torch.uint8)

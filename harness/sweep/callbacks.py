@@ -9,6 +9,7 @@ table and a metric-vs-S figure go to the parent run, and the command exits non-z
 
 from __future__ import annotations
 
+import tempfile
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ from harness.sweep import signals
 from harness.core.config import settings
 from harness.tracking.credentials import redact
 from harness.core.errors import HarnessError
+from harness.tracking.store import store_of
 
 
 def sweep_overrides(config: DictConfig) -> list[list[str]]:
@@ -93,12 +95,6 @@ def end_open_parent(status: str) -> str | None:
     return run_id
 
 
-def sweep_store(config: DictConfig) -> tuple[str, str]:
-    from harness.tracking.store import tracking_uri
-
-    return tracking_uri(config.tracking.get("uri")), str(config.tracking.experiment)
-
-
 class SweepCallbacks(Callback):
     def __init__(self) -> None:
         self.parent: tuple[str, str] | None = None  # (store URI, run id): plain strings, so the callbacks pickle
@@ -123,7 +119,7 @@ class SweepCallbacks(Callback):
 
                 print_plan(cells)
                 sys.exit(0)
-            uri, experiment = sweep_store(config)
+            uri, experiment = store_of(config)
             self.experiment_id = tracking.prepare_store(uri, experiment)
             orphans = tracking.reconcile_orphans(uri, experiment)
             if orphans:
@@ -224,8 +220,6 @@ class SweepCallbacks(Callback):
 
 def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
     """The headline metric against S, one line per (sampler, eta), with the 95% CI when the cells have repeats."""
-    import tempfile
-
     from harness.core.names import Param, Tag, repeat_stat
     from harness.tracking.store import client
 

@@ -4,7 +4,7 @@ cell. The time is the cell's images x NFE x the model's measured seconds per ima
 or timing run; "unknown" without one), in hours of the kind of device that measured it (GPU- or CPU-hours). A cell in
 parts is one line, with its part plan and, once its parts have started, which are done. With a pilot store (finished
 sample runs of the same settings, any repeats) each sample cell also gets the report's planner line
-(harness.report.plans): the repeats that would decide its within-noise comparisons, and what growing it costs."""
+(harness.report.claims): the repeats that would decide its within-noise comparisons, and what growing it costs."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _data_status(cell: Cell) -> tuple[bool, str]:
     if cell.is_exact:
         return True, f"exact-score data {cell.dataset['name']}: no data needed"
     if cell.job == "sample":
-        from harness.run.jobs.sample import scoring_of
+        from harness.metrics.suite import scoring_of
         from harness.metrics.suite import reference_cached
 
         try:
@@ -205,9 +205,9 @@ def print_plan(cells: list[Cell]) -> int:
 
 
 def _pilot(uri: str, experiment: str) -> tuple | None:
-    """The planner's checks of the store's report (harness.report.plans), or None without finished sample runs."""
+    """The planner's checks of the store's report (harness.report.claims), or None without finished sample runs."""
     from harness.core.errors import HarnessError
-    from harness.report.plans import store_plans  # reason: pandas and the report's tables, only when a store is there
+    from harness.report.claims import store_plans  # reason: pandas and the report's tables, only when a store is there
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return None
@@ -223,7 +223,7 @@ def _pilot_line(cell: Cell, pilot: tuple | None) -> str:
     if pilot is None:
         return ""
     from harness.report.labels import fmt_number, label
-    from harness.report.plans import duration
+    from harness.report.claims import duration
 
     runs, rates, plans = pilot
     r = runs.runs

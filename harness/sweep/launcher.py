@@ -227,10 +227,10 @@ class CellLauncher(Launcher):
         """Mark KILLED the runs left RUNNING by workers that have ended; a failure is a warning (the next sweep or
         report does it)."""
         from harness.tracking import store as tracking  # the sweep's store is opened only when a cell needs it
-        from harness.sweep.callbacks import sweep_store
+        from harness.tracking.store import store_of
 
         try:
-            return tracking.reconcile_orphans(*sweep_store(self.config))
+            return tracking.reconcile_orphans(*store_of(self.config))
         except Exception as err:  # noqa: BLE001 - the sweep goes on; the report reconciles later
             log.warning("could not mark the runs of ended workers: %s", err)
             return []
@@ -247,9 +247,9 @@ class CellLauncher(Launcher):
         outcome = Outcome(idx, " ".join(overrides), "KILLED" if stop else "FAILED", error=error)
         try:
             from harness.tracking import store as tracking
-            from harness.sweep.callbacks import sweep_store
+            from harness.tracking.store import store_of
 
-            uri, experiment = sweep_store(self.config)
+            uri, experiment = store_of(self.config)
             fixed = tracking.reconcile_orphans(uri, experiment)
             run = tracking.run_of_process(uri, experiment, pid) if pid else None
             if run is not None and run.info.run_id in fixed:  # its cell's run, not one it had finished before

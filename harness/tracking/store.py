@@ -53,6 +53,11 @@ def tracking_uri(uri: str | None = None) -> str:
     return uri
 
 
+def store_of(config) -> tuple[str, str]:
+    """(the store URI resolved as ``tracking_uri`` does, the experiment) of a run's or a sweep's config."""
+    return tracking_uri(config.tracking.get("uri")), str(config.tracking.experiment)
+
+
 def shown_uri(uri: str) -> str:
     """A store URI as reports and messages show it: an SQLite file relative to the working directory (else by file
     name), a server without user or password."""

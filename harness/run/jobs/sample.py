@@ -15,24 +15,10 @@ import torch
 from harness.tracking import store as tracking
 from harness.run.generate import generate
 from harness.diffusion.images import save_grid, to_uint8
-from harness.metrics.suite import Scoring, headline_text, score, summarize
+from harness.metrics.suite import Scoring, headline_text, score, summarize, scoring_of
 from harness.core.names import Metric, Param, Tag
-from harness.run.shards import ShardStore
+from harness.run.shards import ShardStore, images_store
 from harness.run.jobs.context import JobContext
-
-
-def scoring_of(cell) -> Scoring:
-    m = cell.metrics
-    return Scoring(reference=cell.dataset["fid_reference"], feature_extractor=m["feature_extractor"],
-                   image_size=int(cell.dataset["image_size"]), batch_size=int(m["batch_size"]),
-                   weights_path=m.get("weights_path"), kid_subset_size=int(m["kid_subset_size"]),
-                   prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"),
-                   fid_infinity=bool(m.get("fid_infinity", False)))
-
-
-def images_store(cell) -> ShardStore:
-    """The cell's sample shards (float32 samples for exact-score data, uint8 images otherwise)."""
-    return ShardStore(cell.images_dir, cell.image_shape, torch.float32 if cell.is_exact else torch.uint8)
 
 
 def run(ctx: JobContext) -> dict:
