@@ -11,14 +11,16 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from harness.sweep import signals
 from harness.core.config import HYDRA_CONFIG_PATH
+from harness.sweep import signals
 from harness.sweep.callbacks import end_open_parent
 
 
 def task(cfg: DictConfig) -> dict:
     """One Hydra job: one cell (harness.sweep.runner.run_job). Module-level, so worker processes can import it by name."""
-    from harness.sweep.runner import run_job
+    from harness.sweep.runner import (
+        run_job,  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: python -m harness --help stays fast
+    )
 
     return run_job(cfg)
 

@@ -38,9 +38,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from harness.app import main as harness_main
 from harness.core import config
-from harness.models.checkpoints import REGISTRY
 from harness.diffusion.unet import build_unet
+from harness.models.checkpoints import REGISTRY
+from harness.report.cli import main as report_main
 
 DEFAULT_OUT = Path("outputs") / "rehearsal"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file name (features.WEIGHTS_URLS)
@@ -107,7 +109,7 @@ def write_celeba_checkpoint(path: Path, model_name: str = "celeba") -> Path:
 def write_inception_weights(path: Path) -> Path:
     """torch-fidelity's Inception weights file: the state dict of its ``FeatureExtractorInceptionV3`` (PyTorch's
     default initialisation; its BatchNorm statistics 0 and 1)."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # lazy: torch-fidelity is heavy: only when its networks are needed
 
     class Unloaded(FeatureExtractorInceptionV3):  # its constructor loads a weights file: here, none yet
         def load_state_dict(self, state_dict, strict=True, assign=False):
@@ -259,7 +261,7 @@ def _peak_mb() -> float:
 def measure(name: str, argv: list[str], entry) -> Measured:
     """``entry()`` with ``sys.argv = argv`` in this process, as its command line would run it; its exit status,
     wall and CPU time and the peak memory (ru_maxrss) so far."""
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.global_hydra import GlobalHydra  # lazy: Hydra's internals: only when a sweep or job runs
 
     saved, sys.argv = sys.argv, argv
     start, cpu = time.perf_counter(), _cpu()
@@ -292,8 +294,6 @@ def rehearse(out: Path, presets: list[str] | None = None, report: bool = True, e
     echo(f"stand-in files made in {time.perf_counter() - start:.1f} s under {out}")
     os.environ["DDIM_HARNESS_CACHE"] = str(out / "cache")  # reference features and verified weights of the stand-ins
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from harness.app import main as harness_main
-    from harness.report.cli import main as report_main
 
     results = []
     cwd = Path.cwd()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import sys
 
+from harness.core.errors import HarnessError
+
 
 def reports_errors(task):
     """Wrap a Hydra task function so bad input ends with ``error: <message>`` (Hydra would print a traceback)."""
 
     @functools.wraps(task)
     def wrapper(*args, **kwargs):
-        from harness.core.errors import HarnessError
-
         try:
             return task(*args, **kwargs)
         except HarnessError as err:

@@ -4,8 +4,8 @@ job's override list read as settings (the one place an override is split into it
 
 from __future__ import annotations
 
-from importlib.resources import files
 from collections.abc import Iterable
+from importlib.resources import files
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf

@@ -3,10 +3,10 @@ verified downloads. The one place that touches bytes on disk for the rest of the
 
 from __future__ import annotations
 
-import pickle
 import hashlib
 import http.client
 import os
+import pickle
 import tempfile
 import time
 import urllib.request
@@ -118,7 +118,7 @@ def load_tensors(path: str | os.PathLike):
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: an interruption never leaves a partial file,
     and a failed write (a full disk) leaves no temporary file behind."""
-    import torch
+    import torch  # lazy: torch takes seconds to import: only when the work needs it
 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -82,8 +82,6 @@ def check_available(dataset_cfg: Mapping, split: str) -> str | None:
     """None when the split's data is present (and readable), else a message naming the path expected and its source."""
     name = dataset_cfg["name"]
     if name == "digits":
-        from harness.data import digits
-
         return None if split in digits.SPLITS else f"Unknown digits split {split!r}: choose one of {digits.SPLITS}."
     return _module(name).check_available(dataset_cfg, split)
 
@@ -120,8 +118,6 @@ def load_split(dataset_cfg: Mapping, split: str) -> torch.Tensor | FloatImages:
     """Images of a split as float32 [N, C, H, W] on [-1, 1]: a tensor (digits, CIFAR-10) or, for the large
     datasets (CelebA, LSUN), a ``FloatImages`` that reads images when indexed (slicing gives a tensor)."""
     if dataset_cfg["name"] == "digits":
-        from harness.data import digits
-
         return digits.images(split)
     return _require(dataset_cfg, split).images(dataset_cfg, split)
 

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from harness.core.errors import HarnessError
+from harness.data import FloatImages, data_root
 
 URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 BASE_FOLDER = "celeba"
@@ -48,8 +49,6 @@ def celeba_crop(img: Image.Image) -> Image.Image:
 
 
 def folder(dataset_cfg: Mapping) -> Path:
-    from harness.data import data_root
-
     return data_root(dataset_cfg) / BASE_FOLDER
 
 
@@ -119,8 +118,6 @@ class CelebA64(Dataset):
 
 def images(dataset_cfg: Mapping, split: str):
     """The split as float32 on [-1, 1], read lazily (``FloatImages``: a slice gives a tensor [n, 3, 64, 64])."""
-    from harness.data import FloatImages
-
     return FloatImages(CelebA64(dataset_cfg, split), IMAGE_SHAPE)
 
 

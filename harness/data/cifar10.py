@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from harness.core.errors import HarnessError
 from harness.core.files import download, file_digest
+from harness.data import data_root, to_float
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 BASE_FOLDER = "cifar-10-batches-py"
@@ -49,8 +50,6 @@ def download_url(dataset_cfg: Mapping) -> str:
 
 
 def folder(dataset_cfg: Mapping) -> Path:
-    from harness.data import data_root
-
     return data_root(dataset_cfg) / BASE_FOLDER
 
 
@@ -87,8 +86,6 @@ def published_problem(dataset_cfg: Mapping) -> str | None:
 def download_folder(dataset_cfg: Mapping) -> Path:
     """Download the archive (its published md5 checked), extract ``cifar-10-batches-py/`` into the root and delete
     the archive. Any failure is one HarnessError; nothing partial is left in the folder's place."""
-    from harness.data import data_root
-
     root, url = data_root(dataset_cfg), download_url(dataset_cfg)
     archive = root / ARCHIVE
     fix = f"retry, or download {url} yourself and extract it into {root} (offline: copy cifar-10-batches-py/ there)"
@@ -167,8 +164,6 @@ class CIFAR10Images(Dataset):
 
 def images(dataset_cfg: Mapping, split: str) -> torch.Tensor:
     """float32 [N, 3, 32, 32] on [-1, 1] (10,000 test images: 120 MB)."""
-    from harness.data import to_float
-
     return to_float(read_uint8(dataset_cfg, split))
 
 

@@ -21,7 +21,7 @@ SPLITS = ("train", "test", "all")
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn: only when the digits are loaded
 
     digits = load_digits()
     return digits.images.astype(np.uint8), digits.target.astype(np.int64)  # values 0..16

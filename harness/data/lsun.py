@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from harness.core.errors import HarnessError
+from harness.data import FloatImages, data_root
 
 URL = "https://github.com/fyu/lsun"
 CATEGORIES = {"lsun_bedroom": "bedroom", "lsun_church": "church_outdoor"}
@@ -53,14 +54,12 @@ def category(dataset_cfg: Mapping) -> str:
 
 
 def lmdb_path(dataset_cfg: Mapping, split: str) -> Path:
-    from harness.data import data_root
-
     return data_root(dataset_cfg) / f"{category(dataset_cfg)}_{split}_lmdb"
 
 
 def import_lmdb():
     try:
-        import lmdb
+        import lmdb  # lazy: optional dependency (pip install '.[lsun]')
     except ImportError:
         raise HarnessError(f"LSUN: {LMDB_HINT}.") from None
     return lmdb
@@ -131,8 +130,6 @@ class LSUNImages(Dataset):
 
 def images(dataset_cfg: Mapping, split: str):
     """The split as float32 on [-1, 1], read lazily (``FloatImages``: a slice gives a tensor [n, 3, 256, 256])."""
-    from harness.data import FloatImages
-
     return FloatImages(LSUNImages(lmdb_path(dataset_cfg, split)), IMAGE_SHAPE)
 
 

@@ -14,7 +14,7 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 10, scale: int = 1) -> Path:
     """Save uint8 images [N, C, H, W] as one PNG grid (optionally upscaled by ``scale`` with nearest pixels)."""
-    from torchvision.utils import make_grid, save_image
+    from torchvision.utils import make_grid, save_image  # lazy: torchvision is heavy: only when images are written
 
     x = images.float().div(255.0)
     if scale > 1:

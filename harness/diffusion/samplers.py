@@ -37,13 +37,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from harness.diffusion import sampling
 from harness.core.errors import HarnessError
+from harness.diffusion import sampling
 from harness.diffusion.noise import ImageNoise
 from harness.diffusion.sampling import Model, StepCallback, generalized_step, parse_eta, predict_x0
 from harness.diffusion.schedule import NoiseSchedule
 from harness.diffusion.trajectory import step_pairs, timesteps
-
 
 # --- the registry ------------------------------------------------------------------------------------------------
 

@@ -22,11 +22,10 @@ import math
 import numpy as np
 import torch
 
-from harness.diffusion.analytic import GaussianMixture, exact_flow, frechet_distance, gaussian_w2
-from harness.metrics.suite import fid_infinity
 from harness.core.names import Metric
+from harness.diffusion.analytic import GaussianMixture, exact_flow, frechet_distance, gaussian_w2
 from harness.diffusion.noise import ImageNoise
-
+from harness.metrics.suite import fid_infinity
 
 FD_INF_MIN_N = 8  # fd_true_inf needs subsets of several sizes: none below this many samples per repeat
 

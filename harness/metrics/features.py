@@ -25,10 +25,10 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from harness.models.digits_classifier import DigitsCNNFeatureExtractor
 from harness.core.errors import HarnessError
 from harness.core.files import NotTensors, cache_dir, download, file_digest, load_tensors
 from harness.metrics.references import register_once
+from harness.models.digits_classifier import DigitsCNNFeatureExtractor
 
 DIGITS = "digits-cnn"
 PIXELS = "pixels"

@@ -29,6 +29,8 @@ from torch.utils.data import Dataset
 from torch_fidelity.registry import DATASETS_REGISTRY
 
 from harness.core.errors import HarnessError
+from harness.data import check_available, default_data_root, digits, ensure_available, reference_dataset
+from harness.data import reference_fingerprint as folder_fingerprint
 
 DIGITS_REFERENCES = {"digits-train": "train", "digits-test": "test"}
 # references read from a dataset folder by harness.data: name -> (dataset config name, split)
@@ -63,7 +65,6 @@ class TensorImages(Dataset):
 
 def _digits_factory(split: str):
     def create(root, download):  # torch-fidelity's (root, download) signature; the digits need neither
-        from harness.data import digits
 
         return TensorImages(digits.images_uint8(split))
 
@@ -73,7 +74,6 @@ def _digits_factory(split: str):
 
 def _data_factory(dataset: str, split: str):
     def create(root, download):  # the data cannot be downloaded automatically: check_available says where from
-        from harness.data import reference_dataset
 
         return reference_dataset({"name": dataset, "root": root}, split)
 
@@ -121,8 +121,6 @@ def datasets_root(reference: str, root: str | Path | None) -> Path:
     if root is not None:
         return Path(root).expanduser()
     if reference in DATA_REFERENCES:
-        from harness.data import default_data_root
-
         return default_data_root()
     return Path(torch.hub._get_torch_home()) / "fidelity_datasets"  # torch-fidelity's default
 
@@ -132,7 +130,6 @@ def data_problem(reference: str, root: Path) -> str | None:
     where = DATA_REFERENCES.get(reference)
     if where is None:
         return None
-    from harness.data import check_available
 
     dataset, split = where
     return check_available({"name": dataset, "root": str(root)}, split)
@@ -141,13 +138,9 @@ def data_problem(reference: str, root: Path) -> str | None:
 def reference_fingerprint(reference: str, root: Path) -> str:
     """``{reference}[-{sha256 of what its images are, 12 hex}]`` (see the module docstring)."""
     if reference in DIGITS_REFERENCES and ours(DATASETS_REGISTRY.get(reference)):
-        from harness.data import digits
-
         x = digits.images_uint8(DIGITS_REFERENCES[reference]).contiguous()
         return f"{reference}-{hashlib.sha256(str(tuple(x.shape)).encode() + x.numpy().tobytes()).hexdigest()[:12]}"
     if reference in DATA_REFERENCES and ours(DATASETS_REGISTRY.get(reference)):
-        from harness.data import reference_fingerprint as folder_fingerprint
-
         problem = data_problem(reference, root)
         if problem:
             raise HarnessError(f"metrics reference {reference}: {problem}")
@@ -162,7 +155,6 @@ def ensure_data(reference: str, root: Path, download: bool = True, dataset_cfg: 
     else one HarnessError saying where to get it. ``dataset_cfg``: the cell's dataset config (its download_url)."""
     if reference not in DATA_REFERENCES:
         return
-    from harness.data import ensure_available
 
     dataset, split = DATA_REFERENCES[reference]
     try:

@@ -36,13 +36,13 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
-from harness.metrics import features as F
-from harness.diffusion.analytic import frechet_distance, psd_sqrt
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir, file_sha256
-from harness.core.names import Metric, REPEAT_STATS, per_repeat, repeat_stat
+from harness.core.names import REPEAT_STATS, Metric, per_repeat, repeat_stat
+from harness.diffusion.analytic import frechet_distance, psd_sqrt
+from harness.metrics import features as F
 from harness.metrics.references import datasets_root, reference_fingerprint, reference_images
-
+from harness.models.digits_classifier import DEFAULT_WEIGHTS
 
 # Rows per block of k-NN distances in precision/recall: a block is PRC_BLOCK x n float32, and torch-fidelity holds it
 # twice while it concatenates, so 2,500 rows take 1 GB at n = 50,000 (its default 10,000 would take 4 GB). The
@@ -106,8 +106,6 @@ def _reference_path(scoring: Scoring, extractor: str, layer: str, root: Path) ->
     if weights:
         parts.append("w" + file_sha256(F.user_weights(extractor, weights))[:12])
     elif extractor == F.DIGITS:
-        from harness.models.digits_classifier import DEFAULT_WEIGHTS
-
         parts.append("w" + file_sha256(DEFAULT_WEIGHTS)[:12])
     return cache_dir() / "references" / ("-".join(parts) + f"-{layer}.npz")
 
@@ -229,7 +227,7 @@ def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
 
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """The two-sided t-interval of the mean of independent values (n - 1 degrees of freedom); nan for n < 2."""
-    from scipy import stats
+    from scipy import stats  # lazy: scipy: only when it is used
 
     n = len(values)
     if n < 2:

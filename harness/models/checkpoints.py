@@ -18,6 +18,8 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir, checksum_problem, download
+from harness.models.hub import availability as hub_availability
+from harness.models.hub import unet_folder
 
 CELEBA_URL = "https://drive.google.com/file/d/1R_H-fJYXSH79wfSKs9D-fuKQVan5L-GR/view"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # harness/, which holds assets/
@@ -134,16 +136,12 @@ def availability(name: str | None, ema: bool = True, path: str | os.PathLike | N
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir():
-            from harness.models.hub import unet_folder  # reason: harness.models.hub imports torch
-
             try:
                 return True, f"diffusers folder {unet_folder(p)}"
             except HarnessError as err:
                 return False, f"missing: {err}"
         return (True, f"local file {p}") if p.is_file() else (False, f"missing: {p} (fix model.checkpoint.path)")
     if hub is not None:
-        from harness.models.hub import availability as hub_availability  # reason: harness.models.hub imports torch
-
         return hub_availability(hub)
     if name is None:
         return False, "missing: set model.checkpoint.name, model.checkpoint.path or model.checkpoint.hub"

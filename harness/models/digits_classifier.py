@@ -24,7 +24,8 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 
 from harness.core.errors import HarnessError
-from harness.core.files import load_tensors
+from harness.core.files import file_sha256, load_tensors
+from harness.data import digits
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # harness/, which holds assets/
 DEFAULT_WEIGHTS = PACKAGE_DIR / "assets" / "digits_classifier.pt"
@@ -168,8 +169,6 @@ def train(
     log=print,
 ) -> tuple[DigitsCNN, dict]:
     """Train on the digits "train" split; returns the model (eval mode) and a history dict."""
-    from harness.data import digits
-
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x = digits.images_uint8("train").float()
@@ -210,8 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-shift", action="store_true", help="no random 1-pixel shift augmentation")
     args = ap.parse_args(argv)
 
-    from harness.core.files import file_sha256
-    from harness.data import digits
 
     t0 = time.perf_counter()
     model, hist = train(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr, shift=not args.no_shift)

@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from harness.core.files import file_sha256
+from harness.data import digits
 
 
 def export(ckpt: Path, out: Path, command: str) -> dict:
@@ -26,7 +27,6 @@ def export(ckpt: Path, out: Path, command: str) -> dict:
     run_dir = ckpt.parent
     history = json.loads((run_dir / "history.json").read_text())
     train_cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True)
-    from harness.data import digits
 
     card = {
         "model": train_cfg["model"]["name"],

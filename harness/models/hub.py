@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from harness.models.diffusers_format import architecture_from_config, to_official
+from harness.core import config
 from harness.core.errors import HarnessError
 from harness.core.files import file_sha256
+from harness.models.diffusers_format import architecture_from_config, to_official
 
 WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 INSTALL = "pip install -e '.[hub]' (huggingface_hub and safetensors)"
@@ -88,7 +89,7 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
     if file.suffix == ".safetensors":
         try:
             from safetensors import SafetensorError  # optional dependency: only diffusers-format checkpoints need it
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: only for a diffusers checkpoint
         except ImportError:
             raise HarnessError(f"{file} needs the safetensors package: {INSTALL}.") from None
 
@@ -119,8 +120,6 @@ def _fields(architecture: Mapping, keys) -> dict:
 def check_architecture(found: Mapping, architecture: Mapping, source: str, config_name: str) -> None:
     """A diffusers config's architecture against the ``model=`` config's (dropout aside: it does not act in
     sampling). The resolution is not in the weights' shapes: without this a mismatch there would load and run."""
-    from harness.core import config  # reason: config imports hydra; only needed for this check's advice
-
     want = _fields(architecture, found)
     diff = [f"{k} {found[k]} (config: {want[k]})" for k in found if found[k] != want[k]]
     if not diff:

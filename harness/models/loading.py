@@ -9,11 +9,12 @@ from pathlib import Path
 
 import torch
 
-from harness.models.checkpoints import entry_for, resolve
+from harness.core import config
 from harness.core.errors import HarnessError
 from harness.core.files import NotTensors, file_sha256, load_tensors
-from harness.models.hub import is_diffusers_folder, load_source
 from harness.diffusion.unet import UNet, build_unet
+from harness.models.checkpoints import entry_for, resolve
+from harness.models.hub import is_diffusers_folder, load_source
 
 
 def _strip_prefix(state: Mapping, prefix: str = "module.") -> dict:
@@ -72,8 +73,6 @@ def _shapes(state: Mapping) -> dict[str, tuple]:
 
 def _matching_configs(shapes: Mapping[str, tuple]) -> list[str]:
     """Names of the model configs (conf/model) whose architecture has exactly these keys/shapes."""
-    from harness.core import config
-
     names = []
     for name in config.names("model"):
         try:

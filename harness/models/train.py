@@ -18,10 +18,11 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from harness.core.files import save_atomic
 from harness.core.cli import reports_errors
 from harness.core.config import HYDRA_CONFIG_PATH
 from harness.core.errors import HarnessError
+from harness.core.files import save_atomic
+from harness.data import digits
 from harness.diffusion.schedule import NoiseSchedule
 from harness.diffusion.unet import build_unet
 
@@ -65,8 +66,6 @@ class EMA:
 
 def load_training_images(dataset_cfg: DictConfig) -> torch.Tensor:
     if dataset_cfg.name == "digits":
-        from harness.data import digits
-
         return digits.images(dataset_cfg.train_split)
     raise HarnessError(
         f"Training is implemented for the digits dataset only (got {dataset_cfg.name!r}); the paper's models are the "
@@ -100,7 +99,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         history = json.loads((out_dir / "history.json").read_text()) if (out_dir / "history.json").exists() else []
         log.info("resumed from %s at step %d", ckpt_path, step)
 
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: tqdm: only when a bar is shown
 
     model.train()
     running, t0 = 0.0, time.perf_counter()
@@ -135,7 +134,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
 @hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="train")
 @reports_errors
 def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.hydra_config import HydraConfig  # lazy: Hydra's internals: only when a sweep or job runs
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     result = train(cfg, out_dir)

@@ -38,9 +38,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from harness.report.build import Options, build_report
-    from harness.report.labels import label
-    from harness.tracking.store import tracking_uri
+    from harness.report.build import (  # lazy: brings torch, mlflow, pandas, matplotlib, scipy: python -m harness.report --help stays fast
+        Options,
+        build_report,
+    )
+    from harness.report.labels import label  # lazy: brings pandas: python -m harness.report --help stays fast
+    from harness.tracking.store import (
+        tracking_uri,  # lazy: brings torch, mlflow: python -m harness.report --help stays fast
+    )
 
     result = build_report(Options(tracking_uri(args.tracking_uri), args.out, args.experiment, args.dataset,
                                   args.latex_check, args.rehearsal))  # the store as the runner resolves it

@@ -28,7 +28,7 @@ from harness.core.errors import HarnessError
 from harness.core.names import REPEAT_STATS, Param, Tag, repeat_stat
 from harness.diffusion.eta import eta_label
 from harness.tracking.store import client as tracking_client
-from harness.tracking.store import shown_uri, store_errors
+from harness.tracking.store import reconcile_orphans, shown_uri, store_errors
 
 # The report's column for each param and tag it reads, from the name harness.core.names gives it in the store: a rename
 # there is followed here, and the rest of the report reads these columns.
@@ -184,7 +184,6 @@ def load_runs(uri: str, experiment: str, datasets: list[str] | None = None, rehe
     if raw.empty:  # none ever, or all deleted (a search with no runs has no columns either)
         raise HarnessError(f"The experiment {experiment!r} in {shown_uri(uri)} has no runs yet: run python -m harness first.")
     if (raw["status"] == "RUNNING").any():  # a process killed mid-run left it RUNNING: marked KILLED, then read again
-        from harness.tracking.store import reconcile_orphans
 
         orphans = reconcile_orphans(uri, experiment)
         if orphans:
@@ -234,7 +233,7 @@ def fetch(uri: str, run: pd.Series, name: str, tmp: Path) -> Path | None:
         local = Path(unquote(urlparse(location).path)) / name
         if local.is_file():
             return local
-    import mlflow
+    import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:

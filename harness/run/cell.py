@@ -39,8 +39,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from harness.core.errors import HarnessError
-from harness.diffusion.eta import SIGMA_HAT, Eta, eta_label, parse_eta
 from harness.core.names import Param
+from harness.diffusion.eta import SIGMA_HAT, Eta, eta_label, parse_eta
+from harness.diffusion.trajectory import timesteps
 
 JOBS = ("sample", "recon", "timing", "figures")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names that end up in file paths and MLflow names
@@ -116,8 +117,6 @@ class Cell:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Cell":
         """Parse and check every setting of one job's config (cheap: no model, no data); HarnessError names the fix."""
-        from harness.diffusion.trajectory import timesteps
-
         job = cfg.job.name
         if job not in JOBS:
             raise HarnessError(f"Unknown job {job!r}: choose job= one of {JOBS}.")
@@ -126,7 +125,10 @@ class Cell:
         _safe_name("model.name", model.get("name"))
         diffusion = _frozen(cfg.diffusion)
         T = _int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
-        from harness.diffusion.samplers import get_sampler, steps_for_nfe
+        from harness.diffusion.samplers import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+            get_sampler,
+            steps_for_nfe,
+        )
 
         sampler_info = get_sampler(cfg.get("sampler", "ddim"))
         sampler = sampler_info.name
@@ -145,9 +147,15 @@ class Cell:
         threads = cfg.get("threads")
         if threads is not None:
             _int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
-        from harness.models.acceleration import check_compile_mode
-        from harness.diffusion.noise import check_noise_scheme
-        from harness.core.runtime import check_precision
+        from harness.core.runtime import (
+            check_precision,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        )
+        from harness.diffusion.noise import (
+            check_noise_scheme,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        )
+        from harness.models.acceleration import (
+            check_compile_mode,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        )
 
         precision = check_precision(cfg.precision)
         noise, compile_mode = check_noise_scheme(cfg.noise), check_compile_mode(cfg.compile)
@@ -203,24 +211,32 @@ class Cell:
 
     @cached_property
     def schedule(self):
-        from harness.diffusion.schedule import NoiseSchedule
+        from harness.diffusion.schedule import (
+            NoiseSchedule,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        )
 
         d = self.diffusion
         if d.get("schedule", "linear") == "log_snr":
-            from harness.diffusion.analytic import log_snr_linear_schedule
+            from harness.diffusion.analytic import (
+                log_snr_linear_schedule,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+            )
 
             return log_snr_linear_schedule(int(d["T"]), float(d["lambda_max"]), float(d["lambda_min"]))
         return NoiseSchedule.linear(int(d["T"]), float(d["beta_start"]), float(d["beta_end"]))
 
     @cached_property
     def process_steps(self) -> list[tuple[int, float, float, float]]:
-        from harness.diffusion.sampling import process_steps
+        from harness.diffusion.sampling import (
+            process_steps,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        )
 
         return process_steps(self.tau, self.schedule, self.eta)
 
     @property
     def sampler_info(self):
-        from harness.diffusion.samplers import get_sampler
+        from harness.diffusion.samplers import (
+            get_sampler,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        )
 
         return get_sampler(self.sampler)
 
@@ -278,7 +294,10 @@ class Cell:
         """The content of the cell's input files (harness.run.inputs): ``checkpoint``, and for a scored sample cell
         ``extractor_weights`` and ``reference``; part of both keys, recorded as tags. Reads (hashes) files, once per
         file version: a missing file is a HarnessError naming the setting."""
-        from harness.run.inputs import extractor_identity, reference_identity
+        from harness.run.inputs import (  # lazy: brings torch, torch_fidelity: the sweeper's start-up builds no cell but imports this module
+            extractor_identity,
+            reference_identity,
+        )
 
         out = {"checkpoint": self.checkpoint_content}
         if self.job == "sample" and not self.is_exact:
@@ -289,7 +308,9 @@ class Cell:
     def checkpoint_content(self) -> str | None:
         """The content of the checkpoint (harness.run.inputs), all that the images depend on: the images folder is found
         without the reference data (a dry run counts a cell's stored images before its data is there)."""
-        from harness.run.inputs import checkpoint_identity
+        from harness.run.inputs import (
+            checkpoint_identity,  # lazy: brings torch, torch_fidelity: the sweeper's start-up builds no cell but imports this module
+        )
 
         return checkpoint_identity(self.model)
 
@@ -393,13 +414,21 @@ def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
     exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
     online), the data folder the cell reads is there and (outside a rehearsal) the published one."""
-    from harness.run.preflight import check_data
-    from harness.core.runtime import select_device
+    from harness.core.runtime import (
+        select_device,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+    )
+    from harness.run.preflight import (
+        check_data,  # lazy: brings torch, torch_fidelity, scipy: the sweeper's start-up builds no cell but imports this module
+    )
 
     select_device(cell.device)
     path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
     if hub and not path:
-        from harness.models.hub import availability, check_model, snapshot  # reason: harness.models.hub imports torch
+        from harness.models.hub import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+            availability,
+            check_model,
+            snapshot,
+        )
 
         check_model(hub, cell.model.get("name"))
         ok, text = availability(hub)
@@ -410,7 +439,9 @@ def check_environment(cell: Cell) -> None:
     if path and not Path(path).expanduser().exists():
         raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
     if path and Path(path).expanduser().is_dir():
-        from harness.models.hub import unet_folder  # reason: harness.models.hub imports torch, which only a folder checkpoint needs here
+        from harness.models.hub import (
+            unet_folder,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        )
 
         unet_folder(Path(path).expanduser())
     check_data(cell)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from harness.core.errors import HarnessError
+from harness.core.runtime import synchronize
 from harness.diffusion.images import to_uint8
 from harness.diffusion.noise import DEFAULT_NOISE_SCHEME, ImageNoise
-from harness.core.runtime import synchronize
 from harness.diffusion.samplers import CountingModel, SamplerInfo
 from harness.diffusion.sampling import Model
 from harness.diffusion.schedule import NoiseSchedule

@@ -21,6 +21,11 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.files import file_sha256
+from harness.metrics import features as F
+from harness.metrics.references import check_reference, datasets_root, reference_fingerprint
+from harness.models.checkpoints import checkpoint_dir, entry_for
+from harness.models.digits_classifier import DEFAULT_WEIGHTS
+from harness.models.hub import cached_snapshot, weights_file
 
 
 def _sha256(path: Path, setting: str) -> str:
@@ -32,9 +37,6 @@ def _sha256(path: Path, setting: str) -> str:
 
 def checkpoint_identity(model: Mapping) -> str | None:
     """The content of the model's checkpoint; None for a model without one (exact eps*)."""
-    from harness.models.checkpoints import checkpoint_dir, entry_for
-    from harness.models.hub import cached_snapshot, weights_file
-
     if model.get("kind") == "analytic":
         return None
     ckpt = model.get("checkpoint") or {}
@@ -55,9 +57,6 @@ def checkpoint_identity(model: Mapping) -> str | None:
 
 def extractor_identity(metrics: Mapping) -> str | None:
     """The content of the feature extractor's weights (None: pixels, which have none)."""
-    from harness.metrics import features as F
-    from harness.models.digits_classifier import DEFAULT_WEIGHTS
-
     name = metrics.get("feature_extractor")
     F.check_extractor(name)
     if metrics.get("weights_path"):
@@ -71,8 +70,6 @@ def extractor_identity(metrics: Mapping) -> str | None:
 
 def reference_identity(dataset: Mapping) -> str:
     """The reference set's fingerprint (raises HarnessError when its data is missing)."""
-    from harness.metrics.references import check_reference, datasets_root, reference_fingerprint
-
     reference = dataset.get("fid_reference")
     check_reference(reference)
     return reference_fingerprint(reference, datasets_root(reference, dataset.get("root")))

@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
-from harness.tracking import store as tracking
-from harness.run.cell import Cell
 from harness.core.config import settings
-from harness.tracking.credentials import redact_file
 from harness.core.errors import HarnessError
 from harness.core.names import Tag, part_key
+from harness.run.cell import Cell
+from harness.tracking import store as tracking
+from harness.tracking.credentials import redact_file
 
 if TYPE_CHECKING:  # the sweeper imports this module in every Hydra start: torch only when a part runs
     import torch
@@ -177,8 +177,8 @@ def _claimant(tags: Mapping[str, str], status: str) -> str | None:
 def part_done(cell: Cell, run: tracking.Run, device: torch.device, sampled: int, seconds: float) -> PartEnd:
     """Record this part's block as done (with the images it sampled now and their seconds) and decide, under the
     cell's lock, whether it finishes the cell: every image is in the folder and no live part is scoring it."""
-    from harness.run.shards import images_store
-    from harness.core.runtime import device_name
+    from harness.core.runtime import device_name  # lazy: brings torch: Hydra's sweeper loads this module at every start
+    from harness.run.shards import images_store  # lazy: brings torch: Hydra's sweeper loads this module at every start
 
     p = cell.part
     with cell_lock(cell):

@@ -7,8 +7,11 @@ checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads 
 
 from __future__ import annotations
 
-from harness.data import KNOWN, ensure_available, published_problem
 from harness.core.errors import HarnessError
+from harness.data import KNOWN, ensure_available, published_problem
+from harness.metrics.features import verified_weights
+from harness.metrics.references import datasets_root, ensure_data
+from harness.metrics.suite import scoring_of
 
 
 def check_data(cell) -> None:
@@ -18,15 +21,10 @@ def check_data(cell) -> None:
         return
     dataset = dict(cell.dataset)
     if cell.job == "sample" and not cell.is_exact:
-        from harness.metrics.features import verified_weights  # torch-fidelity: only for the cells that score images
-
         verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
     if cell.job == "sample":
-        from harness.metrics.suite import scoring_of  # the jobs import torch-fidelity: only for the cells that score images
-        from harness.metrics.references import datasets_root, ensure_data
-
         scoring = scoring_of(cell)
         ensure_data(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root),
                     scoring.datasets_download, dataset)

@@ -9,10 +9,10 @@ table and a metric-vs-S figure go to the parent run, and the command exits non-z
 
 from __future__ import annotations
 
-import tempfile
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -21,20 +21,24 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from harness.sweep import signals
 from harness.core.config import settings
-from harness.tracking.credentials import redact
 from harness.core.errors import HarnessError
+from harness.core.names import Param, Tag, repeat_stat
+from harness.sweep import signals
+from harness.tracking import store as tracking
+from harness.tracking.credentials import redact
 from harness.tracking.store import store_of
 
 
 def sweep_overrides(config: DictConfig) -> list[list[str]]:
     """The override list of every job, as the sweeper builds them (preset params, then the command line; a cell in
     parts as its part jobs)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # lazy: Hydra's internals: only when a sweep or job runs
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # lazy: Hydra's internals: only when a sweep or job runs
 
-    from harness.run.parts import expand_parts
+    from harness.run.parts import (
+        expand_parts,  # lazy: brings torch, mlflow, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+    )
 
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
@@ -54,7 +58,9 @@ def swept_values(jobs: list[list[str]]) -> dict[str, list[str]]:
 
 def sweep_name(jobs: list[list[str]]) -> str:
     """The parent run's name: what the sweep varies, e.g. ``sweep S=10,20 eta=0,1 (4 cells)``."""
-    from harness.sweep.runner import _short
+    from harness.sweep.runner import (
+        _short,  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+    )
 
     swept = " ".join(f"{k.split('.')[-1]}={','.join(_short(v, 16) for v in vs)}" for k, vs in swept_values(jobs).items())
     swept = swept if len(swept) <= 90 else swept[:87] + "..."
@@ -63,9 +69,11 @@ def sweep_name(jobs: list[list[str]]) -> str:
 
 def compose_cells(config: DictConfig):
     """The Cell of every job of the sweep; needs Hydra initialised (inside the app)."""
-    from hydra import compose
+    from hydra import compose  # lazy: Hydra's internals: only when a sweep or job runs
 
-    from harness.run.cell import Cell
+    from harness.run.cell import (
+        Cell,  # lazy: brings torch, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+    )
 
     cells = []
     for overrides in sweep_overrides(config):
@@ -87,7 +95,9 @@ def end_open_parent(status: str) -> str | None:
     uri, run_id = _open_parent
     _open_parent.clear()
     try:
-        from harness.tracking.store import Run
+        from harness.tracking.store import (
+            Run,  # lazy: brings torch, mlflow: Hydra loads this module at every start, --help too
+        )
 
         Run(uri, run_id).end(status)
     except Exception:  # noqa: BLE001 - the next sweep marks it KILLED (its process is gone by then)
@@ -103,11 +113,16 @@ class SweepCallbacks(Callback):
         self.started = 0.0
 
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
-        from harness.tracking import store as tracking
-        from harness.run.cell import check_environment
-        from harness.sweep.launcher import workers_of
-        from harness.core.names import Tag
-        from harness.sweep.runner import SWEEP_ENV, configure_console
+        from harness.run.cell import (
+            check_environment,  # lazy: brings torch, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+        )
+        from harness.sweep.launcher import (
+            workers_of,  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+        )
+        from harness.sweep.runner import (  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+            SWEEP_ENV,
+            configure_console,
+        )
 
         configure_console(bool(config.get("verbose", False)))
         try:
@@ -115,7 +130,9 @@ class SweepCallbacks(Callback):
             for cell in {(c.device, c.job, c.dataset.get("name"), c.dataset.get("root")): c for c in cells}.values():
                 check_environment(cell)
             if config.get("dry_run"):
-                from harness.sweep.dryrun import print_plan
+                from harness.sweep.dryrun import (
+                    print_plan,  # lazy: brings torch, mlflow, pandas, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+                )
 
                 print_plan(cells)
                 sys.exit(0)
@@ -146,7 +163,9 @@ class SweepCallbacks(Callback):
               flush=True)
 
     def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
-        from harness.sweep.runner import OUTCOME_FILE
+        from harness.sweep.runner import (
+            OUTCOME_FILE,  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra loads this module at every start, --help too
+        )
 
         if self.parent is None:
             return
@@ -172,11 +191,15 @@ class SweepCallbacks(Callback):
             print(f"{len(failed)} of {len(outcomes)} cells failed:", flush=True)
         for o in failed:
             print(f"  {o['status'].lower()}: {o['name']}: {o['error']}", flush=True)
-        from harness.tracking.store import view_link
+        from harness.tracking.store import (
+            view_link,  # lazy: brings torch, mlflow: Hydra loads this module at every start, --help too
+        )
 
         print(f"runs: {view_link(self.parent[0], self.experiment_id)}", flush=True)
         try:
-            from harness.tracking.store import Run
+            from harness.tracking.store import (
+                Run,  # lazy: brings torch, mlflow: Hydra loads this module at every start, --help too
+            )
 
             parent = Run(*self.parent)
             self._log_summary(parent, outcomes)
@@ -190,7 +213,9 @@ class SweepCallbacks(Callback):
     def _end_stopped(self, outcomes: list[dict], counts: dict[str, int], minutes: float, stop: int) -> None:
         """A sweep stopped by Ctrl-C or SIGTERM: its summary on the parent run (no figure: a scheduler's grace time
         is short), the parent run KILLED, one line, and the exit status of the signal (130, 143)."""
-        from harness.tracking.store import Run
+        from harness.tracking.store import (
+            Run,  # lazy: brings torch, mlflow: Hydra loads this module at every start, --help too
+        )
 
         try:
             parent = Run(*self.parent)
@@ -207,7 +232,7 @@ class SweepCallbacks(Callback):
 
     @staticmethod
     def _log_summary(parent, outcomes: list[dict], figure: bool = True) -> None:
-        import pandas as pd
+        import pandas as pd  # lazy: pandas: only for the summary table
 
         table = pd.DataFrame(outcomes, columns=["index", "name", "status", "headline", "summary", "error", "run_id"])
         parent.log_text(table.to_csv(index=False), "sweep_summary.csv")
@@ -220,8 +245,9 @@ class SweepCallbacks(Callback):
 
 def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
     """The headline metric against S, one line per (sampler, eta), with the 95% CI when the cells have repeats."""
-    from harness.core.names import Param, Tag, repeat_stat
-    from harness.tracking.store import client
+    from harness.tracking.store import (
+        client,  # lazy: brings torch, mlflow: Hydra loads this module at every start, --help too
+    )
 
     c = client(uri)
     rows = []
@@ -235,10 +261,10 @@ def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
                      "value": m[metric], "low": m.get(repeat_stat(metric, "ci95_low")), "metric": metric})
     if not rows:
         return None
-    import matplotlib
+    import matplotlib  # lazy: matplotlib: only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib: only when a figure is drawn
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for line in sorted({r["line"] for r in rows}):

@@ -11,9 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.run.cell import Cell, part_range
 from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
+from harness.data import check_available
+from harness.metrics.suite import reference_cached, scoring_of
+from harness.models.checkpoints import availability
+from harness.report.claims import duration, store_plans
+from harness.report.labels import fmt_number, label
+from harness.run.cell import Cell, part_range
+from harness.run.parts import find_run
+from harness.tracking import store as tracking
 
 
 def _key(cell: Cell) -> str | None:
@@ -25,14 +32,9 @@ def _key(cell: Cell) -> str | None:
 
 
 def _data_status(cell: Cell) -> tuple[bool, str]:
-    from harness.data import check_available
-
     if cell.is_exact:
         return True, f"exact-score data {cell.dataset['name']}: no data needed"
     if cell.job == "sample":
-        from harness.metrics.suite import scoring_of
-        from harness.metrics.suite import reference_cached
-
         try:
             if reference_cached(scoring_of(cell)):
                 return True, f"reference features of {cell.dataset['fid_reference']} cached"
@@ -62,8 +64,6 @@ class Rate:
 
 def _rate(cell: Cell, uri: str) -> Rate | None:
     """The newest finished sample run of this model (seconds_per_nfe_image) or timing run (seconds_per_nfe / batch)."""
-    from harness.tracking import store as tracking
-
     exp = tracking.experiment_id(uri, cell.tracking.experiment)
     if exp is None:
         return None
@@ -104,8 +104,6 @@ def _duration(seconds: float) -> str:
 
 def _part_plan(cell: Cell, seconds: float | None, here: list[int], uri: str) -> str:
     """``; 8 parts of 6250 images (~20 min each), parts done 0, 3 (run ...)``."""
-    from harness.run.parts import find_run
-
     sizes = sorted({len(part_range(cell.n_images, cell.parts, p)) for p in range(cell.parts)})
     plan = f"; {cell.parts} parts of {'-'.join(map(str, sizes))} images"
     if seconds is not None:
@@ -125,9 +123,6 @@ def _part_plan(cell: Cell, seconds: float | None, here: list[int], uri: str) -> 
 def print_plan(cells: list[Cell]) -> int:
     """One line per cell (a cell in parts once, with its part plan), each missing input once, where the time estimates
     come from, and a summary; returns the number of cells missing inputs."""
-    from harness.tracking import store as tracking
-    from harness.models.checkpoints import availability
-
     groups: list[list[Cell]] = []  # one per line: a cell, or the part jobs of a cell
     parts_of: dict[str, list[Cell]] = {}
     for cell in cells:
@@ -206,9 +201,6 @@ def print_plan(cells: list[Cell]) -> int:
 
 def _pilot(uri: str, experiment: str) -> tuple | None:
     """The planner's checks of the store's report (harness.report.claims), or None without finished sample runs."""
-    from harness.core.errors import HarnessError
-    from harness.report.claims import store_plans  # reason: pandas and the report's tables, only when a store is there
-
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return None
     try:
@@ -222,8 +214,6 @@ def _pilot_line(cell: Cell, pilot: tuple | None) -> str:
     the hardest one that can be decided needs and what growing this cell to them costs, and the near-0 ones."""
     if pilot is None:
         return ""
-    from harness.report.labels import fmt_number, label
-    from harness.report.claims import duration
 
     runs, rates, plans = pilot
     r = runs.runs

@@ -33,13 +33,14 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from harness.sweep import signals
+from harness.tracking import store as tracking
 
 log = logging.getLogger(__name__)
 
 
 def default_workers() -> int:
     """One worker per GPU on a CUDA machine, else one per CPU core."""
-    import torch
+    import torch  # lazy: torch takes seconds to import: only when the work needs it
 
     if torch.cuda.is_available():
         return torch.cuda.device_count()
@@ -107,7 +108,10 @@ def _worker(conn, payload: bytes, parent_pid: int) -> None:
 
 def _stopped_outcome(idx: int, overrides: list[str], sweep_dir: Path, signum: int):
     """A job the sweep never started because it was stopped: KILLED in the summary, with no run (outcome.json)."""
-    from harness.sweep.runner import OUTCOME_FILE, Outcome  # the runner brings the cell and MLflow: only when a job ends so
+    from harness.sweep.runner import (  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra's launcher plugin loads this module at every start
+        OUTCOME_FILE,
+        Outcome,
+    )
 
     folder = sweep_dir / str(idx)
     folder.mkdir(parents=True, exist_ok=True)
@@ -226,8 +230,9 @@ class CellLauncher(Launcher):
     def _reconcile(self) -> list[str]:
         """Mark KILLED the runs left RUNNING by workers that have ended; a failure is a warning (the next sweep or
         report does it)."""
-        from harness.tracking import store as tracking  # the sweep's store is opened only when a cell needs it
-        from harness.tracking.store import store_of
+        from harness.tracking.store import (
+            store_of,  # lazy: brings torch, mlflow: Hydra's launcher plugin loads this module at every start
+        )
 
         try:
             return tracking.reconcile_orphans(*store_of(self.config))
@@ -238,7 +243,10 @@ class CellLauncher(Launcher):
     def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path, pid: int | None = None,
                  stop: int | None = None) -> JobReturn:
         """A job whose worker died: reported like a failed cell (outcome.json), its orphaned run marked KILLED."""
-        from harness.sweep.runner import OUTCOME_FILE, Outcome
+        from harness.sweep.runner import (  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra's launcher plugin loads this module at every start
+            OUTCOME_FILE,
+            Outcome,
+        )
 
         how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit status {exitcode}"
         error = f"the worker process running this cell died ({how})"
@@ -246,8 +254,9 @@ class CellLauncher(Launcher):
         folder.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(idx, " ".join(overrides), "KILLED" if stop else "FAILED", error=error)
         try:
-            from harness.tracking import store as tracking
-            from harness.tracking.store import store_of
+            from harness.tracking.store import (
+                store_of,  # lazy: brings torch, mlflow: Hydra's launcher plugin loads this module at every start
+            )
 
             uri, experiment = store_of(self.config)
             fixed = tracking.reconcile_orphans(uri, experiment)

@@ -17,15 +17,26 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness.sweep import cell_claim, signals
-from harness.run import parts
-from harness.tracking import store as tracking
-from harness.run.cell import Cell, check_environment, relative
 from harness.core.config import settings
-from harness.tracking.credentials import redact, redact_file, redacted
 from harness.core.errors import HarnessError
 from harness.core.names import Tag
+from harness.core.runtime import (
+    claimed_device,
+    configure_threads,
+    device_name,
+    git_commit,
+    package_versions,
+    select_device,
+)
+from harness.run import parts
+from harness.run.cell import Cell, check_environment, relative
+from harness.run.jobs import JOBS
+from harness.run.jobs.context import JobContext
+from harness.sweep import cell_claim, signals
+from harness.sweep.dryrun import print_plan
 from harness.sweep.writable import check_cell_paths
+from harness.tracking import store as tracking
+from harness.tracking.credentials import redact, redact_file, redacted
 
 log = logging.getLogger(__name__)
 SWEEP_ENV = "DDIM_HARNESS_SWEEP"  # JSON {id, size, parent_run_id, workers} set by the sweep for its jobs
@@ -68,8 +79,8 @@ def configure_console(verbose: bool) -> None:
 def run_job(cfg: DictConfig) -> dict:
     """The Hydra task: one cell. A single run exits non-zero on failure; in a sweep the failure is recorded and
     the sweep goes on."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig  # lazy: Hydra's internals: only when a sweep or job runs
+    from hydra.types import RunMode  # lazy: Hydra's internals: only when a sweep or job runs
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -126,8 +137,6 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
     label = label or job_name(name, cell)
     sweep = sweep or {}
     if cell.dry_run:
-        from harness.sweep.dryrun import print_plan
-
         print_plan([cell])
         return Outcome(index, job_name(name, cell), "PLANNED")
     try:
@@ -140,7 +149,6 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
-    from harness.core.runtime import claimed_device, select_device
 
     try:
         with signals.handled(), cell_claim.claimed(cell, label) as waited:
@@ -184,10 +192,6 @@ def _skip_finished(cell: Cell, uri: str, label: str, index: int | None, name: st
 
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,
          name: str) -> Outcome:
-    from harness.run.jobs import JOBS
-    from harness.run.jobs.context import JobContext
-    from harness.core.runtime import configure_threads, device_name, package_versions
-
     workers = int(sweep.get("workers") or 1)
     threads = configure_threads(cell.threads, workers)
     tags = {
@@ -198,7 +202,6 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
         **tracking.source_tags(cell.description), **({Tag.REHEARSAL: "true"} if cell.rehearsal else {}),
         **{f"version.{k}": v for k, v in package_versions().items()},
     }
-    from harness.core.runtime import git_commit
 
     tags[Tag.GIT_COMMIT] = git_commit()
     job = job_name(name, cell)

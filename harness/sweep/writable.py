@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir
+from harness.metrics.features import WEIGHTS_URLS
 
 CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
 
@@ -97,7 +98,6 @@ def check_cell_paths(cell) -> None:
     check_paths(cell.output_root, sample=cell.job == "sample", dry_run=cell.dry_run)
     if cell.dry_run or cell.job != "sample" or cell.is_exact:
         return
-    from harness.metrics.features import WEIGHTS_URLS  # heavy (torch-fidelity): only for a cell about to be scored
 
     if cell.metrics.get("feature_extractor") in WEIGHTS_URLS:
         folder = cache_dir() / "verified-weights"

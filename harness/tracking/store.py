@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness.tracking import sqlite as sqlite_store
-from harness.tracking.credentials import split_credentials
 from harness.core.errors import HarnessError
 from harness.core.names import Tag
+from harness.tracking import sqlite as sqlite_store
+from harness.tracking.credentials import split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def client(uri: str):
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run" lines: the harness prints its own
     if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("INFO", "DEBUG"):  # verbose=true keeps them
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
-    import mlflow
+    import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
 
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
@@ -162,7 +162,7 @@ def view_link(uri: str, exp_id: str) -> str:
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the database (schema migrations) and the experiment if needed, with the tags the MLflow UI reads
     (set where missing on an experiment made before them; never changed once there); return the experiment id."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # lazy: mlflow takes seconds to import: only when a store is opened
 
     if uri.startswith("sqlite:///"):  # a read-only store: one line now, not after MLflow's minutes of retries
         sqlite_store.writable(uri, shown_uri(uri), STORE_SETTING)
@@ -252,7 +252,7 @@ def run_of_process(uri: str, experiment: str, pid: int) -> Any | None:
 
 def source_tags(description: str) -> dict[str, str]:
     """MLflow's standard provenance tags, as its UI shows them."""
-    from harness.core.runtime import git_commit
+    from harness.core.runtime import git_commit  # lazy: brings torch: imported at every start, before any store is used
 
     return {"mlflow.source.name": ENTRY_POINT, "mlflow.source.type": "LOCAL",
             "mlflow.source.git.commit": git_commit(), "mlflow.note.content": description,
@@ -272,7 +272,7 @@ class Run:
         """A new RUNNING run, tagged with this host and, if ``owned``, this process (``pid``, which
         ``reconcile_orphans`` checks); a cell split into parts is owned by no one process while they sample."""
         experiment_id = prepare_store(uri, experiment)
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: mlflow takes seconds to import: only when a store is opened
 
         tags = {k: str(v) for k, v in tags.items() if v is not None}
         tags[Tag.HOST] = socket.gethostname()
@@ -295,7 +295,7 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Log metrics as they are; the names of those that are NaN or +-inf also go to the ``nonfinite_metrics`` tag,
         so a table can flag them per cell instead of showing a number (MLflow stores inf as +-1.8e308)."""
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: mlflow takes seconds to import: only when a store is opened
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
@@ -307,7 +307,7 @@ class Run:
             self.set_tags({Tag.NONFINITE_METRICS: ",".join(sorted(self._nonfinite))})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # lazy: mlflow takes seconds to import: only when a store is opened
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
 
@@ -322,9 +322,8 @@ class Run:
 
     def log_dataset(self, name: str, digest: str, source: str, context: str = "reference") -> None:
         """An MLflow dataset input (what the UI's Dataset column shows): the reference the cell is scored against."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
-        from mlflow.exceptions import MlflowException
+        from mlflow.entities import Dataset, DatasetInput, InputTag  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.exceptions import MlflowException  # lazy: mlflow takes seconds to import: only when a store is opened
 
         dataset = Dataset(name=name, digest=digest[:36], source_type="harness", source=source)
         for attempt in range(3):  # parallel workers may insert the same dataset row at once: the loser retries

@@ -8,9 +8,12 @@ from pathlib import Path
 import torch
 
 from harness.core import faults
-from harness.run.cell import Cell
 from harness.core.names import Metric, Tag
 from harness.core.progress import Progress
+from harness.diffusion.analytic import exact_mixture
+from harness.models.acceleration import prepare_model, warm_up
+from harness.models.loading import load_checkpoint
+from harness.run.cell import Cell
 from harness.tracking.store import Run
 
 
@@ -30,13 +33,8 @@ class JobContext:
         """The cell's network with its checkpoint, on the job's device, in eval mode, with the precision and compile
         mode applied; recorded. A compiled model is warmed up here, so its compile time is logged apart
         (``compile_seconds``) and not counted as sampling time."""
-        from harness.models.acceleration import prepare_model, warm_up
-        from harness.models.loading import load_checkpoint
-
         cell = self.cell
         if cell.model.get("kind") == "analytic":
-            from harness.diffusion.analytic import exact_mixture
-
             self.run.set_tags({"model_kind": "analytic", "mixture": cell.model["mixture"]})
             return exact_mixture(cell.model["mixture"]).eps_model(cell.schedule)
         model, info = load_checkpoint(cell.model)

@@ -8,9 +8,9 @@ import time
 
 import torch
 
-from harness.data import load_split
 from harness.core.names import Metric
 from harness.core.runtime import synchronize
+from harness.data import load_split
 from harness.diffusion.sampling import decode, encode, reconstruction_mse
 from harness.run.jobs.context import JobContext
 

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import torch
 
-from harness.tracking import store as tracking
-from harness.run.generate import generate
-from harness.diffusion.images import save_grid, to_uint8
-from harness.metrics.suite import Scoring, headline_text, score, summarize, scoring_of
 from harness.core.names import Metric, Param, Tag
-from harness.run.shards import ShardStore, images_store
+from harness.diffusion.analytic import exact_mixture
+from harness.diffusion.images import save_grid, to_uint8
+from harness.metrics.exact import exact_w2, score_exact
+from harness.metrics.references import datasets_root, reference_fingerprint
+from harness.metrics.suite import headline_text, score, scoring_of, summarize
+from harness.run.generate import generate
 from harness.run.jobs.context import JobContext
+from harness.run.parts import part_done
+from harness.run.shards import ShardStore, images_store
+from harness.tracking import store as tracking
 
 
 def run(ctx: JobContext) -> dict:
@@ -59,8 +63,6 @@ def grown_from(cell) -> dict[str, str]:
 
 def _run_part(ctx: JobContext, store: ShardStore) -> dict:
     """One part of a cell (harness.run.parts): sample its block, record it; if that completes the cell, score it."""
-    from harness.run.parts import part_done
-
     cell = ctx.cell
     model = ctx.load_model()
     gen = _sample(ctx, model, store)
@@ -125,8 +127,6 @@ def _score(ctx: JobContext, model, store: ShardStore, metrics: dict, note: str =
 
 
 def _score_images(ctx: JobContext, images) -> tuple[list[dict], dict[str, str], str]:
-    from harness.metrics.references import datasets_root, reference_fingerprint
-
     scoring = scoring_of(ctx.cell)
     per_repeat = score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress)
     ctx.run.set_tags({Tag.FEATURE_EXTRACTOR: scoring.feature_extractor, Tag.FID_REFERENCE: scoring.reference})
@@ -136,9 +136,6 @@ def _score_images(ctx: JobContext, images) -> tuple[list[dict], dict[str, str], 
 
 
 def _score_exact(ctx: JobContext, images, model) -> tuple[list[dict], dict[str, str], str]:
-    from harness.diffusion.analytic import exact_mixture
-    from harness.metrics.exact import exact_w2, score_exact
-
     cell = ctx.cell
     mixture = exact_mixture(cell.model["mixture"])
     per_repeat = score_exact(images.all(), cell.repeats, mixture, seed=cell.seed, tau=cell.tau, schedule=cell.schedule,
@@ -158,10 +155,10 @@ def _log_grid(ctx: JobContext, first: torch.Tensor) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "samples.png"
         if cell.image_shape[1:] == (1, 1):
-            import matplotlib
+            import matplotlib  # lazy: matplotlib: only when a figure is drawn
 
             matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # lazy: matplotlib: only when a figure is drawn
 
             fig, ax = plt.subplots(figsize=(4, 4))
             points = first.flatten(1).float().numpy()

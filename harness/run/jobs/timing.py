@@ -10,8 +10,8 @@ import statistics
 import time
 
 from harness.core.names import Metric, Tag
-from harness.diffusion.noise import ImageNoise
 from harness.core.runtime import synchronize
+from harness.diffusion.noise import ImageNoise
 from harness.run.jobs.context import JobContext
 
 
