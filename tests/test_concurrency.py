@@ -25,7 +25,7 @@ from harness.sweep.cell_claim import claim_path
 OPEN_STORE = """
 import os, sys, time
 from pathlib import Path
-from harness import tracking
+from harness.tracking import store as tracking
 import mlflow.store.tracking.sqlalchemy_store
 Path(sys.argv[3]).touch()
 while not os.path.exists(sys.argv[2]):

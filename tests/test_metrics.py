@@ -251,7 +251,7 @@ def test_training_short(tmp_path):
 def test_parallel_first_calls_compute_the_reference_features_once(tmp_path):
     """Two processes scoring against a cold cache at once: one computes the reference features, the other waits."""
     code = ("import torch; from harness.metrics.suite import Scoring, score; from harness.metrics.references import TensorImages; "
-            "from harness.data import digits; from harness import digits_classifier as d; f = d.DigitsCNNFeatureExtractor.forward; "
+            "from harness.data import digits; from harness.models import digits_classifier as d; f = d.DigitsCNNFeatureExtractor.forward; "
             "d.DigitsCNNFeatureExtractor.forward = lambda s, x: (print('images', x.shape[0], flush=True), f(s, x))[1]; "
             "score(TensorImages(digits.images_uint8('test')), 1, Scoring('digits-train', 'digits-cnn', 8), torch.device('cpu'))")
     env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path), OMP_NUM_THREADS="1")

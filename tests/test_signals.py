@@ -53,8 +53,10 @@ class Sweep:
             assert time.monotonic() < deadline, f"no {what} in time"
             time.sleep(0.05)
 
-    def wait_for_shard(self):
-        self.wait_until(lambda: list((self.tmp_path / "out").glob("images/*/*.pt")), "shard")
+    def wait_for_shard(self, cells: int = 1):
+        """Until ``cells`` cells have written a shard (each is then running, past its run's start)."""
+        self.wait_until(lambda: len({p.parent for p in (self.tmp_path / "out").glob("images/*/*.pt")}) >= cells,
+                        f"shards of {cells} cell(s)")
 
     def end(self, timeout=180):
         """The exit status and the whole output (stdout, stderr) once every process writing to it has ended."""
@@ -92,7 +94,7 @@ def test_ctrl_c_stops_a_sweep_with_130(tmp_path):
     """Ctrl-C to the group mid-sampling, two workers: each running cell KILLED with one line, the third never
     started, the parent KILLED, one line for the sweep, exit 130."""
     sweep = Sweep(tmp_path, "seed=0,1,2", *SLOW_CELLS, "hydra.launcher.n_jobs=2")
-    sweep.wait_for_shard()
+    sweep.wait_for_shard(cells=2)  # both workers mid-sampling (under load the second may start late)
     os.killpg(sweep.proc.pid, signal.SIGINT)
     status, out, err = sweep.end()
     print(out, err)

@@ -37,9 +37,6 @@ from scipy import stats
 
 from harness.core.names import Metric
 from harness.diffusion.eta import eta_row_name, eta_sort_key
-from harness.diffusion.samplers import (
-    SAMPLERS,
-)
 from harness.report.labels import (
     DAGGER,
     DASH,
@@ -307,6 +304,8 @@ def build_tables(runs: RunSet) -> list[ReportTable]:
 
 def _registry_rank(sampler: str) -> int:
     """The sampler's place in the registry (harness.diffusion.samplers), samplers it no longer knows last."""
+    from harness.diffusion.samplers import SAMPLERS  # lazy: the registry brings torch; the report imports none itself
+
     order = list(SAMPLERS)
     return order.index(sampler) if sampler in order else len(order)
 
