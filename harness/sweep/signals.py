@@ -49,10 +49,26 @@ def signal_of(err: BaseException) -> int:
 def interrupt(signum: int) -> KeyboardInterrupt:
     """The exception a stop signal becomes; its text is what the run's error and the console say."""
     if signum == signal.SIGTERM:
-        if _parent is not None and os.getppid() != _parent:
+        if _parent_gone():
             return Terminated(f"signal {signum}: the sweep's process {_parent} died")
         return Terminated(f"signal {signum}")
     return KeyboardInterrupt("Ctrl-C")
+
+
+def _parent_gone() -> bool:
+    """Whether a worker's sweep process has died. The death signal can come before the worker is re-parented, so a
+    parent that is still our parent counts as gone once it is a zombie or no longer exists (Linux /proc)."""
+    if _parent is None:
+        return False
+    for _ in range(20):  # re-parenting follows within moments
+        if os.getppid() != _parent:
+            return True
+        time.sleep(0.01)
+    try:
+        with open(f"/proc/{_parent}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return not os.path.exists("/proc/self")  # no /proc: only the parent pid decides (it did not change)
 
 
 def note(signum: int) -> bool:
