@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from harness.core.config import HYDRA_CONFIG_PATH
 from harness.sweep import signals
-from harness.sweep.callbacks import end_open_parent
+from harness.sweep.parent import end_open_parent
 
 
 def task(cfg: DictConfig) -> dict:

@@ -56,8 +56,11 @@ def cells(*overrides):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from harness.sweep.callbacks import compose_cells
+    from harness.sweep.plan import plan
 
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
-        config = GlobalHydra.instance().hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN)
-        return compose_cells(config)
+        hydra = GlobalHydra.instance().hydra
+        config = hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN)
+        params = config.hydra.sweeper.get("params") or {}
+        arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+        return [job.cell for job in plan(config, hydra.config_loader, arguments)]

@@ -17,7 +17,8 @@ from clitools import ROOT, cells, harness, runs
 from harness.tracking import store as tracking
 from harness.run.cell import Cell, part_range
 from harness.core.errors import HarnessError
-from harness.run.parts import expand_parts, lock_path
+from harness.run.parts import lock_path
+from harness.sweep.plan import jobs_of
 
 TINY = ["N=16", "repeats=1", "S=3", "batch_size=4", "threads=1"]
 METRICS = ["fid", "kid", "prc_precision", "prc_recall", "fd_pixels"]
@@ -53,12 +54,18 @@ def test_part_blocks_split_the_indices():
 
 
 def test_parts_alone_expand_into_part_jobs():
-    jobs = [["S=10", "parts=3"], ["S=20", "parts=3", "part=1"], ["S=50"], ["S=100", "+parts=2"]]
-    assert expand_parts(jobs, 1, None) == [
-        ["S=10", "parts=3", "part=0"], ["S=10", "parts=3", "part=1"], ["S=10", "parts=3", "part=2"],
-        ["S=20", "parts=3", "part=1"], ["S=50"], ["S=100", "+parts=2", "part=0"], ["S=100", "+parts=2", "part=1"]]
-    assert expand_parts([["S=10"]], "2", None) == [["S=10", "part=0"], ["S=10", "part=1"]]  # parts from the config
-    assert expand_parts([["S=10"]], 2, 1) == [["S=10"]]  # a part given in the config: that part only
+    def jobs(arguments, parts=1, part=None):
+        return [list(j.overrides) for j in jobs_of(arguments, parts, part)]
+
+    assert jobs(["S=10", "parts=3"]) == [
+        ["S=10", "parts=3", "part=0"], ["S=10", "parts=3", "part=1"], ["S=10", "parts=3", "part=2"]]
+    assert jobs(["S=20", "parts=3", "part=1"]) == [["S=20", "parts=3", "part=1"]]
+    assert jobs(["S=50"]) == [["S=50"]]
+    assert jobs(["S=100", "+parts=2"]) == [["S=100", "+parts=2", "part=0"], ["S=100", "+parts=2", "part=1"]]
+    assert jobs(["S=10,20", "parts=2"]) == [["S=10", "parts=2", "part=0"], ["S=10", "parts=2", "part=1"],
+                                            ["S=20", "parts=2", "part=0"], ["S=20", "parts=2", "part=1"]]
+    assert jobs(["S=10"], "2", None) == [["S=10", "part=0"], ["S=10", "part=1"]]  # parts from the config
+    assert jobs(["S=10"], 2, 1) == [["S=10"]]  # a part given in the config: that part only
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -30,7 +30,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -194,6 +194,17 @@ class Cell:
         cell.nfe  # a tau the sampler refuses (repeated or too close timesteps) is refused here
         cell.process_steps  # eta > 1 is refused here when eq. (12) is undefined for this tau
         return cell
+
+    # --- across processes ------------------------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """A cell sent to another process (a sweep's job): its settings, without what it computed from files (the
+        content of its inputs, its keys), which the job computes again from the files as they are when it runs."""
+        return {f.name: dict(v) if isinstance(v, MappingProxyType) else v
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, MappingProxyType(value) if isinstance(value, dict) else value)
 
     # --- derived values -------------------------------------------------------------------------------------------
     @property

@@ -36,14 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-from harness.core.config import settings
 from harness.core.errors import HarnessError
 from harness.core.names import Tag, part_key
 from harness.run.cell import Cell
 from harness.tracking import store as tracking
-from harness.tracking.credentials import redact_file
 
 if TYPE_CHECKING:  # the sweeper imports this module in every Hydra start: torch only when a part runs
     import torch
@@ -51,38 +47,6 @@ if TYPE_CHECKING:  # the sweeper imports this module in every Hydra start: torch
     from harness.run.shards import ShardStore
 
 CREATED, JOINED, REOPENED, FINISHED = "created", "joined", "reopened", "finished"
-
-
-# --- the sweep: parts=k alone becomes k part jobs -------------------------------------------------------------------
-
-def expand_parts(jobs: list[list[str]], parts: Any, part: Any) -> list[list[str]]:
-    """Each job with parts=k > 1 and no part becomes its k part jobs (``part=0`` .. ``part=k-1`` appended).
-    ``parts``/``part``: the primary config's values, for jobs that do not override them."""
-    out = []
-    for job in jobs:
-        given = settings(job)
-        k, p = given.get("parts") or parts, given.get("part") or part
-        if p in (None, "null") and str(k).isdigit() and int(k) > 1:
-            out.extend([*job, f"part={i}"] for i in range(int(k)))
-        else:
-            out.append(job)  # a bad value is refused with its fix by Cell.from_config
-    return out
-
-
-class CellSweeper(BasicSweeper):
-    """Hydra's basic sweeper (cartesian product of the overrides), whose jobs with ``parts=k`` and no ``part`` are
-    expanded into their k parts, whatever the launcher (local workers, submitit locally or on SLURM)."""
-
-    def get_job_batch(self):  # called by BasicSweeper.sweep once multirun.yaml is saved, with the store's credentials
-        saved = Path(str(self.config.hydra.sweep.dir)) / "multirun.yaml"
-        if saved.is_file():
-            redact_file(saved)
-        return super().get_job_batch()
-
-    def split_arguments(self, overrides, max_batch_size):  # called as self.split_arguments by BasicSweeper.sweep
-        (jobs,) = BasicSweeper.split_arguments(overrides, None)
-        jobs = expand_parts(jobs, self.config.get("parts", 1), self.config.get("part"))
-        return list(BasicSweeper.split_overrides_to_chunks(jobs, max_batch_size))
 
 
 # --- the cell's run ----------------------------------------------------------------------------------------------

@@ -7,13 +7,12 @@ new worker and runs the remaining cells.
 
 Ctrl-C and SIGTERM stop the sweep (harness.sweep.signals): no further cell starts, the signal is passed on to the workers,
 whose running cells are marked KILLED, and the launcher returns every job's outcome, so that the sweep's summary
-runs and its parent run is marked KILLED (harness.sweep.callbacks). A second signal kills the workers at once. Workers stop
+runs and its parent run is marked KILLED (harness.sweep.sweeper). A second signal kills the workers at once. Workers stop
 when the sweep's process dies, ``kill -9`` included.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -106,24 +105,14 @@ def _worker(conn, payload: bytes, parent_pid: int) -> None:
             return
 
 
-def _stopped_outcome(idx: int, overrides: list[str], sweep_dir: Path, signum: int):
-    """A job the sweep never started because it was stopped: KILLED in the summary, with no run (outcome.json)."""
-    from harness.sweep.runner import (  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra's launcher plugin loads this module at every start
-        OUTCOME_FILE,
-        Outcome,
+def _stopped(idx: int, overrides: list[str], sweep_dir: Path, signum: int) -> JobReturn:
+    """A job the sweep never started because it was stopped: KILLED in the summary, with no run."""
+    from harness.sweep.runner import (
+        Outcome,  # lazy: brings torch, mlflow, torch_fidelity: Hydra's launcher plugin loads this module at every start
     )
 
-    folder = sweep_dir / str(idx)
-    folder.mkdir(parents=True, exist_ok=True)
-    outcome = Outcome(idx, " ".join(overrides), "KILLED",
-                      error=f"not started: the sweep was stopped ({signals.name(signum)})")
-    (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
-    return outcome
-
-
-def _stopped(idx: int, overrides: list[str], sweep_dir: Path, signum: int) -> JobReturn:
-    """``_stopped_outcome`` as Hydra's result of the job."""
-    return _reported(overrides, sweep_dir / str(idx), _stopped_outcome(idx, overrides, sweep_dir, signum))
+    outcome = Outcome(idx, " ".join(overrides), "KILLED", error=f"not started: the sweep was stopped ({signals.name(signum)})")
+    return _reported(overrides, sweep_dir / str(idx), outcome)
 
 
 def _reported(overrides: list[str], folder: Path, outcome) -> JobReturn:
@@ -242,16 +231,13 @@ class CellLauncher(Launcher):
 
     def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path, pid: int | None = None,
                  stop: int | None = None) -> JobReturn:
-        """A job whose worker died: reported like a failed cell (outcome.json), its orphaned run marked KILLED."""
-        from harness.sweep.runner import (  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: Hydra's launcher plugin loads this module at every start
-            OUTCOME_FILE,
-            Outcome,
+        """A job whose worker died: reported like a failed cell, its orphaned run marked KILLED."""
+        from harness.sweep.runner import (
+            Outcome,  # lazy: brings torch, mlflow, torch_fidelity: Hydra's launcher plugin loads this module at every start
         )
 
         how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit status {exitcode}"
         error = f"the worker process running this cell died ({how})"
-        folder = sweep_dir / str(idx)
-        folder.mkdir(parents=True, exist_ok=True)
         outcome = Outcome(idx, " ".join(overrides), "KILLED" if stop else "FAILED", error=error)
         try:
             from harness.tracking.store import (
@@ -267,6 +253,5 @@ class CellLauncher(Launcher):
                 outcome.error = error
         except Exception as err:  # noqa: BLE001 - the sweep goes on; the report reconciles later
             log.warning("could not mark the crashed cell's run: %s", err)
-        (folder / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
         print(f"[{outcome.status.lower()}] cell {idx + 1} {outcome.name}: {error}", flush=True)
-        return _reported(overrides, folder, outcome)
+        return _reported(overrides, sweep_dir / str(idx), outcome)

@@ -1,23 +1,24 @@
 """One cell from start to end: skip it if already finished, run its job on a claimed device inside an MLflow run,
-and report the outcome: one console line, and ``outcome.json`` in the job's folder for the sweep's summary.
+and report the outcome: one console line, and the ``Outcome`` the job returns (in a sweep, to the sweeper through its
+launcher: harness.sweep.sweeper).
 
 A failing cell fails alone: its run is marked FAILED with the message, the other cells of a sweep go on, and the
-sweep ends with a summary and a non-zero exit (harness.sweep.callbacks). Ctrl-C and SIGTERM (what SLURM time limits and
-``docker stop`` send) mark the run KILLED.
+sweep ends with a summary and a non-zero exit. Ctrl-C and SIGTERM (what SLURM time limits and ``docker stop`` send)
+mark the run KILLED. In a sweep, the job runs the cell the sweeper built and named (``SweepTask``); a single run
+builds its own.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness.core.config import settings
+from harness.core.console import configure_console
 from harness.core.errors import HarnessError
 from harness.core.names import Tag
 from harness.core.runtime import (
@@ -34,13 +35,12 @@ from harness.run.jobs import JOBS
 from harness.run.jobs.context import JobContext
 from harness.sweep import cell_claim, signals
 from harness.sweep.dryrun import print_plan
+from harness.sweep.plan import PlannedJob, job_name
 from harness.sweep.writable import check_cell_paths
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact, redact_file, redacted
 
 log = logging.getLogger(__name__)
-SWEEP_ENV = "DDIM_HARNESS_SWEEP"  # JSON {id, size, parent_run_id, workers} set by the sweep for its jobs
-OUTCOME_FILE = "outcome.json"
 
 
 @dataclass
@@ -57,37 +57,46 @@ class Outcome:
         self.name, self.error = redact(self.name), redact(self.error)
 
 
-def sweep_info() -> dict:
-    try:
-        return json.loads(os.environ.get(SWEEP_ENV, "{}"))
-    except ValueError:
-        return {}
+@dataclass(frozen=True)
+class SweepContext:
+    """What a sweep's job knows of its sweep: its id, its number of jobs, its parent run, the cells run at once."""
+
+    id: str
+    size: int
+    parent_run_id: str | None
+    workers: int = 1
 
 
-def configure_console(verbose: bool) -> None:
-    """Third-party chatter (MLflow, alembic, torch-fidelity) off unless verbose."""
-    level = logging.INFO if verbose else logging.WARNING
-    os.environ["MLFLOW_LOGGING_LEVEL"] = logging.getLevelName(level)  # read when mlflow is imported
-    for name in ("mlflow", "alembic", "torch_fidelity", "urllib3"):
-        logging.getLogger(name).setLevel(level)
-    if verbose:
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setLevel(logging.INFO)
+class SweepTask:
+    """The task the sweeper gives its launcher: for job i, ``run_job`` with the sweep's context and the cell the sweeper
+    built and named for it. Launchers send it to their workers (pickled, like any Hydra task function): the facts of the
+    sweep travel with the task, not through the environment."""
+
+    def __init__(self, sweep: SweepContext, jobs: Sequence[PlannedJob]) -> None:
+        self.sweep, self.jobs = sweep, tuple(jobs)
+
+    def __call__(self, cfg: DictConfig) -> dict:
+        return run_job(cfg, self)
 
 
-def run_job(cfg: DictConfig) -> dict:
-    """The Hydra task: one cell. A single run exits non-zero on failure; in a sweep the failure is recorded and
-    the sweep goes on."""
+def run_job(cfg: DictConfig, task: SweepTask | None = None) -> dict:
+    """The Hydra task: one cell, its outcome as a dict (Hydra's return value of the job). A single run exits non-zero
+    on failure; in a sweep the failure is returned and the sweep goes on."""
     from hydra.core.hydra_config import HydraConfig  # lazy: Hydra's internals: only when a sweep or job runs
     from hydra.types import RunMode  # lazy: Hydra's internals: only when a sweep or job runs
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    info = sweep_info() if multirun else {}
     index = int(hc.job.num) if multirun else None
     output_dir = Path(hc.runtime.output_dir)
     configure_console(bool(cfg.get("verbose", False)))
+    if task is not None:  # the sweeper's job: its cell built and named by the sweeper
+        job = task.jobs[index]
+        if list(job.overrides) != list(hc.overrides.task):
+            raise RuntimeError(f"job {index} was launched with {list(hc.overrides.task)}, planned as {job.overrides}")
+        outcome = run_cell(job.cell, output_dir, label=f"cell {index + 1}/{task.sweep.size} {job.label}", index=index,
+                           sweep=task.sweep, name=job.name)
+        return asdict(outcome)
     printed = False  # run_cell prints its own [failed]/[killed] line
     try:
         cell = Cell.from_config(cfg)
@@ -95,47 +104,18 @@ def run_job(cfg: DictConfig) -> dict:
         outcome = Outcome(index, " ".join(hc.overrides.task), "FAILED", error=str(err))
     else:
         printed = True
-        name = sweep_run_name(cell, list(hc.overrides.task), info.get("varying") or []) if multirun else cell.run_name
-        position = f"cell {index + 1}/{info['size']} " if multirun and info.get("size") else ""
-        outcome = run_cell(cell, output_dir, label=position + job_name(name, cell), index=index, sweep=info,
-                           name=name)
-    if multirun:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / OUTCOME_FILE).write_text(json.dumps(asdict(outcome), indent=1))
-    elif outcome.status in ("FAILED", "KILLED"):
+        outcome = run_cell(cell, output_dir, index=index)
+    if not multirun and outcome.status in ("FAILED", "KILLED"):
         if not printed:
             print(f"error: {outcome.error}", file=sys.stderr)
         sys.exit((143 if "signal" in outcome.error else 130) if outcome.status == "KILLED" else 1 if outcome.run_id else 2)
     return asdict(outcome)
 
 
-def _short(text: str, limit: int = 24) -> str:
-    text = Path(text).name if "/" in text else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def sweep_run_name(cell: Cell, overrides: list[str], varying: list[str]) -> str:
-    """The run name of a sweep's cell: first the swept settings that the standard name (``S=.. eta=..``, sampler,
-    dataset, job) does not show, e.g. ``seed=2 S=50 eta=0 digits/sample`` or ``path=b.pt S=3 eta=0 ...``, so the cells
-    of one sweep never share a name in MLflow's list."""
-    shown = {"S", "eta", "sampler", "nfe", "dataset", "job", "model", "part"}  # the parts of a cell share its run
-    lead = []
-    for key, value in settings(overrides).items():
-        if key in varying and key not in shown:
-            lead.append(f"{'.'.join(key.split('.')[-1:])}={_short(value)}")
-    return " ".join(lead + [cell.run_name])
-
-
-def job_name(name: str, cell: Cell) -> str:
-    """A cell's run name and, for a part of it, which part: ``S=10 eta=0 digits/sample part 1 of 3 (images 5..9)``."""
-    return f"{name} {cell.part_label}" if cell.part is not None else name
-
-
 def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = None, index: int | None = None,
-             sweep: dict | None = None, name: str | None = None) -> Outcome:
+             sweep: SweepContext | None = None, name: str | None = None) -> Outcome:
     name = name or cell.run_name
     label = label or job_name(name, cell)
-    sweep = sweep or {}
     if cell.dry_run:
         print_plan([cell])
         return Outcome(index, job_name(name, cell), "PLANNED")
@@ -190,12 +170,13 @@ def _skip_finished(cell: Cell, uri: str, label: str, index: int | None, name: st
     return Outcome(index, job_name(name, cell), "SKIPPED", run_id=done.info.run_id)
 
 
-def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None, sweep: dict,
-         name: str) -> Outcome:
-    workers = int(sweep.get("workers") or 1)
+def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None,
+         sweep: SweepContext | None, name: str) -> Outcome:
+    workers = sweep.workers if sweep else 1
+    parent_run_id = sweep.parent_run_id if sweep else None
     threads = configure_threads(cell.threads, workers)
     tags = {
-        Tag.KIND: "cell", Tag.CELL_KEY: cell.key, Tag.CELL_SERIES: cell.series_key, Tag.SWEEP_ID: sweep.get("id"),
+        Tag.KIND: "cell", Tag.CELL_KEY: cell.key, Tag.CELL_SERIES: cell.series_key, Tag.SWEEP_ID: sweep.id if sweep else None,
         Tag.DEVICE: str(device), Tag.DEVICE_NAME: device_name(device), Tag.THREADS: threads,
         Tag.CELL_DIR: relative(cell.images_dir),
         **{Tag.INPUTS_PREFIX + k: v for k, v in cell.inputs.items()},
@@ -208,9 +189,9 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     try:
         if cell.part is None:
             run, opened = tracking.Run.start(uri, cell.tracking.experiment, name, cell.params(), tags,
-                                             sweep.get("parent_run_id")), parts.CREATED
+                                             parent_run_id), parts.CREATED
         else:
-            run, opened = parts.open_run(cell, uri, name, tags, sweep.get("parent_run_id"))
+            run, opened = parts.open_run(cell, uri, name, tags, parent_run_id)
             if opened == parts.FINISHED:
                 print(f"[skip] {label}: its cell was finished by its parts (run {run.run_id})")
                 return Outcome(index, job, "SKIPPED", run_id=run.run_id)

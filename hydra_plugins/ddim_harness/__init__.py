@@ -1,9 +1,9 @@
 """Hydra instantiates launchers and sweepers only from classes defined in the ``hydra_plugins`` package: these are
 the harness's launcher (the code is harness.sweep.launcher), selected by conf/hydra/launcher/parallel.yaml, and sweeper
-(harness.run.parts), selected by conf/hydra/sweeper/cells.yaml."""
+(harness.sweep.sweeper), selected by conf/hydra/sweeper/cells.yaml."""
 
 from harness.sweep.launcher import CellLauncher as _CellLauncher
-from harness.run.parts import CellSweeper as _CellSweeper
+from harness.sweep.sweeper import CellSweeper as _CellSweeper
 
 
 class CellLauncher(_CellLauncher):
@@ -11,4 +11,4 @@ class CellLauncher(_CellLauncher):
 
 
 class CellSweeper(_CellSweeper):
-    """Hydra's basic sweeper, with a cell's parts=k expanded into its k part jobs (see harness.run.parts)."""
+    """The cells of a sweep planned, built, launched and summarised (see harness.sweep.sweeper)."""

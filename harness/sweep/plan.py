@@ -1,0 +1,156 @@
+"""A sweep's plan: the command line's overrides parsed once into its jobs, each built into its ``Cell`` and named.
+
+* Jobs. The preset's params and then the command line (a later value of a key replaces an earlier one in its place, as in
+  Hydra's basic sweeper) are parsed by Hydra's public override parser, once; their cartesian product is the sweep's jobs, in
+  Hydra's order. A job with ``parts=k`` (k > 1) and no ``part`` becomes its k part jobs (harness.run.parts).
+* Cells. Each job's config is composed as its launcher will compose it (``ConfigLoader.load_sweep_config``) and built
+  into its ``Cell``, so a bad setting in any cell stops the sweep with one message before any work.
+* Names. What the sweep varies names the parent run (``sweep S=10,20 eta=0,1 (4 cells)``) and leads each cell's run
+  name when the standard name does not show it (``seed=2 S=50 eta=0 digits/sample``).
+
+The sweeper hands the built cells and their names to the jobs with its task (harness.sweep.runner.SweepTask).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from harness.core.errors import HarnessError
+from harness.run.cell import Cell
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a sweep: its Hydra overrides (``key=value``, as launchers take them) and the same as settings."""
+
+    index: int
+    overrides: tuple[str, ...]
+    settings: tuple[tuple[str, str], ...]  # (key, value) pairs in order; a key keeps its ``+``/``~`` prefix off
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.settings).get(key, default)
+
+
+@dataclass(frozen=True)
+class PlannedJob(Job):
+    """A job with its built cell and its run name: what the sweeper hands the job."""
+
+    cell: Cell
+    name: str  # the run's name
+
+    @property
+    def label(self) -> str:
+        """The run's name and, for a part of a cell, which part."""
+        return job_name(self.name, self.cell)
+
+
+def _key(override) -> str:
+    return override.get_key_element().lstrip("+~")
+
+
+def jobs_of(arguments: list[str], parts: Any = 1, part: Any = None, config_loader=None) -> list[Job]:
+    """The jobs of ``arguments`` (``key=value`` or ``key=a,b,c``), in Hydra's order, a cell in parts as its part jobs.
+    ``parts``/``part``: the primary config's values, for jobs that do not set them."""
+    from hydra.core.override_parser.overrides_parser import (
+        OverridesParser,  # lazy: Hydra's parser: the plugin module is loaded at every start, --help too
+    )
+    from hydra.errors import HydraException  # lazy: as above
+
+    try:
+        parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
+    except HydraException as err:
+        raise HarnessError(f"{err}: write each override as key=value (a sweep as key=a,b,c).") from None
+    choices: dict[str, list[tuple[str, str, str]]] = {}  # key -> [(override text, key, value)]
+    for override in parsed:
+        element = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise HarnessError(f"{override.input_line}: an interval sweeps nothing here; list the values "
+                                   f"({element}=a,b,c) or give a range ({element}=range(1,5)).")
+            values = list(override.sweep_string_iterator())
+        else:
+            values = [override.get_value_element_as_str()]
+        choices[element] = [(f"{element}={v}", _key(override), v) for v in values]
+    jobs: list[tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = []
+    for combination in itertools.product(*choices.values()):
+        overrides = tuple(text for text, _, _ in combination)
+        settings = tuple((key, value) for _, key, value in combination)
+        given = dict(settings)
+        k, p = given.get("parts") or parts, given.get("part") or part
+        if p in (None, "null") and str(k).isdigit() and int(k) > 1:
+            jobs.extend(((*overrides, f"part={i}"), (*settings, ("part", str(i)))) for i in range(int(k)))
+        else:
+            jobs.append((overrides, settings))  # a bad parts value is refused with its fix by Cell.from_config
+    return [Job(i, overrides, settings) for i, (overrides, settings) in enumerate(jobs)]
+
+
+def swept_values(jobs: Sequence[Job]) -> dict[str, list[str]]:
+    """{key: its values in order} for the keys whose value differs between the jobs of a sweep."""
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for key, value in job.settings:
+            if value not in values.setdefault(key, []):
+                values[key].append(value)
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
+def short(text: str, limit: int = 24) -> str:
+    """A value as a name shows it: a path by its file name, cut to ``limit`` characters."""
+    text = Path(text).name if "/" in text else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sweep_name(jobs: Sequence[Job]) -> str:
+    """The parent run's name: what the sweep varies, e.g. ``sweep S=10,20 eta=0,1 (4 cells)``."""
+    swept = " ".join(f"{k.split('.')[-1]}={','.join(short(v, 16) for v in vs)}" for k, vs in swept_values(jobs).items())
+    swept = swept if len(swept) <= 90 else swept[:87] + "..."
+    return f"sweep {swept} ({len(jobs)} cells)" if swept else f"sweep ({len(jobs)} cells)"
+
+
+_SHOWN = {"S", "eta", "sampler", "nfe", "dataset", "job", "model", "part"}  # in Cell.run_name (parts share a run)
+
+
+def run_name(cell: Cell, job: Job, varying: list[str] | dict) -> str:
+    """The run name of a sweep's cell: first the swept settings that the standard name (``S=.. eta=..``, sampler,
+    dataset, job) does not show, e.g. ``seed=2 S=50 eta=0 digits/sample`` or ``path=b.pt S=3 eta=0 ...``, so the cells
+    of one sweep never share a name in MLflow's list."""
+    lead = [f"{key.split('.')[-1]}={short(value)}" for key, value in job.settings
+            if key in varying and key not in _SHOWN]
+    return " ".join(lead + [cell.run_name])
+
+
+def job_name(name: str, cell: Cell) -> str:
+    """A cell's run name and, for a part of it, which part: ``S=10 eta=0 digits/sample part 1 of 3 (images 5..9)``."""
+    return f"{name} {cell.part_label}" if cell.part is not None else name
+
+
+def job_config(config_loader, config: DictConfig, job: Job) -> DictConfig:
+    """The job's config as its launcher composes it, without the ``hydra`` node (as Hydra hands it to the task)."""
+    composed = config_loader.load_sweep_config(master_config=config, sweep_overrides=list(job.overrides))
+    with open_dict(composed):
+        del composed["hydra"]
+    return composed
+
+
+def plan(config: DictConfig, config_loader, arguments: list[str]) -> list[PlannedJob]:
+    """Every job of the sweep, built and named; a HarnessError names the cell and the fix."""
+    from hydra.errors import HydraException  # lazy: Hydra's errors: the plugin module is loaded at every start
+
+    jobs = jobs_of(arguments, config.get("parts", 1), config.get("part"), config_loader)
+    varying = swept_values(jobs)
+    planned = []
+    for job in jobs:
+        try:
+            cell = Cell.from_config(job_config(config_loader, config, job))
+        except HarnessError as err:
+            raise HarnessError(f"cell {' '.join(job.overrides)}: {err}") from None
+        except HydraException as err:  # a config group option that does not exist, a bad value type
+            raise HarnessError(f"cell {' '.join(job.overrides)}: {err}") from None
+        planned.append(PlannedJob(job.index, job.overrides, job.settings, cell, run_name(cell, job, varying)))
+    return planned

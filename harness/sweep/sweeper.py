@@ -1,0 +1,120 @@
+"""The harness's Hydra sweeper (``hydra/sweeper=cells``, the default): one path from the command line to the record.
+
+1. Plan (harness.sweep.plan): the overrides parsed once into jobs (a cell in parts as its part jobs), each job's
+   config composed and built into its ``Cell`` and named. Any bad input stops the sweep here with one message.
+2. Check: each distinct device, checkpoint and data folder once (``check_environment``); ``dry_run=true`` prints the
+   plan (harness.sweep.dryrun) and stops.
+3. Open the parent run (harness.sweep.parent).
+4. Launch: the launcher (``hydra/launcher``: local workers, submitit, Hydra's basic) gets the jobs' overrides, as
+   Hydra's launcher API takes them, and a task, ``SweepTask``, that carries the sweep's facts and the built cells to
+   the jobs. Each job returns its outcome; the launcher returns them all (one for a worker that died or a job the
+   sweep never started, too).
+5. Summarise the outcomes on the parent run and exit 0, 1 (a cell failed) or the stop signal's status.
+
+Written against Hydra's public plugin API (``hydra.plugins.sweeper.Sweeper``, ``hydra.core.plugins.Plugins``,
+``ConfigLoader.load_sweep_config``, the override parser); nothing of ``hydra._internal``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from harness.core.console import configure_console
+from harness.core.errors import HarnessError
+from harness.sweep import plan, signals
+from harness.sweep.launcher import workers_of
+from harness.sweep.parent import ParentRun
+from harness.tracking.credentials import redact, redact_file
+
+
+def _outcome(job: plan.PlannedJob, ret: Any) -> dict:
+    """A job's outcome from the launcher's return value (a JobReturn); a job whose task raised is FAILED."""
+    base = {"index": job.index, "name": redact(job.label), "headline": None, "summary": "", "run_id": None}
+    if ret is None:
+        return {**base, "status": "FAILED", "error": "the launcher returned nothing for this job"}
+    try:
+        value = ret.return_value  # raises the job's own exception when its task raised
+    except Exception as err:  # noqa: BLE001 - a failed job is an outcome, not the sweep's end
+        return {**base, "status": "FAILED", "error": f"{type(err).__name__}: {err}"}
+    if not isinstance(value, dict):
+        return {**base, "status": "FAILED", "error": f"the job returned {value!r}"}
+    return {**value, "name": base["name"]}  # the plan's name, a worker that died included
+
+
+class CellSweeper(Sweeper):
+    """The cartesian product of the overrides (preset params first), a cell with ``parts=k`` as its k part jobs; each
+    job's Cell built before any runs, and the outcomes summarised on the sweep's parent run."""
+
+    def __init__(self, params: dict | None = None) -> None:
+        self.params = dict(params or {})
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context, self.config = hydra_context, config  # the launcher is made in sweep(), with the task
+
+    def sweep(self, arguments: list[str]) -> list:
+        from harness.run.cell import (
+            check_environment,  # lazy: brings torch: Hydra loads this module at every start, --help too
+        )
+        from harness.sweep.runner import (  # lazy: brings torch, mlflow, torch_fidelity: Hydra loads this module at every start
+            SweepContext,
+            SweepTask,
+        )
+
+        config, context = self.config, self.hydra_context
+        assert config is not None and context is not None
+        configure_console(bool(config.get("verbose", False)))
+        try:
+            arguments = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+            planned = plan.plan(config, context.config_loader, arguments)
+            for job in {(j.cell.device, j.cell.job, j.cell.dataset.get("name"), j.cell.dataset.get("root")): j
+                        for j in planned}.values():
+                check_environment(job.cell)
+            if config.get("dry_run"):
+                from harness.sweep.dryrun import (
+                    print_plan,  # lazy: brings torch, mlflow, pandas: only for a dry run
+                )
+
+                print_plan([j.cell for j in planned])
+                return []
+            sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+            parent = ParentRun.open(config, planned, plan.sweep_name(planned), sweep_id)
+        except HarnessError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+        redact_file(sweep_dir / "multirun.yaml")  # it holds the command line: a store URI's credentials go
+        workers = workers_of(config)
+        task = SweepTask(SweepContext(sweep_id, len(planned), parent.run_id, workers), planned)
+        print(f"sweep {sweep_id}: {len(planned)} cells on {workers} worker(s), parent run {parent.run_id}", flush=True)
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=task,
+                                                                config=config)
+        try:
+            returns = list(self.launcher.launch([list(j.overrides) for j in planned], initial_job_idx=0))
+        except Exception as err:  # noqa: BLE001 - e.g. submitit lost a job: the parent run says so and ends FAILED
+            print(f"error: the launcher failed: {type(err).__name__}: {err}", file=sys.stderr)
+            returns = []
+            planned_error = f"no outcome: the launcher failed ({type(err).__name__}: {err}); see the cell's run"
+            outcomes = [{"index": j.index, "name": redact(j.label), "status": "FAILED", "error": planned_error,
+                         "headline": None, "summary": "", "run_id": None} for j in planned]
+        else:
+            returns += [None] * (len(planned) - len(returns))
+            outcomes = [_outcome(job, ret) for job, ret in zip(planned, returns)]
+        status = parent.close(outcomes, signals.received)
+        if status:
+            sys.exit(status)
+        return [returns]
+
