@@ -1,6 +1,7 @@
 """The main command end to end: a tiny multirun into a temporary SQLite store, bad input, skip and resume."""
 
 import mlflow
+import pandas as pd
 import pytest
 import torch
 
@@ -41,6 +42,12 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
     assert {a.path for a in client.list_artifacts(sweep["run_id"].item())} >= {"sweep_summary.csv", "metric_vs_S.png"}
     assert proc.stdout.count("[done]") == 4 and "cell 4/4" in proc.stdout and "fid " in proc.stdout
     assert "INFO" not in proc.stdout + proc.stderr and "Frechet Inception Distance" not in proc.stdout + proc.stderr
+    # The outcomes came back as the launcher's return values: no file carries them, and the summary has every cell.
+    assert not list((tmp_path / "outputs" / "multirun").rglob("outcome.json"))
+    summary = client.download_artifacts(sweep["run_id"].item(), "sweep_summary.csv", str(tmp_path))
+    table = pd.read_csv(summary)
+    assert sorted(table["index"]) == [0, 1, 2, 3] and set(table["status"]) == {"FINISHED"}
+    assert set(table["run_id"]) == set(cells["run_id"]) and table["headline"].str.startswith("fid ").all()
 
     # A second run of the same sweep skips every cell.
     again = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=1")

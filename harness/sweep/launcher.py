@@ -219,12 +219,8 @@ class CellLauncher(Launcher):
     def _reconcile(self) -> list[str]:
         """Mark KILLED the runs left RUNNING by workers that have ended; a failure is a warning (the next sweep or
         report does it)."""
-        from harness.tracking.store import (
-            store_of,  # lazy: brings torch, mlflow: Hydra's launcher plugin loads this module at every start
-        )
-
         try:
-            return tracking.reconcile_orphans(*store_of(self.config))
+            return tracking.reconcile_orphans(*tracking.store_of(self.config))
         except Exception as err:  # noqa: BLE001 - the sweep goes on; the report reconciles later
             log.warning("could not mark the runs of ended workers: %s", err)
             return []
@@ -240,11 +236,7 @@ class CellLauncher(Launcher):
         error = f"the worker process running this cell died ({how})"
         outcome = Outcome(idx, " ".join(overrides), "KILLED" if stop else "FAILED", error=error)
         try:
-            from harness.tracking.store import (
-                store_of,  # lazy: brings torch, mlflow: Hydra's launcher plugin loads this module at every start
-            )
-
-            uri, experiment = store_of(self.config)
+            uri, experiment = tracking.store_of(self.config)
             fixed = tracking.reconcile_orphans(uri, experiment)
             run = tracking.run_of_process(uri, experiment, pid) if pid else None
             if run is not None and run.info.run_id in fixed:  # its cell's run, not one it had finished before

@@ -121,11 +121,7 @@ def _log_summary(parent, outcomes: list[dict], figure: bool = True) -> None:
 
 def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
     """The headline metric against S, one line per (sampler, eta), with the 95% CI when the cells have repeats."""
-    from harness.tracking.store import (
-        client,  # lazy: brings torch, mlflow: Hydra loads this module at every start, --help too
-    )
-
-    c = client(uri)
+    c = tracking.client(uri)
     rows = []
     for run_id in dict.fromkeys(run_ids):  # the parts of a cell share its run
         run = c.get_run(run_id)

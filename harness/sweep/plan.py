@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
 from harness.core.errors import HarnessError
@@ -57,11 +59,6 @@ def _key(override) -> str:
 def jobs_of(arguments: list[str], parts: Any = 1, part: Any = None, config_loader=None) -> list[Job]:
     """The jobs of ``arguments`` (``key=value`` or ``key=a,b,c``), in Hydra's order, a cell in parts as its part jobs.
     ``parts``/``part``: the primary config's values, for jobs that do not set them."""
-    from hydra.core.override_parser.overrides_parser import (
-        OverridesParser,  # lazy: Hydra's parser: the plugin module is loaded at every start, --help too
-    )
-    from hydra.errors import HydraException  # lazy: as above
-
     try:
         parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
     except HydraException as err:
@@ -140,8 +137,6 @@ def job_config(config_loader, config: DictConfig, job: Job) -> DictConfig:
 
 def plan(config: DictConfig, config_loader, arguments: list[str]) -> list[PlannedJob]:
     """Every job of the sweep, built and named; a HarnessError names the cell and the fix."""
-    from hydra.errors import HydraException  # lazy: Hydra's errors: the plugin module is loaded at every start
-
     jobs = jobs_of(arguments, config.get("parts", 1), config.get("part"), config_loader)
     varying = swept_values(jobs)
     planned = []

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.core.console import configure_console
 from harness.core.errors import HarnessError
+from harness.run.cell import check_environment
 from harness.sweep import plan, signals
 from harness.sweep.launcher import workers_of
 from harness.sweep.parent import ParentRun
@@ -64,9 +65,6 @@ class CellSweeper(Sweeper):
         self.hydra_context, self.config = hydra_context, config  # the launcher is made in sweep(), with the task
 
     def sweep(self, arguments: list[str]) -> list:
-        from harness.run.cell import (
-            check_environment,  # lazy: brings torch: Hydra loads this module at every start, --help too
-        )
         from harness.sweep.runner import (  # lazy: brings torch, mlflow, torch_fidelity: Hydra loads this module at every start
             SweepContext,
             SweepTask,
