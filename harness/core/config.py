@@ -1,10 +1,8 @@
 """Where the harness's Hydra configs are: the package ``harness.conf`` (the repository's ``conf/`` folder, shipped
-inside the wheel; ``conf/sweeps`` links to the top-level ``sweeps/`` presets), reading one config of a group, and a
-job's override list read as settings (the one place an override is split into its key and value)."""
+inside the wheel; ``conf/sweeps`` links to the top-level ``sweeps/`` presets) and reading one config of a group."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
 
@@ -26,11 +24,3 @@ def load(group: str, name: str) -> DictConfig:
 def names(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
-
-def settings(overrides: Iterable[str]) -> dict[str, str]:
-    """{key: value} of a job's Hydra overrides in order (``key=v``, ``+key=v``, ``++key=v``; ``~key`` gives "")."""
-    out = {}
-    for item in overrides:
-        key, _, value = item.lstrip("+~").partition("=")
-        out[key] = value
-    return out

@@ -13,6 +13,7 @@ when the sweep's process dies, ``kill -9`` included.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -157,15 +158,27 @@ class CellLauncher(Launcher):
             return parent, process
 
         def give_work(conn, process) -> None:
-            if jobs:
-                idx, overrides = jobs.popleft()
-                conn.send((idx, overrides))
-                busy[conn] = (process, idx, overrides)
-                if stop:  # the sweep was stopped while this job was being handed out
-                    os.kill(process.pid, stop[0])
-            else:
-                conn.send(None)
+            if not jobs:
+                with contextlib.suppress(OSError):  # a worker that died meanwhile needs no goodbye
+                    conn.send(None)
                 process.join(timeout=30)
+                return
+            idx, overrides = jobs.popleft()
+            try:
+                conn.send((idx, overrides))
+            except OSError:  # the worker died before it took the job (a stop signal while it started, kill -9)
+                process.join(timeout=5)
+                conn.close()
+                if stop:
+                    cancelled.append((idx, overrides))
+                    return
+                results[idx] = self._crashed(idx, overrides, process.exitcode, sweep_dir, process.pid)
+                if jobs:
+                    give_work(*start_worker())
+                return
+            busy[conn] = (process, idx, overrides)
+            if stop:  # the sweep was stopped while this job was being handed out
+                os.kill(process.pid, stop[0])
 
         cancelled: list[tuple[int, list[str]]] = []
         stop: list[int] = []  # the stop signal the sweep got

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from harness.core.console import configure_console
@@ -82,9 +84,6 @@ class SweepTask:
 def run_job(cfg: DictConfig, task: SweepTask | None = None) -> dict:
     """The Hydra task: one cell, its outcome as a dict (Hydra's return value of the job). A single run exits non-zero
     on failure; in a sweep the failure is returned and the sweep goes on."""
-    from hydra.core.hydra_config import HydraConfig  # lazy: Hydra's internals: only when a sweep or job runs
-    from hydra.types import RunMode  # lazy: Hydra's internals: only when a sweep or job runs
-
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     index = int(hc.job.num) if multirun else None
