@@ -105,7 +105,7 @@ class CellSweeper(Sweeper):
         except Exception as err:  # noqa: BLE001 - e.g. submitit lost a job: the parent run says so and ends FAILED
             print(f"error: the launcher failed: {type(err).__name__}: {err}", file=sys.stderr)
             returns = []
-            planned_error = f"no outcome: the launcher failed ({type(err).__name__}: {err}); see the cell's run"
+            planned_error = redact(f"no outcome: the launcher failed ({type(err).__name__}: {err}); see the cell's run")
             outcomes = [{"index": j.index, "name": redact(j.label), "status": "FAILED", "error": planned_error,
                          "headline": None, "summary": "", "run_id": None} for j in planned]
         else:
