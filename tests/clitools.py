@@ -1,9 +1,12 @@
 """Run the harness's command line in a subprocess against a temporary working directory and tracking store."""
 
+import contextlib
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import mlflow
@@ -61,6 +64,18 @@ def cells(*overrides):
     with initialize_config_module(config_module="harness.conf", version_base="1.3"):
         hydra = GlobalHydra.instance().hydra
         config = hydra.compose_config("config", list(overrides), run_mode=RunMode.MULTIRUN)
-        params = config.hydra.sweeper.get("params") or {}
-        arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-        return [job.cell for job in plan(config, hydra.config_loader, arguments)]
+        params = config.hydra.sweeper.get("params")
+        return [job.cell for job in plan(config, hydra.config_loader, config.hydra.overrides.task, params)]
+
+
+@contextlib.contextmanager
+def local_server(handler):
+    """An HTTP server on 127.0.0.1 (a free port) answering with ``handler`` in a thread; yields its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -2,13 +2,13 @@
 
 import hashlib
 import http.server
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from clitools import local_server
 from harness.models import checkpoints
 from harness.models.checkpoints import CheckpointEntry, checkpoint_dir, entry_for, resolve
 from harness.core.files import cache_dir, download, file_sha256
@@ -167,12 +167,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server(_Handler) as url:
+        yield url
 
 
 @pytest.fixture

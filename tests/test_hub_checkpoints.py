@@ -8,7 +8,6 @@ import http.server
 import json
 import math
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import torch
 from diffusers import UNet2DModel
 from huggingface_hub import constants as hub_constants
 from omegaconf import OmegaConf
-from clitools import cells, harness, runs
+from clitools import cells, harness, local_server, runs
 from safetensors.torch import save_file
 
 from harness import rehearsal
@@ -206,17 +205,13 @@ class FakeHub(http.server.BaseHTTPRequestHandler):
 
 
 def test_hub_errors_online_are_one_line(offline_cache, monkeypatch):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(hub_constants, "ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
-    try:
+    with local_server(FakeHub) as url:
+        monkeypatch.setattr(hub_constants, "ENDPOINT", url)
+        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
         for repo, message in [("someone/missing", "does not exist"), ("google/ddpm-cifar10-32", "cannot be reached")]:
             with pytest.raises(HarnessError) as err:
                 load_checkpoint(model_config("cifar10", hub=repo))
             assert message in str(err.value) and "\n" not in str(err.value)
-    finally:
-        server.shutdown()
 
 
 def test_hub_repo_of_another_model_is_refused_before_download(offline_cache):

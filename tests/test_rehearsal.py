@@ -11,14 +11,13 @@ import json
 import subprocess
 import sys
 import tarfile
-import threading
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
 
-from clitools import ROOT, cells, harness, new_store
+from clitools import ROOT, cells, harness, local_server, new_store
 from harness import rehearsal
 from harness.data import check_available, cifar10, ensure_available, published_problem, reference_dataset
 from harness.core.errors import HarnessError
@@ -155,12 +154,8 @@ class _Server(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server(tmp_path):
     _Server.body = standin_archive(tmp_path)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server(_Server) as url:
+        yield url
 
 
 def test_a_truncated_download_is_one_line_and_leaves_nothing(server, tmp_path):

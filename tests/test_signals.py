@@ -58,6 +58,15 @@ class Sweep:
         self.wait_until(lambda: len({p.parent for p in (self.tmp_path / "out").glob("images/*/*.pt")}) >= cells,
                         f"shards of {cells} cell(s)")
 
+    def stop(self, signum: int, status: int) -> tuple[str, str]:
+        """``signum`` to every process of the sweep; its output once it ended with ``status``, checked clean."""
+        os.killpg(self.proc.pid, signum)
+        ended_with, out, err = self.end()
+        print(out, err)
+        assert ended_with == status
+        clean(out, err)
+        return out, err
+
     def end(self, timeout=180):
         """The exit status and the whole output (stdout, stderr) once every process writing to it has ended."""
         status = self.proc.wait(timeout=timeout)
@@ -95,11 +104,7 @@ def test_ctrl_c_stops_a_sweep_with_130(tmp_path):
     started, the parent KILLED, one line for the sweep, exit 130."""
     sweep = Sweep(tmp_path, "seed=0,1,2", *SLOW_CELLS, "hydra.launcher.n_jobs=2")
     sweep.wait_for_shard(cells=2)  # both workers mid-sampling (under load the second may start late)
-    os.killpg(sweep.proc.pid, signal.SIGINT)
-    status, out, err = sweep.end()
-    print(out, err)
-    assert status == 130
-    clean(out, err)
+    out, err = sweep.stop(signal.SIGINT, 130)
     assert len(err.splitlines()) <= 3 and err.count("[killed]") == 2 and "interrupted (Ctrl-C)" in err
     assert "sweep stopped (Ctrl-C) after" in err and "3 cells, 0 finished, 0 skipped, 3 killed or not started" in err
     cells, sweep_run, df = by_kind(tmp_path)
@@ -113,11 +118,7 @@ def test_sigterm_to_the_group_while_the_sweep_starts(tmp_path):
     143, no traceback, nothing left RUNNING, the parent KILLED, each cell reported as not started or killed."""
     sweep = Sweep(tmp_path, "seed=0,1", *SLOW_CELLS, "hydra.launcher.n_jobs=2")
     sweep.wait_until(lambda: any(line.startswith("sweep ") for line in sweep.out), "start line")
-    os.killpg(sweep.proc.pid, signal.SIGTERM)
-    status, out, err = sweep.end()
-    print(out, err)
-    assert status == 143
-    clean(out, err)
+    out, err = sweep.stop(signal.SIGTERM, 143)
     cells, sweep_run, df = by_kind(tmp_path)
     parent = sweep_run["run_id"].item()
     # The signal lands before the launcher has taken over (the sweep stops where it is) or while it starts the
@@ -164,11 +165,7 @@ def test_sigterm_just_after_the_cells_finished(tmp_path):
     killed), exit 143, one line, no traceback, no leaked semaphore, nothing RUNNING."""
     sweep = Sweep(tmp_path, "seed=0", "N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8")
     sweep.wait_until(lambda: any(line.startswith("[done]") for line in sweep.out), "[done] line")
-    os.killpg(sweep.proc.pid, signal.SIGTERM)
-    status, out, err = sweep.end()
-    print(out, err)
-    assert status == 143
-    clean(out, err)
+    out, err = sweep.stop(signal.SIGTERM, 143)
     (line,) = err.splitlines()
     assert line.startswith(("sweep stopped (SIGTERM) after", "stopped (SIGTERM)")), line
     cells, sweep_run, df = by_kind(tmp_path)

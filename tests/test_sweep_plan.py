@@ -27,7 +27,7 @@ def test_jobs_are_hydras_product_in_hydras_order(arguments):
     jobs = jobs_of(arguments)
     assert [list(j.overrides) for j in jobs] == expected
     assert [j.index for j in jobs] == list(range(len(expected)))
-    assert jobs[0].get("foo", "-") == ("bar" if "+foo=bar" in arguments else "-")  # settings keep the key, no "+"
+    assert dict(jobs[0].settings).get("foo", "-") == ("bar" if "+foo=bar" in arguments else "-")  # key without "+"
 
 
 def test_the_plan_refuses_what_it_cannot_sweep():
@@ -76,3 +76,4 @@ def test_outcomes_come_from_the_launchers_return_values():
     failed = _outcome(planned, raised)
     assert failed["status"] == "FAILED" and failed["error"] == "RuntimeError: boom" and failed["run_id"] is None
     assert _outcome(planned, None)["status"] == "FAILED"
+

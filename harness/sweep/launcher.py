@@ -33,6 +33,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from harness.sweep import signals
+from harness.sweep.outcome import Outcome
 from harness.tracking import store as tracking
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,6 @@ def _worker(conn, payload: bytes, parent_pid: int) -> None:
 
 def _stopped(idx: int, overrides: list[str], sweep_dir: Path, signum: int) -> JobReturn:
     """A job the sweep never started because it was stopped: KILLED in the summary, with no run."""
-    from harness.sweep.runner import (
-        Outcome,  # lazy: brings torch, mlflow, torch_fidelity: Hydra's launcher plugin loads this module at every start
-    )
-
     outcome = Outcome(idx, " ".join(overrides), "KILLED", error=f"not started: the sweep was stopped ({signals.name(signum)})")
     return _reported(overrides, sweep_dir / str(idx), outcome)
 
@@ -241,10 +238,6 @@ class CellLauncher(Launcher):
     def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path, pid: int | None = None,
                  stop: int | None = None) -> JobReturn:
         """A job whose worker died: reported like a failed cell, its orphaned run marked KILLED."""
-        from harness.sweep.runner import (
-            Outcome,  # lazy: brings torch, mlflow, torch_fidelity: Hydra's launcher plugin loads this module at every start
-        )
-
         how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit status {exitcode}"
         error = f"the worker process running this cell died ({how})"
         outcome = Outcome(idx, " ".join(overrides), "KILLED" if stop else "FAILED", error=error)

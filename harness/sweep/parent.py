@@ -41,8 +41,8 @@ class ParentRun:
     """The sweep's parent run in MLflow: opened before any cell (with the tags that group its cells), given the
     summary of the outcomes at the end, and ended FINISHED, FAILED (a cell failed) or KILLED (the sweep was stopped)."""
 
-    def __init__(self, uri: str, experiment_id: str, run_id: str, size: int) -> None:
-        self.uri, self.experiment_id, self.run_id, self.size = uri, experiment_id, run_id, size
+    def __init__(self, uri: str, experiment_id: str, run_id: str) -> None:
+        self.uri, self.experiment_id, self.run_id = uri, experiment_id, run_id
         self.started = time.perf_counter()
 
     @classmethod
@@ -64,7 +64,7 @@ class ParentRun:
              **({Tag.REHEARSAL: "true"} if any(c.rehearsal for c in cells) else {}),
              **tracking.source_tags(description)})
         _open_parent[:] = [uri, run.run_id]
-        return cls(uri, experiment_id, run.run_id, len(cells))
+        return cls(uri, experiment_id, run.run_id)
 
     def close(self, outcomes: list[dict], stop: int | None) -> int:
         """The summary: one line, the failed cells and why, the table and figure on the parent run, which is ended.

@@ -14,7 +14,7 @@ The sweeper hands the built cells and their names to the jobs with its task (har
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,6 @@ class Job:
     index: int
     overrides: tuple[str, ...]
     settings: tuple[tuple[str, str], ...]  # (key, value) pairs in order; a key keeps its ``+``/``~`` prefix off
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        return dict(self.settings).get(key, default)
 
 
 @dataclass(frozen=True)
@@ -135,8 +132,10 @@ def job_config(config_loader, config: DictConfig, job: Job) -> DictConfig:
     return composed
 
 
-def plan(config: DictConfig, config_loader, arguments: list[str]) -> list[PlannedJob]:
-    """Every job of the sweep, built and named; a HarnessError names the cell and the fix."""
+def plan(config: DictConfig, config_loader, arguments: Sequence[str], params: Mapping | None = None) -> list[PlannedJob]:
+    """Every job of the sweep (``params``: the preset's ``hydra.sweeper.params``, before the command line's
+    ``arguments``), built and named; a HarnessError names the cell and the fix."""
+    arguments = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
     jobs = jobs_of(arguments, config.get("parts", 1), config.get("part"), config_loader)
     varying = swept_values(jobs)
     planned = []

@@ -37,26 +37,13 @@ from harness.run.jobs import JOBS
 from harness.run.jobs.context import JobContext
 from harness.sweep import cell_claim, signals
 from harness.sweep.dryrun import print_plan
+from harness.sweep.outcome import Outcome
 from harness.sweep.plan import PlannedJob, job_name
 from harness.sweep.writable import check_cell_paths
 from harness.tracking import store as tracking
-from harness.tracking.credentials import redact, redact_file, redacted
+from harness.tracking.credentials import redact_file, redacted
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Outcome:
-    index: int | None  # the job's number in the sweep (None for a single run)
-    name: str
-    status: str  # FINISHED | FAILED | KILLED | SKIPPED | PLANNED
-    summary: str = ""
-    error: str = ""
-    run_id: str | None = None
-    headline: str | None = None  # "fid 3.21 +- 0.40"
-
-    def __post_init__(self) -> None:  # printed and logged by the sweep: names made of overrides may hold a store URI
-        self.name, self.error = redact(self.name), redact(self.error)
 
 
 @dataclass(frozen=True)

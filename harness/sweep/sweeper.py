@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +34,26 @@ from harness.core.errors import HarnessError
 from harness.run.cell import check_environment
 from harness.sweep import plan, signals
 from harness.sweep.launcher import workers_of
+from harness.sweep.outcome import Outcome
 from harness.sweep.parent import ParentRun
 from harness.tracking.credentials import redact, redact_file
 
 
+def _failed(job: plan.PlannedJob, error: str) -> dict:
+    return asdict(Outcome(job.index, job.label, "FAILED", error=error))
+
+
 def _outcome(job: plan.PlannedJob, ret: Any) -> dict:
     """A job's outcome from the launcher's return value (a JobReturn); a job whose task raised is FAILED."""
-    base = {"index": job.index, "name": redact(job.label), "headline": None, "summary": "", "run_id": None}
     if ret is None:
-        return {**base, "status": "FAILED", "error": "the launcher returned nothing for this job"}
+        return _failed(job, "the launcher returned nothing for this job")
     try:
         value = ret.return_value  # raises the job's own exception when its task raised
     except Exception as err:  # noqa: BLE001 - a failed job is an outcome, not the sweep's end
-        return {**base, "status": "FAILED", "error": f"{type(err).__name__}: {err}"}
+        return _failed(job, f"{type(err).__name__}: {err}")
     if not isinstance(value, dict):
-        return {**base, "status": "FAILED", "error": f"the job returned {value!r}"}
-    return {**value, "name": base["name"]}  # the plan's name, a worker that died included
+        return _failed(job, f"the job returned {value!r}")
+    return {**value, "name": redact(job.label)}  # the plan's name, a worker that died included
 
 
 class CellSweeper(Sweeper):
@@ -74,8 +79,7 @@ class CellSweeper(Sweeper):
         assert config is not None and context is not None
         configure_console(bool(config.get("verbose", False)))
         try:
-            arguments = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
-            planned = plan.plan(config, context.config_loader, arguments)
+            planned = plan.plan(config, context.config_loader, arguments, self.params)
             for job in {(j.cell.device, j.cell.job, j.cell.dataset.get("name"), j.cell.dataset.get("root")): j
                         for j in planned}.values():
                 check_environment(job.cell)
@@ -105,9 +109,8 @@ class CellSweeper(Sweeper):
         except Exception as err:  # noqa: BLE001 - e.g. submitit lost a job: the parent run says so and ends FAILED
             print(f"error: the launcher failed: {type(err).__name__}: {err}", file=sys.stderr)
             returns = []
-            planned_error = redact(f"no outcome: the launcher failed ({type(err).__name__}: {err}); see the cell's run")
-            outcomes = [{"index": j.index, "name": redact(j.label), "status": "FAILED", "error": planned_error,
-                         "headline": None, "summary": "", "run_id": None} for j in planned]
+            error = f"no outcome: the launcher failed ({type(err).__name__}: {err}); see the cell's run"
+            outcomes = [_failed(j, error) for j in planned]
         else:
             returns += [None] * (len(planned) - len(returns))
             outcomes = [_outcome(job, ret) for job, ret in zip(planned, returns)]
