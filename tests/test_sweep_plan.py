@@ -77,3 +77,10 @@ def test_outcomes_come_from_the_launchers_return_values():
     assert failed["status"] == "FAILED" and failed["error"] == "RuntimeError: boom" and failed["run_id"] is None
     assert _outcome(planned, None)["status"] == "FAILED"
 
+
+def test_an_unknown_config_option_is_one_line_with_the_options():
+    with pytest.raises(HarnessError) as err:
+        cells("dataset=nosuch,digits")
+    message = str(err.value)
+    assert message.startswith("cell dataset=nosuch: ") and "\n" not in message
+    assert "Could not find 'dataset/nosuch' Available options in 'dataset': celeba cifar10 digits" in message

@@ -145,6 +145,7 @@ def plan(config: DictConfig, config_loader, arguments: Sequence[str], params: Ma
         except HarnessError as err:
             raise HarnessError(f"cell {' '.join(job.overrides)}: {err}") from None
         except HydraException as err:  # a config group option that does not exist, a bad value type
-            raise HarnessError(f"cell {' '.join(job.overrides)}: {err}") from None
+            problem = " ".join(str(err).split("\nConfig search path")[0].split())  # its options on one line
+            raise HarnessError(f"cell {' '.join(job.overrides)}: {problem}") from None
         planned.append(PlannedJob(job.index, job.overrides, job.settings, cell, run_name(cell, job, varying)))
     return planned
