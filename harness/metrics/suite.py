@@ -41,6 +41,7 @@ from harness.core.files import cache_dir, file_sha256
 from harness.core.names import REPEAT_STATS, Metric, per_repeat, repeat_stat
 from harness.diffusion.analytic import frechet_distance, psd_sqrt
 from harness.metrics import features as F
+from harness.metrics import vit_scores as V
 from harness.metrics.references import datasets_root, reference_fingerprint, reference_images
 from harness.models.digits_classifier import DEFAULT_WEIGHTS
 
@@ -69,6 +70,13 @@ class Scoring:
     datasets_root: str | None = None
     datasets_download: bool = True  # torch-fidelity may download its own inputs (CIFAR-10) when missing
     fid_infinity: bool = False  # also fid_inf, FID extrapolated to N -> infinity (fid_infinity below)
+    vit: tuple = ()  # the networks of fd_dinov2 and cmmd when they are on (harness.metrics.vit_scores)
+    cmmd_kernel: tuple = ()  # metrics.cmmd_* (sigma, scale, estimator)
+    vit_batch_size: int = 32
+
+    @property
+    def networks(self) -> dict:
+        return {n.space: n for n in self.vit}
 
     @property
     def pixels(self) -> bool:
@@ -77,17 +85,20 @@ class Scoring:
     @property
     def metrics(self) -> list[str]:
         names = [Metric.FID] + [Metric.FID_INF] * self.fid_infinity + [Metric.KID, Metric.PRC_PRECISION, Metric.PRC_RECALL]
-        return names + [Metric.FD_PIXELS] + [Metric.FD_PIXELS_INF] * self.fid_infinity if self.pixels else names
+        names += [Metric.FD_PIXELS] + [Metric.FD_PIXELS_INF] * self.fid_infinity if self.pixels else []
+        return names + V.metrics(self.networks, self.fid_infinity)
 
     def feature_space(self, metric: str) -> str:
-        return F.PIXELS if metric in (Metric.FD_PIXELS, Metric.FD_PIXELS_INF) else self.feature_extractor
+        if metric in (Metric.FD_PIXELS, Metric.FD_PIXELS_INF):
+            return F.PIXELS
+        return V.feature_space(metric) or self.feature_extractor
 
     def layers(self) -> dict[str, list[str]]:
         """{extractor: [layers]}: one pass of the images through each extractor gives every metric's features."""
         out = {self.feature_extractor: sorted({F.default_layer(self.feature_extractor, m) for m in ("fid", "kid", "prc")})}
         if self.pixels:
             out[F.PIXELS] = ["pixels"]
-        return out
+        return out | {space: [V.LAYER] for space in self.networks}
 
 
 def scoring_of(cell) -> Scoring:
@@ -97,7 +108,9 @@ def scoring_of(cell) -> Scoring:
                    image_size=int(cell.dataset["image_size"]), batch_size=int(m["batch_size"]),
                    weights_path=m.get("weights_path"), kid_subset_size=int(m["kid_subset_size"]),
                    prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"),
-                   fid_infinity=bool(m.get("fid_infinity", False)))
+                   fid_infinity=bool(m.get("fid_infinity", False)), vit=tuple(V.networks_of(m).values()),
+                   cmmd_kernel=tuple((k, m[k]) for k in ("cmmd_sigma", "cmmd_scale", "cmmd_estimator") if k in m),
+                   vit_batch_size=int(m.get("vit_batch_size", 32)))
 
 
 def _reference_path(scoring: Scoring, extractor: str, layer: str, root: Path) -> Path:
@@ -107,6 +120,8 @@ def _reference_path(scoring: Scoring, extractor: str, layer: str, root: Path) ->
         parts.append("w" + file_sha256(F.user_weights(extractor, weights))[:12])
     elif extractor == F.DIGITS:
         parts.append("w" + file_sha256(DEFAULT_WEIGHTS)[:12])
+    elif extractor in scoring.networks:
+        parts.append(V.cache_part(scoring.networks[extractor]))
     return cache_dir() / "references" / ("-".join(parts) + f"-{layer}.npz")
 
 
@@ -141,13 +156,8 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
         missing = [k for k, p in wanted.items() if loaded.get(k) is None]
         if missing:
             images = reference_images(scoring.reference, root, scoring.datasets_download)
-            extractors = {e: F.make_extractor(e, [layer for ee, layer in missing if ee == e], scoring.weights_path
-                                              if e == scoring.feature_extractor else None, device)
-                          for e in dict.fromkeys(e for e, _ in missing)}
-            progress = progress_factory(len(images), f"reference features ({scoring.reference})") if progress_factory else None
-            computed = F.extract(images, extractors, scoring.batch_size, device, progress)
-            if progress is not None:
-                progress.close()
+            layers = {e: [layer for ee, layer in missing if ee == e] for e in dict.fromkeys(e for e, _ in missing)}
+            computed = _features(images, scoring, layers, device, progress_factory, f"reference features ({scoring.reference})")
             for key in missing:
                 tmp = wanted[key].with_suffix(".tmp.npz")
                 try:
@@ -157,6 +167,25 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
                     tmp.unlink(missing_ok=True)
                 loaded[key] = computed[key]
     return loaded
+
+
+def _features(images: Dataset, scoring: Scoring, layers: dict[str, list[str]], device: torch.device, progress_factory,
+              what: str, chunk: int | None = None) -> dict[tuple[str, str], torch.Tensor]:
+    """Each extractor's features of ``images``: the dataset's extractors in batches of ``batch_size``, then the ViTs
+    of fd_dinov2 and cmmd (harness.metrics.vit_scores) in batches of ``vit_batch_size``."""
+    out = {}
+    for group in ([e for e in layers if e not in scoring.networks], [e for e in layers if e in scoring.networks]):
+        if not group:
+            continue
+        extractors = {e: V.make_extractor(scoring.networks[e], device) if e in scoring.networks else
+                      F.make_extractor(e, layers[e], scoring.weights_path if e == scoring.feature_extractor else None, device)
+                      for e in group}
+        progress = progress_factory(len(images), f"{what} ({', '.join(group)})") if progress_factory else None
+        size = scoring.vit_batch_size if group[0] in scoring.networks else scoring.batch_size
+        out.update(F.extract(images, extractors, size, device, progress, chunk=chunk))
+        if progress is not None:
+            progress.close()
+    return out
 
 
 def fid_infinity(gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, fractions=FID_INF_FRACTIONS,
@@ -203,6 +232,16 @@ def feature_metrics(gen: dict[tuple[str, str], torch.Tensor], ref: dict[tuple[st
                                                          verbose=False)[KEY_METRIC_FID]
         if scoring.fid_infinity:
             out[Metric.FD_PIXELS_INF] = fid_infinity(gen[key].double().numpy(), pixels_ref["mu"], pixels_ref["sigma"])
+    if V.dinov2.NAME in scoring.networks:  # EDM2's fd_dinov2: the Frechet distance as FID's, in DINOv2 features
+        key = (V.dinov2.NAME, V.LAYER)
+        dino_ref = fid_features_to_statistics(ref[key])
+        out[Metric.FD_DINOV2] = fid_statistics_to_metric(fid_features_to_statistics(gen[key]), dino_ref,
+                                                         verbose=False)[KEY_METRIC_FID]
+        if scoring.fid_infinity:
+            out[Metric.FD_DINOV2_INF] = fid_infinity(gen[key].double().numpy(), dino_ref["mu"], dino_ref["sigma"])
+    if V.clip.NAME in scoring.networks:
+        key = (V.clip.NAME, V.LAYER)
+        out[Metric.CMMD] = V.cmmd_score(gen[key], ref[key], dict(scoring.cmmd_kernel))
     return {k: float(v) for k, v in out.items()}
 
 
@@ -216,12 +255,7 @@ def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={scoring.prc_neighborhood} "
                            f"images per repeat, got N={per}; raise N.")
     ref = reference_features(scoring, device, progress_factory)
-    extractors = {e: F.make_extractor(e, ls, scoring.weights_path if e == scoring.feature_extractor else None, device)
-                  for e, ls in scoring.layers().items()}
-    progress = progress_factory(n, "features") if progress_factory else None
-    gen = F.extract(images, extractors, scoring.batch_size, device, progress, chunk=per)
-    if progress is not None:
-        progress.close()
+    gen = _features(images, scoring, scoring.layers(), device, progress_factory, "features", chunk=per)
     return [feature_metrics({k: v[r * per:(r + 1) * per] for k, v in gen.items()}, ref, scoring) for r in range(repeats)]
 
 
