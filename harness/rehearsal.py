@@ -58,7 +58,7 @@ SCALE = 0.05  # the stand-in weights are uniform on [-SCALE, SCALE]: finite acti
 SMALL = ["N=4", "S=2", "batch_size=4"]
 ONE_STEP_256 = ["eta=0", "S=1", "N=2", "batch_size=2", "metrics.prc_neighborhood=1"]
 PRESETS: dict[str, list[str]] = {
-    "table1_cifar10": [*SMALL, "eta=0,1,hat"],
+    "table1_cifar10": [*SMALL, "eta=0,1,hat", "repeats=2"],  # K=2: the intervals of every metric, FD_DINOv2 and CMMD too
     "table1_celeba": [*SMALL, "eta=0"],
     "table2_cifar10": ["N=2", "S=2", "batch_size=2"],
     "table3_bedroom": ONE_STEP_256,

@@ -315,3 +315,48 @@ def test_weights_of_another_architecture_are_one_line(tmp_path):
     with pytest.raises(HarnessError, match="metrics.dinov2.architecture") as err:
         dinov2.load(spec("dinov2", path, architecture={"depth": 3, "embed_dim": 64, "num_heads": 2}))
     assert "\n" not in str(err.value)
+
+
+# --- where they run: off on the digits, on for the paper's datasets, scored, priced ------------------------------
+
+
+def standin_arguments(tmp_path) -> list[str]:
+    from harness.rehearsal import StandIns, network_arguments
+
+    files = StandIns(tmp_path, tmp_path, {}, tmp_path, write_dinov2_weights(tmp_path / "dinov2.safetensors"),
+                     write_clip_weights(tmp_path / "clip.safetensors"))
+    return network_arguments(files)
+
+
+def test_off_on_the_digits_on_for_the_paper_datasets():
+    from clitools import cells
+
+    from harness.core.names import Metric
+    from harness.metrics.suite import scoring_of
+
+    digits = cells()[0]
+    assert not digits.metrics["fd_dinov2"] and not digits.metrics["cmmd"]
+    assert not {Metric.FD_DINOV2, Metric.CMMD} & set(scoring_of(digits).metrics)
+    assert cells("metrics.dinov2.image_size=448", "metrics.cmmd_sigma=3")[0].key == digits.key  # off: not in the key
+    for dataset in ("cifar10", "celeba", "lsun_bedroom", "lsun_church"):
+        scoring = scoring_of(cells(f"dataset={dataset}")[0])
+        assert {Metric.FD_DINOV2, Metric.CMMD} <= set(scoring.metrics), dataset
+        assert scoring.feature_space(Metric.FD_DINOV2) == "dinov2-vit-l-14"
+        assert scoring.feature_space(Metric.CMMD) == "clip-vit-l-14-336"
+
+
+@pytest.mark.slow
+def test_a_cell_scores_them_with_intervals_and_a_dry_run_prices_them(tmp_path):
+    """A digits cell with both on (the stand-ins; the 297 test images as the reference, to keep it short)."""
+    from clitools import harness, runs
+
+    args = ["N=6", "repeats=2", "S=2", "batch_size=6", "metrics.fd_dinov2=true", "metrics.cmmd=true",
+            "dataset.fid_reference=digits-test", *standin_arguments(tmp_path)]
+    harness(tmp_path, *args)
+    run = runs(tmp_path).iloc[0]
+    for metric in ("fd_dinov2", "fd_dinov2_inf", "cmmd"):
+        assert math.isfinite(run[f"metrics.{metric}"]) and run[f"metrics.{metric}_ci95_low"] <= run[f"metrics.{metric}"]
+    assert run["tags.features.fd_dinov2"] == "dinov2-vit-l-14" and run["tags.features.cmmd"] == "clip-vit-l-14-336"
+    assert run["tags.inputs.dinov2_weights"].startswith("sha256:") and run["metrics.vit_seconds_per_image"] > 0
+    after = harness(tmp_path, *args, "dry_run=true", "seed=1").stdout
+    assert "FD_DINOv2 and CMMD features of 12 images: ~" in after and run["run_id"] in after

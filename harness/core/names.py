@@ -97,6 +97,7 @@ class Metric:
     IMAGES_PER_SECOND = "images_per_second"
     SECONDS_PER_NFE_IMAGE = "seconds_per_nfe_image"
     SCORING_SECONDS = "fid_seconds"
+    VIT_SECONDS_PER_IMAGE = "vit_seconds_per_image"  # FD_DINOv2's and CMMD's features per image (both networks)
     COMPILE_SECONDS = "compile_seconds"
     NFE_COUNTED = "nfe_counted"
     # reconstruction (Table 2)

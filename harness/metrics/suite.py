@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,9 +171,10 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
 
 
 def _features(images: Dataset, scoring: Scoring, layers: dict[str, list[str]], device: torch.device, progress_factory,
-              what: str, chunk: int | None = None) -> dict[tuple[str, str], torch.Tensor]:
+              what: str, chunk: int | None = None, timings: dict | None = None) -> dict[tuple[str, str], torch.Tensor]:
     """Each extractor's features of ``images``: the dataset's extractors in batches of ``batch_size``, then the ViTs
-    of fd_dinov2 and cmmd (harness.metrics.vit_scores) in batches of ``vit_batch_size``."""
+    of fd_dinov2 and cmmd (harness.metrics.vit_scores) in batches of ``vit_batch_size``, their seconds added to
+    ``timings['vit_seconds']`` (the dry run's price of these metrics)."""
     out = {}
     for group in ([e for e in layers if e not in scoring.networks], [e for e in layers if e in scoring.networks]):
         if not group:
@@ -181,8 +183,11 @@ def _features(images: Dataset, scoring: Scoring, layers: dict[str, list[str]], d
                       F.make_extractor(e, layers[e], scoring.weights_path if e == scoring.feature_extractor else None, device)
                       for e in group}
         progress = progress_factory(len(images), f"{what} ({', '.join(group)})") if progress_factory else None
-        size = scoring.vit_batch_size if group[0] in scoring.networks else scoring.batch_size
-        out.update(F.extract(images, extractors, size, device, progress, chunk=chunk))
+        vit, start = group[0] in scoring.networks, time.perf_counter()
+        out.update(F.extract(images, extractors, scoring.vit_batch_size if vit else scoring.batch_size, device,
+                             progress, chunk=chunk))
+        if vit and timings is not None:
+            timings["vit_seconds"] = timings.get("vit_seconds", 0.0) + time.perf_counter() - start
         if progress is not None:
             progress.close()
     return out
@@ -245,8 +250,10 @@ def feature_metrics(gen: dict[tuple[str, str], torch.Tensor], ref: dict[tuple[st
     return {k: float(v) for k, v in out.items()}
 
 
-def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None) -> list[dict]:
-    """Each repeat's metrics: repeat k is images k*N .. (k+1)*N - 1 of ``images`` (N = len(images) / repeats)."""
+def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None,
+          timings: dict | None = None) -> list[dict]:
+    """Each repeat's metrics: repeat k is images k*N .. (k+1)*N - 1 of ``images`` (N = len(images) / repeats);
+    ``timings['vit_seconds']``: the seconds of the images' FD_DINOv2 and CMMD features."""
     n = len(images)
     if repeats < 1 or n % repeats or n // repeats < 2:
         raise HarnessError(f"cannot score {n} images as {repeats} repeats of at least 2 images each.")
@@ -255,7 +262,7 @@ def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={scoring.prc_neighborhood} "
                            f"images per repeat, got N={per}; raise N.")
     ref = reference_features(scoring, device, progress_factory)
-    gen = _features(images, scoring, scoring.layers(), device, progress_factory, "features", chunk=per)
+    gen = _features(images, scoring, scoring.layers(), device, progress_factory, "features", chunk=per, timings=timings)
     return [feature_metrics({k: v[r * per:(r + 1) * per] for k, v in gen.items()}, ref, scoring) for r in range(repeats)]
 
 
