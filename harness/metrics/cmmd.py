@@ -4,7 +4,7 @@ kernel k(x, y) = exp(-||x - y||^2 / (2 sigma^2)), sigma = 10, times 1,000.
 
 ``estimator='biased'`` is the published code's: the means of the kernel over all pairs, the diagonal (k = 1)
 included (Gretton et al. 2012, JMLR, the V-statistic of eq. 5, which the code's docstring calls "minimum-variance");
-``'unbiased'`` leaves the diagonal out (the U-statistic, eq. 3 of the CMMD paper). Both in float64, by blocks of
+``'unbiased'`` leaves the diagonal out (the U-statistic, Gretton et al.'s eq. 3). Both in float64, by blocks of
 rows, so 50,000 x 50,000 kernels never stand in memory whole.
 """
 

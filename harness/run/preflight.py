@@ -20,11 +20,16 @@ def check_data(cell) -> None:
     downloads nothing: its plan lists the missing inputs (harness.sweep.dryrun)."""
     if cell.dry_run:
         return
-    dataset = dict(cell.dataset)
     if cell.job == "sample" and not cell.is_exact:
         verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
-        for network in networks_of(cell.metrics).values():  # FD_DINOv2's and CMMD's: downloaded now, checked
+    _check_folder(cell)
+    if cell.job == "sample" and not cell.is_exact:  # FD_DINOv2's and CMMD's networks: after the data (their
+        for network in networks_of(cell.metrics).values():  # download is the larger), downloaded now, checked
             fetch(network)
+
+
+def _check_folder(cell) -> None:
+    dataset = dict(cell.dataset)
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
     if cell.job == "sample":
