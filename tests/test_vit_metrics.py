@@ -360,3 +360,11 @@ def test_a_cell_scores_them_with_intervals_and_a_dry_run_prices_them(tmp_path):
     assert run["tags.inputs.dinov2_weights"].startswith("sha256:") and run["metrics.vit_seconds_per_image"] > 0
     after = harness(tmp_path, *args, "dry_run=true", "seed=1").stdout
     assert "FD_DINOv2 and CMMD features of 12 images: ~" in after and run["run_id"] in after
+
+
+def test_without_the_metrics_extra_it_is_one_line_naming_it(monkeypatch):
+    for module, library, setting in ((dinov2, "timm", "metrics.fd_dinov2=false"), (clip, "open_clip", "metrics.cmmd=false")):
+        monkeypatch.setitem(__import__("sys").modules, library, None)  # as if not installed
+        with pytest.raises(HarnessError, match=r"pip install -e '\.\[metrics\]'") as err:
+            module.library()
+        assert setting in str(err.value)

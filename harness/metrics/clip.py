@@ -33,7 +33,7 @@ def preprocess(x: torch.Tensor, size: int = 336) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _open_clip():
+def library():
     try:
         import open_clip  # optional dependency (the metrics extra): only CMMD needs it
     except ImportError:
@@ -44,7 +44,7 @@ def _open_clip():
 def build(spec: Mapping) -> torch.nn.Module:
     """open_clip's vision tower of ``spec['arch']`` (QuickGELU), its vision config overridden by the non-null
     ``spec['architecture']`` entries (``embed_dim`` and open_clip's vision_cfg keys: a stand-in's smaller tower)."""
-    open_clip = _open_clip()
+    open_clip = library()
     from open_clip.model import CLIPVisionCfg, _build_vision_tower  # open_clip's own constructor of the image tower
 
     config = open_clip.get_model_config(spec["arch"])

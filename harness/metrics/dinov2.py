@@ -54,7 +54,7 @@ def resample_pos_embed(pos_embed: torch.Tensor, grid: int, offset: float = INTER
     return torch.cat([pos_embed[:, :1].float(), patches], dim=1).to(pos_embed.dtype)
 
 
-def _timm():
+def library():
     try:
         import timm  # optional dependency (the metrics extra): only FD_DINOv2 needs it
     except ImportError:
@@ -66,7 +66,7 @@ def build(spec: Mapping) -> torch.nn.Module:
     """timm's DINOv2 ViT at ``spec['image_size']`` without a head, its architecture overridden by the non-null
     ``spec['architecture']`` entries (a stand-in's smaller depth and width), random weights."""
     overrides = {k: v for k, v in dict(spec.get("architecture") or {}).items() if v is not None}
-    return _timm().create_model(spec["arch"], pretrained=False, num_classes=0, img_size=int(spec["image_size"]),
+    return library().create_model(spec["arch"], pretrained=False, num_classes=0, img_size=int(spec["image_size"]),
                                 **overrides)
 
 

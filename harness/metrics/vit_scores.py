@@ -63,8 +63,7 @@ def feature_space(metric: str) -> str | None:
 def fetch(network: Network) -> None:
     """The network's weights here (downloaded now when missing) and its library importable: before any sampling."""
     spec = _spec(network)
-    module = NETWORKS[network.space][1]
-    module._timm() if module is dinov2 else module._open_clip()
+    NETWORKS[network.space][1].library()  # importable: else one line naming the extra to install
     networks.weights_file(network.section, spec)
 
 
