@@ -8,7 +8,7 @@
 * Names. What the sweep varies names the parent run (``sweep S=10,20 eta=0,1 (4 cells)``) and leads each cell's run
   name when the standard name does not show it (``seed=2 S=50 eta=0 digits/sample``).
 
-The sweeper hands the built cells and their names to the jobs with its task (harness.sweep.runner.SweepTask).
+The sweeper hands the built cells and their names to the jobs with its task (harness.run.runner.SweepTask).
 """
 
 from __future__ import annotations

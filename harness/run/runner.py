@@ -35,11 +35,11 @@ from harness.run import parts
 from harness.run.cell import Cell, check_environment, relative
 from harness.run.jobs import JOBS
 from harness.run.jobs.context import JobContext
-from harness.sweep import cell_claim, signals
-from harness.sweep.dryrun import print_plan
-from harness.sweep.outcome import Outcome
+from harness.run import cell_claim, signals
+from harness.run.dryrun import print_plan
+from harness.run.outcome import Outcome
 from harness.sweep.plan import PlannedJob, job_name
-from harness.sweep.writable import check_cell_paths
+from harness.run.writable import check_cell_paths
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact_file, redacted
 
