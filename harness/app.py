@@ -13,15 +13,16 @@ from omegaconf import DictConfig
 
 from harness.core.config import HYDRA_CONFIG_PATH
 from harness.run import signals
-from harness.sweep.parent import end_open_parent
 
 
 def task(cfg: DictConfig) -> dict:
     """One Hydra job: one cell (harness.run.runner.run_job). Module-level, so worker processes can import it by name."""
-    from harness.run.runner import (
-        run_job,  # lazy: brings torch, torchvision, mlflow, pandas, matplotlib, torch_fidelity, scipy: python -m harness --help stays fast
-    )
+    from harness.run.runner import run_job  # lazy: brings torch, mlflow: python -m harness --help stays fast
 
+    if cfg.get("dry_run"):  # only a dry run imports the report, for its planner line
+        from harness.report.pilot import PilotLines
+
+        return run_job(cfg, pilot=PilotLines())
     return run_job(cfg)
 
 
@@ -37,6 +38,7 @@ def main() -> None:
         hydra_main()
     except KeyboardInterrupt as err:
         signum = signals.signal_of(err)  # later signals are ignored (harness.run.signals): this cleanup is not cut short
+        from harness.sweep.parent import end_open_parent  # a sweep's parent run, if this process opened one
         run_id = end_open_parent("KILLED")
         marked = f"; parent run {run_id} marked KILLED" if run_id else ""
         print(f"stopped ({signals.name(signum)}){marked}", file=sys.stderr, flush=True)

@@ -85,11 +85,10 @@ class CellSweeper(Sweeper):
                         for j in planned}.values():
                 check_environment(job.cell)
             if config.get("dry_run"):
-                from harness.run.dryrun import (
-                    print_plan,  # lazy: brings torch, mlflow, pandas: only for a dry run
-                )
+                from harness.report.pilot import PilotLines  # lazy: brings mlflow, pandas, scipy: only for a dry run
+                from harness.run.dryrun import print_plan
 
-                print_plan([j.cell for j in planned])
+                print_plan([j.cell for j in planned], PilotLines())
                 return []
             sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             parent = ParentRun.open(config, planned, plan.sweep_name(planned), sweep_id)
