@@ -382,6 +382,11 @@ class Cell:
         }
 
 
+def job_name(name: str, cell: Cell) -> str:
+    """A cell's run name and, for a part of it, which part: ``S=10 eta=0 digits/sample part 1 of 3 (images 5..9)``."""
+    return f"{name} {cell.part_label}" if cell.part is not None else name
+
+
 # metrics.fd_dinov2 / metrics.cmmd and the settings that only act when they are on (harness.metrics.vit_scores)
 VIT_SETTINGS = {"fd_dinov2": ("dinov2",), "cmmd": ("clip", "cmmd_sigma", "cmmd_scale", "cmmd_estimator")}
 

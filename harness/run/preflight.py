@@ -17,7 +17,7 @@ from harness.metrics.vit_scores import fetch, networks_of
 
 def check_data(cell) -> None:
     """HarnessError (one line naming the difference and the fix) unless the cell's data folder is ready. A dry run
-    downloads nothing: its plan lists the missing inputs (harness.sweep.dryrun)."""
+    downloads nothing: its plan lists the missing inputs (harness.run.dryrun)."""
     if cell.dry_run:
         return
     if cell.job == "sample" and not cell.is_exact:
