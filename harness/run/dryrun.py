@@ -15,6 +15,7 @@ from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
+from harness.metrics.vit_scores import networks_of
 from harness.models.checkpoints import availability
 from harness.run.cell import Cell, part_range
 from harness.run.parts import find_run
@@ -100,8 +101,6 @@ def _vit_rate(uri: str, experiment: str) -> Rate | None:
 
 def vit_price(cell: Cell, images: int, rates: dict) -> str:
     """``  FD_DINOv2 and CMMD features: ~2.1 h of CPU time ...``: their price for a sample cell that scores them."""
-    from harness.metrics.vit_scores import networks_of  # lazy: brings torch-fidelity's extractor base
-
     if cell.job != "sample" or cell.is_exact or not networks_of(cell.metrics):
         return ""
     names = " and ".join(n for n, on in (("FD_DINOv2", cell.metrics.get("fd_dinov2")), ("CMMD", cell.metrics.get("cmmd"))) if on)
