@@ -38,7 +38,14 @@ class Preempted(KeyboardInterrupt):
     closed as preempted, and the sweep submits the cell again, which resumes in the same run (harness.sweep.slurm)."""
 
 
+preempted = False  # whether this process got the preemption signal (a Slurm task: harness.sweep.slurm)
+
+
 def on_preempt(signum, frame) -> None:
+    global preempted
+    if preempted:
+        return
+    preempted = True
     raise Preempted(f"preempted (signal {signum}: Slurm's warning before the time limit or a preemption)")
 
 

@@ -77,6 +77,13 @@ class JobTask:
         finally:
             signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the cell's run is closed: nothing left to save
         ret.hydra_cfg = None
+        value = getattr(ret, "_return_value", None)
+        if signals.preempted and isinstance(value, dict) and value.get("status") == "KILLED":
+            value["preempted"] = True
+            if value.get("run_id"):  # closed KILLED by the runner: marked preempted, to be resumed in the same run
+                run = tracking.Run(tracking.tracking_uri(self.config.tracking.get("uri")), value["run_id"])
+                count = int(run.client.get_run(run.run_id).data.tags.get(Tag.PREEMPTED, "0")) + 1
+                run.set_tags({Tag.PREEMPTED: count})
         return ret
 
 
