@@ -164,11 +164,16 @@ def test_a_2x2_sweep_into_the_server_then_its_rerun_submits_no_job(cluster, tmp_
     submitted = len(sweep.jobs())
     assert submitted == 4
 
+    # a run left RUNNING on another node by a Slurm job that has ended (its host's processes cannot be seen from here)
+    c = sweep.client()
+    orphan = c.create_run(runs[0].info.experiment_id, run_name="orphan", tags={
+        "kind": "cell", "host": "another-node", "pid": "1", "slurm_job_id": sweep.jobs()[0][0]}).info.run_id
     again = sweep.run(*TINY, "S=3,4", "eta=0,1")
     assert again.returncode == 0, again.stdout + again.stderr
+    assert c.get_run(orphan).info.status == "KILLED"  # reconciled from the scheduler, whatever its host
     assert again.stdout.count("[skip]") == 4, again.stdout  # on the sweep's console, before any submission
     assert len(sweep.jobs()) == submitted  # no job for a finished cell
-    assert len(sweep.runs()) == 4
+    assert len(sweep.runs()) == 5  # the four cells and the orphan
 
 
 def test_parts_as_an_array_are_scored_once_and_bitwise_the_unsplit_cell(cluster, tmp_path):

@@ -236,6 +236,13 @@ class SlurmLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         uri, experiment = tracking.store_of(self.config)
+        try:
+            fixed = reconcile_ended_jobs(uri, experiment)
+            if fixed:
+                print(f"note: {len(fixed)} run(s) left RUNNING by Slurm jobs that have ended were marked KILLED",
+                      flush=True)
+        except Exception as err:  # noqa: BLE001 - the sweep goes on; the next one reconciles
+            log.warning("could not mark the runs of ended Slurm jobs: %s", err)
         results: dict[int, JobReturn] = {}
         todo, seen = [], set()
         for i, overrides in enumerate(job_overrides):
@@ -250,13 +257,6 @@ class SlurmLauncher(Launcher):
         why = accounting()
         if why is not None:
             print("note: " + ACCOUNTING_FIX.format(why=why), file=sys.stderr, flush=True)
-        try:
-            fixed = reconcile_ended_jobs(uri, experiment)
-            if fixed:
-                print(f"note: {len(fixed)} run(s) left RUNNING by Slurm jobs that have ended were marked KILLED",
-                      flush=True)
-        except Exception as err:  # noqa: BLE001 - the sweep goes on; the next one reconciles
-            log.warning("could not mark the runs of ended Slurm jobs: %s", err)
 
         executor = self._executor()
         task = JobTask(self.hydra_context, self.config, self.task_function, Singleton.get_state())
