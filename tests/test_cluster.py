@@ -161,6 +161,7 @@ def test_a_2x2_sweep_into_the_server_then_its_rerun_submits_no_job(cluster, tmp_
     # the sweep's line says how many tasks Slurm runs at once (not the submitting host's cores)
     assert re.search(r"4 cells.*Slurm runs up to \d+ at once", first.stdout), first.stdout
     assert_summary_matches_the_store(sweep)
+    print(first.stdout, first.stderr)  # what the sweep printed (pytest -rP shows it)
     submitted = len(sweep.jobs())
     assert submitted == 4
 
@@ -171,6 +172,7 @@ def test_a_2x2_sweep_into_the_server_then_its_rerun_submits_no_job(cluster, tmp_
     again = sweep.run(*TINY, "S=3,4", "eta=0,1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert c.get_run(orphan).info.status == "KILLED"  # reconciled from the scheduler, whatever its host
+    print(again.stdout, again.stderr)
     assert again.stdout.count("[skip]") == 4, again.stdout  # on the sweep's console, before any submission
     assert len(sweep.jobs()) == submitted  # no job for a finished cell
     assert len(sweep.runs()) == 5  # the four cells and the orphan
@@ -183,6 +185,7 @@ def test_parts_as_an_array_are_scored_once_and_bitwise_the_unsplit_cell(cluster,
     args = ["N=16", "repeats=1", "S=3", "batch_size=4", "threads=1"]
     proc = sweep.run(*args, "parts=2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    print(proc.stdout, proc.stderr)
     (run,) = sweep.runs()
     assert run.info.status == "FINISHED" and run.data.tags["parts_done"] == "0,1"
     assert proc.stdout.count("[done]") == 1 and proc.stdout.count("[part done]") == 1, proc.stdout  # scored once
@@ -218,6 +221,7 @@ def test_every_way_a_job_dies_is_recorded_truly_and_the_rerun_resumes(cluster, t
     finally:
         sweep.cancel()
     console = out + err
+    print(console)
     assert proc.returncode == 1, console
     assert not sweep.queue(), "the sweep returned while some of its tasks were still queued or running"
     assert "no outcome: the launcher failed" not in console
@@ -238,6 +242,7 @@ def test_every_way_a_job_dies_is_recorded_truly_and_the_rerun_resumes(cluster, t
         assert line in out, out  # the jobs' lines on the sweep's console
 
     rerun = sweep.run(*LONG, "S=20,21,22,23,24")
+    print(rerun.stdout, rerun.stderr)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert rerun.stdout.count("[skip]") == 1  # the preempted cell, finished
     finished = [r for r in sweep.runs() if r.info.status == "FINISHED"]
@@ -258,6 +263,7 @@ def test_sigterm_to_the_sweep_cancels_its_pending_and_running_tasks(cluster, tmp
         out, err = sweep.finish(proc, timeout=120)
     finally:
         sweep.cancel()
+    print(out, err)
     assert proc.returncode == 143, out + err
     assert not sweep.queue(), "the sweep's tasks outlived it"
     assert {state.split()[0] for _, state in sweep.jobs()} == {"CANCELLED"}
@@ -283,6 +289,7 @@ def test_without_accounting_a_dead_job_is_one_line_not_a_hang(cluster, tmp_path)
     finally:
         sweep.cancel()
     console = out + err
+    print(console)
     assert proc.returncode == 1, console
     assert console.count("AccountingStorageType") == 1, console  # one line naming the fix ...
     assert "sacct" not in console.replace("(sacct: ", ""), console  # ... and no warning per poll
