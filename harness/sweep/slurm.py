@@ -8,7 +8,7 @@ its end (``hydra/launcher=slurm``).
   its run marked KILLED (runs record their Slurm job id); one missing result never touches another cell. The queue
   is read with squeue, so a sweep never waits on sacct: without accounting a dead task is found all the same.
 * A task sent the pre-timeout or preemption signal (``--signal=USR2@signal_delay_s``) closes its run as preempted
-  (harness.sweep.runner); the sweep submits it again (up to ``max_num_timeout`` times) and the new task resumes the
+  (harness.run.runner); the sweep submits it again (up to ``max_num_timeout`` times) and the new task resumes the
   cell from its shards in the same run.
 * Ctrl-C or SIGTERM of the sweep cancels its pending and running tasks (scancel), waits for them to end, and returns
   every outcome, so that the summary runs and the parent run is marked KILLED. The sweep returns only when every
@@ -34,9 +34,9 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
 from harness.core.names import Tag
-from harness.sweep import signals
+from harness.run import signals
 from harness.sweep.launcher import _execute, _reported
-from harness.sweep.outcome import Outcome
+from harness.run.outcome import Outcome
 from harness.tracking import store as tracking
 
 log = logging.getLogger(__name__)
