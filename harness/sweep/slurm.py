@@ -179,6 +179,7 @@ class SlurmLauncher(Launcher):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
+        self.accounting_off: str | None = None  # why sacct does not answer, if it does not
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -254,7 +255,7 @@ class SlurmLauncher(Launcher):
                 todo.append((idx, overrides))
         if not todo:
             return [results[i] for i in sorted(results)]
-        why = accounting()
+        why = self.accounting_off = accounting()
         if why is not None:
             print("note: " + ACCOUNTING_FIX.format(why=why), file=sys.stderr, flush=True)
 
@@ -361,7 +362,11 @@ class SlurmLauncher(Launcher):
         self._echo(t)
         state = end_state(t.job.job_id)
         error = f"its Slurm job {t.job.job_id} {what}"
-        error += f" ({state})" if state else " (its end state is unknown: Slurm accounting is off)"
+        if state:
+            error += f" ({state})"
+        else:  # a pending array task cancelled before it started leaves no record
+            error += " (its end state is unknown: Slurm accounting is off)" if self.accounting_off else \
+                " (no record in Slurm's accounting: it never started)"
         if stop:
             error += f"; the sweep was stopped ({signals.name(stop[0])})"
         outcome = Outcome(t.idx, " ".join(t.overrides), "KILLED", error=error)
