@@ -47,17 +47,23 @@ start() {
   echo $! > "$STATE/pids/$name"
 }
 
-# stop NAME: SIGTERM to the daemon's process group (its children go too), then SIGKILL to what is left after 15 s.
+# stop NAME...: SIGTERM to each daemon's process group (its children go too), all at once; SIGKILL to what is left
+# after 5 s (the state is thrown away: nothing to save).
 stop() {
-  local file="$STATE/pids/$1" pid i
-  [[ -f $file ]] || return 0
-  pid=$(cat "$file")
-  if kill -0 "$pid" 2>/dev/null; then
+  local name pid pids=() i
+  for name in "$@"; do
+    [[ -f $STATE/pids/$name ]] || continue
+    pid=$(cat "$STATE/pids/$name")
+    pids+=("$pid")
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-  rm -f "$file"
+  done
+  for i in $(seq 10); do
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && break; pid=""; done
+    [[ -z ${pid:-} ]] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  for name in "$@"; do rm -f "$STATE/pids/$name"; done
 }
 
 install_packages() {
@@ -210,9 +216,16 @@ down() {
   t0=$(now)
   [[ -d $STATE/pids ]] || { say "no local cluster in $STATE"; rm -rf "$STATE"; return 0; }
   export SLURM_CONF=$STATE/etc/slurm.conf
-  # its jobs first (slurmd would leave their processes behind), then the daemons in the reverse order of their start
-  scancel --full --quiet --user=root 2>/dev/null || true
-  for name in slurmd slurmctld slurmdbd mariadb munge mlflow postgres; do stop "$name"; done
+  # its jobs first (slurmd would leave their processes behind), then the daemons, the databases last
+  local jobs i
+  jobs=$(squeue -h -o %i 2>/dev/null) || true
+  if [[ -n $jobs ]]; then
+    scancel --quiet $jobs 2>/dev/null || true
+    for i in $(seq 30); do [[ -z $(squeue -h -o %i 2>/dev/null) ]] && break; sleep 0.5; done
+  fi
+  stop slurmd slurmctld mlflow
+  stop slurmdbd munge
+  stop mariadb postgres  # the databases last: slurmdbd and the server write to them until they stop
   rm -rf "$STATE"
   say "down in $(since "$t0") s"
 }

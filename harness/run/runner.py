@@ -183,7 +183,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     job = job_name(name, cell)
     try:
         if cell.part is None:
-            preempted = _preempted_run(cell, uri)
+            preempted = _preempted_run(cell, uri) if tracking.slurm_job_id() else None
             if preempted is not None:  # resumed from its shards in the run its preempted task closed
                 run, opened = tracking.Run.reopen(uri, preempted, tags), parts.REOPENED
             else:
