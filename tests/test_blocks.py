@@ -157,3 +157,16 @@ def test_feature_metrics_use_the_configured_kid_subsets():
     few = feature_metrics(feats, ref, Scoring(**{**base.__dict__, "kid_subsets": 3}), prc=False)
     assert few[Metric.KID] != feature_metrics(feats, ref, base, prc=False)[Metric.KID]
     assert Metric.PRC_PRECISION not in few
+
+
+def test_edm_convention_three_repeats_show_the_minimum_beside_the_mean_and_interval():
+    from harness.report.tables import _edm_min
+
+    pooled = [{Metric.FID: v} for v in (3.2, 3.0, 3.4)]
+    pseudo = [{Metric.FID: 3.0 + 0.01 * k} for k in range(30)]
+    out = summarize(pooled, pseudo)
+    assert out[Metric.FID] == pytest.approx(3.2) and out[repeat_stat(Metric.FID, "min")] == 3.0
+    assert out[repeat_stat(Metric.FID, "ci95_low")] < 3.2 < out[repeat_stat(Metric.FID, "ci95_high")]
+    assert per_repeat(Metric.FID, 29) in out
+    assert _edm_min(3.0, 3, 10, Metric.FID) == " min 3.00"
+    assert _edm_min(3.0, 1, 10, Metric.FID) == "" and _edm_min(3.0, 3, 1, Metric.FID) == ""
