@@ -15,9 +15,11 @@ data at hand could have detected (the math: harness.report.stats).
 
 from __future__ import annotations
 
+import csv
 import math
 from collections import namedtuple
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,8 +64,11 @@ NOT_FOR_VERDICTS = {
 BLOCK_CALIBRATED = {Metric.FID, Metric.FD_PIXELS}
 BLOCK_UNCALIBRATED = ("its block-jackknife interval is not calibrated at paper scale (only the Frechet distances are: "
                       "docs/evidence.md)")
-SMALL_S = 20  # "small S": the paper's S = 10 and 20
-R2_MIN, SLOPE_RANGE = 0.95, (0.8, 1.2)
+# The claims' thresholds (display constants of the checks, not of any number measured): claim_thresholds.csv
+with open(Path(__file__).with_name("claim_thresholds.csv"), newline="") as _f:
+    THRESHOLDS = {row["name"]: float(row["value"]) for row in csv.DictReader(_f)}
+SMALL_S = int(THRESHOLDS["small_S"])  # "small S": the paper's S = 10 and 20
+R2_MIN, SLOPE_RANGE = THRESHOLDS["r2_min"], (THRESHOLDS["slope_low"], THRESHOLDS["slope_high"])
 
 
 @dataclass
