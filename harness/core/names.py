@@ -7,6 +7,8 @@ report table silently empty: the writer and the reader both import it from here.
 * Tags say where and how it ran, and what it was scored against.
 * Metrics are the numbers. A cell scored on K repeats (disjoint ranges of image indices) logs each repeat's value as
   ``<metric>_r<k>`` and the summary over repeats under ``repeat_stat(metric, ...)``; the plain ``<metric>`` is the mean.
+  A cell scored in K blocks per repeat (harness.metrics.blocks) logs the metric of each repeat's images pooled as
+  ``<metric>`` (their mean over repeats; ``_min`` their minimum) and the jackknife pseudo-values as the ``_r<k>``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Param:
     NFE = "nfe"
     N = "N"
     REPEATS = "repeats"
+    BLOCKS = "blocks"  # blocks per repeat (harness.metrics.blocks); logged only when > 1
     SEED = "seed"
     BATCH_SIZE = "batch_size"
     T = "T"
@@ -153,6 +156,11 @@ def part_key(part: int, what: str) -> str:
     if what not in PART_TAGS + PART_METRICS:
         raise ValueError(f"unknown part record {what!r}; one of {PART_TAGS + PART_METRICS}")
     return f"part_{part}_{what}"
+
+
+def jackknife_estimate(metric: str) -> str:
+    """A blocked cell's bias-corrected value, the mean of its pseudo-values (harness.metrics.blocks): ``fid_jackknife``."""
+    return f"{metric}_jackknife"
 
 
 def repeat_stat(metric: str, stat: str) -> str:

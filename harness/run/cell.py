@@ -371,7 +371,13 @@ class Cell:
             Param.NFE: self.nfe, Param.N: self.N, Param.REPEATS: self.repeats, Param.SEED: self.seed,
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
             Param.NOISE: self.noise, Param.COMPILE: self.compile,
+            **({Param.BLOCKS: self.blocks} if self.blocks > 1 else {}),
         }
+
+    @property
+    def blocks(self) -> int:
+        """Blocks per repeat of a sample cell scored in blocks (harness.metrics.blocks); 1 otherwise."""
+        return int(self.metrics.get("blocks", 1)) if self.job == "sample" and not self.is_exact else 1
 
 
 def job_name(name: str, cell: Cell) -> str:
@@ -390,6 +396,16 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
     if k >= N:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
                            f"raise N or lower metrics.prc_neighborhood.")
+    _int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
+    _int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
+    fractions = metrics.get("fid_inf_fractions")
+    if not fractions or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+        raise HarnessError(f"metrics.fid_inf_fractions must be fractions in (0, 1], got {fractions!r}, e.g. "
+                           "[0.5,0.6,0.7,0.8,0.9,1.0].")
+    blocks = _int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
+    if blocks > 1 and (N % blocks or N // blocks < 2):
+        raise HarnessError(f"metrics.blocks={blocks} must divide N={N} into blocks of at least 2 images: set "
+                           f"metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
     return metrics
 
 
