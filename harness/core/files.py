@@ -11,6 +11,8 @@ import tempfile
 import time
 import urllib.request
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -113,6 +115,26 @@ def load_tensors(path: str | os.PathLike):
                                  "pickle protocol 4 or later); save it again with torch.save's default protocol") from None
             raise NotTensors(f"it holds objects other than tensors{f' ({detail})' if detail else ''}; refused, "
                              "as loading them could run code") from None
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside ``path`` (same suffix, so writers that pick a format by it still do) to write to;
+    renamed to ``path`` when the block ends without error, deleted otherwise: a reader never sees a half-written
+    file, and a writer stopped mid-write leaves the previous version in place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
+from harness.core.runtime import gpu_problem, planned_device
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
 from harness.models.checkpoints import availability
@@ -91,7 +92,13 @@ def stored_images(cell: Cell) -> int:
         first, _, last = path.stem.partition("-")
         if first.isdigit() and last.isdigit():
             have.update(range(int(first), int(last) + 1))
-    return len(have.intersection(cell.indices))
+    return sum(1 for i in have if i in cell.indices)  # range membership: O(1), whatever N
+
+
+def _device(cell: Cell) -> str:
+    """The device the cell will use here; a paper preset that expects a GPU and would get the CPU says so."""
+    problem = None if cell.rehearsal else gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), "")
+    return planned_device(cell.device) + (" (NO GPU here: the run stops unless device=cpu)" if problem else "")
 
 
 def _duration(seconds: float) -> str:
@@ -169,7 +176,8 @@ def print_plan(cells: list[Cell]) -> int:
                 f", {_duration(seconds)} of {rate.kind} time")
         reused = stored_images(cell) if cell.job == "sample" and not done else 0
         state += f" ({reused} of its images already sampled)" if reused else ""
-        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
+        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
+              f"{_device(cell)}, {state}{plan}")
         if cell.job == "sample":
             where = (tracking.tracking_uri(cell.tracking.uri), cell.tracking.experiment)
             if where not in pilots:
