@@ -64,20 +64,18 @@ def tmpfs(folder: Path, size: str):
 
 
 def fill(folder: Path) -> None:
-    """Fill the disk of ``folder`` to its last byte with one real file."""
-    with open(folder / f"filler-{uuid.uuid4().hex}", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-        try:
-            while True:
-                f.write(b"\0")
-                f.flush()
-        except OSError:
-            pass
+    """Fill the disk of ``folder`` to its last byte with one real file (unbuffered writes, the last ones 1 byte)."""
+    fd = os.open(folder / f"filler-{uuid.uuid4().hex}", os.O_WRONLY | os.O_CREAT)
+    try:
+        for chunk in (b"\0" * 65536, b"\0"):
+            try:
+                while True:
+                    os.write(fd, chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    assert shutil.disk_usage(folder).free == 0
 
 
 # --- a deleted experiment -------------------------------------------------------------------------------------------
@@ -212,3 +210,154 @@ def test_a_paper_preset_without_a_gpu_is_one_line_before_sampling(tmp_path):
     assert not (tmp_path / "data").exists()  # refused before the data is downloaded
     assert "on cpu (NO GPU here: the run stops unless device=cpu)" in plan.stdout
     assert "on cpu, " in asked.stdout and "NO GPU" not in asked.stdout
+
+
+# --- full disks, and a single run's own orphans ------------------------------------------------------------------------
+
+
+def start(cwd: Path, *args, faults: str | None = None) -> subprocess.Popen:
+    """``python -m harness`` as clitools.harness runs it (private caches), started, not waited for."""
+    env = dict(os.environ, DDIM_HARNESS_CACHE=str(cwd / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("DDIM_HARNESS_FAULTS", None)
+    if faults:
+        env["DDIM_HARNESS_FAULTS"] = faults
+    return subprocess.Popen([sys.executable, "-m", "harness", "progress=false", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_stopped(proc: subprocess.Popen, timeout: float = 400) -> None:
+    """Until the process has stopped itself (a ``stop`` rule of the fault seam)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, finish(proc).stderr[-3000:]
+        with open(f"/proc/{proc.pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] == "T":
+                return
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the run never reached its stop point")
+
+
+def fid(proc) -> str:
+    return proc.stdout.split("fid ", 1)[1].split()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_mount(), reason="a real full disk needs a tmpfs mount (root)")
+def test_a_full_disk_is_one_line_before_and_while_a_cell_runs_and_the_rerun_resumes(tmp_path):
+    """On a real 3 MB tmpfs holding output_root and the store: a cell that cannot fit is refused before sampling,
+    naming the folder, the bytes needed and free; a disk filled while it samples, then while it scores, ends it with
+    ``no space left on <folder>`` (its shards kept); a rerun while still full is one line before Hydra writes; freed,
+    the rerun resumes from the shards to the FID of a clean run."""
+    clean = harness(tmp_path / "clean", *TINY)
+    with tmpfs(tmp_path / "disk", "3m") as disk:
+        shutil.copyfile(os.environ["HARNESS_TEST_STORE_TEMPLATE"], disk / "mlflow.db")
+        args = [*TINY, f"output_root={disk / 'out'}", f"tracking.uri=sqlite:///{disk / 'mlflow.db'}"]
+
+        big = finish(start(tmp_path, *args, "N=1000000"))
+        line = one_line(big)
+        assert big.returncode == 2 and f"not enough space on {disk}" in line and "bytes" in line and "free" in line
+        assert not list((disk / "out").glob("images/*/*.pt"))
+
+        proc = start(tmp_path, *args, faults="batch_done:stop:batches=1")
+        wait_stopped(proc)
+        fill(disk)
+        proc.send_signal(signal.SIGCONT)
+        full = finish(proc)
+        (images,) = (disk / "out" / "images").iterdir()
+        line = one_line(full)
+        assert full.returncode == 1 and f"no space left on {images}: " in line and "resumes" in line, line
+        assert [p.name for p in images.glob("*.pt")] == ["0000000-0000003.pt"]
+
+        still = finish(start(tmp_path, *args))
+        assert still.returncode == 2 and f"no space left on {disk / 'out'}" in one_line(still)
+
+        for filler in disk.glob("filler-*"):
+            filler.unlink()
+        proc = start(tmp_path, *args, faults="scoring:stop")
+        wait_stopped(proc)
+        fill(disk)
+        proc.send_signal(signal.SIGCONT)
+        scoring = finish(proc)
+        assert scoring.returncode == 1 and "no space left on " in one_line(scoring), scoring.stderr
+        assert len(list(images.glob("*.pt"))) == 2
+
+        for filler in disk.glob("filler-*"):
+            filler.unlink()
+        resumed = finish(start(tmp_path, *args))
+        assert resumed.returncode == 0, resumed.stderr
+        assert "(all from shards)" in resumed.stdout and fid(resumed) == fid(clean)
+
+
+@pytest.mark.slow
+def test_a_single_run_reconciles_its_own_cells_orphans(tmp_path):
+    """A single run killed (-9) mid-cell leaves its run RUNNING; the same command again marks it KILLED before it
+    starts (a sweep does this for the whole experiment), and leaves other cells' runs alone."""
+    killed = harness(tmp_path, *TINY, faults="batch_done:kill:batches=1", check=False)
+    assert killed.returncode == -signal.SIGKILL
+    other = harness(tmp_path, *TINY[:-1], "S=4", faults="batch_done:kill:batches=1", check=False)
+    assert other.returncode == -signal.SIGKILL
+    rerun = harness(tmp_path, *TINY)
+    from clitools import runs
+
+    table = runs(tmp_path).set_index("tags.mlflow.runName")
+    statuses = sorted(zip(table.index, table["status"]))
+    assert statuses == [("S=3 eta=0 digits/sample", "FINISHED"), ("S=3 eta=0 digits/sample", "KILLED"),
+                        ("S=4 eta=0 digits/sample", "RUNNING")], statuses
+    assert "[reconciled] S=3 eta=0 digits/sample: run " in rerun.stdout
+
+
+# --- dependency ranges and the constraints CI installs -----------------------------------------------------------------
+
+
+def test_dependencies_are_ranges_and_constraints_pin_versions_inside_them():
+    """pyproject.toml gives each dependency a range (so a user's torch is kept when it fits); constraints.txt (what
+    .ci/run installs with -c) pins every one of them to a version inside its range."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = Path(__file__).resolve().parent.parent
+    deps = [Requirement(d) for d in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]]
+    pins = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    for dep in deps:
+        assert any(s.operator == ">=" for s in dep.specifier) and not any(s.operator == "==" for s in dep.specifier), dep
+        assert dep.specifier.contains(pins[canonicalize_name(dep.name)]), (dep, pins[canonicalize_name(dep.name)])
+    assert "-c constraints.txt" in (root / ".ci" / "run").read_text()
+
+
+@pytest.mark.skipif(not can_mount(), reason="a real full disk needs a tmpfs mount (root)")
+def test_the_stores_full_disk_is_one_line_naming_it(tmp_path):
+    """A store on a full disk: the runner's check before sampling names the store's folder, the bytes needed and
+    free; a write the store refuses (SQLite's "database or disk is full") says no space left on its folder, not
+    "is it an MLflow SQLite database? Move it aside"."""
+    from clitools import cells
+    from harness.core.errors import HarnessError
+    from harness.run.space import check_space
+    from harness.tracking.store import prepare_store
+
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        shutil.copyfile(os.environ["HARNESS_TEST_STORE_TEMPLATE"], disk / "mlflow.db")
+        fill(disk)
+        uri = f"sqlite:///{disk / 'mlflow.db'}"
+        cell = cells(*TINY, f"output_root={tmp_path / 'out'}", f"tracking.uri={uri}")[0]
+        with pytest.raises(HarnessError) as err:
+            check_space(cell, uri)
+        assert str(err.value).startswith(f"not enough space on {disk}: the cell writes about ") and \
+            "the tracking store's rows and artifacts" in str(err.value) and "(0 bytes) are free" in str(err.value)
+        with pytest.raises(HarnessError) as err:
+            for i in range(200):  # until SQLite needs a page the disk no longer has
+                prepare_store(uri, f"experiment-{i}")
+        assert str(err.value).startswith(f"no space left on {disk} (the tracking store ") and \
+            "database or disk is full" in str(err.value) and "Move it aside" not in str(err.value)

@@ -3,10 +3,12 @@ verified downloads. The one place that touches bytes on disk for the rest of the
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
 import pickle
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -146,7 +148,12 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # torch's writer on a full disk: "unexpected pos ...", "file write failed"
+            if "unexpected pos" in str(err) or "write failed" in str(err) or shutil.disk_usage(path.parent).free < 1 << 16:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+            raise
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -130,6 +130,8 @@ def client(uri: str):
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run" lines: the harness prints its own
     if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("INFO", "DEBUG"):  # verbose=true keeps them
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
+        # its traceback of every database error (a full disk, a locked file): store_errors says it in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
 
     if uri.startswith("sqlite:///"):
@@ -254,19 +256,21 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def reconcile_orphans(uri: str, experiment: str) -> list[str]:
+def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) -> list[str]:
     """Mark KILLED the RUNNING runs started on this host by a process that no longer exists (``kill -9``, a crashed
     worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen), and
-    so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts)."""
+    so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts). ``cell_key``: only the
+    runs of that cell (what a single run reconciles before it starts)."""
     exp = experiment_id(uri, experiment)
     if exp is None:
         return []
     host = socket.gethostname()
     fixed = []
+    only = f" and tags.{Tag.CELL_KEY} = '{cell_key}'" if cell_key else ""
     with store_errors(uri):
         c = client(uri)
-        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'",
-                                 max_results=10_000):
+        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'"
+                                                      f"{only}", max_results=10_000):
             pid = run.data.tags.get(Tag.PID, "")
             if pid.isdigit() and not _pid_alive(int(pid)):
                 c.set_tag(run.info.run_id, Tag.ERROR, f"process {pid} on {host} ended without closing the run "
