@@ -110,6 +110,8 @@ def disk_full(err: BaseException, cell, uri: str) -> str | None:
     named = next((e.filename for e in chain if getattr(e, "errno", None) in FULL and getattr(e, "filename", None)), None)
     if named is not None:
         folder = Path(os.fsdecode(named)).parent
+    elif uri.startswith("sqlite:///") and any("database or disk is full" in str(e) for e in chain):
+        folder = Path(uri[len("sqlite:///"):]).parent
     else:
         folders = [f for f, _, _ in cell_needs(cell, uri)]
         folder = min(folders, key=free_bytes)
