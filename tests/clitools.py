@@ -25,9 +25,10 @@ def new_store(db: Path) -> Path:
     return db
 
 
-def harness(tmp_path, *args, check=True, template=True, faults=None):
+def harness(tmp_path, *args, check=True, template=True, faults=None, entry=("-m", "harness")):
     """``python -m harness ...`` in ``tmp_path``, its store ``tmp_path/mlflow.db`` (from the template if new, unless
-    ``template=False``: then the harness creates it); ``faults``: rules for the fault seam (harness.core.faults)."""
+    ``template=False``: then the harness creates it); ``faults``: rules for the fault seam (harness.core.faults);
+    ``entry``: what python runs instead of ``-m harness`` (a script that wraps it)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     if template:
         new_store(tmp_path / "mlflow.db")
@@ -38,7 +39,7 @@ def harness(tmp_path, *args, check=True, template=True, faults=None):
         env[FAULTS_ENV] = faults
     flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before the overrides
     overrides = [a for a in args if not a.startswith("-")]
-    cmd = [sys.executable, "-m", "harness", *flags, f"output_root={tmp_path / 'out'}", "progress=false", *overrides]
+    cmd = [sys.executable, *entry, *flags, f"output_root={tmp_path / 'out'}", "progress=false", *overrides]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

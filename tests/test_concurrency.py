@@ -18,7 +18,7 @@ import pytest
 from clitools import ROOT, cells, new_store, runs
 
 from harness.tracking import store as tracking
-from harness.sweep.cell_claim import claim_path
+from harness.run.cell_claim import claim_path
 
 # Each process imports the harness, says it is ready, waits for the file ``go`` and then opens the store as a
 # sweep's start does (prepare_store).

@@ -39,7 +39,7 @@ FIGURES = ["job.consistency_S=[3,5]", "job.consistency_images=2", "job.interpola
 def run_figures_job(store: Store, out: Path, overrides: list[str]) -> str:
     """The figures job on the shipped digits model, run into the store as ``python -m harness job=figures`` runs it;
     returns its run id."""
-    from harness.sweep.runner import run_cell
+    from harness.run.runner import run_cell
 
     (cell,) = cells("job=figures", f"output_root={out}", f"tracking.uri={store.uri}", "progress=false", *overrides)
     outcome = run_cell(cell)

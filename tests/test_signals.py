@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from clitools import new_store, runs
 
-from harness.sweep import signals
+from harness.run import signals
 from harness.tracking.store import _pid_alive
 
 SLOW_CELLS = ["N=200", "repeats=1", "batch_size=8", "S=20"]  # long enough to be stopped mid-sampling

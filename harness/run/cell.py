@@ -374,6 +374,11 @@ class Cell:
         }
 
 
+def job_name(name: str, cell: Cell) -> str:
+    """A cell's run name and, for a part of it, which part: ``S=10 eta=0 digits/sample part 1 of 3 (images 5..9)``."""
+    return f"{name} {cell.part_label}" if cell.part is not None else name
+
+
 def _metrics(metrics: Mapping, N: int) -> Mapping:
     """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
     at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""

@@ -16,7 +16,7 @@ from harness.metrics.suite import scoring_of
 
 def check_data(cell) -> None:
     """HarnessError (one line naming the difference and the fix) unless the cell's data folder is ready. A dry run
-    downloads nothing: its plan lists the missing inputs (harness.sweep.dryrun)."""
+    downloads nothing: its plan lists the missing inputs (harness.run.dryrun)."""
     if cell.dry_run:
         return
     dataset = dict(cell.dataset)

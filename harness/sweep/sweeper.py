@@ -3,7 +3,7 @@
 1. Plan (harness.sweep.plan): the overrides parsed once into jobs (a cell in parts as its part jobs), each job's
    config composed and built into its ``Cell`` and named. Any bad input stops the sweep here with one message.
 2. Check: each distinct device, checkpoint and data folder once (``check_environment``); ``dry_run=true`` prints the
-   plan (harness.sweep.dryrun) and stops.
+   plan (harness.run.dryrun) and stops.
 3. Open the parent run (harness.sweep.parent).
 4. Launch: the launcher (``hydra/launcher``: local workers, submitit, Hydra's basic) gets the jobs' overrides, as
    Hydra's launcher API takes them, and a task, ``SweepTask``, that carries the sweep's facts and the built cells to
@@ -32,9 +32,10 @@ from omegaconf import DictConfig, OmegaConf
 from harness.core.console import configure_console
 from harness.core.errors import HarnessError
 from harness.run.cell import check_environment
-from harness.sweep import plan, signals
+from harness.run import signals
+from harness.sweep import plan
 from harness.sweep.launcher import workers_of
-from harness.sweep.outcome import Outcome
+from harness.run.outcome import Outcome
 from harness.sweep.parent import ParentRun
 from harness.tracking.credentials import redact, redact_file
 
@@ -70,7 +71,7 @@ class CellSweeper(Sweeper):
         self.hydra_context, self.config = hydra_context, config  # the launcher is made in sweep(), with the task
 
     def sweep(self, arguments: list[str]) -> list:
-        from harness.sweep.runner import (  # lazy: brings torch, mlflow, torch_fidelity: Hydra loads this module at every start
+        from harness.run.runner import (  # lazy: brings torch, mlflow, torch_fidelity: Hydra loads this module at every start
             SweepContext,
             SweepTask,
         )
@@ -84,11 +85,10 @@ class CellSweeper(Sweeper):
                         for j in planned}.values():
                 check_environment(job.cell)
             if config.get("dry_run"):
-                from harness.sweep.dryrun import (
-                    print_plan,  # lazy: brings torch, mlflow, pandas: only for a dry run
-                )
+                from harness.report.pilot import PilotLines  # lazy: brings mlflow, pandas, scipy: only for a dry run
+                from harness.run.dryrun import print_plan
 
-                print_plan([j.cell for j in planned])
+                print_plan([j.cell for j in planned], PilotLines())
                 return []
             sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             parent = ParentRun.open(config, planned, plan.sweep_name(planned), sweep_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,15 +32,14 @@ from harness.core.runtime import (
     select_device,
 )
 from harness.run import parts
-from harness.run.cell import Cell, check_environment, relative
+from harness.run.cell import Cell, check_environment, job_name, relative
 from harness.run.jobs import JOBS
 from harness.run.jobs.context import JobContext
+from harness.run import cell_claim, signals
+from harness.run.dryrun import print_plan
+from harness.run.outcome import Outcome
 from harness.run.space import check_space, disk_full
-from harness.sweep import cell_claim, signals
-from harness.sweep.dryrun import print_plan
-from harness.sweep.outcome import Outcome
-from harness.sweep.plan import PlannedJob, job_name
-from harness.sweep.writable import check_cell_paths
+from harness.run.writable import check_cell_paths
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact_file, redacted
 
@@ -62,16 +61,17 @@ class SweepTask:
     built and named for it. Launchers send it to their workers (pickled, like any Hydra task function): the facts of the
     sweep travel with the task, not through the environment."""
 
-    def __init__(self, sweep: SweepContext, jobs: Sequence[PlannedJob]) -> None:
+    def __init__(self, sweep: SweepContext, jobs: Sequence) -> None:  # the plan's jobs (harness.sweep.plan.PlannedJob)
         self.sweep, self.jobs = sweep, tuple(jobs)
 
     def __call__(self, cfg: DictConfig) -> dict:
         return run_job(cfg, self)
 
 
-def run_job(cfg: DictConfig, task: SweepTask | None = None) -> dict:
+def run_job(cfg: DictConfig, task: SweepTask | None = None, pilot: Callable[[Cell], str] | None = None) -> dict:
     """The Hydra task: one cell, its outcome as a dict (Hydra's return value of the job). A single run exits non-zero
-    on failure; in a sweep the failure is returned and the sweep goes on."""
+    on failure; in a sweep the failure is returned and the sweep goes on. ``pilot``: the planner's line of a dry run
+    (harness.report.pilot, given by the command line for ``dry_run=true``)."""
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     index = int(hc.job.num) if multirun else None
@@ -91,6 +91,9 @@ def run_job(cfg: DictConfig, task: SweepTask | None = None) -> dict:
         outcome = Outcome(index, " ".join(hc.overrides.task), "FAILED", error=str(err))
     else:
         printed = True
+        if cell.dry_run:
+            print_plan([cell], pilot)
+            return asdict(Outcome(index, job_name(cell.run_name, cell), "PLANNED"))
         outcome = run_cell(cell, output_dir, index=index)
     if not multirun and outcome.status in ("FAILED", "KILLED"):
         if not printed:
@@ -103,9 +106,6 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
              sweep: SweepContext | None = None, name: str | None = None) -> Outcome:
     name = name or cell.run_name
     label = label or job_name(name, cell)
-    if cell.dry_run:
-        print_plan([cell])
-        return Outcome(index, job_name(name, cell), "PLANNED")
     try:
         check_environment(cell)
         check_cell_paths(cell)
