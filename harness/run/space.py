@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.files import cache_dir
 
 SHARD_BYTES = 4096  # a shard file's overhead (torch.save's zip records, indices, checksum): 2.2 KB measured, x2
 JOB_FOLDER_BYTES = 64 * 1024  # Hydra's job folder (.hydra/*.yaml and the job log): 15.5 KB measured, x4
@@ -113,7 +114,7 @@ def disk_full(err: BaseException, cell, uri: str) -> str | None:
     elif uri.startswith("sqlite:///") and any("database or disk is full" in str(e) for e in chain):
         folder = Path(uri[len("sqlite:///"):]).parent
     else:
-        folders = [f for f, _, _ in cell_needs(cell, uri)]
+        folders = [f for f, _, _ in cell_needs(cell, uri)] + [cache_dir()]  # the cache: reference features, weights
         folder = min(folders, key=free_bytes)
     return (f"no space left on {folder}: free space there and run the same command again (it resumes from the "
             f"images sampled so far, which stay in {cell.images_dir}), or set output_root=<a folder on a larger disk>.")
