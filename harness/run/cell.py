@@ -446,8 +446,9 @@ def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
     exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
     online), the data folder the cell reads is there and (outside a rehearsal) the published one."""
-    from harness.core.runtime import (
-        select_device,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+    from harness.core.runtime import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
+        gpu_problem,
+        select_device,
     )
     from harness.run.preflight import (
         check_data,  # lazy: brings torch, torch_fidelity, scipy: the sweeper's start-up builds no cell but imports this module
@@ -476,6 +477,10 @@ def check_environment(cell: Cell) -> None:
         )
 
         unet_folder(Path(path).expanduser())
+    if not cell.dry_run and not cell.rehearsal:  # before the data (CIFAR-10 is downloaded next); the dry run names the device
+        problem = gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), f"dataset={cell.dataset['name']}")
+        if problem:
+            raise HarnessError(problem)
     check_data(cell)
 
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
+from harness.core.runtime import gpu_problem, planned_device
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
 from harness.models.checkpoints import availability
 from harness.run.cell import Cell, part_range
 from harness.run.parts import find_run
+from harness.run.space import stored_count
 from harness.tracking import store as tracking
 
 
@@ -83,13 +85,14 @@ def _rate(cell: Cell, uri: str) -> Rate | None:
 
 def stored_images(cell: Cell) -> int:
     """How many of this job's images the cell's images folder holds already (a resumed cell, or one grown by repeats),
-    counted from the shard names ``<first>-<last>.pt`` without reading them (a sampling run checks each shard)."""
-    have = set()
-    for path in cell.images_dir.glob("*.pt"):
-        first, _, last = path.stem.partition("-")
-        if first.isdigit() and last.isdigit():
-            have.update(range(int(first), int(last) + 1))
-    return len(have.intersection(cell.indices))
+    counted from the shard names without reading them (a sampling run checks each shard)."""
+    return stored_count(cell.images_dir, cell.indices)
+
+
+def _device(cell: Cell) -> str:
+    """The device the cell will use here; a paper preset that expects a GPU and would get the CPU says so."""
+    problem = None if cell.rehearsal else gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), "")
+    return planned_device(cell.device) + (" (NO GPU here: the run stops unless device=cpu)" if problem else "")
 
 
 def _duration(seconds: float) -> str:
@@ -166,7 +169,8 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
                 f", {_duration(seconds)} of {rate.kind} time")
         reused = stored_images(cell) if cell.job == "sample" and not done else 0
         state += f" ({reused} of its images already sampled)" if reused else ""
-        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
+        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
+              f"{_device(cell)}, {state}{plan}")
         line = pilot(cell) if pilot is not None and cell.job == "sample" else ""
         if line:
             print(f"  {line}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from harness.core import faults
 from harness.core.names import Metric, Param, Tag
 from harness.diffusion.analytic import exact_mixture
 from harness.diffusion.images import save_grid, to_uint8
@@ -40,6 +41,7 @@ def run(ctx: JobContext) -> dict:
     if gen.nfe is not None:
         metrics[Metric.NFE_COUNTED] = gen.nfe
     ctx.run.log_metrics(metrics)
+    faults.point("scoring", job=ctx.job)
     return _score(ctx, model, store, metrics)
 
 
