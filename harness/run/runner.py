@@ -33,7 +33,6 @@ from harness.core.runtime import (
 )
 from harness.run import parts
 from harness.run.cell import Cell, check_environment, job_name, relative
-from harness.run.jobs import JOBS
 from harness.run.jobs.context import JobContext
 from harness.run import cell_claim, signals
 from harness.run.dryrun import print_plan
@@ -210,7 +209,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
             if output_dir is not None:
                 for path in sorted((output_dir / ".hydra").glob("*.yaml")):
                     run.log_text(redact_file(path), f"hydra/{path.name}")
-        JOBS[cell.job](ctx)
+        cell.spec.run(ctx)
     except KeyboardInterrupt as err:
         how = f"interrupted ({str(err) or 'Ctrl-C'})"
         if cell.part is not None:
