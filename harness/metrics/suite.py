@@ -290,10 +290,10 @@ def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
 
 
 def score_blocks(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
-                 progress_factory=None) -> tuple[list[dict], list[dict]]:
+                 progress_factory=None, timings: dict | None = None) -> tuple[list[dict], list[dict]]:
     """(each repeat's metrics of all its images pooled, the jackknife pseudo-values of its ``scoring.blocks`` blocks,
     repeat-major): harness.metrics.blocks. Precision/recall are pooled only (no pseudo-values)."""
-    ref, gen, per = _features(images, repeats, scoring, device, progress_factory)
+    ref, gen, per = _features(images, repeats, scoring, device, progress_factory, timings)
     pooled, pseudo = [], []
     for r in range(repeats):
         feats = {k: v[r * per:(r + 1) * per] for k, v in gen.items()}

@@ -135,7 +135,7 @@ def _score_images(ctx: JobContext, images) -> tuple[dict, dict[str, str], str]:
     scoring = scoring_of(ctx.cell)
     timings = {}
     if scoring.blocks > 1:  # the paper's budget: each repeat pooled, a block jackknife (harness.metrics.blocks)
-        summary = summarize(*score_blocks(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress))
+        summary = summarize(*score_blocks(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress, timings=timings))
     else:
         summary = summarize(score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress, timings=timings))
     if "vit_seconds" in timings:  # what FD_DINOv2's and CMMD's features cost per image here (priced by dry runs)
