@@ -103,7 +103,7 @@ def test_every_sampler_runs_through_the_harness_on_exact_and_digits_data(tmp_pat
     import mlflow
 
     from clitools import cells
-    from harness.sweep.runner import run_cell
+    from harness.run.runner import run_cell
     from harness.diffusion.samplers import SAMPLERS
 
     monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))

@@ -56,7 +56,7 @@ def test_a_grown_cell_keeps_its_first_repeats_bitwise(tmp_path, capsys):
     # growing it again: the dry run counts the 40 images there and prices only the 20 new ones
     from clitools import cells
 
-    from harness.sweep.dryrun import print_plan
+    from harness.run.dryrun import print_plan
 
     print_plan(cells("dry_run=true", *COMMON, "repeats=6", f"output_root={tmp_path / 'out'}",
                      f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"))

@@ -56,7 +56,7 @@ def test_dry_run_lists_cells_without_sampling(tmp_path):
                                            ("table3_bedroom", 8), ("table3_church", 8), ("samplers", 16),
                                            ("samplers_cifar10", 32), ("samplers_exact", 32)])
 def test_presets_plan_without_their_data(tmp_path, monkeypatch, capsys, preset, count):
-    from harness.sweep.dryrun import print_plan
+    from harness.run.dryrun import print_plan
 
     monkeypatch.chdir(tmp_path)  # the plan reads the (empty) store in the working directory
     monkeypatch.setenv("DDIM_HARNESS_DATA", str(tmp_path / "no-data"))

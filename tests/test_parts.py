@@ -73,7 +73,7 @@ def test_parts_alone_expand_into_part_jobs():
     (["parts=3", "part=3"], "part=3 is not one of the parts 0..2 of parts=3: use part=0..2"),
     (["part=2"], "part=2 needs parts=<k> with k > 2"),
     (["parts=3"], "give part=<0..2> for one of them, or run -m parts=3"),
-    (["parts=2", "part=0", "job=timing"], "only job=sample cells are split into parts"),
+    (["parts=2", "part=0", "job=timing"], "job=timing cells are not split into parts"),
     (["parts=40", "part=0", "N=16", "repeats=1"], "parts=40 is more than the cell's 16 images"),
     (["parts=2", "part=0", "force=true"], "run the cell once unsplit with force=true"),
 ])
@@ -92,7 +92,7 @@ def test_parts_leave_both_keys_alone():
 
 def plan(capsys, *overrides) -> str:
     """What ``dry_run=true`` prints for these cells (in this process; the store is the working directory's)."""
-    from harness.sweep.dryrun import print_plan
+    from harness.run.dryrun import print_plan
 
     capsys.readouterr()
     print_plan([cell_of(*TINY, *o) for o in overrides])
@@ -101,7 +101,7 @@ def plan(capsys, *overrides) -> str:
 
 @pytest.mark.slow  # about 2.5 min on one loaded CPU core: 4 harness processes
 def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_run(tmp_path, monkeypatch, capsys):
-    from harness.sweep.runner import run_cell
+    from harness.run.runner import run_cell
 
     harness(tmp_path / "a", *TINY)  # the cell unsplit
     whole = cell_runs(tmp_path / "a").iloc[0]

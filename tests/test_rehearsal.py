@@ -217,7 +217,7 @@ class OutOfMemoryNet(torch.nn.Module):
 
 def test_out_of_memory_is_one_line_suggesting_a_smaller_batch(tmp_path, monkeypatch):
     from harness.run.jobs.context import JobContext
-    from harness.sweep.runner import run_cell
+    from harness.run.runner import run_cell
 
     db = new_store(tmp_path / "mlflow.db")
     (cell,) = cells("dataset=digits", "N=8", "S=2", "batch_size=8", f"output_root={tmp_path / 'out'}",

@@ -112,9 +112,11 @@ def test_dry_run_shows_the_plan_per_cell_from_a_pilot_store(store, capsys):
     eta=0.2 has no pilot run."""
     from clitools import cells
 
-    from harness.sweep.dryrun import print_plan
+    from harness.report.pilot import PilotLines
+    from harness.run.dryrun import print_plan
 
-    print_plan(cells("dry_run=true", "S=10", "eta=0.2,0.5,1", "N=10", "repeats=5", f"tracking.uri={store.uri}"))
+    print_plan(cells("dry_run=true", "S=10", "eta=0.2,0.5,1", "N=10", "repeats=5", f"tracking.uri={store.uri}"),
+               PilotLines())
     out = capsys.readouterr().out.splitlines()
     lines = {line.split(" digits/sample")[0]: out[i + 1] for i, line in enumerate(out[:-1]) if "digits/sample [" in line}
     assert lines["S=10 eta=1"] == (

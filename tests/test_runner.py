@@ -54,6 +54,35 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
     assert again.stdout.count("[skip]") == 4 and len(runs(tmp_path).query("`tags.kind` == 'cell'")) == 4
 
 
+CELL_IMPORTS = """
+import atexit, runpy, sys
+atexit.register(lambda: print("MODULES", *sorted(sys.modules)))
+sys.argv = ["harness", *sys.argv[1:]]
+runpy.run_module("harness", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow  # two processes: 31-45 s on the loaded 2 cores
+def test_a_cells_process_imports_neither_the_report_nor_jinja2(tmp_path):
+    """One real cell (python -m harness, no -m): its process never imports the report (its tables, claims, templates)
+    nor jinja2; only a dry run imports the report, for its planner line. (scipy is a cell's own: mlflow
+    imports scipy.sparse, FID scipy.linalg, the repeats' interval scipy.stats.)"""
+    script = tmp_path / "cell.py"
+    script.write_text(CELL_IMPORTS)
+    proc = harness(tmp_path / "run", "N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8",
+                   entry=(str(script),))
+    assert "[done]" in proc.stdout
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("MODULES ")]
+    modules = set(line.split()[1:])
+    assert "harness.run.runner" in modules and "harness.diffusion.unet" in modules  # it did run the cell here
+    assert not {m for m in modules if m.startswith("harness.report")}
+    assert not {m for m in modules if m.split(".")[0] == "jinja2"}
+
+    dry = harness(tmp_path / "dry", "N=8", "repeats=1", "S=3", "dry_run=true", entry=(str(script),))
+    (line,) = [x for x in dry.stdout.splitlines() if x.startswith("MODULES ")]
+    assert "harness.report.pilot" in line.split()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

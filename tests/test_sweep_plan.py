@@ -1,4 +1,4 @@
-"""The sweep's plan (harness.sweep.plan) and the hand-over to its jobs (harness.sweep.sweeper, harness.sweep.runner):
+"""The sweep's plan (harness.sweep.plan) and the hand-over to its jobs (harness.sweep.sweeper, harness.run.runner):
 overrides parsed once in Hydra's order, each job's Cell built and named before any work, cells that cross to a worker
 without their cached file hashes, and the outcomes read from the launcher's return values."""
 

@@ -51,6 +51,8 @@ class Tag:
     THREADS = "threads"
     HOST = "host"
     PID = "pid"  # the process that owns a RUNNING run (reconcile_orphans); a cell in parts: its finishing part's
+    SLURM_JOB_ID = "slurm_job_id"  # the Slurm task that runs it ("123_4" for an array task): a sweep marks it KILLED when that ends
+    PREEMPTED = "preempted"  # times its Slurm task was preempted or timed out (SIGUSR2); each resumed in this run
     PARTS = "parts"  # a cell run in parts (harness.run.parts): how many
     PARTS_DONE = "parts_done"  # the parts that sampled their block, e.g. "0,2"
     FINISHING_PART = "finishing_part"  # the part that found the cell complete and scores it

@@ -28,7 +28,7 @@ from harness.core.errors import HarnessError
 from harness.core.names import REPEAT_STATS, Param, Tag, repeat_stat
 from harness.diffusion.eta import eta_label
 from harness.tracking.store import client as tracking_client
-from harness.tracking.store import reconcile_orphans, shown_uri, store_errors
+from harness.tracking.store import check_active, reconcile_orphans, shown_uri, store_errors
 
 # The report's column for each param and tag it reads, from the name harness.core.names gives it in the store: a rename
 # there is followed here, and the rest of the report reads these columns.
@@ -100,6 +100,7 @@ def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix
         client = tracking_client(uri)  # checks the SQLite header; asks a server briefly
         exp = client.get_experiment_by_name(experiment)
+        check_active(exp, uri, "pass --experiment NAME")
         if exp is None:
             names = sorted(e.name for e in client.search_experiments())
             raise HarnessError(f"The tracking store {shown_uri(uri)} has no experiment {experiment!r} (it has: "

@@ -8,7 +8,7 @@ checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads 
 from __future__ import annotations
 
 from harness.core.errors import HarnessError
-from harness.data import KNOWN, ensure_available, published_problem
+from harness.data import KNOWN, data_root, ensure_available, published_problem
 from harness.metrics.features import verified_weights
 from harness.metrics.references import datasets_root, ensure_data
 from harness.metrics.suite import scoring_of
@@ -16,20 +16,22 @@ from harness.metrics.suite import scoring_of
 
 def check_data(cell) -> None:
     """HarnessError (one line naming the difference and the fix) unless the cell's data folder is ready. A dry run
-    downloads nothing: its plan lists the missing inputs (harness.sweep.dryrun)."""
+    downloads nothing: its plan lists the missing inputs (harness.run.dryrun)."""
     if cell.dry_run:
         return
     dataset = dict(cell.dataset)
-    if cell.job == "sample" and not cell.is_exact:
+    if dataset.get("name") in KNOWN and dataset.get("name") != "digits":
+        data_root(dataset)  # a root no folder can be at (a link loop): said first, before any download
+    if cell.spec.scored and not cell.is_exact:
         verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
-    if cell.job == "sample":
+    if cell.spec.scored:
         scoring = scoring_of(cell)
         ensure_data(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root),
                     scoring.datasets_download, dataset)
-    elif cell.job == "recon":
-        ensure_available(dataset, dataset["test_split"])
+    elif cell.spec.reads is not None:
+        ensure_available(dataset, dataset[cell.spec.reads])
     else:
         return
     if not cell.rehearsal:

@@ -5,7 +5,7 @@ per CPU core), each running one cell at a time. Unlike it, a worker that dies (`
 takes only its own cell down: the launcher records that cell as FAILED (its MLflow run is marked KILLED), starts a
 new worker and runs the remaining cells.
 
-Ctrl-C and SIGTERM stop the sweep (harness.sweep.signals): no further cell starts, the signal is passed on to the workers,
+Ctrl-C and SIGTERM stop the sweep (harness.run.signals): no further cell starts, the signal is passed on to the workers,
 whose running cells are marked KILLED, and the launcher returns every job's outcome, so that the sweep's summary
 runs and its parent run is marked KILLED (harness.sweep.sweeper). A second signal kills the workers at once. Workers stop
 when the sweep's process dies, ``kill -9`` included.
@@ -32,8 +32,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from harness.sweep import signals
-from harness.sweep.outcome import Outcome
+from harness.run import signals
+from harness.run.outcome import Outcome
 from harness.tracking import store as tracking
 
 log = logging.getLogger(__name__)

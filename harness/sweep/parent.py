@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from harness.core.names import Param, Tag, repeat_stat
-from harness.sweep import signals
+from harness.run import signals
 from harness.sweep.plan import PlannedJob
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact

@@ -8,7 +8,7 @@
 * Names. What the sweep varies names the parent run (``sweep S=10,20 eta=0,1 (4 cells)``) and leads each cell's run
   name when the standard name does not show it (``seed=2 S=50 eta=0 digits/sample``).
 
-The sweeper hands the built cells and their names to the jobs with its task (harness.sweep.runner.SweepTask).
+The sweeper hands the built cells and their names to the jobs with its task (harness.run.runner.SweepTask).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
 from harness.core.errors import HarnessError
-from harness.run.cell import Cell
+from harness.run.cell import Cell, job_name
 
 
 @dataclass(frozen=True)
@@ -117,11 +117,6 @@ def run_name(cell: Cell, job: Job, varying: list[str] | dict) -> str:
     lead = [f"{key.split('.')[-1]}={short(value)}" for key, value in job.settings
             if key in varying and key not in _SHOWN]
     return " ".join(lead + [cell.run_name])
-
-
-def job_name(name: str, cell: Cell) -> str:
-    """A cell's run name and, for a part of it, which part: ``S=10 eta=0 digits/sample part 1 of 3 (images 5..9)``."""
-    return f"{name} {cell.part_label}" if cell.part is not None else name
 
 
 def job_config(config_loader, config: DictConfig, job: Job) -> DictConfig:

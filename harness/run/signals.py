@@ -1,7 +1,7 @@
 """Ctrl-C (SIGINT) and SIGTERM (a scheduler's time limit, ``docker stop``, ``kill``) as clean stops.
 
 The first of these signals a process gets becomes an exception where the process can stop cleanly: KeyboardInterrupt
-for Ctrl-C, ``Terminated`` (a KeyboardInterrupt) for SIGTERM; the cell's run is then marked KILLED (harness.sweep.runner)
+for Ctrl-C, ``Terminated`` (a KeyboardInterrupt) for SIGTERM; the cell's run is then marked KILLED (harness.run.runner)
 and the command ends with 130 or 143, as a shell reports a process stopped by those signals. Every later one is
 ignored: a terminal's Ctrl-C reaches every process of the group and a sweep passes the signal on to its workers, so
 one process may get it twice, and the second must not break off the cleanup the first started.
@@ -31,6 +31,22 @@ _parent: int | None = None  # a worker's sweep process (die_with_parent)
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run is marked KILLED."""
+
+
+class Preempted(KeyboardInterrupt):
+    """SIGUSR2 in a Slurm task: the signal Slurm sends before the time limit or a preemption (``--signal``). The run is
+    closed as preempted, and the sweep submits the cell again, which resumes in the same run (harness.sweep.slurm)."""
+
+
+preempted = False  # whether this process got the preemption signal (a Slurm task: harness.sweep.slurm)
+
+
+def on_preempt(signum, frame) -> None:
+    global preempted
+    if preempted:
+        return
+    preempted = True
+    raise Preempted(f"preempted (signal {signum}: Slurm's warning before the time limit or a preemption)")
 
 
 def name(signum: int | None) -> str:

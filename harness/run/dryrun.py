@@ -2,22 +2,21 @@
 whether their checkpoint and data are present, without sampling anything. A missing input is printed once, not per
 cell. The time is the cell's images x NFE x the model's measured seconds per image and NFE (its newest finished sample
 or timing run; "unknown" without one), in hours of the kind of device that measured it (GPU- or CPU-hours). A cell in
-parts is one line, with its part plan and, once its parts have started, which are done. With a pilot store (finished
-sample runs of the same settings, any repeats) each sample cell also gets the report's planner line
-(harness.report.claims): the repeats that would decide its within-noise comparisons, and what growing it costs."""
+parts is one line, with its part plan and, once its parts have started, which are done. With ``pilot`` (the report's
+planner over a pilot store, harness.report.pilot) each sample cell also gets its planner line: the repeats that would
+decide its within-noise comparisons, and what growing it costs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
+from harness.core.runtime import gpu_problem, planned_device
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
 from harness.models.checkpoints import availability
-from harness.report.claims import duration, store_plans
-from harness.report.labels import fmt_number, label
 from harness.run.cell import Cell, part_range
 from harness.run.parts import find_run
 from harness.tracking import store as tracking
@@ -34,7 +33,7 @@ def _key(cell: Cell) -> str | None:
 def _data_status(cell: Cell) -> tuple[bool, str]:
     if cell.is_exact:
         return True, f"exact-score data {cell.dataset['name']}: no data needed"
-    if cell.job == "sample":
+    if cell.spec.scored:
         try:
             if reference_cached(scoring_of(cell)):
                 return True, f"reference features of {cell.dataset['fid_reference']} cached"
@@ -42,9 +41,10 @@ def _data_status(cell: Cell) -> tuple[bool, str]:
             pass
         problem = check_available(cell.dataset, cell.dataset["train_split"])
         return problem is None, problem or f"{cell.dataset['fid_reference']} data present"
-    if cell.job == "recon":
-        problem = check_available(cell.dataset, cell.dataset["test_split"])
-        return problem is None, problem or f"{cell.dataset['name']} {cell.dataset['test_split']} data present"
+    if cell.spec.reads is not None:
+        split = cell.dataset[cell.spec.reads]
+        problem = check_available(cell.dataset, split)
+        return problem is None, problem or f"{cell.dataset['name']} {split} data present"
     return True, "no data needed"
 
 
@@ -83,15 +83,10 @@ def _rate(cell: Cell, uri: str) -> Rate | None:
     return None
 
 
-def stored_images(cell: Cell) -> int:
-    """How many of this job's images the cell's images folder holds already (a resumed cell, or one grown by repeats),
-    counted from the shard names ``<first>-<last>.pt`` without reading them (a sampling run checks each shard)."""
-    have = set()
-    for path in cell.images_dir.glob("*.pt"):
-        first, _, last = path.stem.partition("-")
-        if first.isdigit() and last.isdigit():
-            have.update(range(int(first), int(last) + 1))
-    return len(have.intersection(cell.indices))
+def _device(cell: Cell) -> str:
+    """The device the cell will use here; a paper preset that expects a GPU and would get the CPU says so."""
+    problem = None if cell.rehearsal else gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), "")
+    return planned_device(cell.device) + (" (NO GPU here: the run stops unless device=cpu)" if problem else "")
 
 
 def _duration(seconds: float) -> str:
@@ -120,9 +115,9 @@ def _part_plan(cell: Cell, seconds: float | None, here: list[int], uri: str) -> 
     return plan
 
 
-def print_plan(cells: list[Cell]) -> int:
-    """One line per cell (a cell in parts once, with its part plan), each missing input once, where the time estimates
-    come from, and a summary; returns the number of cells missing inputs."""
+def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) -> int:
+    """One line per cell (a cell in parts once, with its part plan) and, with ``pilot``, its planner line; each missing
+    input once, where the time estimates come from, and a summary; returns the number of cells missing inputs."""
     groups: list[list[Cell]] = []  # one per line: a cell, or the part jobs of a cell
     parts_of: dict[str, list[Cell]] = {}
     for cell in cells:
@@ -153,13 +148,11 @@ def print_plan(cells: list[Cell]) -> int:
         if (uri, cell.model["name"]) not in rates:
             rates[(uri, cell.model["name"])] = _rate(cell, uri)
         rate = rates[(uri, cell.model["name"])]
-        images = (len(cell.indices) - stored_images(cell)) if cell.job == "sample" else cell.n_images * (
-            2 if cell.job == "recon" else 1)
+        images = cell.spec.images(cell) - cell.spec.stored(cell)
         seconds = None if done or rate is None else images * cell.nfe * rate.seconds_per_image_nfe
         here = sorted(c.part for c in group if c.part is not None)
         plan = _part_plan(cell, seconds, here, uri) if cell.parts > 1 and not done else ""
         rows.append((cell, done, ckpt_ok and data_ok, seconds, rate, plan))
-    pilots: dict[tuple[str, str], tuple | None] = {}
     for cell, done, ready, seconds, rate, plan in rows:
         if done:
             state = f"done (run {done.info.run_id})"
@@ -167,16 +160,13 @@ def print_plan(cells: list[Cell]) -> int:
             state = ("to run" if ready else "MISSING inputs") + (
                 ", GPU-hours unknown (no finished run of this model yet)" if rate is None else
                 f", {_duration(seconds)} of {rate.kind} time")
-        reused = stored_images(cell) if cell.job == "sample" and not done else 0
+        reused = cell.spec.stored(cell) if not done else 0
         state += f" ({reused} of its images already sampled)" if reused else ""
-        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
-        if cell.job == "sample":
-            where = (tracking.tracking_uri(cell.tracking.uri), cell.tracking.experiment)
-            if where not in pilots:
-                pilots[where] = _pilot(*where)
-            line = _pilot_line(cell, pilots[where])
-            if line:
-                print(f"  {line}")
+        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
+              f"{_device(cell)}, {state}{plan}")
+        line = pilot(cell) if pilot is not None and cell.spec.scored else ""
+        if line:
+            print(f"  {line}")
     for text, names in problems.items():
         print(f"MISSING for {len(names)} cell(s): {text}")
     todo = [r for r in rows if not r[1]]
@@ -197,47 +187,3 @@ def print_plan(cells: list[Cell]) -> int:
     print(f"{len(rows)} cells: {len(rows) - len(todo)} done, {len(todo)} to run ({missing} missing inputs); "
           f"estimated {estimate} (one device per cell; parts share a cell's hours)")
     return missing
-
-
-def _pilot(uri: str, experiment: str) -> tuple | None:
-    """The planner's checks of the store's report (harness.report.claims), or None without finished sample runs."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        return None
-    try:
-        return store_plans(uri, experiment)
-    except HarnessError:  # no experiment or no finished runs yet: no pilot, nothing to plan
-        return None
-
-
-def _pilot_line(cell: Cell, pilot: tuple | None) -> str:
-    """What the pilot store says this cell needs: the within-noise comparisons its pilot run takes part in, the repeats
-    the hardest one that can be decided needs and what growing this cell to them costs, and the near-0 ones."""
-    if pilot is None:
-        return ""
-
-    runs, rates, plans = pilot
-    r = runs.runs
-    match = r[(r["job"] == "sample") & (r["dataset"] == cell.dataset["name"]) & (r["sampler"] == cell.sampler)
-              & (r["S"] == cell.S) & (r["eta"] == cell.eta_label) & (r["N"] == cell.N) & (r["seed"] == cell.seed)]
-    mine = [(c, k) for c, k in plans if set(k.runs) & set(match["run_id"]) and k.plan.unit == "repeats"]
-    if not mine:
-        return ""
-    run = next(x for x in mine[0][1].runs if x in set(match["run_id"]))
-    K = int(r.set_index("run_id").loc[run, "repeats"])
-    out = f"planner (pilot run {run}, K={K}): {len(mine)} within-noise comparison(s)"
-    decidable = [(c, k) for c, k in mine if k.plan.repeats is not None]
-    if decidable:
-        c, k = max(decidable, key=lambda ck: ck[1].plan.repeats)
-        need = k.plan.repeats
-        new = max(need - K, 0) * cell.N
-        rate = rates.get(cell.dataset["name"])
-        time = f", ~{duration(new * cell.nfe * rate.seconds_per_image_nfe)} of {rate.kind} sampling" if rate else ""
-        covered = f" (repeats={cell.repeats} here covers it)" if cell.repeats >= need else ""
-        out += (f"; the hardest to decide, {label(c.metric)} {k.scope}, needs K={need}{covered}: this cell grown "
-                f"from K={K} samples {new:,} images, {new * cell.nfe:,} NFE{time}")
-    near = [(c, k) for c, k in mine if k.plan.repeats is None]
-    if near:
-        out += f"; {len(near)} near 0 (smallest detectable at K={K}: " + ", ".join(
-            f"{label(c.metric)} {k.item or k.scope}: {fmt_number(k.plan.detectable)}" for c, k in near) + ")"
-    return out
-
