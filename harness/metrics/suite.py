@@ -16,7 +16,10 @@ For images of a cell (K repeats of N images each, in index order) against a refe
   features, ``fd_pixels_inf`` likewise. The report decides claims on these rather than on the biased plain
   distances wherever the cells log them (harness.report.claims, benchmarks/calibration.py).
 
-Each repeat is scored on its own; ``summarize`` gives the mean, std, min and a 95% t-interval over repeats.
+Each repeat is scored on its own; ``summarize`` gives the mean, std, min and a 95% t-interval over repeats. With
+``metrics.blocks`` = K > 1 (the paper's datasets: one repeat of 50,000 in 10 blocks), ``score_blocks`` scores each
+repeat's images pooled and every metric but precision/recall again without each block: the jackknife's pseudo-values
+(harness.metrics.blocks) give the interval and the paired verdicts.
 The reference features are computed once and cached as ``.npz`` files (read with ``allow_pickle=False``: a file
 planted in the cache can hold numbers, never code), named by a fingerprint of the reference's data, the extractor,
 its weights and the layer.
