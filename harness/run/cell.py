@@ -309,12 +309,14 @@ class Cell:
         file version: a missing file is a HarnessError naming the setting."""
         from harness.run.inputs import (  # lazy: brings torch, torch_fidelity: the sweeper's start-up builds no cell but imports this module
             extractor_identity,
+            network_identities,
             reference_identity,
         )
 
         out = {"checkpoint": self.checkpoint_content}
         if self.spec.scored and not self.is_exact:
             out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
+            out.update(network_identities(self.metrics))
         return out
 
     @cached_property
@@ -341,7 +343,13 @@ class Cell:
         """What determines the cell's result besides its number of repeats."""
         # fid_infinity=false adds nothing to the result, so it leaves the key of cells run before it existed alone
         metrics = {k: v for k, v in self.metrics.items()
-                   if k not in ("batch_size", "weights_path") and not (k == "fid_infinity" and not v)}
+                   if k not in ("batch_size", "weights_path", "vit_batch_size") and not (k == "fid_infinity" and not v)}
+        for flag, settings in VIT_SETTINGS.items():  # off: no part of the key (cells run before they existed keep theirs)
+            for k in (flag, *settings) if not metrics.get(flag) else ():
+                metrics.pop(k, None)
+        for section in ("dinov2", "clip"):  # where the weights come from is not the result: inputs names their content
+            if section in metrics:
+                metrics[section] = {k: v for k, v in metrics[section].items() if k not in ("url", "file", "weights_path")}
         job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale", "module")}
         return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
                 "metrics": metrics if self.spec.scored else None,
@@ -387,6 +395,10 @@ def job_name(name: str, cell: Cell) -> str:
     return f"{name} {cell.part_label}" if cell.part is not None else name
 
 
+# metrics.fd_dinov2 / metrics.cmmd and the settings that only act when they are on (harness.metrics.vit_scores)
+VIT_SETTINGS = {"fd_dinov2": ("dinov2",), "cmmd": ("clip", "cmmd_sigma", "cmmd_scale", "cmmd_estimator")}
+
+
 def _metrics(metrics: Mapping, N: int) -> Mapping:
     """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
     at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""
@@ -395,6 +407,11 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
          "KID averages an unbiased MMD over subsets of this many images (torch-fidelity's default: 1000).")
     k = checked_int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
              "Set metrics.prc_neighborhood=<k of the k-NN manifolds> (3 in Kynkaanniemi et al.).")
+    if metrics.get("fd_dinov2") or metrics.get("cmmd"):
+        _int("metrics.vit_batch_size", metrics.get("vit_batch_size", 32), 1, "Set metrics.vit_batch_size=<images per ViT call>.")
+    if metrics.get("cmmd") and metrics.get("cmmd_estimator") not in ("biased", "unbiased"):
+        raise HarnessError(f"metrics.cmmd_estimator={metrics.get('cmmd_estimator')!r} is not an estimator: use biased "
+                           "(the published code's) or unbiased.")
     if k >= N:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
                            f"raise N or lower metrics.prc_neighborhood.")
