@@ -89,12 +89,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def configure_threads(threads: int | None, workers: int = 1) -> int:
-    """Torch CPU threads for this process: ``threads`` if given, else the cores shared among ``workers``.
+    """Torch CPU threads for this process: ``threads`` if given, else in a Slurm task the CPUs of its allocation
+    (``SLURM_CPUS_PER_TASK``), else the cores this process may use shared among ``workers``.
 
     Several 2-thread OpenMP processes on two shared cores collapse, so parallel workers get one thread each.
     """
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = int(allocated) if allocated.isdigit() else max(1, cores // max(1, workers))
     torch.set_num_threads(int(threads))
     return int(threads)
 

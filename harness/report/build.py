@@ -41,6 +41,7 @@ class Options:
     datasets: list[str] | None = None
     latex_check: bool = False
     rehearsal: bool = False  # a report of a rehearsal's runs (stand-in files), under a banner on every page
+    rate: float | None = None  # seconds per image and NFE to price the planner at (e.g. a GPU's), instead of the store's
 
 
 @dataclass
@@ -133,7 +134,7 @@ def build_report(opts: Options) -> Result:
     figures = [fig4, *metric_figures, *sampler_figures.values(), *(g for g, _ in grids), *(figures_56 or [])]
     result.files += [p for f in figures for p in (f.png, f.pdf)]
 
-    measured = attach_plans(result.claims, runs)  # the planner's line on every within-noise check
+    measured = attach_plans(result.claims, runs, opts.rate)  # the planner's line on every within-noise check
     planned = any(k.plan for c in result.claims for k in c.checks)
     claim_secs = sections.claims_sections(result.claims, result.ranks, plan_note(measured) if planned else None)
     prov, prov_frame = provenance_section(tables, lines, runs, figures_run)

@@ -42,12 +42,12 @@ from harness.core.errors import HarnessError
 from harness.core.names import Param
 from harness.diffusion.eta import SIGMA_HAT, Eta, eta_label, parse_eta
 from harness.diffusion.trajectory import timesteps
+from harness.run import registry
 
-JOBS = ("sample", "recon", "timing", "figures")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names that end up in file paths and MLflow names
 
 
-def _int(name: str, value: Any, minimum: int, fix: str) -> int:
+def checked_int(name: str, value: Any, minimum: int, fix: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise HarnessError(f"{name} must be an integer >= {minimum}, got {value!r}. {fix}")
     return value
@@ -117,14 +117,13 @@ class Cell:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Cell":
         """Parse and check every setting of one job's config (cheap: no model, no data); HarnessError names the fix."""
-        job = cfg.job.name
-        if job not in JOBS:
-            raise HarnessError(f"Unknown job {job!r}: choose job= one of {JOBS}.")
+        job = _safe_name("job.name", cfg.job.name)
+        spec = registry.job(job, cfg.job.get("module"))
         dataset, model = _frozen(cfg.dataset), _frozen(cfg.model)
         _safe_name("dataset.name", dataset.get("name"))
         _safe_name("model.name", model.get("name"))
         diffusion = _frozen(cfg.diffusion)
-        T = _int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
+        T = checked_int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
         from harness.diffusion.samplers import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
             get_sampler,
             steps_for_nfe,
@@ -132,21 +131,21 @@ class Cell:
 
         sampler_info = get_sampler(cfg.get("sampler", "ddim"))
         sampler = sampler_info.name
-        if job == "recon" and sampler != "ddim":
-            raise HarnessError(f"job=recon encodes and decodes with DDIM (eta=0); it takes no sampler={sampler}: "
-                               "drop the sampler override.")
+        if spec.sampler is not None and sampler != spec.sampler:
+            raise HarnessError(f"job={job} runs only sampler={spec.sampler}; it takes no sampler={sampler}: drop the "
+                               "sampler override.")
         eta = parse_eta(cfg.eta)
         sampler_info.check_eta(eta)  # a deterministic sampler takes no eta
         target = cfg.get("nfe")
         S = cfg.S if target is None else steps_for_nfe(sampler, target, cfg.trajectory, T)
         tau = tuple(timesteps(cfg.trajectory, S, T))  # a known trajectory and 1 <= S <= T
-        N = _int("N", cfg.N, 2, "Metrics need at least 2 images per repeat (the paper used 50,000).")
-        repeats = _int("repeats", cfg.get("repeats", 1), 1, "Set repeats=<number of disjoint image ranges scored>.")
-        seed = _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
-        batch_size = _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
+        N = checked_int("N", cfg.N, 2, "Metrics need at least 2 images per repeat (the paper used 50,000).")
+        repeats = checked_int("repeats", cfg.get("repeats", 1), 1, "Set repeats=<number of disjoint image ranges scored>.")
+        seed = checked_int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
+        batch_size = checked_int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
         threads = cfg.get("threads")
         if threads is not None:
-            _int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
+            checked_int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
         from harness.core.runtime import (
             check_precision,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
         )
@@ -173,14 +172,13 @@ class Cell:
         if (dataset.get("kind") == "exact") != analytic:
             raise HarnessError(f"dataset={dataset['name']} and model={model['name']} do not go together: exact-score "
                                "data needs its analytic model and vice versa; choose model=<the dataset's name>.")
-        if analytic and job == "recon":
-            raise HarnessError(f"dataset={dataset['name']} has no held-out images to reconstruct: use job=sample.")
+        if analytic and not spec.exact:
+            raise HarnessError(f"dataset={dataset['name']} has no held-out images for job={job}: use job=sample.")
         device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
-        parts, part = _parts(cfg, job, N * repeats, bool(cfg.force), bool(cfg.dry_run))
-        metrics = _metrics(_frozen(cfg.metrics), N) if job == "sample" and not analytic else _frozen(cfg.metrics)
-        if job == "sample":
-            _int("job.grid_images", cfg.job.get("grid_images"), 1, "Set job.grid_images=<images in the sample grid>.")
-            _int("job.grid_scale", cfg.job.get("grid_scale"), 1, "Set job.grid_scale=<pixels per image pixel>.")
+        parts, part = _parts(cfg, spec, N * repeats, bool(cfg.force), bool(cfg.dry_run))
+        metrics = _metrics(_frozen(cfg.metrics), N) if spec.scored and not analytic else _frozen(cfg.metrics)
+        if spec.check is not None:
+            spec.check(cfg.job)
         cell = cls(
             job=job, dataset=dataset, model=model, metrics=metrics, job_options=_frozen(cfg.job),
             diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
@@ -210,6 +208,11 @@ class Cell:
     @property
     def T(self) -> int:
         return int(self.diffusion["T"])
+
+    @property
+    def spec(self) -> registry.Job:
+        """The job's registry entry: what it samples, scores, splits, costs."""
+        return registry.job(self.job, self.job_options.get("module"))
 
     @property
     def is_exact(self) -> bool:
@@ -254,7 +257,7 @@ class Cell:
     @property
     def nfe(self) -> int:
         """Network evaluations per image that the sampler spends along tau (a recon job runs DDIM both ways)."""
-        return len(self.tau) if self.job == "recon" else self.sampler_info.nfe(self.tau)
+        return self.spec.nfe(self) if self.spec.nfe is not None else self.sampler_info.nfe(self.tau)
 
     @property
     def eta_label(self) -> str:
@@ -286,8 +289,7 @@ class Cell:
 
     @property
     def description(self) -> str:
-        what = {"sample": f"{self.repeats} x {self.N} images scored", "recon": f"reconstruction of {self.N} held-out images",
-                "timing": f"timing of batches of {self.batch_size}", "figures": "Figures 5 and 6 sampled"}[self.job]
+        what = self.spec.describe(self)
         process = "sigma-hat process" if self.eta == SIGMA_HAT else f"eta={self.eta_label}"
         return (f"{self.dataset['name']}: {what}; {self.sampler} ({process}), S={self.S} ({self.trajectory} tau, "
                 f"NFE {self.nfe}), seed {self.seed}, model {self.model['name']}")
@@ -311,7 +313,7 @@ class Cell:
         )
 
         out = {"checkpoint": self.checkpoint_content}
-        if self.job == "sample" and not self.is_exact:
+        if self.spec.scored and not self.is_exact:
             out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
         return out
 
@@ -340,10 +342,10 @@ class Cell:
         # fid_infinity=false adds nothing to the result, so it leaves the key of cells run before it existed alone
         metrics = {k: v for k, v in self.metrics.items()
                    if k not in ("batch_size", "weights_path") and not (k == "fid_infinity" and not v)}
-        job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
+        job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale", "module")}
         return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
-                "metrics": metrics if self.job == "sample" else None,
-                "reference": self.dataset.get("fid_reference") if self.job == "sample" else None,
+                "metrics": metrics if self.spec.scored else None,
+                "reference": self.dataset.get("fid_reference") if self.spec.scored else None,
                 "inputs": {k: v for k, v in self.inputs.items() if k != "checkpoint"}}
 
     @cached_property
@@ -371,7 +373,13 @@ class Cell:
             Param.NFE: self.nfe, Param.N: self.N, Param.REPEATS: self.repeats, Param.SEED: self.seed,
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
             Param.NOISE: self.noise, Param.COMPILE: self.compile,
+            **({Param.BLOCKS: self.blocks} if self.blocks > 1 else {}),
         }
+
+    @property
+    def blocks(self) -> int:
+        """Blocks per repeat of a sample cell scored in blocks (harness.metrics.blocks); 1 otherwise."""
+        return int(self.metrics.get("blocks", 1)) if self.spec.scored and not self.is_exact else 1
 
 
 def job_name(name: str, cell: Cell) -> str:
@@ -382,14 +390,24 @@ def job_name(name: str, cell: Cell) -> str:
 def _metrics(metrics: Mapping, N: int) -> Mapping:
     """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
     at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""
-    _int("metrics.batch_size", metrics.get("batch_size"), 1, "Set metrics.batch_size=<images per extractor call>.")
-    _int("metrics.kid_subset_size", metrics.get("kid_subset_size"), 2,
+    checked_int("metrics.batch_size", metrics.get("batch_size"), 1, "Set metrics.batch_size=<images per extractor call>.")
+    checked_int("metrics.kid_subset_size", metrics.get("kid_subset_size"), 2,
          "KID averages an unbiased MMD over subsets of this many images (torch-fidelity's default: 1000).")
-    k = _int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
+    k = checked_int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
              "Set metrics.prc_neighborhood=<k of the k-NN manifolds> (3 in Kynkaanniemi et al.).")
     if k >= N:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
                            f"raise N or lower metrics.prc_neighborhood.")
+    _int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
+    _int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
+    fractions = metrics.get("fid_inf_fractions")
+    if not fractions or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+        raise HarnessError(f"metrics.fid_inf_fractions must be fractions in (0, 1], got {fractions!r}, e.g. "
+                           "[0.5,0.6,0.7,0.8,0.9,1.0].")
+    blocks = _int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
+    if blocks > 1 and (N % blocks or N // blocks < 2):
+        raise HarnessError(f"metrics.blocks={blocks} must divide N={N} into blocks of at least 2 images: set "
+                           f"metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
     return metrics
 
 
@@ -399,12 +417,12 @@ def part_range(n: int, parts: int, part: int) -> range:
     return range(part * n // parts, (part + 1) * n // parts)
 
 
-def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool) -> tuple[int, int | None]:
-    """``parts`` and ``part``, checked: 0 <= part < parts, only for sample cells, at most one part per image."""
-    parts = _int("parts", cfg.get("parts", 1), 1, "Set parts=<number of jobs the cell is split into> (1: not split).")
+def _parts(cfg: DictConfig, spec: registry.Job, n_images: int, force: bool, dry_run: bool) -> tuple[int, int | None]:
+    """``parts`` and ``part``, checked: 0 <= part < parts, only for a job that splits, at most one part per image."""
+    parts = checked_int("parts", cfg.get("parts", 1), 1, "Set parts=<number of jobs the cell is split into> (1: not split).")
     part = cfg.get("part")
     if part is not None:
-        _int("part", part, 0, f"Set part=<0..{parts - 1}>, the part of the cell this job samples.")
+        checked_int("part", part, 0, f"Set part=<0..{parts - 1}>, the part of the cell this job samples.")
     if parts == 1:
         if part not in (None, 0):
             raise HarnessError(f"part={part} needs parts=<k> with k > {part}: set parts to the number of jobs the cell "
@@ -416,8 +434,8 @@ def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool)
                            f"them, or run {whole}.")
     if part is not None and part >= parts:
         raise HarnessError(f"part={part} is not one of the parts 0..{parts - 1} of parts={parts}: use part=0..{parts - 1}.")
-    if job != "sample":
-        raise HarnessError(f"only job=sample cells are split into parts (this is job={job}): drop parts and part.")
+    if not spec.splittable:
+        raise HarnessError(f"job={spec.name} cells are not split into parts: drop parts and part.")
     if parts > n_images:
         raise HarnessError(f"parts={parts} is more than the cell's {n_images} images (N x repeats): use parts <= {n_images}.")
     if force:

@@ -19,7 +19,6 @@ from harness.metrics.suite import reference_cached, scoring_of
 from harness.models.checkpoints import availability
 from harness.run.cell import Cell, part_range
 from harness.run.parts import find_run
-from harness.run.space import stored_count
 from harness.tracking import store as tracking
 
 
@@ -34,7 +33,7 @@ def _key(cell: Cell) -> str | None:
 def _data_status(cell: Cell) -> tuple[bool, str]:
     if cell.is_exact:
         return True, f"exact-score data {cell.dataset['name']}: no data needed"
-    if cell.job == "sample":
+    if cell.spec.scored:
         try:
             if reference_cached(scoring_of(cell)):
                 return True, f"reference features of {cell.dataset['fid_reference']} cached"
@@ -42,9 +41,10 @@ def _data_status(cell: Cell) -> tuple[bool, str]:
             pass
         problem = check_available(cell.dataset, cell.dataset["train_split"])
         return problem is None, problem or f"{cell.dataset['fid_reference']} data present"
-    if cell.job == "recon":
-        problem = check_available(cell.dataset, cell.dataset["test_split"])
-        return problem is None, problem or f"{cell.dataset['name']} {cell.dataset['test_split']} data present"
+    if cell.spec.reads is not None:
+        split = cell.dataset[cell.spec.reads]
+        problem = check_available(cell.dataset, split)
+        return problem is None, problem or f"{cell.dataset['name']} {split} data present"
     return True, "no data needed"
 
 
@@ -81,12 +81,6 @@ def _rate(cell: Cell, uri: str) -> Rate | None:
                 continue
             return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
     return None
-
-
-def stored_images(cell: Cell) -> int:
-    """How many of this job's images the cell's images folder holds already (a resumed cell, or one grown by repeats),
-    counted from the shard names without reading them (a sampling run checks each shard)."""
-    return stored_count(cell.images_dir, cell.indices)
 
 
 def _device(cell: Cell) -> str:
@@ -154,8 +148,7 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
         if (uri, cell.model["name"]) not in rates:
             rates[(uri, cell.model["name"])] = _rate(cell, uri)
         rate = rates[(uri, cell.model["name"])]
-        images = (len(cell.indices) - stored_images(cell)) if cell.job == "sample" else cell.n_images * (
-            2 if cell.job == "recon" else 1)
+        images = cell.spec.images(cell) - cell.spec.stored(cell)
         seconds = None if done or rate is None else images * cell.nfe * rate.seconds_per_image_nfe
         here = sorted(c.part for c in group if c.part is not None)
         plan = _part_plan(cell, seconds, here, uri) if cell.parts > 1 and not done else ""
@@ -167,11 +160,11 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
             state = ("to run" if ready else "MISSING inputs") + (
                 ", GPU-hours unknown (no finished run of this model yet)" if rate is None else
                 f", {_duration(seconds)} of {rate.kind} time")
-        reused = stored_images(cell) if cell.job == "sample" and not done else 0
+        reused = cell.spec.stored(cell) if not done else 0
         state += f" ({reused} of its images already sampled)" if reused else ""
         print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
               f"{_device(cell)}, {state}{plan}")
-        line = pilot(cell) if pilot is not None and cell.job == "sample" else ""
+        line = pilot(cell) if pilot is not None and cell.spec.scored else ""
         if line:
             print(f"  {line}")
     for text, names in problems.items():

@@ -22,16 +22,16 @@ def check_data(cell) -> None:
     dataset = dict(cell.dataset)
     if dataset.get("name") in KNOWN and dataset.get("name") != "digits":
         data_root(dataset)  # a root no folder can be at (a link loop): said first, before any download
-    if cell.job == "sample" and not cell.is_exact:
+    if cell.spec.scored and not cell.is_exact:
         verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
-    if cell.job == "sample":
+    if cell.spec.scored:
         scoring = scoring_of(cell)
         ensure_data(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root),
                     scoring.datasets_download, dataset)
-    elif cell.job == "recon":
-        ensure_available(dataset, dataset["test_split"])
+    elif cell.spec.reads is not None:
+        ensure_available(dataset, dataset[cell.spec.reads])
     else:
         return
     if not cell.rehearsal:

@@ -81,7 +81,7 @@ def cell_needs(cell, uri: str) -> list[tuple[Path, str, int]]:
 def check_space(cell, uri: str) -> None:
     """One HarnessError, before sampling, when a disk the cell writes to has less free space than the cell will write
     there (its folders on one disk summed): naming the folder, the bytes needed and the bytes free."""
-    if cell.job != "sample" or cell.dry_run:
+    if not cell.spec.scored or cell.dry_run:
         return
     disks: dict[int, list[tuple[Path, str, int]]] = {}
     for folder, what, need in cell_needs(cell, uri):

@@ -280,6 +280,12 @@ def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) ->
     return fixed
 
 
+def slurm_job_id() -> str | None:
+    """The Slurm task this process runs in, as squeue and sacct name it ("123_4" for an array task), or None."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
 def run_of_process(uri: str, experiment: str, pid: int) -> Any | None:
     """The newest run started on this host by process ``pid`` (a worker that died), or None."""
     return newest_run(uri, experiment, f"tags.{Tag.HOST} = '{socket.gethostname()}' and tags.{Tag.PID} = '{pid}'")
@@ -313,6 +319,9 @@ class Run:
         tags[Tag.HOST] = socket.gethostname()
         if owned:
             tags[Tag.PID] = str(os.getpid())
+            job = slurm_job_id()
+            if job:  # a sweep marks the run KILLED when Slurm says this job ended (harness.sweep.slurm)
+                tags[Tag.SLURM_JOB_ID] = job
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         with store_errors(uri):
@@ -326,6 +335,18 @@ class Run:
                 c.set_terminated(run.info.run_id, status="KILLED")
                 raise
         return cls(uri, run.info.run_id)
+
+    @classmethod
+    def reopen(cls, uri: str, run_id: str, tags: Mapping) -> "Run":
+        """A closed run RUNNING again, owned by this process (a preempted cell resumed in its run), with ``tags``."""
+        run = cls(uri, run_id)
+        with store_errors(uri):
+            run.client.update_run(run_id, status="RUNNING")
+            if Tag.ERROR in run.client.get_run(run_id).data.tags:
+                run.client.delete_tag(run_id, Tag.ERROR)
+            owner = {Tag.HOST: socket.gethostname(), Tag.PID: os.getpid(), Tag.SLURM_JOB_ID: slurm_job_id()}
+            run.set_tags({**tags, **owner})
+        return run
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Log metrics as they are; the names of those that are NaN or +-inf also go to the ``nonfinite_metrics`` tag,
