@@ -27,7 +27,6 @@ its weights and the layer.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, p
 
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir, file_sha256
+from harness.core.locks import file_lock
 from harness.core.names import REPEAT_STATS, Metric, jackknife_estimate, per_repeat, repeat_stat
 from harness.diffusion.analytic import frechet_distance, psd_sqrt
 from harness.metrics import features as F
@@ -160,8 +160,7 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
         return loaded
     folder = next(iter(wanted.values())).parent
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(folder / ".lock"):
         loaded = {k: _load_npz(p) for k, p in wanted.items() if p.is_file()}
         missing = [k for k, p in wanted.items() if loaded.get(k) is None]
         if missing:
