@@ -173,7 +173,7 @@ def test_a_report_killed_mid_write_leaves_every_file_whole(tmp_path):
     assert report_cli(tmp_path, "--out", "r").returncode == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
     store.add("sample", "digits", 20, "0", sample_metrics(2.0, 10))
-    env = dict(os.environ, OMP_NUM_THREADS="1", DDIM_HARNESS_FAULTS="report_file:kill:name=claims.csv")
+    env = dict(os.environ, OMP_NUM_THREADS="1", DDIM_HARNESS_FAULTS="report_file:kill:file=claims.csv")
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run([sys.executable, "-m", "harness.report", "--out", "r"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)

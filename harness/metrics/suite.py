@@ -16,7 +16,10 @@ For images of a cell (K repeats of N images each, in index order) against a refe
   features, ``fd_pixels_inf`` likewise. The report decides claims on these rather than on the biased plain
   distances wherever the cells log them (harness.report.claims, benchmarks/calibration.py).
 
-Each repeat is scored on its own; ``summarize`` gives the mean, std, min and a 95% t-interval over repeats.
+Each repeat is scored on its own; ``summarize`` gives the mean, std, min and a 95% t-interval over repeats. With
+``metrics.blocks`` = K > 1 (the paper's datasets: one repeat of 50,000 in 10 blocks), ``score_blocks`` scores each
+repeat's images pooled and every metric but precision/recall again without each block: the jackknife's pseudo-values
+(harness.metrics.blocks) give the interval and the paired verdicts.
 The reference features are computed once and cached as ``.npz`` files (read with ``allow_pickle=False``: a file
 planted in the cache can hold numbers, never code), named by a fingerprint of the reference's data, the extractor,
 its weights and the layer.
@@ -24,7 +27,6 @@ its weights and the layer.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import time
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, p
 
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir, file_sha256
+from harness.core.locks import file_lock
 from harness.core.names import REPEAT_STATS, Metric, jackknife_estimate, per_repeat, repeat_stat
 from harness.diffusion.analytic import frechet_distance, psd_sqrt
 from harness.metrics import features as F
@@ -157,8 +160,7 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
         return loaded
     folder = next(iter(wanted.values())).parent
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(folder / ".lock"):
         loaded = {k: _load_npz(p) for k, p in wanted.items() if p.is_file()}
         missing = [k for k, p in wanted.items() if loaded.get(k) is None]
         if missing:

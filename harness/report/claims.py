@@ -459,7 +459,8 @@ def plan_note(measured: dict[str, Rate]) -> str:
     rates_text = "; ".join(f"{d}: {r.seconds_per_image_nfe:.3g} s per image and NFE " + (
         "(given with --rate)" if r.kind == "given" else f"({r.kind}, median of {r.runs} runs)")
         for d, r in sorted(measured.items())) or "none measured"
-    return ("To decide (within-noise comparisons): the repeats K (Table 2: images n per cell) at which the paired "
+    return ("To decide (within-noise comparisons): the repeats K (cells scored in blocks: blocks of N/K images, "
+            "given as images per cell; Table 2: images n per cell) at which the paired "
             "t-test (Welch for Table 2) would decide the comparison at 95% with 80% power if the observed difference "
             "and spread were the true ones (noncentral t; Cohen 1988, Guenther 1981; harness/report/stats.py), the new "
             "images of both cells (grown cells keep their repeats), their network evaluations and the sampling time "

@@ -294,6 +294,9 @@ def build_table(spec: Spec, runs: RunSet) -> ReportTable:
                                       reference=cells, reference_dataset=ds))
         table.notes += [text("table_empty", number=spec.number)] if table.blocks else []
     table.notes += _across_blocks(table.blocks)
+    blocked = [b.measured for b in table.blocks if "blocks" in b.measured and (b.measured["blocks"] > 1).any()]
+    if blocked:
+        table.notes.append(text("blocks_note", K=sorted({int(k) for m in blocked for k in m["blocks"] if k > 1})))
     return table
 
 
