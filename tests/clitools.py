@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import mlflow
@@ -18,21 +19,23 @@ TEMPLATE_ENV = "HARNESS_TEST_STORE_TEMPLATE"  # the empty migrated store of this
 
 
 def new_store(db: Path) -> Path:
-    """``db`` as a copy of the session's empty migrated store (conftest.store_template) unless it exists."""
-    if not db.exists():
+    """``db`` as a copy of the session's empty migrated store (conftest.store_template) unless it exists (outside
+    pytest, without a template, the harness creates it)."""
+    if not db.exists() and TEMPLATE_ENV in os.environ:
         db.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(os.environ[TEMPLATE_ENV], db)
     return db
 
 
-def harness(tmp_path, *args, check=True, template=True, faults=None, entry=("-m", "harness")):
+def harness(tmp_path, *args, check=True, template=True, faults=None, entry=("-m", "harness"), env=None):
     """``python -m harness ...`` in ``tmp_path``, its store ``tmp_path/mlflow.db`` (from the template if new, unless
     ``template=False``: then the harness creates it); ``faults``: rules for the fault seam (harness.core.faults);
-    ``entry``: what python runs instead of ``-m harness`` (a script that wraps it)."""
+    ``entry``: what python runs instead of ``-m harness`` (a script that wraps it); ``env``: variables to add."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     if template:
         new_store(tmp_path / "mlflow.db")
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0",
+               **(env or {}))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop(FAULTS_ENV, None)
     if faults:
@@ -44,6 +47,23 @@ def harness(tmp_path, *args, check=True, template=True, faults=None, entry=("-m"
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+HANG = 900  # s: a guard against a test that hangs, not a limit on how fast the harness is (the cores may be loaded)
+
+
+def wait_until(ready, what: str, procs=(), timeout: float = HANG, every: float = 0.05) -> None:
+    """Poll ``ready()`` until it is true; AssertionError naming ``what`` if a process of ``procs`` (Popen) ends first
+    (with its output) or after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        for proc in procs:
+            if proc.poll() is not None:
+                out, err = proc.communicate() if proc.stdout else ("", "")
+                raise AssertionError(f"process {proc.pid} ended ({proc.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f} s")
+        time.sleep(every)
 
 
 def runs(tmp_path):

@@ -2,8 +2,8 @@
 
 ``Store.add`` writes one run. ``fill_v1`` is the store the report tests have used since the first report: runs of
 the schema before repeats (no ``repeats``, ``sampler``, ``features.*`` or ``headline_metric``), with known values, a
-duplicate, a FAILED run, mixed settings; the golden files under tests/data/report_golden/ were written from it by the
-report as it was at commit ce902b1. ``stable_ids`` names each run by its start time, so outputs of two stores built
+duplicate, a FAILED run, mixed settings; the golden files under tests/data/report_golden/ are its report
+(``golden_report``, written by make_golden.py there). ``stable_ids`` names each run by its start time, so outputs of two stores built
 alike compare equal although MLflow draws new run ids.
 """
 
@@ -254,3 +254,20 @@ def fill_v3(store: Store, K: int = 3) -> None:
     for nfe, fid in ((10, 99.0), (20, 50.0)):
         store.add("sample", "digits", nfe, "0", v2_metrics((fid, 0.05, 0.5, 0.4, 40.0), 5, ("pndm", nfe)), N=200,
                   params={"sampler": "pndm", "nfe": nfe, "repeats": 5}, tags=v2_tags(), tag=f"pndm {nfe}")
+
+
+GOLDEN_FILES = [f"table{i}{ext}" for i in (1, 2, 3) for ext in (".md", ".csv", "_long.csv", ".tex")] + [
+    "claims.md", "claims.csv", "provenance.md", "provenance_runs.csv"]
+
+
+def golden_report(folder: Path) -> dict[str, str]:
+    """The report of ``fill_v1``'s store built in ``folder`` by today's code, each of ``GOLDEN_FILES`` with its run
+    ids as ``run@<start>``: what tests/data/report_golden/ holds (written by its make_golden.py)."""
+    from harness.report.build import Options, build_report
+
+    store = Store(folder / "mlflow.db")
+    fill_v1(store)
+    out = folder / "report"
+    build_report(Options(store.uri, out))
+    ids = stable_ids(store.uri)
+    return {name: replace_ids((out / name).read_text(encoding="utf-8"), ids) for name in GOLDEN_FILES}

@@ -12,10 +12,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
-from clitools import ROOT, cells, new_store, runs
+from clitools import ROOT, cells, new_store, runs, wait_until
 
 from harness.tracking import store as tracking
 from harness.run.cell_claim import claim_path
@@ -42,10 +41,7 @@ def test_processes_starting_together_create_a_new_store_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, f"sqlite:///{db}", str(go), str(tmp_path / f"ready{i}")],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
-    deadline = time.monotonic() + 60
-    while not all((tmp_path / f"ready{i}").exists() for i in range(2)):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-        time.sleep(0.01)
+    wait_until(lambda: all((tmp_path / f"ready{i}").exists() for i in range(2)), "both processes ready", procs, every=0.01)
     go.touch()  # both start at once
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -99,10 +95,8 @@ def test_two_identical_sweeps_at_once_compute_each_cell_once(tmp_path):
     with open(claim, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         sweeps = [Lines(start_sweep(tmp_path, *args)) for _ in range(2)]
-        deadline = time.monotonic() + 120
-        while sum("[wait]" in "".join(s.lines) for s in sweeps) < 2:
-            assert time.monotonic() < deadline and all(s.proc.poll() is None for s in sweeps), [s.lines for s in sweeps]
-            time.sleep(0.1)
+        wait_until(lambda: sum("[wait]" in "".join(s.lines) for s in sweeps) >= 2, "both sweeps waiting",
+                   [s.proc for s in sweeps], every=0.1)
     outs = [s.wait(timeout=300) for s in sweeps]
     print(*outs)
     assert [s.proc.returncode for s in sweeps] == [0, 0] and "Traceback" not in "".join(outs)

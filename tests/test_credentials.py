@@ -20,8 +20,9 @@ TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 
 
 def test_credentials_leave_the_uri(monkeypatch):
-    monkeypatch.delenv(credentials.USER_ENV, raising=False)
-    monkeypatch.delenv(credentials.PASSWORD_ENV, raising=False)
+    for name in (credentials.USER_ENV, credentials.PASSWORD_ENV):  # set first, so monkeypatch removes what the code sets
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     assert credentials.split_credentials("https://alice:p%40ss@host:5000/x") == "https://host:5000/x"
     assert (os.environ[credentials.USER_ENV], os.environ[credentials.PASSWORD_ENV]) == ("alice", "p@ss")
     assert credentials.split_credentials("sqlite:///a@b.db") == "sqlite:///a@b.db"

@@ -1,13 +1,26 @@
 """The fault seam (harness.core.faults): a point acts only on a rule that names it and every fact the rule gives."""
 
+import os
+import signal
+
 import pytest
 
 from harness.core import faults
 
 
-def test_a_point_without_rules_does_nothing(monkeypatch):
+def test_a_point_without_a_matching_rule_does_nothing(monkeypatch):
+    """No rule, or a kill rule for another job: the point neither kills nor raises; the matching one kills."""
+    killed = []
+    monkeypatch.setattr(faults.os, "kill", lambda *args: killed.append(args))
     monkeypatch.delenv(faults.ENV, raising=False)
     faults.point("batch_done", batches=1, job=None)
+    monkeypatch.setenv(faults.ENV, "batch_done:kill:job=1")
+    faults.point("batch_done", batches=1, job=None)
+    faults.point("batch_done", batches=1, job=0)
+    assert killed == []
+    with pytest.raises(faults.FaultInjected):  # os.kill is recorded here instead of killing: the point goes on
+        faults.point("batch_done", batches=1, job=1)
+    assert killed == [(os.getpid(), signal.SIGKILL)]
 
 
 def test_a_rule_fires_only_where_every_fact_matches(monkeypatch):

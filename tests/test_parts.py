@@ -73,7 +73,7 @@ def test_parts_alone_expand_into_part_jobs():
     (["parts=3", "part=3"], "part=3 is not one of the parts 0..2 of parts=3: use part=0..2"),
     (["part=2"], "part=2 needs parts=<k> with k > 2"),
     (["parts=3"], "give part=<0..2> for one of them, or run -m parts=3"),
-    (["parts=2", "part=0", "job=timing"], "only job=sample cells are split into parts"),
+    (["parts=2", "part=0", "job=timing"], "job=timing cells are not split into parts"),
     (["parts=40", "part=0", "N=16", "repeats=1"], "parts=40 is more than the cell's 16 images"),
     (["parts=2", "part=0", "force=true"], "run the cell once unsplit with force=true"),
 ])

@@ -10,13 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import warnings
 
 import pytest
 import torch
 
-from clitools import ROOT, harness, new_store, runs
+from clitools import ROOT, harness, new_store, runs, wait_until
 from harness.models.digits_classifier import DEFAULT_WEIGHTS, load_classifier
 from harness.core.errors import HarnessError
 from harness.core.files import NotTensors, load_tensors
@@ -95,10 +94,7 @@ def test_ctrl_c_reads_ctrl_c(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness", f"output_root={tmp_path / 'out'}", "progress=false",
                              "N=400", "repeats=1", "batch_size=8", "S=20"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not list((tmp_path / "out").glob("images/*/*.pt")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    wait_until(lambda: list((tmp_path / "out").glob("images/*/*.pt")), "a shard", [proc])
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

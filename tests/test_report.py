@@ -8,7 +8,6 @@ and timing runs, and one real figures job (tiny) on the shipped digits model.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
@@ -21,7 +20,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 from clitools import cells
-from report_store import SHA, Store, fill_v1, replace_ids, stable_ids
+from report_store import GOLDEN_FILES, SHA, Store, fill_v1, golden_report
 
 from harness.report import claims as C
 from harness.report.build import Options, build_report
@@ -352,71 +351,14 @@ def test_dataset_filter_without_runs_is_an_error(store, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The same outputs as the report before the pandas/jinja2 rewrite (tests/data/report_golden/, written at ce902b1).
+# The golden report (tests/data/report_golden/): a change to the report shows as a reviewed diff of these files.
 
 
-def md_chunks(text: str) -> list:
-    """A Markdown file as its paragraphs and tables (tables as lists of cell rows: column padding does not count)."""
-    out = []
-    for chunk in re.split(r"\n\s*\n", text.strip()):
-        lines = chunk.splitlines()
-        if all(line.startswith("|") for line in lines):
-            rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]] for line in lines]
-            out.append([row for i, row in enumerate(rows) if i != 1])  # without the |---| line
-        else:
-            out.append(chunk)
-    return out
-
-
-def tex_rows(text: str) -> list[str]:
-    return [line for line in text.splitlines() if " & " in line and line.endswith("\\\\")]
-
-
-def unmark(text: str) -> str:
-    """Measured cells without what Phase B added to each: the interval (Table 2) or the one-repeat marker."""
-    return re.sub(" \u00b1 [^ |,\"]+|\u2021", "", text)
-
-
-def test_same_outputs_as_the_report_before_the_rewrite(report, store):
-    """Against the golden files of the report at ce902b1, with the differences made on purpose undone one by one:
-    the measured cells carry their interval or the K=1 marker, the tables' first note says so, the long CSVs have
-    more columns, the claims are decided on intervals (only Kendall's tau is as before), the store is shown
-    without its folder, displayed times go to the minute, and provenance adds non-finite values, orphaned runs and
-    Figures 5/6."""
-    ids = stable_ids(store.uri)
-    new = {name: replace_ids((report.out / name).read_text(encoding="utf-8"), ids) for name in os.listdir(GOLDEN)
-           if (report.out / name).is_file()}
-    read = lambda text: pd.read_csv(io.StringIO(text))  # noqa: E731
-    for i in (1, 2, 3):
-        pd.testing.assert_frame_equal(read(unmark(new[f"table{i}.csv"])), pd.read_csv(GOLDEN / f"table{i}.csv"))
-        old = pd.read_csv(GOLDEN / f"table{i}_long.csv")  # ints once written as floats (10.0) now as 10
-        pd.testing.assert_frame_equal(read(new[f"table{i}_long.csv"])[old.columns], old, check_dtype=False)
-        old, now = md_chunks((GOLDEN / f"table{i}.md").read_text()), md_chunks(unmark(new[f"table{i}.md"]))
-        assert now[0] == old[0] and now[2:] == old[2:] and "95% interval" in new[f"table{i}.md"]
-        old = [r for r in tex_rows((GOLDEN / f"table{i}.tex").read_text()) if not r.startswith((" & ", "$\\eta$ & "))]
-        now = [r for r in tex_rows(new[f"table{i}.tex"]) if not r.startswith((" & ", "$\\eta$ & "))]
-        assert [re.sub(r" \$\\pm\$ [^ ]+|\$\^\{\\ddagger\}\$", "", r) for r in now] == old  # one tabular per block now
-    old, now = pd.read_csv(GOLDEN / "claims.csv"), read(new["claims.csv"])
-    pd.testing.assert_frame_equal(now[now.kind == "kendall_tau"][old.columns].reset_index(drop=True),
-                                  old[old.kind == "kendall_tau"].reset_index(drop=True))
-    old, now = md_chunks((GOLDEN / "claims.md").read_text()), md_chunks(new["claims.md"])
-    assert now[now.index("## Rank agreement with the paper (Kendall tau-b)"):] == \
-        old[old.index("## Rank agreement with the paper (Kendall tau-b)"):]
-    pd.testing.assert_frame_equal(read(new["provenance_runs.csv"]), pd.read_csv(GOLDEN / "provenance_runs.csv"))
-
-    old, now = md_chunks((GOLDEN / "provenance.md").read_text()), md_chunks(new["provenance.md"])
-    assert old[1] == "Tracking store sqlite:///<store>/mlflow.db, experiment 'ddim-harness': 44 FINISHED runs used (one per cell)."
-    assert now[1] == "Tracking store sqlite:///.../mlflow.db, experiment 'ddim-harness': 45 FINISHED runs used (one per cell)."
-    assert now[-2:] == ["### Figures 5 and 6", now[-1]] and now[-1].startswith("- Figures 5 and 6 come from the figures run")
-    k = now.index("### Non-finite metric values")
-    assert now[k + 1].startswith("0 logged value(s) are NaN or infinite")
-    o = now.index("### Orphaned runs")
-    assert now[o + 1].startswith("0 run(s) left RUNNING by processes that no longer exist")
-    now = now[:o] + now[o + 2:]  # added on purpose, like the non-finite values (both after the duplicates)
-    for a, b in zip(old[2:], now[2:k] + now[k + 2:-2], strict=True):
-        if isinstance(a, list):
-            time = a[0].index("start_time") if "start_time" in a[0] else None
-            a = [[c[:16] if time is not None and j == time and k else c for j, c in enumerate(row)] for k, row in enumerate(a)]
-        else:
-            a = a.replace("(sha256 shortened; full", "(hashes, commits and times shortened; full")
-        assert a == b
+def test_the_report_is_the_golden_one(tmp_path):
+    """Today's report of ``fill_v1``'s store is, byte for byte, the golden files. A change made on purpose
+    regenerates them (``python tests/data/report_golden/make_golden.py``) and commits their diff with the change."""
+    texts = golden_report(tmp_path)
+    for name in GOLDEN_FILES:
+        assert texts[name] == (GOLDEN / name).read_text(encoding="utf-8"), (
+            f"{name} differs from tests/data/report_golden/{name}: if on purpose, run "
+            "python tests/data/report_golden/make_golden.py and review its diff")

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from clitools import new_store, runs
+from clitools import new_store, runs, wait_until
 
 from harness.run import signals
-from harness.tracking.store import _pid_alive
+from harness.core.processes import alive as _pid_alive
 
 SLOW_CELLS = ["N=200", "repeats=1", "batch_size=8", "S=20"]  # long enough to be stopped mid-sampling
 
@@ -46,12 +46,9 @@ class Sweep:
         for line in stream:
             lines.append(line)
 
-    def wait_until(self, ready, what, timeout=240):
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert self.proc.poll() is None, f"ended before {what}: {''.join(self.out + self.err)}"
-            assert time.monotonic() < deadline, f"no {what} in time"
-            time.sleep(0.05)
+    def wait_until(self, ready, what):
+        wait_until(lambda: ready() or self.proc.poll() is not None, what)
+        assert ready(), f"ended before {what}: {''.join(self.out + self.err)}"
 
     def wait_for_shard(self, cells: int = 1):
         """Until ``cells`` cells have written a shard (each is then running, past its run's start)."""
@@ -198,15 +195,12 @@ def test_a_zombie_counts_as_gone():
     """An exited process its parent has not reaped (a zombie: an orphaned worker in a container whose init does not
     reap) keeps its pid but runs nothing: its runs are orphans, so _pid_alive says it is gone."""
     import subprocess
-    import time
 
     child = subprocess.Popen(["sleep", "30"])
     try:
         assert _pid_alive(child.pid)
-        child.kill()
-        time.sleep(0.5)  # exited, not yet reaped: a zombie
-        with open(f"/proc/{child.pid}/stat") as f:
-            assert f.read().rpartition(")")[2].split()[0] == "Z"
+        child.kill()  # exited, not yet reaped: a zombie
+        wait_until(lambda: Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z", "a zombie")
         assert not _pid_alive(child.pid)
     finally:
         child.wait()

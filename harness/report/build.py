@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.core import faults
 from harness.core.errors import HarnessError
+from harness.core.files import atomic_path
 from harness.report import claims as C
 from harness.report import documents as sections
 from harness.report import tables as samplers
@@ -94,12 +96,14 @@ def build_report(opts: Options) -> Result:
     def write(name: str, content: pd.DataFrame | str | list[Section], title: str | None = None) -> None:
         """One file of the report: a frame as CSV, text as it is, sections through the document templates."""
         path = out / name
-        if isinstance(content, pd.DataFrame):
-            content.to_csv(path, index=False)
-        elif isinstance(content, str):
-            path.write_text(content, encoding="utf-8")
-        else:
-            write_document(content, path, title)
+        with atomic_path(path) as tmp:  # a report stopped mid-write leaves the previous file, never half of one
+            if isinstance(content, pd.DataFrame):
+                content.to_csv(tmp, index=False)
+            elif isinstance(content, str):
+                tmp.write_text(content, encoding="utf-8")
+            else:
+                write_document(content, tmp, title)
+            faults.point("report_file", file=name)  # written, not yet renamed: where a stopped report is tested
         result.files.append(path)
 
     title = f"{REHEARSAL_BANNER}: {TITLE}" if runs.rehearsal else TITLE

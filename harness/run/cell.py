@@ -1,27 +1,7 @@
-"""A cell is one job of a sweep: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated
-once from the Hydra config by ``Cell.from_config``; everything downstream (jobs, dry run, tracking, the sweep
-pre-check) takes a ``Cell`` and trusts it.
-
-Identity. Two keys are hashed from the settings:
-
-* ``images_key``: what determines the images. Image i of a cell depends only on (seed, i) and the process (model,
-  checkpoint, schedule, sampler, tau, eta, precision, noise scheme, compile mode), not on N, repeats, batch size,
-  device or threads; so every cell with the same ``images_key`` shares one folder of index-named sample shards, and
-  raising N or the number of repeats samples only the new indices.
-* ``key``: what determines the cell's result (the images, plus N, repeats, the job and the metrics); a finished run
-  with the same ``key`` makes a rerun skip the cell.
-* ``series_key``: the ``key`` without repeats. Raising ``repeats`` on a finished cell makes a new cell of the same
-  series: it finds the earlier repeats' images in the shared folder, samples only the new ones, and its run records
-  the run it grew from (harness.run.jobs.sample); the report takes the largest finished cell of a series.
-
-Both keys name the input files by their content (``Cell.inputs``, harness.run.inputs: the checkpoint's sha256, the
-extractor weights', the reference set's fingerprint), not by their paths: a file replaced under the same path is
-another cell, which neither skips to the old cell's run nor reuses its shards.
-
-Parts. ``parts=k`` splits a sample cell into k jobs (``part=0..k-1``) that may run on different GPUs or machines:
-part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices into the shared images
-folder, and the cell is scored once, by the part that completes it (harness.run.parts). Parts change neither key.
-"""
+"""One cell, ``Cell``: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from
+the Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys (``images_key``, ``key``,
+``series_key``) name its input files by content (docs/architecture.md: a cell's keys). The imports inside its methods
+bring torch only when a cell is built: the sweeper's start-up imports this module."""
 
 from __future__ import annotations
 
@@ -42,12 +22,12 @@ from harness.core.errors import HarnessError
 from harness.core.names import Param
 from harness.diffusion.eta import SIGMA_HAT, Eta, eta_label, parse_eta
 from harness.diffusion.trajectory import timesteps
+from harness.run import registry
 
-JOBS = ("sample", "recon", "timing", "figures")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # names that end up in file paths and MLflow names
 
 
-def _int(name: str, value: Any, minimum: int, fix: str) -> int:
+def checked_int(name: str, value: Any, minimum: int, fix: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise HarnessError(f"{name} must be an integer >= {minimum}, got {value!r}. {fix}")
     return value
@@ -117,45 +97,35 @@ class Cell:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "Cell":
         """Parse and check every setting of one job's config (cheap: no model, no data); HarnessError names the fix."""
-        job = cfg.job.name
-        if job not in JOBS:
-            raise HarnessError(f"Unknown job {job!r}: choose job= one of {JOBS}.")
+        job = _safe_name("job.name", cfg.job.name)
+        spec = registry.job(job, cfg.job.get("module"))
         dataset, model = _frozen(cfg.dataset), _frozen(cfg.model)
         _safe_name("dataset.name", dataset.get("name"))
         _safe_name("model.name", model.get("name"))
         diffusion = _frozen(cfg.diffusion)
-        T = _int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
-        from harness.diffusion.samplers import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-            get_sampler,
-            steps_for_nfe,
-        )
+        T = checked_int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
+        from harness.diffusion.samplers import get_sampler, steps_for_nfe
 
         sampler_info = get_sampler(cfg.get("sampler", "ddim"))
         sampler = sampler_info.name
-        if job == "recon" and sampler != "ddim":
-            raise HarnessError(f"job=recon encodes and decodes with DDIM (eta=0); it takes no sampler={sampler}: "
-                               "drop the sampler override.")
+        if spec.sampler is not None and sampler != spec.sampler:
+            raise HarnessError(f"job={job} runs only sampler={spec.sampler}; it takes no sampler={sampler}: drop the "
+                               "sampler override.")
         eta = parse_eta(cfg.eta)
         sampler_info.check_eta(eta)  # a deterministic sampler takes no eta
         target = cfg.get("nfe")
         S = cfg.S if target is None else steps_for_nfe(sampler, target, cfg.trajectory, T)
         tau = tuple(timesteps(cfg.trajectory, S, T))  # a known trajectory and 1 <= S <= T
-        N = _int("N", cfg.N, 2, "Metrics need at least 2 images per repeat (the paper used 50,000).")
-        repeats = _int("repeats", cfg.get("repeats", 1), 1, "Set repeats=<number of disjoint image ranges scored>.")
-        seed = _int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
-        batch_size = _int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
+        N = checked_int("N", cfg.N, 2, "Metrics need at least 2 images per repeat (the paper used 50,000).")
+        repeats = checked_int("repeats", cfg.get("repeats", 1), 1, "Set repeats=<number of disjoint image ranges scored>.")
+        seed = checked_int("seed", cfg.seed, 0, "Set seed=<non-negative integer>.")
+        batch_size = checked_int("batch_size", cfg.batch_size, 1, "Set batch_size=<images per network call>.")
         threads = cfg.get("threads")
         if threads is not None:
-            _int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
-        from harness.core.runtime import (
-            check_precision,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
-        from harness.diffusion.noise import (
-            check_noise_scheme,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
-        from harness.models.acceleration import (
-            check_compile_mode,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+            checked_int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
+        from harness.core.runtime import check_precision
+        from harness.diffusion.noise import check_noise_scheme
+        from harness.models.acceleration import check_compile_mode
 
         precision = check_precision(cfg.precision)
         noise, compile_mode = check_noise_scheme(cfg.noise), check_compile_mode(cfg.compile)
@@ -173,14 +143,13 @@ class Cell:
         if (dataset.get("kind") == "exact") != analytic:
             raise HarnessError(f"dataset={dataset['name']} and model={model['name']} do not go together: exact-score "
                                "data needs its analytic model and vice versa; choose model=<the dataset's name>.")
-        if analytic and job == "recon":
-            raise HarnessError(f"dataset={dataset['name']} has no held-out images to reconstruct: use job=sample.")
+        if analytic and not spec.exact:
+            raise HarnessError(f"dataset={dataset['name']} has no held-out images for job={job}: use job=sample.")
         device = "cpu" if analytic and cfg.device == "auto" else str(cfg.device)  # closed-form eps*: CPU work
-        parts, part = _parts(cfg, job, N * repeats, bool(cfg.force), bool(cfg.dry_run))
-        metrics = _metrics(_frozen(cfg.metrics), N) if job == "sample" and not analytic else _frozen(cfg.metrics)
-        if job == "sample":
-            _int("job.grid_images", cfg.job.get("grid_images"), 1, "Set job.grid_images=<images in the sample grid>.")
-            _int("job.grid_scale", cfg.job.get("grid_scale"), 1, "Set job.grid_scale=<pixels per image pixel>.")
+        parts, part = _parts(cfg, spec, N * repeats, bool(cfg.force), bool(cfg.dry_run))
+        metrics = _metrics(_frozen(cfg.metrics), N) if spec.scored and not analytic else _frozen(cfg.metrics)
+        if spec.check is not None:
+            spec.check(cfg.job)
         cell = cls(
             job=job, dataset=dataset, model=model, metrics=metrics, job_options=_frozen(cfg.job),
             diffusion=diffusion, sampler=sampler, S=S, eta=eta, trajectory=cfg.trajectory, tau=tau, N=N,
@@ -212,6 +181,11 @@ class Cell:
         return int(self.diffusion["T"])
 
     @property
+    def spec(self) -> registry.Job:
+        """The job's registry entry: what it samples, scores, splits, costs."""
+        return registry.job(self.job, self.job_options.get("module"))
+
+    @property
     def is_exact(self) -> bool:
         """Exact-score data (harness.diffusion.analytic): samples are scored against the true law, not images."""
         return self.dataset.get("kind") == "exact"
@@ -222,39 +196,31 @@ class Cell:
 
     @cached_property
     def schedule(self):
-        from harness.diffusion.schedule import (
-            NoiseSchedule,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.diffusion.schedule import NoiseSchedule
 
         d = self.diffusion
         if d.get("schedule", "linear") == "log_snr":
-            from harness.diffusion.analytic import (
-                log_snr_linear_schedule,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-            )
+            from harness.diffusion.analytic import log_snr_linear_schedule
 
             return log_snr_linear_schedule(int(d["T"]), float(d["lambda_max"]), float(d["lambda_min"]))
         return NoiseSchedule.linear(int(d["T"]), float(d["beta_start"]), float(d["beta_end"]))
 
     @cached_property
     def process_steps(self) -> list[tuple[int, float, float, float]]:
-        from harness.diffusion.sampling import (
-            process_steps,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.diffusion.sampling import process_steps
 
         return process_steps(self.tau, self.schedule, self.eta)
 
     @property
     def sampler_info(self):
-        from harness.diffusion.samplers import (
-            get_sampler,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.diffusion.samplers import get_sampler
 
         return get_sampler(self.sampler)
 
     @property
     def nfe(self) -> int:
         """Network evaluations per image that the sampler spends along tau (a recon job runs DDIM both ways)."""
-        return len(self.tau) if self.job == "recon" else self.sampler_info.nfe(self.tau)
+        return self.spec.nfe(self) if self.spec.nfe is not None else self.sampler_info.nfe(self.tau)
 
     @property
     def eta_label(self) -> str:
@@ -286,8 +252,7 @@ class Cell:
 
     @property
     def description(self) -> str:
-        what = {"sample": f"{self.repeats} x {self.N} images scored", "recon": f"reconstruction of {self.N} held-out images",
-                "timing": f"timing of batches of {self.batch_size}", "figures": "Figures 5 and 6 sampled"}[self.job]
+        what = self.spec.describe(self)
         process = "sigma-hat process" if self.eta == SIGMA_HAT else f"eta={self.eta_label}"
         return (f"{self.dataset['name']}: {what}; {self.sampler} ({process}), S={self.S} ({self.trajectory} tau, "
                 f"NFE {self.nfe}), seed {self.seed}, model {self.model['name']}")
@@ -305,23 +270,19 @@ class Cell:
         """The content of the cell's input files (harness.run.inputs): ``checkpoint``, and for a scored sample cell
         ``extractor_weights`` and ``reference``; part of both keys, recorded as tags. Reads (hashes) files, once per
         file version: a missing file is a HarnessError naming the setting."""
-        from harness.run.inputs import (  # lazy: brings torch, torch_fidelity: the sweeper's start-up builds no cell but imports this module
-            extractor_identity,
-            reference_identity,
-        )
+        from harness.run.inputs import extractor_identity, network_identities, reference_identity
 
         out = {"checkpoint": self.checkpoint_content}
-        if self.job == "sample" and not self.is_exact:
+        if self.spec.scored and not self.is_exact:
             out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
+            out.update(network_identities(self.metrics))
         return out
 
     @cached_property
     def checkpoint_content(self) -> str | None:
         """The content of the checkpoint (harness.run.inputs), all that the images depend on: the images folder is found
         without the reference data (a dry run counts a cell's stored images before its data is there)."""
-        from harness.run.inputs import (
-            checkpoint_identity,  # lazy: brings torch, torch_fidelity: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.run.inputs import checkpoint_identity
 
         return checkpoint_identity(self.model)
 
@@ -339,11 +300,17 @@ class Cell:
         """What determines the cell's result besides its number of repeats."""
         # fid_infinity=false adds nothing to the result, so it leaves the key of cells run before it existed alone
         metrics = {k: v for k, v in self.metrics.items()
-                   if k not in ("batch_size", "weights_path") and not (k == "fid_infinity" and not v)}
-        job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale")}
+                   if k not in ("batch_size", "weights_path", "vit_batch_size") and not (k == "fid_infinity" and not v)}
+        for flag, settings in VIT_SETTINGS.items():  # off: no part of the key (cells run before they existed keep theirs)
+            for k in (flag, *settings) if not metrics.get(flag) else ():
+                metrics.pop(k, None)
+        for section in ("dinov2", "clip"):  # where the weights come from is not the result: inputs names their content
+            if section in metrics:
+                metrics[section] = {k: v for k, v in metrics[section].items() if k not in ("url", "file", "weights_path")}
+        job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale", "module")}
         return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
-                "metrics": metrics if self.job == "sample" else None,
-                "reference": self.dataset.get("fid_reference") if self.job == "sample" else None,
+                "metrics": metrics if self.spec.scored else None,
+                "reference": self.dataset.get("fid_reference") if self.spec.scored else None,
                 "inputs": {k: v for k, v in self.inputs.items() if k != "checkpoint"}}
 
     @cached_property
@@ -377,7 +344,7 @@ class Cell:
     @property
     def blocks(self) -> int:
         """Blocks per repeat of a sample cell scored in blocks (harness.metrics.blocks); 1 otherwise."""
-        return int(self.metrics.get("blocks", 1)) if self.job == "sample" and not self.is_exact else 1
+        return int(self.metrics.get("blocks", 1)) if self.spec.scored and not self.is_exact else 1
 
 
 def job_name(name: str, cell: Cell) -> str:
@@ -385,24 +352,33 @@ def job_name(name: str, cell: Cell) -> str:
     return f"{name} {cell.part_label}" if cell.part is not None else name
 
 
+# metrics.fd_dinov2 / metrics.cmmd and the settings that only act when they are on (harness.metrics.vit_scores)
+VIT_SETTINGS = {"fd_dinov2": ("dinov2",), "cmmd": ("clip", "cmmd_sigma", "cmmd_scale", "cmmd_estimator")}
+
+
 def _metrics(metrics: Mapping, N: int) -> Mapping:
     """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
     at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""
-    _int("metrics.batch_size", metrics.get("batch_size"), 1, "Set metrics.batch_size=<images per extractor call>.")
-    _int("metrics.kid_subset_size", metrics.get("kid_subset_size"), 2,
+    checked_int("metrics.batch_size", metrics.get("batch_size"), 1, "Set metrics.batch_size=<images per extractor call>.")
+    checked_int("metrics.kid_subset_size", metrics.get("kid_subset_size"), 2,
          "KID averages an unbiased MMD over subsets of this many images (torch-fidelity's default: 1000).")
-    k = _int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
+    k = checked_int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
              "Set metrics.prc_neighborhood=<k of the k-NN manifolds> (3 in Kynkaanniemi et al.).")
+    if metrics.get("fd_dinov2") or metrics.get("cmmd"):
+        _int("metrics.vit_batch_size", metrics.get("vit_batch_size", 32), 1, "Set metrics.vit_batch_size=<images per ViT call>.")
+    if metrics.get("cmmd") and metrics.get("cmmd_estimator") not in ("biased", "unbiased"):
+        raise HarnessError(f"metrics.cmmd_estimator={metrics.get('cmmd_estimator')!r} is not an estimator: use biased "
+                           "(the published code's) or unbiased.")
     if k >= N:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
                            f"raise N or lower metrics.prc_neighborhood.")
-    _int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
-    _int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
+    checked_int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
+    checked_int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
     fractions = metrics.get("fid_inf_fractions")
     if not fractions or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
         raise HarnessError(f"metrics.fid_inf_fractions must be fractions in (0, 1], got {fractions!r}, e.g. "
                            "[0.5,0.6,0.7,0.8,0.9,1.0].")
-    blocks = _int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
+    blocks = checked_int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
     if blocks > 1 and (N % blocks or N // blocks < 2):
         raise HarnessError(f"metrics.blocks={blocks} must divide N={N} into blocks of at least 2 images: set "
                            f"metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
@@ -415,12 +391,12 @@ def part_range(n: int, parts: int, part: int) -> range:
     return range(part * n // parts, (part + 1) * n // parts)
 
 
-def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool) -> tuple[int, int | None]:
-    """``parts`` and ``part``, checked: 0 <= part < parts, only for sample cells, at most one part per image."""
-    parts = _int("parts", cfg.get("parts", 1), 1, "Set parts=<number of jobs the cell is split into> (1: not split).")
+def _parts(cfg: DictConfig, spec: registry.Job, n_images: int, force: bool, dry_run: bool) -> tuple[int, int | None]:
+    """``parts`` and ``part``, checked: 0 <= part < parts, only for a job that splits, at most one part per image."""
+    parts = checked_int("parts", cfg.get("parts", 1), 1, "Set parts=<number of jobs the cell is split into> (1: not split).")
     part = cfg.get("part")
     if part is not None:
-        _int("part", part, 0, f"Set part=<0..{parts - 1}>, the part of the cell this job samples.")
+        checked_int("part", part, 0, f"Set part=<0..{parts - 1}>, the part of the cell this job samples.")
     if parts == 1:
         if part not in (None, 0):
             raise HarnessError(f"part={part} needs parts=<k> with k > {part}: set parts to the number of jobs the cell "
@@ -432,8 +408,8 @@ def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool)
                            f"them, or run {whole}.")
     if part is not None and part >= parts:
         raise HarnessError(f"part={part} is not one of the parts 0..{parts - 1} of parts={parts}: use part=0..{parts - 1}.")
-    if job != "sample":
-        raise HarnessError(f"only job=sample cells are split into parts (this is job={job}): drop parts and part.")
+    if not spec.splittable:
+        raise HarnessError(f"job={spec.name} cells are not split into parts: drop parts and part.")
     if parts > n_images:
         raise HarnessError(f"parts={parts} is more than the cell's {n_images} images (N x repeats): use parts <= {n_images}.")
     if force:
@@ -442,25 +418,31 @@ def _parts(cfg: DictConfig, job: str, n_images: int, force: bool, dry_run: bool)
     return parts, part
 
 
+_CHECKED: set[str] = set()  # the environments check_environment found ready in this process
+
+
 def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
     exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
-    online), the data folder the cell reads is there and (outside a rehearsal) the published one."""
-    from harness.core.runtime import (
-        select_device,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-    )
-    from harness.run.preflight import (
-        check_data,  # lazy: brings torch, torch_fidelity, scipy: the sweeper's start-up builds no cell but imports this module
-    )
+    online), the data folder the cell reads is there and (outside a rehearsal) the published one. Once per process
+    for each (device, job, dataset, checkpoint): a sweep's worker runs many cells of one dataset."""
+    environment = _hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
+                         "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
+                         "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})
+    if environment in _CHECKED:
+        return
+    _check_environment(cell)
+    _CHECKED.add(environment)
+
+
+def _check_environment(cell: Cell) -> None:
+    from harness.core.runtime import select_device
+    from harness.run.preflight import check_data
 
     select_device(cell.device)
     path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
     if hub and not path:
-        from harness.models.hub import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-            availability,
-            check_model,
-            snapshot,
-        )
+        from harness.models.hub import availability, check_model, snapshot
 
         check_model(hub, cell.model.get("name"))
         ok, text = availability(hub)
@@ -471,11 +453,13 @@ def check_environment(cell: Cell) -> None:
     if path and not Path(path).expanduser().exists():
         raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
     if path and Path(path).expanduser().is_dir():
-        from harness.models.hub import (
-            unet_folder,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.models.hub import unet_folder
 
         unet_folder(Path(path).expanduser())
+    if not cell.dry_run and not cell.rehearsal:  # before the data (CIFAR-10 is downloaded next); the dry run names the device
+        problem = gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), f"dataset={cell.dataset['name']}")
+        if problem:
+            raise HarnessError(problem)
     check_data(cell)
 
 

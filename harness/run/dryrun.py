@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
+from harness.core.runtime import gpu_problem, planned_device
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
+from harness.metrics.vit_scores import networks_of
 from harness.models.checkpoints import availability
 from harness.run.cell import Cell, part_range
 from harness.run.parts import find_run
@@ -32,7 +34,7 @@ def _key(cell: Cell) -> str | None:
 def _data_status(cell: Cell) -> tuple[bool, str]:
     if cell.is_exact:
         return True, f"exact-score data {cell.dataset['name']}: no data needed"
-    if cell.job == "sample":
+    if cell.spec.scored:
         try:
             if reference_cached(scoring_of(cell)):
                 return True, f"reference features of {cell.dataset['fid_reference']} cached"
@@ -40,9 +42,10 @@ def _data_status(cell: Cell) -> tuple[bool, str]:
             pass
         problem = check_available(cell.dataset, cell.dataset["train_split"])
         return problem is None, problem or f"{cell.dataset['fid_reference']} data present"
-    if cell.job == "recon":
-        problem = check_available(cell.dataset, cell.dataset["test_split"])
-        return problem is None, problem or f"{cell.dataset['name']} {cell.dataset['test_split']} data present"
+    if cell.spec.reads is not None:
+        split = cell.dataset[cell.spec.reads]
+        problem = check_available(cell.dataset, split)
+        return problem is None, problem or f"{cell.dataset['name']} {split} data present"
     return True, "no data needed"
 
 
@@ -81,15 +84,44 @@ def _rate(cell: Cell, uri: str) -> Rate | None:
     return None
 
 
-def stored_images(cell: Cell) -> int:
-    """How many of this job's images the cell's images folder holds already (a resumed cell, or one grown by repeats),
-    counted from the shard names ``<first>-<last>.pt`` without reading them (a sampling run checks each shard)."""
-    have = set()
-    for path in cell.images_dir.glob("*.pt"):
-        first, _, last = path.stem.partition("-")
-        if first.isdigit() and last.isdigit():
-            have.update(range(int(first), int(last) + 1))
-    return len(have.intersection(cell.indices))
+def _vit_rate(uri: str, experiment: str) -> Rate | None:
+    """The newest finished sample run that scored FD_DINOv2 or CMMD: its seconds per image of their features (in
+    the Rate's seconds_per_image_nfe: these features cost the same per image whatever the NFE)."""
+    exp = tracking.experiment_id(uri, experiment)
+    if exp is None:
+        return None
+    with tracking.store_errors(uri):
+        for run in tracking.client(uri).search_runs(
+            [exp], filter_string=f"metrics.{Metric.VIT_SECONDS_PER_IMAGE} > 0 and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        ):
+            t = run.data.tags
+            return Rate(run.data.metrics[Metric.VIT_SECONDS_PER_IMAGE], run.info.run_id, t.get(Tag.DEVICE, "cpu"),
+                        t.get(Tag.DEVICE_NAME, "?"))
+    return None
+
+
+def vit_price(cell: Cell, images: int, rates: dict) -> str:
+    """``  FD_DINOv2 and CMMD features: ~2.1 h of CPU time ...``: their price for a sample cell that scores them."""
+    if not cell.spec.scored or cell.is_exact or not networks_of(cell.metrics):
+        return ""
+    names = " and ".join(n for n, on in (("FD_DINOv2", cell.metrics.get("fd_dinov2")), ("CMMD", cell.metrics.get("cmmd"))) if on)
+    where = (tracking.tracking_uri(cell.tracking.uri), cell.tracking.experiment)
+    if where not in rates:
+        rates[where] = _vit_rate(*where)
+    rate = rates[where]
+    if rate is None:
+        return f"  {names} features of {images:,} images: time unknown (no finished run scored them yet; " \
+               "benchmarks/vit_metrics_cost.py measures it)"
+    return (f"  {names} features of {images:,} images: ~{_duration(images * rate.seconds_per_image_nfe)} of "
+            f"{rate.kind} time ({rate.seconds_per_image_nfe:.3g} s per image, run {rate.run_id} on {rate.device_name}), "
+            "and the reference's images once when their features are not cached")
+
+
+def _device(cell: Cell) -> str:
+    """The device the cell will use here; a paper preset that expects a GPU and would get the CPU says so."""
+    problem = None if cell.rehearsal else gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), "")
+    return planned_device(cell.device) + (" (NO GPU here: the run stops unless device=cpu)" if problem else "")
 
 
 def _duration(seconds: float) -> str:
@@ -151,12 +183,12 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
         if (uri, cell.model["name"]) not in rates:
             rates[(uri, cell.model["name"])] = _rate(cell, uri)
         rate = rates[(uri, cell.model["name"])]
-        images = (len(cell.indices) - stored_images(cell)) if cell.job == "sample" else cell.n_images * (
-            2 if cell.job == "recon" else 1)
+        images = cell.spec.images(cell) - cell.spec.stored(cell)
         seconds = None if done or rate is None else images * cell.nfe * rate.seconds_per_image_nfe
         here = sorted(c.part for c in group if c.part is not None)
         plan = _part_plan(cell, seconds, here, uri) if cell.parts > 1 and not done else ""
         rows.append((cell, done, ckpt_ok and data_ok, seconds, rate, plan))
+    vit_rates: dict[tuple[str, str], Rate | None] = {}
     for cell, done, ready, seconds, rate, plan in rows:
         if done:
             state = f"done (run {done.info.run_id})"
@@ -164,10 +196,15 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
             state = ("to run" if ready else "MISSING inputs") + (
                 ", GPU-hours unknown (no finished run of this model yet)" if rate is None else
                 f", {_duration(seconds)} of {rate.kind} time")
-        reused = stored_images(cell) if cell.job == "sample" and not done else 0
+        reused = cell.spec.stored(cell) if not done else 0
         state += f" ({reused} of its images already sampled)" if reused else ""
-        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
-        line = pilot(cell) if pilot is not None and cell.job == "sample" else ""
+        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
+              f"{_device(cell)}, {state}{plan}")
+        if cell.spec.scored and not done:
+            price = vit_price(cell, cell.n_images, vit_rates)  # every image is scored again, sampled or reused
+            if price:
+                print(price)
+        line = pilot(cell) if pilot is not None and cell.spec.scored else ""
         if line:
             print(f"  {line}")
     for text, names in problems.items():

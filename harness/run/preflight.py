@@ -1,17 +1,18 @@
 """What a cell reads from disk, checked before any sampling, so that a missing or wrong file costs seconds rather
 than the hours of sampling before it: the dataset folder of the FID reference (a sample cell) or of the held-out
 split (a reconstruction cell) is there, downloaded now when the harness can fetch it (CIFAR-10), the feature
-extractor's weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
+extractors' weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
 checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads stand-ins, which differ by design.
 """
 
 from __future__ import annotations
 
 from harness.core.errors import HarnessError
-from harness.data import KNOWN, ensure_available, published_problem
+from harness.data import KNOWN, data_root, ensure_available, published_problem
 from harness.metrics.features import verified_weights
 from harness.metrics.references import datasets_root, ensure_data
 from harness.metrics.suite import scoring_of
+from harness.metrics.vit_scores import fetch, networks_of
 
 
 def check_data(cell) -> None:
@@ -20,16 +21,26 @@ def check_data(cell) -> None:
     if cell.dry_run:
         return
     dataset = dict(cell.dataset)
-    if cell.job == "sample" and not cell.is_exact:
+    if dataset.get("name") in KNOWN and dataset.get("name") != "digits":
+        data_root(dataset)  # a root no folder can be at (a link loop): said first, before any download
+    if cell.spec.scored and not cell.is_exact:
         verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
+    _check_folder(cell)
+    if cell.spec.scored and not cell.is_exact:  # FD_DINOv2's and CMMD's networks: after the data (their
+        for network in networks_of(cell.metrics).values():  # download is the larger), downloaded now, checked
+            fetch(network)
+
+
+def _check_folder(cell) -> None:
+    dataset = dict(cell.dataset)
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
-    if cell.job == "sample":
+    if cell.spec.scored:
         scoring = scoring_of(cell)
         ensure_data(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root),
                     scoring.datasets_download, dataset)
-    elif cell.job == "recon":
-        ensure_available(dataset, dataset["test_split"])
+    elif cell.spec.reads is not None:
+        ensure_available(dataset, dataset[cell.spec.reads])
     else:
         return
     if not cell.rehearsal:

@@ -33,11 +33,11 @@ from harness.core.runtime import (
 )
 from harness.run import parts
 from harness.run.cell import Cell, check_environment, job_name, relative
-from harness.run.jobs import JOBS
 from harness.run.jobs.context import JobContext
 from harness.run import cell_claim, signals
 from harness.run.dryrun import print_plan
 from harness.run.outcome import Outcome
+from harness.run.space import check_space, disk_full
 from harness.run.writable import check_cell_paths
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact_file, redacted
@@ -112,6 +112,11 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         skipped = _skip_finished(cell, uri, label, index, name)
         if skipped is not None:
             return skipped
+        check_space(cell, uri)
+        if sweep is None:  # a sweep reconciles every orphan of its experiment before it starts (harness.sweep.sweeper)
+            for run_id in tracking.reconcile_orphans(uri, cell.tracking.experiment, cell.key):
+                print(f"[reconciled] {label}: run {run_id} of this cell was left RUNNING by a process that ended "
+                      "(killed or crashed): marked KILLED")
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
@@ -204,7 +209,7 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
             if output_dir is not None:
                 for path in sorted((output_dir / ".hydra").glob("*.yaml")):
                     run.log_text(redact_file(path), f"hydra/{path.name}")
-        JOBS[cell.job](ctx)
+        cell.spec.run(ctx)
     except KeyboardInterrupt as err:
         how = f"interrupted ({str(err) or 'Ctrl-C'})"
         if cell.part is not None:
@@ -218,12 +223,16 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
               file=sys.stderr)
         return Outcome(index, job, "KILLED", error=how, run_id=run.run_id, preempted=preempted)
     except BaseException as err:  # noqa: BLE001 - the cell fails alone, with its message on its run
-        oom = out_of_memory(cell, device, err)
-        message = str(err) if isinstance(err, HarnessError) else oom or f"{type(err).__name__}: {err}"
-        if cell.part is not None:
-            parts.part_failed(cell, run, "failed", message)
-        run.fail(HarnessError(oom) if oom else err)
-        if not isinstance(err, HarnessError) and not oom:
+        known = out_of_memory(cell, device, err) or disk_full(err, cell, uri)  # one line for these, no traceback
+        message = str(err) if isinstance(err, HarnessError) and not known else known or f"{type(err).__name__}: {err}"
+        try:
+            if cell.part is not None:
+                parts.part_failed(cell, run, "failed", message)
+            run.fail(HarnessError(known) if known else err)
+        except Exception:  # a store on the full disk: the run stays RUNNING, reconciled by the cell's next run
+            if not known:
+                raise
+        if not isinstance(err, HarnessError) and not known:
             log.exception("cell %s failed", job)
         print(f"[failed] {label}: {message} (run {run.run_id})", file=sys.stderr)
         return Outcome(index, job, "FAILED", error=message, run_id=run.run_id)

@@ -23,6 +23,8 @@ from omegaconf import DictConfig
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir
 from harness.metrics.features import WEIGHTS_URLS
+from harness.run import registry
+from harness.run.space import JOB_FOLDER_BYTES, check_free
 
 CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
 
@@ -81,6 +83,7 @@ def check_paths(output_root: str | os.PathLike, sample: bool = True, dry_run: bo
     run, the cache and for sample jobs ``output_root/images`` and the reference features' folder."""
     root = Path(output_root).expanduser()
     check_writable(root, "the job folders (output_root)", "set output_root=<a writable folder>")
+    check_free(root, JOB_FOLDER_BYTES, "the job folders (output_root)", "set output_root=<a folder on another disk>")
     if dry_run:
         return
     if sample:
@@ -95,8 +98,8 @@ def check_paths(output_root: str | os.PathLike, sample: bool = True, dry_run: bo
 def check_cell_paths(cell) -> None:
     """``check_paths`` for one cell, and the cache folder of verified extractor weights when its extractor has some
     (torch-fidelity's Inception)."""
-    check_paths(cell.output_root, sample=cell.job == "sample", dry_run=cell.dry_run)
-    if cell.dry_run or cell.job != "sample" or cell.is_exact:
+    check_paths(cell.output_root, sample=cell.spec.scored, dry_run=cell.dry_run)
+    if cell.dry_run or not cell.spec.scored or cell.is_exact:
         return
 
     if cell.metrics.get("feature_extractor") in WEIGHTS_URLS:
@@ -117,7 +120,7 @@ class WritableCallbacks(Callback):
             sys.exit(2)
 
     def on_run_start(self, config: DictConfig, **_: Any) -> None:
-        self._check(config, config.job.name == "sample")
+        self._check(config, registry.job(config.job.name, config.job.get("module")).scored)
 
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
         self._check(config, True)  # the job may be swept: the folders of sample jobs

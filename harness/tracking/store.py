@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.core import processes
 from harness.core.errors import HarnessError
 from harness.core.names import Tag
 from harness.tracking import sqlite as sqlite_store
@@ -44,7 +45,7 @@ def tracking_uri(uri: str | None = None) -> str:
     what this returns can be shown and recorded."""
     uri = split_credentials(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+        uri = "sqlite:///" + str(sqlite_store.sqlite_path(uri).resolve())
     if uri.startswith(("./", "/", "file:")) or uri.rstrip("/").endswith("mlruns"):
         raise HarnessError(
             f"Tracking URI {uri!r} is a file store, which MLflow 3 rejects. Use SQLite, e.g. tracking.uri=sqlite:///mlflow.db, "
@@ -62,7 +63,7 @@ def shown_uri(uri: str) -> str:
     """A store URI as reports and messages show it: an SQLite file relative to the working directory (else by file
     name), a server without user or password."""
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = sqlite_store.sqlite_path(uri)
         try:
             return "sqlite:///" + path.resolve().relative_to(Path.cwd().resolve()).as_posix()
         except ValueError:
@@ -74,6 +75,27 @@ def shown_uri(uri: str) -> str:
 
 # Where a user points the harness at a store: what the messages below name as the fix.
 STORE_SETTING = "tracking.uri (python -m harness), --tracking-uri (the report) or MLFLOW_TRACKING_URI"
+EXPERIMENT_SETTING = "tracking.experiment=<another name>"  # the report's is --experiment NAME
+# SQLite's and the OS's words for a full disk (sqlite3's SQLITE_FULL, errno ENOSPC, EDQUOT)
+DISK_FULL = ("database or disk is full", "No space left on device", "Disk quota exceeded")
+
+
+def store_folder(uri: str) -> str:
+    """Where an SQLite store's bytes go (the database's folder), as messages show it; a server's own disk else."""
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri[len("sqlite:///"):]).parent)
+    return f"the disk of the server {shown_uri(uri)}"
+
+
+def check_active(found, uri: str, setting: str = EXPERIMENT_SETTING) -> None:
+    """HarnessError naming the fix when ``found`` (an MLflow Experiment) was deleted: MLflow keeps a deleted
+    experiment's name and refuses new runs in it, and hides its runs."""
+    if found is not None and found.lifecycle_stage == "deleted":
+        where = f"MLFLOW_TRACKING_URI={_runnable_uri(uri)} "
+        raise HarnessError(
+            f"The experiment {found.name!r} (id {found.experiment_id}) in {shown_uri(uri)} was deleted: restore it "
+            f"({where}mlflow experiments restore --experiment-id {found.experiment_id}, or "
+            f"MlflowClient().restore_experiment('{found.experiment_id}')), or use another: {setting}.")
 
 
 @contextmanager
@@ -91,6 +113,9 @@ def store_errors(uri: str) -> Iterator[None]:
             raise HarnessError(f"Cannot reach the tracking server {shown_uri(uri)} ({why}, after MLflow's retries): is the "
                                f"server running and reachable? Start it (mlflow server ...) or fix {STORE_SETTING}.") from None
         first = (text.strip().splitlines() or [type(err).__name__])[0][:300]
+        if any(w in text for w in DISK_FULL) or getattr(err, "errno", None) in (28, 122):
+            raise HarnessError(f"no space left on {store_folder(uri)} (the tracking store {shown_uri(uri)}: {first}): "
+                               f"free space there, or point {STORE_SETTING} at a store on another disk.") from None
         if uri.startswith("sqlite:") and "readonly database" in text:
             raise HarnessError(f"The tracking store {shown_uri(uri)} is read-only ({first}): make the database and its "
                                f"folder writable, or point {STORE_SETTING} at a writable store.") from None
@@ -106,10 +131,12 @@ def client(uri: str):
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run" lines: the harness prints its own
     if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("INFO", "DEBUG"):  # verbose=true keeps them
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
+        # its traceback of every database error (a full disk, a locked file): store_errors says it in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
 
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = sqlite_store.sqlite_path(uri)
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
             raise HarnessError(f"The tracking store {shown_uri(uri)} is not an SQLite database: move it aside to start a "
                                f"new store, or point {STORE_SETTING} at the right one.")
@@ -125,7 +152,7 @@ def _header(path: Path) -> bytes:
 def _artifact_location(uri: str) -> str | None:
     """Artifacts beside a SQLite database (``mlartifacts/``); a server chooses its own."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+        return (sqlite_store.sqlite_path(uri).parent / "mlartifacts").as_uri()
     return None
 
 
@@ -145,6 +172,15 @@ def experiment_tags() -> dict[str, str]:
             f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(view)}
 
 
+def _runnable_uri(uri: str) -> str:
+    """A store URI for a command the user runs: an SQLite file outside the working directory by its whole path."""
+    if uri.startswith("sqlite:///"):
+        path = sqlite_store.sqlite_path(uri).resolve()
+        if not path.is_relative_to(Path.cwd().resolve()):
+            return f"sqlite:///{path.as_posix()}"
+    return shown_uri(uri)
+
+
 def view_link(uri: str, exp_id: str) -> str:
     """Where to look at the runs: the experiment's saved view in the MLflow UI. MLflow 3.17's UI picks the experiment
     page (GenAI traces or the runs table) from a switch kept per browser, GenAI by default, not from the experiment's
@@ -152,11 +188,7 @@ def view_link(uri: str, exp_id: str) -> str:
     page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
     if uri.startswith(("http://", "https://")):
         return f"{shown_uri(uri).rstrip('/')}/{page}"
-    store = shown_uri(uri)
-    if uri.startswith("sqlite:///"):  # a command to run: a store outside the working directory by its whole path
-        path = Path(uri[len("sqlite:///"):]).resolve()
-        store = store if path.is_relative_to(Path.cwd().resolve()) else f"sqlite:///{path.as_posix()}"
-    return f"mlflow ui --backend-store-uri {store}, then open http://127.0.0.1:5000/{page}"
+    return f"mlflow ui --backend-store-uri {_runnable_uri(uri)}, then open http://127.0.0.1:5000/{page}"
 
 
 def prepare_store(uri: str, experiment: str) -> str:
@@ -171,6 +203,7 @@ def prepare_store(uri: str, experiment: str) -> str:
         for attempt in range(5):
             try:
                 found = c.get_experiment_by_name(experiment)
+                check_active(found, uri)
                 if found is not None:
                     for key, value in experiment_tags().items():
                         if key not in found.tags:
@@ -187,6 +220,7 @@ def prepare_store(uri: str, experiment: str) -> str:
 def experiment_id(uri: str, experiment: str) -> str | None:
     with store_errors(uri):
         found = client(uri).get_experiment_by_name(experiment)
+    check_active(found, uri)
     return None if found is None else found.experiment_id
 
 
@@ -207,37 +241,23 @@ def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
     return newest_run(uri, experiment, f"tags.{Tag.CELL_KEY} = '{cell_key}' and attributes.status = 'FINISHED'")
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether the process runs. A zombie (exited, not yet reaped by its parent: an orphaned worker in a container
-    whose init does not reap) holds its pid but runs nothing, so it counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:  # Linux: "pid (comm) state ..."; elsewhere the pid alone decides
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def reconcile_orphans(uri: str, experiment: str) -> list[str]:
+def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) -> list[str]:
     """Mark KILLED the RUNNING runs started on this host by a process that no longer exists (``kill -9``, a crashed
     worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen), and
-    so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts)."""
+    so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts). ``cell_key``: only the
+    runs of that cell (what a single run reconciles before it starts)."""
     exp = experiment_id(uri, experiment)
     if exp is None:
         return []
     host = socket.gethostname()
     fixed = []
+    only = f" and tags.{Tag.CELL_KEY} = '{cell_key}'" if cell_key else ""
     with store_errors(uri):
         c = client(uri)
-        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'",
-                                 max_results=10_000):
+        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'"
+                                                      f"{only}", max_results=10_000):
             pid = run.data.tags.get(Tag.PID, "")
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not processes.alive(int(pid)):
                 c.set_tag(run.info.run_id, Tag.ERROR, f"process {pid} on {host} ended without closing the run "
                                                       "(killed or crashed); marked KILLED later")
                 c.set_terminated(run.info.run_id, status="KILLED")

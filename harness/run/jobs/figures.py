@@ -22,6 +22,7 @@ from harness.diffusion.noise import ImageNoise
 from harness.diffusion.sampling import sample
 from harness.diffusion.trajectory import timesteps
 from harness.run.jobs.context import JobContext
+from harness.run.registry import Job
 
 
 def run(ctx: JobContext) -> dict:
@@ -62,3 +63,6 @@ def run(ctx: JobContext) -> dict:
     ctx.headline = f"{images} images"
     ctx.summary = f"Figures 5 and 6: {images} images sampled in {seconds:.1f} s ({json.dumps(settings)})"
     return metrics
+
+
+JOB = Job("figures", run, describe=lambda cell: "Figures 5 and 6 sampled")

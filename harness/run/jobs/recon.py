@@ -13,6 +13,7 @@ from harness.core.runtime import synchronize
 from harness.data import load_split
 from harness.diffusion.sampling import decode, encode, reconstruction_mse
 from harness.run.jobs.context import JobContext
+from harness.run.registry import Job
 
 
 def run(ctx: JobContext) -> dict:
@@ -47,3 +48,7 @@ def run(ctx: JobContext) -> dict:
     ctx.summary = (f"reconstruction MSE {metrics[Metric.RECON_MSE]:.3g} +- {metrics[Metric.RECON_MSE_STDERR]:.2g} (stderr) "
                    f"over {n} held-out images ({2 * cell.nfe} NFE each, {seconds:.1f} s)")
     return metrics
+
+
+JOB = Job("recon", run, describe=lambda cell: f"reconstruction of {cell.N} held-out images", reads="test_split",
+          sampler="ddim", exact=False, images=lambda cell: 2 * cell.n_images, nfe=lambda cell: len(cell.tau))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from harness.core import faults
 from harness.core.names import Metric, Param, Tag
 from harness.diffusion.analytic import exact_mixture
 from harness.diffusion.images import save_grid, to_uint8
@@ -19,9 +20,12 @@ from harness.metrics.exact import exact_w2, score_exact
 from harness.metrics.references import datasets_root, reference_fingerprint
 from harness.metrics.suite import headline_text, score, score_blocks, scoring_of, summarize
 from harness.run.generate import generate
+from harness.run.cell import checked_int
 from harness.run.jobs.context import JobContext
 from harness.run.parts import part_done
+from harness.run.registry import Job
 from harness.run.shards import ShardStore, images_store
+from harness.run.space import stored_count
 from harness.tracking import store as tracking
 
 
@@ -40,6 +44,7 @@ def run(ctx: JobContext) -> dict:
     if gen.nfe is not None:
         metrics[Metric.NFE_COUNTED] = gen.nfe
     ctx.run.log_metrics(metrics)
+    faults.point("scoring", job=ctx.job)
     return _score(ctx, model, store, metrics)
 
 
@@ -128,10 +133,13 @@ def _score(ctx: JobContext, model, store: ShardStore, metrics: dict, note: str =
 
 def _score_images(ctx: JobContext, images) -> tuple[dict, dict[str, str], str]:
     scoring = scoring_of(ctx.cell)
+    timings = {}
     if scoring.blocks > 1:  # the paper's budget: each repeat pooled, a block jackknife (harness.metrics.blocks)
         summary = summarize(*score_blocks(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress))
     else:
-        summary = summarize(score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress))
+        summary = summarize(score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress, timings=timings))
+    if "vit_seconds" in timings:  # what FD_DINOv2's and CMMD's features cost per image here (priced by dry runs)
+        summary[Metric.VIT_SECONDS_PER_IMAGE] = timings["vit_seconds"] / len(images)
     ctx.run.set_tags({Tag.FEATURE_EXTRACTOR: scoring.feature_extractor, Tag.FID_REFERENCE: scoring.reference})
     digest = reference_fingerprint(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root))
     ctx.run.log_dataset(scoring.reference, digest=digest, source=f"torch-fidelity input {scoring.reference}")
@@ -175,3 +183,18 @@ def _log_grid(ctx: JobContext, first: torch.Tensor) -> None:
             images = first if first.dtype == torch.uint8 else to_uint8(first)
             save_grid(images, path, nrow=10, scale=int(cell.job_options["grid_scale"]))
         ctx.run.log_artifact(path)
+
+
+def stored_images(cell) -> int:
+    """How many of this cell's images its images folder holds already (a resumed cell, or one grown by repeats),
+    counted from the shard names without reading them (a sampling run checks each shard)."""
+    return stored_count(cell.images_dir, cell.indices)
+
+
+def _check(options) -> None:
+    checked_int("job.grid_images", options.get("grid_images"), 1, "Set job.grid_images=<images in the sample grid>.")
+    checked_int("job.grid_scale", options.get("grid_scale"), 1, "Set job.grid_scale=<pixels per image pixel>.")
+
+
+JOB = Job("sample", run, describe=lambda cell: f"{cell.repeats} x {cell.N} images scored", scored=True,
+          splittable=True, images=lambda cell: len(cell.indices), stored=stored_images, check=_check)

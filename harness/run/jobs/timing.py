@@ -13,6 +13,7 @@ from harness.core.names import Metric, Tag
 from harness.core.runtime import synchronize
 from harness.diffusion.noise import ImageNoise
 from harness.run.jobs.context import JobContext
+from harness.run.registry import Job
 
 
 def run(ctx: JobContext) -> dict:
@@ -52,3 +53,6 @@ def run(ctx: JobContext) -> dict:
     ctx.summary = (f"{per_batch:.3f} s per batch of {b} (median of {len(times)}), {1000 * per_batch / nfe:.2f} ms per NFE, "
                    f"{metrics[Metric.HOURS_50K]:.3g} h for 50k images")
     return metrics
+
+
+JOB = Job("timing", run, describe=lambda cell: f"timing of batches of {cell.batch_size}")
