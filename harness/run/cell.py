@@ -436,7 +436,7 @@ def check_environment(cell: Cell) -> None:
 
 
 def _check_environment(cell: Cell) -> None:
-    from harness.core.runtime import select_device
+    from harness.core.runtime import gpu_problem, select_device
     from harness.run.preflight import check_data
 
     select_device(cell.device)
