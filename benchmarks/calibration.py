@@ -33,7 +33,8 @@ replications (blocks r*K..(r+1)*K of each seed) are few; the null verdict rate i
 the rate is unbiased, but the choices share blocks: the effective number of replications lies between the disjoint
 count and the number of draws).
 
-Writes benchmarks/results/calibration-cpu.json (the machine's facts, the load, the seconds taken).
+Writes benchmarks/results/calibration-cpu.json (the machine's facts, the load, the seconds taken). At the paper's N
+(one repeat of 50,000 in blocks, a block jackknife): benchmarks/calibration_paper.py.
 """
 
 from __future__ import annotations

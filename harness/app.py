@@ -11,6 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from harness.core.overrides import unreadable_override
 from harness.core.config import HYDRA_CONFIG_PATH
 from harness.run import signals
 
@@ -33,6 +34,10 @@ def main() -> None:
     """``hydra_main`` with Ctrl-C and SIGTERM as clean stops (harness.run.signals): one that stops the command outside a
     cell (while Hydra starts, while a sweep starts or ends) is one line and exit status 130 or 143, never a
     traceback; a sweep's parent run still open is marked KILLED."""
+    problem = unreadable_override(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     signals.install()
     try:
         hydra_main()

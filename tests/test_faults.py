@@ -82,7 +82,7 @@ def test_payload_files_never_execute(tmp_path):
     planted = tmp_path / "shards" / "0000000-0000001.pt"
     torch.save({"indices": torch.tensor([0, 1]), "images": torch.zeros((2, 1, 8, 8), dtype=torch.uint8),
                 "sha256": "x", "evil": Payload(marker)}, planted)
-    assert ShardStore(tmp_path / "shards", (1, 8, 8)).missing(range(2)) == [0, 1] and not planted.exists()
+    assert list(ShardStore(tmp_path / "shards", (1, 8, 8)).missing(range(2))) == [0, 1] and not planted.exists()
 
     ckpt = tmp_path / "evil.pt"
     torch.save({"conv.weight": torch.zeros(1), "evil": Payload(marker)}, ckpt)
@@ -158,7 +158,7 @@ def test_tampered_and_truncated_shards_are_resampled(tmp_path, capsys):
     second.write_bytes(second.read_bytes()[:300])  # truncated
     capsys.readouterr()
     store = ShardStore(folder, (1, 8, 8))
-    assert store.missing(range(12)) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert list(store.missing(range(12))) == [0, 1, 2, 3, 4, 5, 6, 7]
     out = capsys.readouterr().out
     assert f"sample shard {first.name} is damaged (its checksum does not match its contents)" in out
     assert f"sample shard {second.name} is damaged (unreadable" in out

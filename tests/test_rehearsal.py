@@ -249,7 +249,7 @@ def test_rehearsal_of_every_paper_preset(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["ddim-harness"])
     cells_ = runs[runs["tags.kind"] == "cell"]
-    assert len(cells_) == 3 + 1 + 1 + 1 + 1 + 1 + 1 + 8 and (cells_["status"] == "FINISHED").all()
+    assert len(cells_) == 3 + 2 + 1 + 2 + 2 + 1 + 1 + 8 and (cells_["status"] == "FINISHED").all()
     assert (runs["tags.rehearsal"] == "true").all()
     assert sorted(set(cells_["params.dataset"])) == ["celeba", "cifar10", "lsun_bedroom", "lsun_church"]
     assert sorted(set(cells_["params.job"])) == ["recon", "sample", "timing"]

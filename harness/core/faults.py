@@ -5,10 +5,14 @@ with ``point(name, **facts)`` and never looks at what a fault does; a point does
 
     DDIM_HARNESS_FAULTS="batch_done:raise:batches=2"   the job raises FaultInjected when its 2nd batch is done
     DDIM_HARNESS_FAULTS="batch_done:kill:job=1"        the process of sweep job 1 SIGKILLs itself after a batch
+    DDIM_HARNESS_FAULTS="scoring:stop"                  the job SIGSTOPs itself before scoring (the test fills the
+                                                        disk meanwhile, then sends SIGCONT)
 
 Rules are separated by ";". A rule fires at the first point of its name where every fact it names equals the
 point's (compared as text). Points: ``batch_done`` (facts ``batches``: batches this job has done, ``job``: its
-number in the sweep, None for a single run).
+number in the sweep, None for a single run), ``scoring`` (a sample cell's images are all there, before it is
+scored; fact ``job``), ``report_file`` (a report file written under its temporary name, not yet renamed; fact
+``name``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def _rules(spec: str) -> list[tuple[str, str, dict[str, str]]]:
     return rules
 
 
-def point(name: str, **facts) -> None:
+def point(name: str, /, **facts) -> None:
     """A place where a real fault can strike; acts only on a matching rule of ``$DDIM_HARNESS_FAULTS``."""
     spec = os.environ.get(ENV)
     if not spec:
@@ -41,5 +45,8 @@ def point(name: str, **facts) -> None:
         if rule_name == name and all(str(facts.get(k)) == v for k, v in wanted.items()):
             if action == "kill":  # no handler runs: the run stays RUNNING, as after the OOM killer
                 os.kill(os.getpid(), signal.SIGKILL)
+            if action == "stop":  # paused until SIGCONT: the test changes the machine meanwhile (fills a disk)
+                os.kill(os.getpid(), signal.SIGSTOP)
+                return
             raise FaultInjected(f"fault injected at {name} ({', '.join(f'{k}={v}' for k, v in facts.items())}) "
                                 f"by {ENV}")

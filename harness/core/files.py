@@ -3,14 +3,18 @@ verified downloads. The one place that touches bytes on disk for the rest of the
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
 import pickle
+import shutil
 import tempfile
 import time
 import urllib.request
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -115,6 +119,26 @@ def load_tensors(path: str | os.PathLike):
                              "as loading them could run code") from None
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary name beside ``path`` (same suffix, so writers that pick a format by it still do) to write to;
+    renamed to ``path`` when the block ends without error, deleted otherwise: a reader never sees a half-written
+    file, and a writer stopped mid-write leaves the previous version in place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: an interruption never leaves a partial file,
     and a failed write (a full disk) leaves no temporary file behind."""
@@ -124,7 +148,12 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # torch's writer on a full disk: "unexpected pos ...", "file write failed"
+            if "unexpected pos" in str(err) or "write failed" in str(err) or shutil.disk_usage(path.parent).free < 1 << 16:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+            raise
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

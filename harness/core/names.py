@@ -7,6 +7,8 @@ report table silently empty: the writer and the reader both import it from here.
 * Tags say where and how it ran, and what it was scored against.
 * Metrics are the numbers. A cell scored on K repeats (disjoint ranges of image indices) logs each repeat's value as
   ``<metric>_r<k>`` and the summary over repeats under ``repeat_stat(metric, ...)``; the plain ``<metric>`` is the mean.
+  A cell scored in K blocks per repeat (harness.metrics.blocks) logs the metric of each repeat's images pooled as
+  ``<metric>`` (their mean over repeats; ``_min`` their minimum) and the jackknife pseudo-values as the ``_r<k>``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Param:
     NFE = "nfe"
     N = "N"
     REPEATS = "repeats"
+    BLOCKS = "blocks"  # blocks per repeat (harness.metrics.blocks); logged only when > 1
     SEED = "seed"
     BATCH_SIZE = "batch_size"
     T = "T"
@@ -48,6 +51,8 @@ class Tag:
     THREADS = "threads"
     HOST = "host"
     PID = "pid"  # the process that owns a RUNNING run (reconcile_orphans); a cell in parts: its finishing part's
+    SLURM_JOB_ID = "slurm_job_id"  # the Slurm task that runs it ("123_4" for an array task): a sweep marks it KILLED when that ends
+    PREEMPTED = "preempted"  # times its Slurm task was preempted or timed out (SIGUSR2); each resumed in this run
     PARTS = "parts"  # a cell run in parts (harness.run.parts): how many
     PARTS_DONE = "parts_done"  # the parts that sampled their block, e.g. "0,2"
     FINISHING_PART = "finishing_part"  # the part that found the cell complete and scores it
@@ -151,6 +156,11 @@ def part_key(part: int, what: str) -> str:
     if what not in PART_TAGS + PART_METRICS:
         raise ValueError(f"unknown part record {what!r}; one of {PART_TAGS + PART_METRICS}")
     return f"part_{part}_{what}"
+
+
+def jackknife_estimate(metric: str) -> str:
+    """A blocked cell's bias-corrected value, the mean of its pseudo-values (harness.metrics.blocks): ``fid_jackknife``."""
+    return f"{metric}_jackknife"
 
 
 def repeat_stat(metric: str, stat: str) -> str:

@@ -34,6 +34,48 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+def why_no_cuda() -> str:
+    """Why torch sees no CUDA device here, in torch's words where it has some: a CPU-only build, GPUs hidden by
+    ``CUDA_VISIBLE_DEVICES``, no driver, or a driver older than the CUDA this torch was built for."""
+    if torch.version.cuda is None:
+        return "this torch is a CPU-only build"
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r} hides every GPU"
+    try:
+        torch.cuda.init()
+    except Exception as err:  # noqa: BLE001 - torch's own reason, whatever its type (RuntimeError, AssertionError)
+        return " ".join(str(err).split())[:240] or type(err).__name__
+    return "torch.cuda.is_available() is False"
+
+
+def torch_build() -> str:
+    """``torch 2.14.1+cu130 (built for CUDA 13.0)`` or ``torch 2.13.0+cpu (a CPU-only build)``."""
+    built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    return f"torch {torch.__version__} ({built})"
+
+
+def gpu_problem(setting: str, expects_gpu: bool, what: str) -> str | None:
+    """One line when a cell that expects a GPU (``what``: its preset) would run on the CPU: ``device=auto`` and no
+    CUDA device here. It names what torch reports and the fixes; None when there is a GPU, the device is given, or
+    the preset expects none."""
+    if not expects_gpu or setting not in (None, "auto") or torch.cuda.is_available():
+        return None
+    return (f"{what} expects a GPU, but torch sees none ({torch_build()}; {why_no_cuda()}): on the CPU its cells take "
+            "hours to days each. Set device=cpu to run it on the CPU anyway, or install a torch build for this "
+            "machine's driver (nvidia-smi shows the CUDA version the driver takes; pip install torch from "
+            "https://download.pytorch.org/whl/<cu1xx>).")
+
+
+def planned_device(setting: str) -> str:
+    """The device a job with this ``device`` setting will use here, for the dry run: ``cuda (NVIDIA H100 ...)``,
+    ``cpu``."""
+    try:
+        device = select_device(setting)
+    except HarnessError:
+        return f"{setting} (not available here)"
+    return f"{device} ({device_name(device)})" if device.type == "cuda" else "cpu"
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -47,12 +89,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def configure_threads(threads: int | None, workers: int = 1) -> int:
-    """Torch CPU threads for this process: ``threads`` if given, else the cores shared among ``workers``.
+    """Torch CPU threads for this process: ``threads`` if given, else in a Slurm task the CPUs of its allocation
+    (``SLURM_CPUS_PER_TASK``), else the cores this process may use shared among ``workers``.
 
     Several 2-thread OpenMP processes on two shared cores collapse, so parallel workers get one thread each.
     """
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = int(allocated) if allocated.isdigit() else max(1, cores // max(1, workers))
     torch.set_num_threads(int(threads))
     return int(threads)
 

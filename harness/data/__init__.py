@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 from collections.abc import Mapping
@@ -34,9 +35,30 @@ def default_data_root() -> Path:
 
 
 def data_root(dataset_cfg: Mapping) -> Path:
-    """The dataset config's ``root``, else ``default_data_root()``."""
+    """The dataset config's ``root``, else ``default_data_root()``; HarnessError when no folder can be there (a
+    symbolic link loop on its path, a file in the way). A root that does not exist yet is fine (downloads make it)."""
     root = dataset_cfg.get("root") if hasattr(dataset_cfg, "get") else None
-    return Path(str(root)).expanduser() if root else default_data_root()
+    root = Path(str(root)).expanduser() if root else default_data_root()
+    try:
+        if not root.is_dir() and root.exists():
+            raise HarnessError(f"dataset.root {root} is a file, not a folder: point dataset.root (or ${DATA_ENV}) at "
+                               "the folder that holds the dataset.")
+    except OSError as err:  # is_dir() and exists() return False on a loop in Python >= 3.12, raise before
+        raise _unusable_root(root, err) from None
+    try:
+        os.stat(root)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise _unusable_root(root, err) from None
+    return root
+
+
+def _unusable_root(root: Path, err: OSError) -> HarnessError:
+    why = ("a symbolic link loop is on its path" if err.errno == errno.ELOOP else
+           "a file is in the way on its path" if err.errno == errno.ENOTDIR else err.strerror or type(err).__name__)
+    return HarnessError(f"dataset.root {root} cannot be used: {why}; point dataset.root (or ${DATA_ENV}) at a real "
+                        "folder, or fix the link.")
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:

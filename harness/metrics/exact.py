@@ -36,8 +36,9 @@ def _flow_target(mixture: GaussianMixture, x_T: torch.Tensor, t_from: int, sched
 
 
 def score_exact(samples: torch.Tensor, repeats: int, mixture: GaussianMixture, *, seed: int, tau, schedule,
-                noise_scheme: str, deterministic: bool) -> list[dict]:
-    """Each repeat's metrics; repeat k is samples k*N .. (k+1)*N - 1 (N = len(samples) / repeats)."""
+                noise_scheme: str, deterministic: bool, fid_inf: dict | None = None) -> list[dict]:
+    """Each repeat's metrics; repeat k is samples k*N .. (k+1)*N - 1 (N = len(samples) / repeats). ``fid_inf``:
+    fd_true_inf's ``fractions`` and ``draws`` (conf metrics.fid_inf_*; fid_infinity's defaults when None)."""
     n = len(samples)
     per = n // repeats
     mean, cov = mixture.mean(), mixture.covariance()
@@ -46,7 +47,7 @@ def score_exact(samples: torch.Tensor, repeats: int, mixture: GaussianMixture, *
         x = samples[r * per:(r + 1) * per].double().flatten(1).numpy()
         metrics = {Metric.FD_TRUE: frechet_distance(x.mean(0), np.cov(x, rowvar=False), mean, cov)}
         if per >= FD_INF_MIN_N:
-            metrics[Metric.FD_TRUE_INF] = fid_infinity(x, mean, cov)
+            metrics[Metric.FD_TRUE_INF] = fid_infinity(x, mean, cov, **(fid_inf or {}))
         if len(mixture.stds) == 1 and deterministic:
             indices = range(r * per, (r + 1) * per)
             x_T = ImageNoise(seed, indices, scheme=noise_scheme).randn(*samples.shape[1:])

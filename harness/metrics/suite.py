@@ -38,9 +38,10 @@ from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, p
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir, file_sha256
 from harness.core.locks import file_lock
-from harness.core.names import REPEAT_STATS, Metric, per_repeat, repeat_stat
+from harness.core.names import REPEAT_STATS, Metric, jackknife_estimate, per_repeat, repeat_stat
 from harness.diffusion.analytic import frechet_distance, psd_sqrt
 from harness.metrics import features as F
+from harness.metrics.blocks import check_blocks, jackknife, jackknife_interval
 from harness.metrics.references import datasets_root, reference_fingerprint, reference_images
 from harness.models.digits_classifier import DEFAULT_WEIGHTS
 
@@ -48,13 +49,6 @@ from harness.models.digits_classifier import DEFAULT_WEIGHTS
 # twice while it concatenates, so 2,500 rows take 1 GB at n = 50,000 (its default 10,000 would take 4 GB). The
 # values do not depend on it (each distance and each row's k-th neighbour is computed whole).
 PRC_BLOCK = 2500
-# FID-infinity's subsets: sizes n = f N for these fractions f of a repeat's N images, FID_INF_DRAWS random subsets at
-# each size below N (the whole repeat once). Chong & Forsyth fit 15 sizes from N/10 to N at N = 50,000; at the
-# digits' N = 250 in 64 dimensions the 1/n law needs n well above the dimension, so the sizes start at N/2.
-FID_INF_FRACTIONS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-FID_INF_DRAWS = 3
-
-
 @dataclass(frozen=True)
 class Scoring:
     """How a cell is scored: the cell's ``metrics`` config section plus its reference."""
@@ -69,6 +63,13 @@ class Scoring:
     datasets_root: str | None = None
     datasets_download: bool = True  # torch-fidelity may download its own inputs (CIFAR-10) when missing
     fid_infinity: bool = False  # also fid_inf, FID extrapolated to N -> infinity (fid_infinity below)
+    # FID-infinity's subsets (conf metrics.fid_inf_fractions, fid_inf_draws): sizes f N for these fractions, the draws
+    # at each size below N. Chong & Forsyth fit 15 sizes from N/10 to N at N = 50,000; at the digits' N = 250 in 64
+    # dimensions the 1/n law needs n well above the dimension, so the sizes start at N/2.
+    fid_inf_fractions: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    fid_inf_draws: int = 3
+    kid_subsets: int = 100  # KID's subsets averaged (torch-fidelity's default), conf metrics.kid_subsets
+    blocks: int = 1  # blocks per repeat: > 1 pools them for the headline and jackknifes them (harness.metrics.blocks)
 
     @property
     def pixels(self) -> bool:
@@ -97,7 +98,9 @@ def scoring_of(cell) -> Scoring:
                    image_size=int(cell.dataset["image_size"]), batch_size=int(m["batch_size"]),
                    weights_path=m.get("weights_path"), kid_subset_size=int(m["kid_subset_size"]),
                    prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"),
-                   fid_infinity=bool(m.get("fid_infinity", False)))
+                   fid_infinity=bool(m.get("fid_infinity", False)),
+                   fid_inf_fractions=tuple(float(f) for f in m["fid_inf_fractions"]),
+                   fid_inf_draws=int(m["fid_inf_draws"]), kid_subsets=int(m["kid_subsets"]), blocks=int(m["blocks"]))
 
 
 def _reference_path(scoring: Scoring, extractor: str, layer: str, root: Path) -> Path:
@@ -158,8 +161,8 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
     return loaded
 
 
-def fid_infinity(gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, fractions=FID_INF_FRACTIONS,
-                 draws: int = FID_INF_DRAWS, seed: int = 0) -> float:
+def fid_infinity(gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, fractions=Scoring.fid_inf_fractions,
+                 draws: int = Scoring.fid_inf_draws, seed: int = 0) -> float:
     """FID-infinity (Chong & Forsyth 2020, sec. 3.2): E[FID_n] = FID_inf + b / n + O(1/n^2), so the Frechet distances
     of random subsets of ``gen`` (sizes f n for ``fractions`` f, ``draws`` subsets per size below n, drawn by a
     generator seeded with ``seed`` so the value is reproducible) to the reference statistics are fitted by least
@@ -180,33 +183,41 @@ def fid_infinity(gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, fra
 
 
 def feature_metrics(gen: dict[tuple[str, str], torch.Tensor], ref: dict[tuple[str, str], torch.Tensor],
-                    scoring: Scoring) -> dict:
-    """One repeat's metrics from its features ``gen`` and the reference's ``ref`` ({(extractor, layer): [n, d]})."""
+                    scoring: Scoring, prc: bool = True) -> dict:
+    """One repeat's metrics from its features ``gen`` and the reference's ``ref`` ({(extractor, layer): [n, d]});
+    ``prc=False``: without precision/recall (a k-NN over all images: not jackknifed)."""
     e = scoring.feature_extractor
     fid_f, kid_f, prc_f = ((e, F.default_layer(e, m)) for m in ("fid", "kid", "prc"))
     ref_stats = fid_features_to_statistics(ref[fid_f])
     out = {Metric.FID: fid_statistics_to_metric(fid_features_to_statistics(gen[fid_f]), ref_stats,
                                                 verbose=False)[KEY_METRIC_FID]}
     if scoring.fid_infinity:
-        out[Metric.FID_INF] = fid_infinity(gen[fid_f].double().numpy(), ref_stats["mu"], ref_stats["sigma"])
+        out[Metric.FID_INF] = _fid_inf(gen[fid_f], ref_stats, scoring)
     subset = min(scoring.kid_subset_size, len(gen[kid_f]), len(ref[kid_f]))
-    kid = kid_features_to_metric(gen[kid_f], ref[kid_f], kid_subset_size=subset, verbose=False)  # defaults otherwise
+    kid = kid_features_to_metric(gen[kid_f], ref[kid_f], kid_subset_size=subset, kid_subsets=scoring.kid_subsets,
+                                 verbose=False)  # torch-fidelity's defaults otherwise (its kernel, rng_seed 2020)
     out[Metric.KID], out[Metric.KID_SUBSET_STD] = kid[KEY_METRIC_KID_MEAN], kid[KEY_METRIC_KID_STD]
-    prc = prc_features_to_metric(gen[prc_f], ref[prc_f], prc_neighborhood=scoring.prc_neighborhood,
-                                 prc_batch_size=PRC_BLOCK, save_cpu_ram=True, verbose=False)
-    out[Metric.PRC_PRECISION], out[Metric.PRC_RECALL] = prc[KEY_METRIC_PRECISION], prc[KEY_METRIC_RECALL]
+    if prc:
+        prcs = prc_features_to_metric(gen[prc_f], ref[prc_f], prc_neighborhood=scoring.prc_neighborhood,
+                                      prc_batch_size=PRC_BLOCK, save_cpu_ram=True, verbose=False)
+        out[Metric.PRC_PRECISION], out[Metric.PRC_RECALL] = prcs[KEY_METRIC_PRECISION], prcs[KEY_METRIC_RECALL]
     if scoring.pixels:
         key = (F.PIXELS, "pixels")
         pixels_ref = fid_features_to_statistics(ref[key])
         out[Metric.FD_PIXELS] = fid_statistics_to_metric(fid_features_to_statistics(gen[key]), pixels_ref,
                                                          verbose=False)[KEY_METRIC_FID]
         if scoring.fid_infinity:
-            out[Metric.FD_PIXELS_INF] = fid_infinity(gen[key].double().numpy(), pixels_ref["mu"], pixels_ref["sigma"])
+            out[Metric.FD_PIXELS_INF] = _fid_inf(gen[key], pixels_ref, scoring)
     return {k: float(v) for k, v in out.items()}
 
 
-def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None) -> list[dict]:
-    """Each repeat's metrics: repeat k is images k*N .. (k+1)*N - 1 of ``images`` (N = len(images) / repeats)."""
+def _fid_inf(gen: torch.Tensor, ref_stats: dict, scoring: Scoring) -> float:
+    return fid_infinity(gen.double().numpy(), ref_stats["mu"], ref_stats["sigma"], scoring.fid_inf_fractions,
+                        scoring.fid_inf_draws)
+
+
+def _features(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None):
+    """(reference features, the images' features, images per repeat), each image through each extractor once."""
     n = len(images)
     if repeats < 1 or n % repeats or n // repeats < 2:
         raise HarnessError(f"cannot score {n} images as {repeats} repeats of at least 2 images each.")
@@ -214,6 +225,8 @@ def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
     if scoring.prc_neighborhood >= per:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={scoring.prc_neighborhood} "
                            f"images per repeat, got N={per}; raise N.")
+    if scoring.blocks > 1:
+        check_blocks(per, scoring.blocks)
     ref = reference_features(scoring, device, progress_factory)
     extractors = {e: F.make_extractor(e, ls, scoring.weights_path if e == scoring.feature_extractor else None, device)
                   for e, ls in scoring.layers().items()}
@@ -221,7 +234,33 @@ def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
     gen = F.extract(images, extractors, scoring.batch_size, device, progress, chunk=per)
     if progress is not None:
         progress.close()
+    return ref, gen, per
+
+
+def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None) -> list[dict]:
+    """Each repeat's metrics: repeat k is images k*N .. (k+1)*N - 1 of ``images`` (N = len(images) / repeats)."""
+    ref, gen, per = _features(images, repeats, scoring, device, progress_factory)
     return [feature_metrics({k: v[r * per:(r + 1) * per] for k, v in gen.items()}, ref, scoring) for r in range(repeats)]
+
+
+def score_blocks(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
+                 progress_factory=None) -> tuple[list[dict], list[dict]]:
+    """(each repeat's metrics of all its images pooled, the jackknife pseudo-values of its ``scoring.blocks`` blocks,
+    repeat-major): harness.metrics.blocks. Precision/recall are pooled only (no pseudo-values)."""
+    ref, gen, per = _features(images, repeats, scoring, device, progress_factory)
+    pooled, pseudo = [], []
+    for r in range(repeats):
+        feats = {k: v[r * per:(r + 1) * per] for k, v in gen.items()}
+        full = feature_metrics(feats, ref, scoring)
+        _, p = jackknife(feats, scoring.blocks, lambda f: _without(feature_metrics(f, ref, scoring, prc=False)),
+                         _without(full))
+        pooled.append(full)
+        pseudo += p
+    return pooled, pseudo
+
+
+def _without(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k != Metric.KID_SUBSET_STD}
 
 
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
@@ -236,9 +275,13 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def summarize(per_repeat_metrics: list[dict]) -> dict[str, float]:
+def summarize(per_repeat_metrics: list[dict], pseudo: list[dict] | None = None) -> dict[str, float]:
     """MLflow metrics of a cell: each repeat's ``m_r<k>``, and per metric the mean ``m``, and over >= 2 repeats its
-    std, min and 95% t-interval (names.repeat_stat)."""
+    std, min and 95% t-interval (names.repeat_stat). With ``pseudo`` (a blocked cell: ``score_blocks``), ``m`` is the
+    mean over repeats of the pooled metric, ``m_min`` their minimum (EDM's convention), the ``m_r<k>`` are the
+    pseudo-values, ``m_jackknife`` their mean, ``m_std`` their sd and the interval ``m`` -+ t sd / sqrt(units)."""
+    if pseudo is not None:
+        return _summarize_blocks(per_repeat_metrics, pseudo)
     out: dict[str, float] = {}
     for name in per_repeat_metrics[0]:
         values = [r[name] for r in per_repeat_metrics]
@@ -248,6 +291,21 @@ def summarize(per_repeat_metrics: list[dict]) -> dict[str, float]:
             low, high = t_interval(values)
             stats = {"std": float(np.std(values, ddof=1)), "min": float(np.min(values)), "ci95_low": low, "ci95_high": high}
             out.update({repeat_stat(name, s): stats[s] for s in REPEAT_STATS})
+    return out
+
+
+def _summarize_blocks(pooled: list[dict], pseudo: list[dict]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in pooled[0]:
+        out[name] = float(np.mean([r[name] for r in pooled]))
+        out[repeat_stat(name, "min")] = float(np.min([r[name] for r in pooled]))
+        values = [p[name] for p in pseudo if name in p]
+        if not values:
+            continue
+        out.update({per_repeat(name, k): v for k, v in enumerate(values)})
+        low, high = jackknife_interval(out[name], values)
+        out.update({jackknife_estimate(name): float(np.mean(values)), repeat_stat(name, "std"): float(np.std(values, ddof=1)),
+                    repeat_stat(name, "ci95_low"): low, repeat_stat(name, "ci95_high"): high})
     return out
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.core import faults
 from harness.core.errors import HarnessError
+from harness.core.files import atomic_path
 from harness.report import claims as C
 from harness.report import documents as sections
 from harness.report import tables as samplers
@@ -39,6 +41,7 @@ class Options:
     datasets: list[str] | None = None
     latex_check: bool = False
     rehearsal: bool = False  # a report of a rehearsal's runs (stand-in files), under a banner on every page
+    rate: float | None = None  # seconds per image and NFE to price the planner at (e.g. a GPU's), instead of the store's
 
 
 @dataclass
@@ -93,12 +96,14 @@ def build_report(opts: Options) -> Result:
     def write(name: str, content: pd.DataFrame | str | list[Section], title: str | None = None) -> None:
         """One file of the report: a frame as CSV, text as it is, sections through the document templates."""
         path = out / name
-        if isinstance(content, pd.DataFrame):
-            content.to_csv(path, index=False)
-        elif isinstance(content, str):
-            path.write_text(content, encoding="utf-8")
-        else:
-            write_document(content, path, title)
+        with atomic_path(path) as tmp:  # a report stopped mid-write leaves the previous file, never half of one
+            if isinstance(content, pd.DataFrame):
+                content.to_csv(tmp, index=False)
+            elif isinstance(content, str):
+                tmp.write_text(content, encoding="utf-8")
+            else:
+                write_document(content, tmp, title)
+            faults.point("report_file", name=name)  # written, not yet renamed: where a stopped report is tested
         result.files.append(path)
 
     title = f"{REHEARSAL_BANNER}: {TITLE}" if runs.rehearsal else TITLE
@@ -129,7 +134,7 @@ def build_report(opts: Options) -> Result:
     figures = [fig4, *metric_figures, *sampler_figures.values(), *(g for g, _ in grids), *(figures_56 or [])]
     result.files += [p for f in figures for p in (f.png, f.pdf)]
 
-    measured = attach_plans(result.claims, runs)  # the planner's line on every within-noise check
+    measured = attach_plans(result.claims, runs, opts.rate)  # the planner's line on every within-noise check
     planned = any(k.plan for c in result.claims for k in c.checks)
     claim_secs = sections.claims_sections(result.claims, result.ranks, plan_note(measured) if planned else None)
     prov, prov_frame = provenance_section(tables, lines, runs, figures_run)

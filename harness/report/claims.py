@@ -15,13 +15,16 @@ data at hand could have detected (the math: harness.report.stats).
 
 from __future__ import annotations
 
+import csv
 import math
 from collections import namedtuple
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from harness.core.errors import HarnessError
 from harness.core.names import Metric
 from harness.diffusion.eta import SIGMA_HAT, eta_row_name
 from harness.report.labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
@@ -55,8 +58,17 @@ NOT_FOR_VERDICTS = {
     Metric.FD_TRUE_INF: "extrapolated to N -> inf it still held the true difference of S=10 against S=20 on gaussian64 "
                         "in only 79% of the calibration's replications (K=5, N=250: the 1/N^2 terms in 64 dimensions)",
 }
-SMALL_S = 20  # "small S": the paper's S = 10 and 20
-R2_MIN, SLOPE_RANGE = 0.95, (0.8, 1.2)
+# A cell scored in blocks (the paper's budget, harness.metrics.blocks) decides on its jackknife pseudo-values only for
+# the Frechet distances, the metrics whose paired jackknife interval was calibrated at N = 10,000 and 50,000
+# (benchmarks/calibration_paper.py, docs/evidence.md); the others show their numbers and intervals, no verdict.
+BLOCK_CALIBRATED = {Metric.FID, Metric.FD_PIXELS}
+BLOCK_UNCALIBRATED = ("its block-jackknife interval is not calibrated at paper scale (only the Frechet distances are: "
+                      "docs/evidence.md)")
+# The claims' thresholds (display constants of the checks, not of any number measured): claim_thresholds.csv
+with open(Path(__file__).with_name("claim_thresholds.csv"), newline="") as _f:
+    THRESHOLDS = {row["name"]: float(row["value"]) for row in csv.DictReader(_f)}
+SMALL_S = int(THRESHOLDS["small_S"])  # "small S": the paper's S = 10 and 20
+R2_MIN, SLOPE_RANGE = THRESHOLDS["r2_min"], (THRESHOLDS["slope_low"], THRESHOLDS["slope_high"])
 
 
 @dataclass
@@ -130,25 +142,44 @@ def paired(metric: str, group: str, item: str, a: pd.Series, b: pd.Series, a_nam
            if not math.isfinite(c["value"])]
     if bad:
         return Check(group, item, NO_DATA, "; ".join(bad) + ": left out of the claims", None, 0)
-    K = min(int(a["repeats"]), int(b["repeats"]))
+    units = [int(c["repeats"]) * _cell_blocks(c) for c in (a, b)]
+    K = min(units)
     if K < 2:
         return Check(group, item, NO_REPEATS, f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs "
                      f"{label(metric)}({b_name}) = {fmt_value(b['value'], metric)}, K = {a['repeats']} and "
                      f"{b['repeats']}: no interval", None, K)
     differ = [f"{k} {a[k]} vs {b[k]}" for k in ("seed", "N") if a[k] != b[k]]
+    differ += [f"blocks {_cell_blocks(a)} vs {_cell_blocks(b)}"] if _cell_blocks(a) != _cell_blocks(b) else []
     if differ:
         return Check(group, item, NO_DATA, f"cells not paired ({', '.join(differ)})", None, K)
+    blocked = _cell_blocks(a) > 1
     names = [f"r{k}" for k in range(K)]  # repeat k is images k*N .. (k+1)*N - 1 of both: a grown cell pairs its first K
     ra, rb = a.reindex(names).astype(float), b.reindex(names).astype(float)
+    if blocked and metric not in BLOCK_CALIBRATED and not (ra.notna().all() and rb.notna().all()):
+        return Check(group, item, UNCALIBRATED, f"{label(metric)}({a_name}) = {fmt_value(a['value'], metric)} vs "
+                     f"{label(metric)}({b_name}) = {fmt_value(b['value'], metric)}, all images pooled; no verdict: "
+                     f"{BLOCK_UNCALIBRATED}", None, K, (a["run_id"], b["run_id"]))
     if not (ra.notna().all() and rb.notna().all()):
         return Check(group, item, NO_DATA, f"the per-repeat values ({label(metric)}_r0 ..) are missing", None, K)
     if not (ra.map(math.isfinite).all() and rb.map(math.isfinite).all()):
         return Check(group, item, NO_DATA, "a per-repeat value is NaN or infinite: left out of the claims", None, K)
     iv = paired_interval(ra, rb)
-    return Check(group, item, _verdict(metric, iv),
-                 _numbers(metric, a_name, b_name, iv, f"paired over {'the first ' if a['repeats'] != b['repeats'] else ''}"
-                          f"K={K} repeats, t on {K - 1} df"), iv, K,
-                 (a["run_id"], b["run_id"]))
+    if blocked:
+        how = (f"block jackknife over K={K} blocks of {int(a['N']) // _cell_blocks(a):,} images sharing x_T, the pooled "
+               f"difference bias-corrected, t on {K - 1} df")
+    else:
+        how = f"paired over {'the first ' if a['repeats'] != b['repeats'] else ''}K={K} repeats, t on {K - 1} df"
+    check = Check(group, item, _verdict(metric, iv), _numbers(metric, a_name, b_name, iv, how), iv, K,
+                  (a["run_id"], b["run_id"]))
+    if blocked and metric not in BLOCK_CALIBRATED:
+        check.verdict, check.evidence = UNCALIBRATED, check.evidence + f"; no verdict: {BLOCK_UNCALIBRATED}"
+    return check
+
+
+def _cell_blocks(cell: pd.Series) -> int:
+    """Blocks per repeat of a cell (1: scored whole; older runs lack the field)."""
+    value = cell.get("blocks", 1)
+    return 1 if value is None or pd.isna(value) else int(value)
 
 
 def _definition(key: str, metric: str, **values) -> str:
@@ -266,7 +297,7 @@ def rank_agreement(tables: list[ReportTable]) -> list[RankAgreement]:
 def defer_to_corrected(claim: Claim, corrected: Claim) -> None:
     """The checks of a plain Frechet distance that its -inf version (``corrected``) decided too, with the same scope,
     show their numbers but decide nothing (BIASED); cells without the -inf version keep their verdicts."""
-    decided = {k.scope for k in corrected.checks if k.interval is not None}
+    decided = {k.scope for k in corrected.checks if k.interval is not None and k.verdict in (PASS, FAIL, NOISE)}
     for k in claim.checks:
         if k.scope in decided and k.verdict in (PASS, FAIL, NOISE):
             k.verdict = BIASED
@@ -357,8 +388,11 @@ def _metric(runs: RunSet, run_id: str, metric: str, repeat: int | None = None) -
 def _paired(runs: RunSet, metric: str, a: str, b: str, K: int, rate: Rate | None) -> Plan:
     d = np.array([_metric(runs, a, metric, k) - _metric(runs, b, metric, k) for k in range(K)])
     ca, cb = _cell(runs, a), _cell(runs, b)
-    return paired_plan(float(d.mean()), float(d.std(ddof=1)), K, int(ca["N"]), int(ca["nfe"]), int(cb["nfe"]),
-                       rate.seconds_per_image_nfe if rate else None, (int(ca["repeats"]), int(cb["repeats"])))
+    blocks = _cell_blocks(ca)
+    return paired_plan(float(d.mean()), float(d.std(ddof=1)), K, int(ca["N"]) // blocks, int(ca["nfe"]), int(cb["nfe"]),
+                       rate.seconds_per_image_nfe if rate else None,
+                       (int(ca["repeats"]) * blocks, int(cb["repeats"]) * _cell_blocks(cb)),
+                       "blocks" if blocks > 1 else "repeats")
 
 
 def _welch(runs: RunSet, estimate: float, a: str, b: str, rate: Rate | None) -> Plan | None:
@@ -374,9 +408,14 @@ def _welch(runs: RunSet, estimate: float, a: str, b: str, rate: Rate | None) -> 
     return welch_plan(estimate, se[0], n[0], se[1], n[1], nfe[0], nfe[1], rate.seconds_per_image_nfe if rate else None)
 
 
-def attach_plans(claims: list[Claim], runs: RunSet) -> dict[str, Rate]:
-    """Set ``plan`` on every within-noise check of two runs; returns the rates used, per dataset."""
+def attach_plans(claims: list[Claim], runs: RunSet, given: float | None = None) -> dict[str, Rate]:
+    """Set ``plan`` on every within-noise check of two runs; returns the rates used, per dataset: the store's, or
+    ``given`` seconds per image and NFE for every dataset (a user's GPU rate)."""
     measured = rates(runs)
+    if given is not None:
+        if not (math.isfinite(given) and given > 0):
+            raise HarnessError(f"--rate must be a positive number of seconds per image and NFE, got {given}.")
+        measured = {d: Rate(given, 0, "given") for d in set(runs.runs["dataset"])}
     for claim in claims:
         for check in claim.checks:
             if check.verdict != NOISE or len(check.runs) != 2 or check.interval is None:
@@ -401,21 +440,24 @@ def duration(seconds: float) -> str:
 def plan_text(plan: Plan, rate: Rate | None) -> str:
     """``K=61 (+1,120 new images, 11,200 NFE, ~11 s of CPU sampling); smallest detectable difference at K=5: 6.73``
     (no '|': the line sits in a Markdown table)."""
-    unit = "repeats" if plan.unit == "repeats" else "images per cell"
-    at = f"{'K' if plan.unit == 'repeats' else 'n'}={plan.K}"
+    unit = plan.unit if plan.unit != "images" else "images per cell"
+    at = f"{'n' if plan.unit == 'images' else 'K'}={plan.K}"
     now = f"smallest detectable difference at {at}: {fmt_number(plan.detectable)}"
     if plan.repeats is None:
         return f"difference near 0 (deciding it would take over {MAX_GROWTH}x the {unit} at hand); {now}"
-    what = f"K={plan.repeats}" if plan.unit == "repeats" else f"n={plan.repeats} images per cell"
+    what = {"repeats": f"K={plan.repeats}", "images": f"n={plan.repeats} images per cell",
+            "blocks": f"{plan.repeats * (plan.per_unit or 0):,} images per cell (K={plan.repeats} blocks of "
+                      f"{plan.per_unit or 0:,})"}[plan.unit]
     time = ("time unknown (no run of this dataset logged its sampling rate)" if plan.seconds is None else
-            f"~{duration(plan.seconds)} of {rate.kind} sampling")
+            f"~{duration(plan.seconds)} of {'sampling at the given rate' if rate.kind == 'given' else rate.kind + ' sampling'}")
     return f"{what} (+{plan.images:,} new images, {plan.nfe:,} NFE, {time}); {now}"
 
 
 def plan_note(measured: dict[str, Rate]) -> str:
     """How the plans were made and the rates they were priced at."""
-    rates_text = "; ".join(f"{d}: {r.seconds_per_image_nfe:.3g} s per image and NFE ({r.kind}, median of {r.runs} runs)"
-                           for d, r in sorted(measured.items())) or "none measured"
+    rates_text = "; ".join(f"{d}: {r.seconds_per_image_nfe:.3g} s per image and NFE " + (
+        "(given with --rate)" if r.kind == "given" else f"({r.kind}, median of {r.runs} runs)")
+        for d, r in sorted(measured.items())) or "none measured"
     return ("To decide (within-noise comparisons): the repeats K (Table 2: images n per cell) at which the paired "
             "t-test (Welch for Table 2) would decide the comparison at 95% with 80% power if the observed difference "
             "and spread were the true ones (noncentral t; Cohen 1988, Guenther 1981; harness/report/stats.py), the new "

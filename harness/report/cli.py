@@ -28,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rehearsal", action="store_true",
                    help="a report of the rehearsal's runs (python -m harness.rehearsal: stand-in files) only, under a "
                         "REHEARSAL banner; without it, rehearsal runs are left out")
+    p.add_argument("--rate", type=float, default=None, metavar="SECONDS",
+                   help="price the planner's images at this many seconds per image and network evaluation (e.g. the "
+                        "GPU rate a dry run prints) instead of the rate measured on the store's runs")
     p.add_argument("--latex-check", action="store_true",
                    help="compile tables.tex with pdflatex/latexmk if one is on PATH, else check its syntax; "
                         "exit status 1 if it fails")
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     result = build_report(Options(tracking_uri(args.tracking_uri), args.out, args.experiment, args.dataset,
-                                  args.latex_check, args.rehearsal))  # the store as the runner resolves it
+                                  args.latex_check, args.rehearsal, args.rate))  # the store as the runner resolves it
     print(f"report written to {args.out}/ in {result.seconds:.1f} s: {args.out / 'index.html'} ({len(result.files)} files)")
     for c in result.claims:
         print(f"  {c.verdict:<19} [{label(c.metric)}] {c.statement}")

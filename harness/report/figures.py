@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from harness.core.files import atomic_path
 from harness.diffusion.eta import eta_row_name
 from harness.report.labels import (  # noqa: E402
     FIG4_READING,  # noqa: E402
@@ -36,8 +37,10 @@ from harness.report.tables import (
 
 def save(fig, out_dir: Path, stem: str, caption: str, dpi: int = 130) -> Figure:
     png, pdf = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"
-    fig.savefig(png, dpi=dpi, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None})
+    with atomic_path(png) as tmp:  # each file whole or not at all (harness.core.files)
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    with atomic_path(pdf) as tmp:
+        fig.savefig(tmp, bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     return Figure(png, caption, pdf)
 

@@ -29,14 +29,14 @@ from harness.core.names import REPEAT_STATS, Param, Tag, repeat_stat
 from harness.diffusion.eta import eta_label
 from harness.tracking.sqlite import sqlite_path
 from harness.tracking.store import client as tracking_client
-from harness.tracking.store import reconcile_orphans, shown_uri, store_errors
+from harness.tracking.store import check_active, reconcile_orphans, shown_uri, store_errors
 
 # The report's column for each param and tag it reads, from the name harness.core.names gives it in the store: a rename
 # there is followed here, and the rest of the report reads these columns.
 FIELDS = {
     "job": Param.JOB, "dataset": Param.DATASET, "model": Param.MODEL, "checkpoint": Param.CHECKPOINT, "ema": Param.EMA,
     "sampler": Param.SAMPLER, "S": Param.S, "eta": Param.ETA, "trajectory": Param.TRAJECTORY, "nfe": Param.NFE,
-    "N": Param.N, "repeats": Param.REPEATS, "seed": Param.SEED, "batch_size": Param.BATCH_SIZE, "T": Param.T,
+    "N": Param.N, "repeats": Param.REPEATS, "blocks": Param.BLOCKS, "seed": Param.SEED, "batch_size": Param.BATCH_SIZE, "T": Param.T,
     "precision": Param.PRECISION, "kind": Tag.KIND, "cell_key": Tag.CELL_KEY, "cell_series": Tag.CELL_SERIES,
     "grown_from": Tag.GROWN_FROM, "git_commit": Tag.GIT_COMMIT,
     "device": Tag.DEVICE, "device_name": Tag.DEVICE_NAME, "threads": Tag.THREADS, "host": Tag.HOST,
@@ -47,9 +47,9 @@ FIELDS = {
 }
 REHEARSAL_BANNER = "REHEARSAL (stand-in files)"  # on every page of a report of rehearsal runs (--rehearsal)
 FEATURES = "features."  # the report's column features.<metric>: the tag Tag.FEATURES_PREFIX + <metric>
-INT_FIELDS = ["S", "nfe", "N", "repeats", "seed", "batch_size", "T"]
+INT_FIELDS = ["S", "nfe", "N", "repeats", "blocks", "seed", "batch_size", "T"]
 IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
-DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1}  # runs from before these params existed
+DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1, "blocks": 1}  # runs from before these params existed
 CELL = ["dataset", "job", "sampler", "S", "eta"]  # the identity columns of the long frame
 REPEAT = re.compile(r"^(?P<metric>.+)_r(?P<repeat>\d+)$")
 
@@ -101,6 +101,7 @@ def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix
         client = tracking_client(uri)  # checks the SQLite header; asks a server briefly
         exp = client.get_experiment_by_name(experiment)
+        check_active(exp, uri, "pass --experiment NAME")
         if exp is None:
             names = sorted(e.name for e in client.search_experiments())
             raise HarnessError(f"The tracking store {shown_uri(uri)} has no experiment {experiment!r} (it has: "

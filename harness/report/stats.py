@@ -160,21 +160,24 @@ class Plan:
     images: int | None = None  # new images to sample, both cells together
     nfe: int | None = None  # network evaluations of those images
     seconds: float | None = None  # their sampling time at the store's measured rate (None: no rate measured)
-    unit: str = "repeats"  # "repeats" (paired), or "images" (per cell, Welch)
+    unit: str = "repeats"  # "repeats" (paired), "blocks" (paired, a blocked cell's), or "images" (per cell, Welch)
+    per_unit: int | None = None  # images per repeat or block
 
 
 def paired_plan(difference: float, sd: float, K: int, N: int, nfe_a: int, nfe_b: int,
-                seconds_per_image_nfe: float | None, have: tuple[int, int] | None = None) -> Plan:
+                seconds_per_image_nfe: float | None, have: tuple[int, int] | None = None, unit: str = "repeats") -> Plan:
     """The plan of a paired comparison over K repeats of N images, with the cells' NFE per image and the rate;
-    ``have``: the repeats each cell holds already (a grown cell may hold more than the K paired), default (K, K)."""
+    ``have``: the repeats each cell holds already (a grown cell may hold more than the K paired), default (K, K).
+    ``unit="blocks"``: K jackknife blocks of N images each; their pseudo-values' sd scales as 1 / sqrt(images per
+    block), like a repeat's, so n blocks of N images is the plan whatever the blocks are regrouped into."""
     mde = detectable(K, sd)
     n = repeats_needed(difference, sd)
     if n is None or n > MAX_GROWTH * K:
-        return Plan(K, None, mde)
+        return Plan(K, None, mde, unit=unit, per_unit=N)
     new_a, new_b = (max(n - k, 0) * N for k in (have or (K, K)))
     nfe = new_a * nfe_a + new_b * nfe_b
     seconds = None if seconds_per_image_nfe is None else nfe * seconds_per_image_nfe
-    return Plan(K, n, mde, new_a + new_b, nfe, seconds)
+    return Plan(K, n, mde, new_a + new_b, nfe, seconds, unit=unit, per_unit=N)
 
 
 def welch_plan(difference: float, se_a: float, n_a: int, se_b: float, n_b: int, nfe_a: int, nfe_b: int,

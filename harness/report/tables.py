@@ -46,6 +46,7 @@ from harness.report.labels import (
     direction,
     fmt_cell,
     fmt_number,
+    fmt_value,
     label,
     paper_cells,
     paper_layout,
@@ -109,11 +110,20 @@ class Block:
         if self.paper_only:
             text = paper.fillna(DASH)
         else:
-            m = self.measured.reindex(columns=["value", "ci95_low", "ci95_high", "flagged"])
-            text = pd.Series([fmt_cell(v, lo, hi, self.metric) + (DAGGER if f else "") for v, lo, hi, f in
-                              m.itertuples(index=False)], index=m.index, dtype=object).reindex(index).fillna(DASH)
+            m = self.measured.reindex(columns=["value", "ci95_low", "ci95_high", "flagged", "min", "repeats", "blocks"])
+            text = pd.Series([fmt_cell(v, lo, hi, self.metric) + _edm_min(low, k, b, self.metric) + (DAGGER if f else "")
+                              for v, lo, hi, f, low, k, b in m.itertuples(index=False)], index=m.index,
+                             dtype=object).reindex(index).fillna(DASH)
             text = text.where(paper.isna(), text + " (" + paper + ")")
         return text.unstack("S").reindex(index=self.rows, columns=self.cols)
+
+
+def _edm_min(low, repeats, blocks, metric: str) -> str:
+    """EDM's convention beside ours: a blocked cell of several repeats of N (EDM: 3 of 50,000) also shows the minimum
+    over its repeats' pooled values (docs/evidence.md says which number to compare with which)."""
+    if pd.isna(blocks) or pd.isna(repeats) or int(blocks) < 2 or int(repeats) < 2 or pd.isna(low):
+        return ""
+    return f" min {fmt_value(low, metric)}"
 
 
 @dataclass

@@ -331,7 +331,13 @@ class Cell:
             Param.NFE: self.nfe, Param.N: self.N, Param.REPEATS: self.repeats, Param.SEED: self.seed,
             Param.BATCH_SIZE: self.batch_size, Param.T: self.T, Param.PRECISION: self.precision,
             Param.NOISE: self.noise, Param.COMPILE: self.compile,
+            **({Param.BLOCKS: self.blocks} if self.blocks > 1 else {}),
         }
+
+    @property
+    def blocks(self) -> int:
+        """Blocks per repeat of a sample cell scored in blocks (harness.metrics.blocks); 1 otherwise."""
+        return int(self.metrics.get("blocks", 1)) if self.spec.scored and not self.is_exact else 1
 
 
 def job_name(name: str, cell: Cell) -> str:
@@ -350,6 +356,16 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
     if k >= N:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
                            f"raise N or lower metrics.prc_neighborhood.")
+    checked_int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
+    checked_int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
+    fractions = metrics.get("fid_inf_fractions")
+    if not fractions or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
+        raise HarnessError(f"metrics.fid_inf_fractions must be fractions in (0, 1], got {fractions!r}, e.g. "
+                           "[0.5,0.6,0.7,0.8,0.9,1.0].")
+    blocks = checked_int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
+    if blocks > 1 and (N % blocks or N // blocks < 2):
+        raise HarnessError(f"metrics.blocks={blocks} must divide N={N} into blocks of at least 2 images: set "
+                           f"metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
     return metrics
 
 
@@ -404,7 +420,7 @@ def check_environment(cell: Cell) -> None:
 
 
 def _check_environment(cell: Cell) -> None:
-    from harness.core.runtime import select_device
+    from harness.core.runtime import gpu_problem, select_device
     from harness.run.preflight import check_data
 
     select_device(cell.device)
@@ -424,6 +440,10 @@ def _check_environment(cell: Cell) -> None:
         from harness.models.hub import unet_folder
 
         unet_folder(Path(path).expanduser())
+    if not cell.dry_run and not cell.rehearsal:  # before the data (CIFAR-10 is downloaded next); the dry run names the device
+        problem = gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), f"dataset={cell.dataset['name']}")
+        if problem:
+            raise HarnessError(problem)
     check_data(cell)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
+from harness.core.runtime import gpu_problem, planned_device
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
 from harness.models.checkpoints import availability
@@ -80,6 +81,12 @@ def _rate(cell: Cell, uri: str) -> Rate | None:
                 continue
             return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
     return None
+
+
+def _device(cell: Cell) -> str:
+    """The device the cell will use here; a paper preset that expects a GPU and would get the CPU says so."""
+    problem = None if cell.rehearsal else gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), "")
+    return planned_device(cell.device) + (" (NO GPU here: the run stops unless device=cpu)" if problem else "")
 
 
 def _duration(seconds: float) -> str:
@@ -155,7 +162,8 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
                 f", {_duration(seconds)} of {rate.kind} time")
         reused = cell.spec.stored(cell) if not done else 0
         state += f" ({reused} of its images already sampled)" if reused else ""
-        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, {state}{plan}")
+        print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
+              f"{_device(cell)}, {state}{plan}")
         line = pilot(cell) if pilot is not None and cell.spec.scored else ""
         if line:
             print(f"  {line}")

@@ -17,6 +17,7 @@ class Outcome:
     error: str = ""
     run_id: str | None = None
     headline: str | None = None  # "fid 3.21 +- 0.40"
+    preempted: bool = False  # a Slurm task stopped by its pre-timeout/preemption signal: submitted again
 
     def __post_init__(self) -> None:  # printed and logged by the sweep: names made of overrides may hold a store URI
         self.name, self.error = redact(self.name), redact(self.error)

@@ -8,7 +8,7 @@ checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads 
 from __future__ import annotations
 
 from harness.core.errors import HarnessError
-from harness.data import KNOWN, ensure_available, published_problem
+from harness.data import KNOWN, data_root, ensure_available, published_problem
 from harness.metrics.features import verified_weights
 from harness.metrics.references import datasets_root, ensure_data
 from harness.metrics.suite import scoring_of
@@ -20,6 +20,8 @@ def check_data(cell) -> None:
     if cell.dry_run:
         return
     dataset = dict(cell.dataset)
+    if dataset.get("name") in KNOWN and dataset.get("name") != "digits":
+        data_root(dataset)  # a root no folder can be at (a link loop): said first, before any download
     if cell.spec.scored and not cell.is_exact:
         verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":

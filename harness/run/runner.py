@@ -37,6 +37,7 @@ from harness.run.jobs.context import JobContext
 from harness.run import cell_claim, signals
 from harness.run.dryrun import print_plan
 from harness.run.outcome import Outcome
+from harness.run.space import check_space, disk_full
 from harness.run.writable import check_cell_paths
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact_file, redacted
@@ -111,6 +112,11 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         skipped = _skip_finished(cell, uri, label, index, name)
         if skipped is not None:
             return skipped
+        check_space(cell, uri)
+        if sweep is None:  # a sweep reconciles every orphan of its experiment before it starts (harness.sweep.sweeper)
+            for run_id in tracking.reconcile_orphans(uri, cell.tracking.experiment, cell.key):
+                print(f"[reconciled] {label}: run {run_id} of this cell was left RUNNING by a process that ended "
+                      "(killed or crashed): marked KILLED")
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
         return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
@@ -127,7 +133,8 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
         return Outcome(index, job_name(name, cell), "FAILED", error=str(err))
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
         print(f"[killed] {label}: interrupted ({err}) before its run was open", file=sys.stderr)
-        return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({str(err) or 'Ctrl-C'})")
+        return Outcome(index, job_name(name, cell), "KILLED", error=f"interrupted ({str(err) or 'Ctrl-C'})",
+                       preempted=isinstance(err, signals.Preempted))
 
 
 def out_of_memory(cell: Cell, device, err: BaseException) -> str | None:
@@ -155,6 +162,14 @@ def _skip_finished(cell: Cell, uri: str, label: str, index: int | None, name: st
     return Outcome(index, job_name(name, cell), "SKIPPED", run_id=done.info.run_id)
 
 
+def _preempted_run(cell: Cell, uri: str) -> str | None:
+    """The id of the cell's newest run if its Slurm task was preempted (KILLED, tagged ``preempted``), else None."""
+    found = tracking.newest_run(uri, cell.tracking.experiment, f"tags.{Tag.CELL_KEY} = '{cell.key}'")
+    if found is None or found.info.status != "KILLED" or Tag.PREEMPTED not in found.data.tags:
+        return None
+    return found.info.run_id
+
+
 def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, index: int | None,
          sweep: SweepContext | None, name: str) -> Outcome:
     workers = sweep.workers if sweep else 1
@@ -173,8 +188,12 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
     job = job_name(name, cell)
     try:
         if cell.part is None:
-            run, opened = tracking.Run.start(uri, cell.tracking.experiment, name, cell.params(), tags,
-                                             parent_run_id), parts.CREATED
+            preempted = _preempted_run(cell, uri) if tracking.slurm_job_id() else None
+            if preempted is not None:  # resumed from its shards in the run its preempted task closed
+                run, opened = tracking.Run.reopen(uri, preempted, tags), parts.REOPENED
+            else:
+                run, opened = tracking.Run.start(uri, cell.tracking.experiment, name, cell.params(), tags,
+                                                 parent_run_id), parts.CREATED
         else:
             run, opened = parts.open_run(cell, uri, name, tags, parent_run_id)
             if opened == parts.FINISHED:
@@ -195,17 +214,25 @@ def _run(cell: Cell, device, uri: str, output_dir: Path | None, label: str, inde
         how = f"interrupted ({str(err) or 'Ctrl-C'})"
         if cell.part is not None:
             parts.part_failed(cell, run, "killed", how)
-        run.set_tags({Tag.ERROR: f"{how}: Ctrl-C or SIGTERM (a scheduler's time limit, docker stop, kill)"})
+        preempted = isinstance(err, signals.Preempted)
+        why = ("the sweep submits the cell again, which resumes in this run" if preempted else
+               "Ctrl-C or SIGTERM (a scheduler's time limit, docker stop, kill)")
+        run.set_tags({Tag.ERROR: f"{how}: {why}"})
         run.end("KILLED")
-        print(f"[killed] {label}: {how} (run {run.run_id}, marked KILLED)", file=sys.stderr)
-        return Outcome(index, job, "KILLED", error=how, run_id=run.run_id)
+        print(f"[{'preempted' if preempted else 'killed'}] {label}: {how} (run {run.run_id}, marked KILLED)",
+              file=sys.stderr)
+        return Outcome(index, job, "KILLED", error=how, run_id=run.run_id, preempted=preempted)
     except BaseException as err:  # noqa: BLE001 - the cell fails alone, with its message on its run
-        oom = out_of_memory(cell, device, err)
-        message = str(err) if isinstance(err, HarnessError) else oom or f"{type(err).__name__}: {err}"
-        if cell.part is not None:
-            parts.part_failed(cell, run, "failed", message)
-        run.fail(HarnessError(oom) if oom else err)
-        if not isinstance(err, HarnessError) and not oom:
+        known = out_of_memory(cell, device, err) or disk_full(err, cell, uri)  # one line for these, no traceback
+        message = str(err) if isinstance(err, HarnessError) and not known else known or f"{type(err).__name__}: {err}"
+        try:
+            if cell.part is not None:
+                parts.part_failed(cell, run, "failed", message)
+            run.fail(HarnessError(known) if known else err)
+        except Exception:  # a store on the full disk: the run stays RUNNING, reconciled by the cell's next run
+            if not known:
+                raise
+        if not isinstance(err, HarnessError) and not known:
             log.exception("cell %s failed", job)
         print(f"[failed] {label}: {message} (run {run.run_id})", file=sys.stderr)
         return Outcome(index, job, "FAILED", error=message, run_id=run.run_id)

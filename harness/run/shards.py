@@ -64,9 +64,10 @@ class ShardStore:
         loaded = self._load(path)
         return [] if loaded is None else loaded[0].tolist()
 
-    def missing(self, indices: Sequence[int]) -> list[int]:
-        have = self.index()
-        return [i for i in indices if i not in have]
+    def missing(self, indices: range) -> "Missing":
+        """The indices of ``indices`` that no valid shard holds, in order: held as the gaps between the stored ones,
+        so memory grows with the images on disk, not with N (a cell of N=1e9 lists nothing before it samples)."""
+        return Missing(indices, self.index())
 
     def write(self, indices: Sequence[int], images: torch.Tensor) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -81,12 +82,47 @@ class ShardStore:
         return ShardImages(self, n)
 
 
+class Missing(Sequence):
+    """The indices of a range that a set of stored indices lacks, as a sequence: runs of consecutive indices
+    (``range`` objects) between the stored ones, so its size is that of the stored set, whatever the range's."""
+
+    def __init__(self, indices: range, have):
+        self.runs: list[range] = []
+        start = indices.start
+        for i in sorted(i for i in have if i in indices):  # range membership: O(1)
+            if i > start:
+                self.runs.append(range(start, i))
+            start = i + 1
+        if start < indices.stop:
+            self.runs.append(range(start, indices.stop))
+        self._len = sum(len(r) for r in self.runs)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [self[i] for i in range(*key.indices(self._len))]
+        i = key + self._len if key < 0 else key
+        if not 0 <= i < self._len:
+            raise IndexError(key)
+        for r in self.runs:
+            if i < len(r):
+                return r[i]
+            i -= len(r)
+        raise IndexError(key)
+
+    def __iter__(self):
+        for r in self.runs:
+            yield from r
+
+
 class ShardImages(Dataset):
     """Images 0..n-1 of a store as a Dataset of [C, H, W] tensors, read shard by shard (one in memory)."""
 
     def __init__(self, store: ShardStore, n: int):
         where = store.index()
-        missing = [i for i in range(n) if i not in where]
+        missing = Missing(range(n), where)
         if missing:
             raise ValueError(f"{len(missing)} of {n} images have no shard (first: {missing[:5]})")
         self.store, self.n, self.where = store, n, where

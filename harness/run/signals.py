@@ -35,6 +35,22 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the run is marked KILLED."""
 
 
+class Preempted(KeyboardInterrupt):
+    """SIGUSR2 in a Slurm task: the signal Slurm sends before the time limit or a preemption (``--signal``). The run is
+    closed as preempted, and the sweep submits the cell again, which resumes in the same run (harness.sweep.slurm)."""
+
+
+preempted = False  # whether this process got the preemption signal (a Slurm task: harness.sweep.slurm)
+
+
+def on_preempt(signum, frame) -> None:
+    global preempted
+    if preempted:
+        return
+    preempted = True
+    raise Preempted(f"preempted (signal {signum}: Slurm's warning before the time limit or a preemption)")
+
+
 def name(signum: int | None) -> str:
     return "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
 

@@ -24,6 +24,7 @@ from harness.core.errors import HarnessError
 from harness.core.files import cache_dir
 from harness.metrics.features import WEIGHTS_URLS
 from harness.run import registry
+from harness.run.space import JOB_FOLDER_BYTES, check_free
 
 CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
 
@@ -82,6 +83,7 @@ def check_paths(output_root: str | os.PathLike, sample: bool = True, dry_run: bo
     run, the cache and for sample jobs ``output_root/images`` and the reference features' folder."""
     root = Path(output_root).expanduser()
     check_writable(root, "the job folders (output_root)", "set output_root=<a writable folder>")
+    check_free(root, JOB_FOLDER_BYTES, "the job folders (output_root)", "set output_root=<a folder on another disk>")
     if dry_run:
         return
     if sample:

@@ -37,6 +37,7 @@ from harness.sweep import plan
 from harness.sweep.launcher import workers_of
 from harness.run.outcome import Outcome
 from harness.sweep.parent import ParentRun
+from harness.sweep.slurm import SlurmLauncher
 from harness.tracking.credentials import redact, redact_file
 
 
@@ -55,6 +56,26 @@ def _outcome(job: plan.PlannedJob, ret: Any) -> dict:
     if not isinstance(value, dict):
         return _failed(job, f"the job returned {value!r}")
     return {**value, "name": redact(job.label)}  # the plan's name, a worker that died included
+
+
+def cell_outcomes(planned: list[plan.PlannedJob], outcomes: list[dict]) -> list[dict]:
+    """One outcome per cell: a cell in parts is one cell of the summary, FINISHED when its run is (the part that
+    scored it), else its parts' worst state, with their errors."""
+    merged: dict[str, dict] = {}
+    rank = {"FAILED": 4, "KILLED": 3, "PLANNED": 2, "FINISHED": 1, "SKIPPED": 0}
+    for job, outcome in zip(planned, outcomes):
+        if job.cell.part is None:
+            merged[f"{job.index}"] = outcome
+            continue
+        cell = merged.setdefault(job.name, {**outcome, "name": job.name, "error": "", "status": "SKIPPED"})
+        cell["run_id"] = cell.get("run_id") or outcome.get("run_id")
+        if outcome.get("headline"):  # the part that scored the cell: the cell is done
+            cell.update(status="FINISHED", summary=outcome.get("summary", ""), headline=outcome["headline"])
+        elif cell.get("headline") is None and rank.get(outcome["status"], 0) > rank.get(cell["status"], 0):
+            cell["status"] = outcome["status"]
+        if outcome.get("error"):
+            cell["error"] = "; ".join(filter(None, [cell["error"], f"{job.cell.part_label}: {outcome['error']}"]))
+    return list(merged.values())
 
 
 class CellSweeper(Sweeper):
@@ -99,9 +120,13 @@ class CellSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
         redact_file(sweep_dir / "multirun.yaml")  # it holds the command line: a store URI's credentials go
-        workers = workers_of(config)
+        slurm = str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher")
+        workers = 1 if slurm else workers_of(config)  # a Slurm task has its allocation to itself
         task = SweepTask(SweepContext(sweep_id, len(planned), parent.run_id, workers), planned)
-        print(f"sweep {sweep_id}: {len(planned)} cells on {workers} worker(s), parent run {parent.run_id}", flush=True)
+        n = len({j.name for j in planned})
+        what = f"{n} cells" + (f" ({len(planned)} jobs: cells in parts)" if n != len(planned) else "")
+        where = SlurmLauncher.describe(config, len(planned)) if slurm else f"on {workers} worker(s)"
+        print(f"sweep {sweep_id}: {what}, {where}, parent run {parent.run_id}", flush=True)
         self.launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=task,
                                                                 config=config)
         try:
@@ -110,10 +135,10 @@ class CellSweeper(Sweeper):
             print(f"error: the launcher failed: {type(err).__name__}: {err}", file=sys.stderr)
             returns = []
             error = f"no outcome: the launcher failed ({type(err).__name__}: {err}); see the cell's run"
-            outcomes = [_failed(j, error) for j in planned]
+            outcomes = cell_outcomes(planned, [_failed(j, error) for j in planned])
         else:
             returns += [None] * (len(planned) - len(returns))
-            outcomes = [_outcome(job, ret) for job, ret in zip(planned, returns)]
+            outcomes = cell_outcomes(planned, [_outcome(job, ret) for job, ret in zip(planned, returns)])
         status = parent.close(outcomes, signals.received)
         if status:
             sys.exit(status)

@@ -75,6 +75,27 @@ def shown_uri(uri: str) -> str:
 
 # Where a user points the harness at a store: what the messages below name as the fix.
 STORE_SETTING = "tracking.uri (python -m harness), --tracking-uri (the report) or MLFLOW_TRACKING_URI"
+EXPERIMENT_SETTING = "tracking.experiment=<another name>"  # the report's is --experiment NAME
+# SQLite's and the OS's words for a full disk (sqlite3's SQLITE_FULL, errno ENOSPC, EDQUOT)
+DISK_FULL = ("database or disk is full", "No space left on device", "Disk quota exceeded")
+
+
+def store_folder(uri: str) -> str:
+    """Where an SQLite store's bytes go (the database's folder), as messages show it; a server's own disk else."""
+    if uri.startswith("sqlite:///"):
+        return str(sqlite_store.sqlite_path(uri).parent)
+    return f"the disk of the server {shown_uri(uri)}"
+
+
+def check_active(found, uri: str, setting: str = EXPERIMENT_SETTING) -> None:
+    """HarnessError naming the fix when ``found`` (an MLflow Experiment) was deleted: MLflow keeps a deleted
+    experiment's name and refuses new runs in it, and hides its runs."""
+    if found is not None and found.lifecycle_stage == "deleted":
+        where = f"MLFLOW_TRACKING_URI={_runnable_uri(uri)} "
+        raise HarnessError(
+            f"The experiment {found.name!r} (id {found.experiment_id}) in {shown_uri(uri)} was deleted: restore it "
+            f"({where}mlflow experiments restore --experiment-id {found.experiment_id}, or "
+            f"MlflowClient().restore_experiment('{found.experiment_id}')), or use another: {setting}.")
 
 
 @contextmanager
@@ -92,6 +113,9 @@ def store_errors(uri: str) -> Iterator[None]:
             raise HarnessError(f"Cannot reach the tracking server {shown_uri(uri)} ({why}, after MLflow's retries): is the "
                                f"server running and reachable? Start it (mlflow server ...) or fix {STORE_SETTING}.") from None
         first = (text.strip().splitlines() or [type(err).__name__])[0][:300]
+        if any(w in text for w in DISK_FULL) or getattr(err, "errno", None) in (28, 122):
+            raise HarnessError(f"no space left on {store_folder(uri)} (the tracking store {shown_uri(uri)}: {first}): "
+                               f"free space there, or point {STORE_SETTING} at a store on another disk.") from None
         if uri.startswith("sqlite:") and "readonly database" in text:
             raise HarnessError(f"The tracking store {shown_uri(uri)} is read-only ({first}): make the database and its "
                                f"folder writable, or point {STORE_SETTING} at a writable store.") from None
@@ -107,6 +131,8 @@ def client(uri: str):
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run" lines: the harness prints its own
     if os.environ.get("MLFLOW_LOGGING_LEVEL", "").upper() not in ("INFO", "DEBUG"):  # verbose=true keeps them
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
+        # its traceback of every database error (a full disk, a locked file): store_errors says it in one line
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
 
     if uri.startswith("sqlite:///"):
@@ -146,6 +172,15 @@ def experiment_tags() -> dict[str, str]:
             f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(view)}
 
 
+def _runnable_uri(uri: str) -> str:
+    """A store URI for a command the user runs: an SQLite file outside the working directory by its whole path."""
+    if uri.startswith("sqlite:///"):
+        path = sqlite_store.sqlite_path(uri).resolve()
+        if not path.is_relative_to(Path.cwd().resolve()):
+            return f"sqlite:///{path.as_posix()}"
+    return shown_uri(uri)
+
+
 def view_link(uri: str, exp_id: str) -> str:
     """Where to look at the runs: the experiment's saved view in the MLflow UI. MLflow 3.17's UI picks the experiment
     page (GenAI traces or the runs table) from a switch kept per browser, GenAI by default, not from the experiment's
@@ -153,11 +188,7 @@ def view_link(uri: str, exp_id: str) -> str:
     page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
     if uri.startswith(("http://", "https://")):
         return f"{shown_uri(uri).rstrip('/')}/{page}"
-    store = shown_uri(uri)
-    if uri.startswith("sqlite:///"):  # a command to run: a store outside the working directory by its whole path
-        path = sqlite_store.sqlite_path(uri).resolve()
-        store = store if path.is_relative_to(Path.cwd().resolve()) else f"sqlite:///{path.as_posix()}"
-    return f"mlflow ui --backend-store-uri {store}, then open http://127.0.0.1:5000/{page}"
+    return f"mlflow ui --backend-store-uri {_runnable_uri(uri)}, then open http://127.0.0.1:5000/{page}"
 
 
 def prepare_store(uri: str, experiment: str) -> str:
@@ -172,6 +203,7 @@ def prepare_store(uri: str, experiment: str) -> str:
         for attempt in range(5):
             try:
                 found = c.get_experiment_by_name(experiment)
+                check_active(found, uri)
                 if found is not None:
                     for key, value in experiment_tags().items():
                         if key not in found.tags:
@@ -188,6 +220,7 @@ def prepare_store(uri: str, experiment: str) -> str:
 def experiment_id(uri: str, experiment: str) -> str | None:
     with store_errors(uri):
         found = client(uri).get_experiment_by_name(experiment)
+    check_active(found, uri)
     return None if found is None else found.experiment_id
 
 
@@ -208,19 +241,21 @@ def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
     return newest_run(uri, experiment, f"tags.{Tag.CELL_KEY} = '{cell_key}' and attributes.status = 'FINISHED'")
 
 
-def reconcile_orphans(uri: str, experiment: str) -> list[str]:
+def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) -> list[str]:
     """Mark KILLED the RUNNING runs started on this host by a process that no longer exists (``kill -9``, a crashed
     worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen), and
-    so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts)."""
+    so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts). ``cell_key``: only the
+    runs of that cell (what a single run reconciles before it starts)."""
     exp = experiment_id(uri, experiment)
     if exp is None:
         return []
     host = socket.gethostname()
     fixed = []
+    only = f" and tags.{Tag.CELL_KEY} = '{cell_key}'" if cell_key else ""
     with store_errors(uri):
         c = client(uri)
-        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'",
-                                 max_results=10_000):
+        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'"
+                                                      f"{only}", max_results=10_000):
             pid = run.data.tags.get(Tag.PID, "")
             if pid.isdigit() and not processes.alive(int(pid)):
                 c.set_tag(run.info.run_id, Tag.ERROR, f"process {pid} on {host} ended without closing the run "
@@ -228,6 +263,12 @@ def reconcile_orphans(uri: str, experiment: str) -> list[str]:
                 c.set_terminated(run.info.run_id, status="KILLED")
                 fixed.append(run.info.run_id)
     return fixed
+
+
+def slurm_job_id() -> str | None:
+    """The Slurm task this process runs in, as squeue and sacct name it ("123_4" for an array task), or None."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 def run_of_process(uri: str, experiment: str, pid: int) -> Any | None:
@@ -263,6 +304,9 @@ class Run:
         tags[Tag.HOST] = socket.gethostname()
         if owned:
             tags[Tag.PID] = str(os.getpid())
+            job = slurm_job_id()
+            if job:  # a sweep marks the run KILLED when Slurm says this job ended (harness.sweep.slurm)
+                tags[Tag.SLURM_JOB_ID] = job
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         with store_errors(uri):
@@ -276,6 +320,18 @@ class Run:
                 c.set_terminated(run.info.run_id, status="KILLED")
                 raise
         return cls(uri, run.info.run_id)
+
+    @classmethod
+    def reopen(cls, uri: str, run_id: str, tags: Mapping) -> "Run":
+        """A closed run RUNNING again, owned by this process (a preempted cell resumed in its run), with ``tags``."""
+        run = cls(uri, run_id)
+        with store_errors(uri):
+            run.client.update_run(run_id, status="RUNNING")
+            if Tag.ERROR in run.client.get_run(run_id).data.tags:
+                run.client.delete_tag(run_id, Tag.ERROR)
+            owner = {Tag.HOST: socket.gethostname(), Tag.PID: os.getpid(), Tag.SLURM_JOB_ID: slurm_job_id()}
+            run.set_tags({**tags, **owner})
+        return run
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Log metrics as they are; the names of those that are NaN or +-inf also go to the ``nonfinite_metrics`` tag,

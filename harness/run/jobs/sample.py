@@ -12,18 +12,20 @@ from pathlib import Path
 
 import torch
 
+from harness.core import faults
 from harness.core.names import Metric, Param, Tag
 from harness.diffusion.analytic import exact_mixture
 from harness.diffusion.images import save_grid, to_uint8
 from harness.metrics.exact import exact_w2, score_exact
 from harness.metrics.references import datasets_root, reference_fingerprint
-from harness.metrics.suite import headline_text, score, scoring_of, summarize
+from harness.metrics.suite import headline_text, score, score_blocks, scoring_of, summarize
 from harness.run.generate import generate
 from harness.run.cell import checked_int
 from harness.run.jobs.context import JobContext
 from harness.run.parts import part_done
 from harness.run.registry import Job
 from harness.run.shards import ShardStore, images_store
+from harness.run.space import stored_count
 from harness.tracking import store as tracking
 
 
@@ -42,6 +44,7 @@ def run(ctx: JobContext) -> dict:
     if gen.nfe is not None:
         metrics[Metric.NFE_COUNTED] = gen.nfe
     ctx.run.log_metrics(metrics)
+    faults.point("scoring", job=ctx.job)
     return _score(ctx, model, store, metrics)
 
 
@@ -112,8 +115,7 @@ def _score(ctx: JobContext, model, store: ShardStore, metrics: dict, note: str =
     _log_grid(ctx, images.head(int(cell.job_options["grid_images"])))
 
     start = time.perf_counter()
-    per_repeat, spaces, against = _score_exact(ctx, images, model) if cell.is_exact else _score_images(ctx, images)
-    summary = summarize(per_repeat)
+    summary, spaces, against = _score_exact(ctx, images, model) if cell.is_exact else _score_images(ctx, images)
     summary[Metric.SCORING_SECONDS] = time.perf_counter() - start
     headline = cell.metrics["headline"]
     ctx.run.set_tags({Tag.HEADLINE_METRIC: headline, Tag.SAMPLER_ORDER: cell.sampler_info.order,
@@ -123,32 +125,38 @@ def _score(ctx: JobContext, model, store: ShardStore, metrics: dict, note: str =
     ctx.headline = headline_text(summary, headline)
     per_image = (f", {1000 * metrics[Metric.SECONDS_PER_IMAGE]:.2f} ms/img" if Metric.SECONDS_PER_IMAGE in metrics
                  else " (all from shards)")
-    ctx.summary = (f"{note}{ctx.headline} [{spaces[headline]} vs {against}], {cell.repeats} x {cell.N} images, "
+    blocks = f" in {cell.blocks} blocks each" if cell.blocks > 1 else ""
+    ctx.summary = (f"{note}{ctx.headline} [{spaces[headline]} vs {against}], {cell.repeats} x {cell.N} images{blocks}, "
                    f"NFE {cell.nfe}{per_image}")
     return metrics
 
 
-def _score_images(ctx: JobContext, images) -> tuple[list[dict], dict[str, str], str]:
+def _score_images(ctx: JobContext, images) -> tuple[dict, dict[str, str], str]:
     scoring = scoring_of(ctx.cell)
-    per_repeat = score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress)
+    if scoring.blocks > 1:  # the paper's budget: each repeat pooled, a block jackknife (harness.metrics.blocks)
+        summary = summarize(*score_blocks(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress))
+    else:
+        summary = summarize(score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress))
     ctx.run.set_tags({Tag.FEATURE_EXTRACTOR: scoring.feature_extractor, Tag.FID_REFERENCE: scoring.reference})
     digest = reference_fingerprint(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root))
     ctx.run.log_dataset(scoring.reference, digest=digest, source=f"torch-fidelity input {scoring.reference}")
-    return per_repeat, {m: scoring.feature_space(m) for m in scoring.metrics}, scoring.reference
+    return summary, {m: scoring.feature_space(m) for m in scoring.metrics}, scoring.reference
 
 
-def _score_exact(ctx: JobContext, images, model) -> tuple[list[dict], dict[str, str], str]:
+def _score_exact(ctx: JobContext, images, model) -> tuple[dict, dict[str, str], str]:
     cell = ctx.cell
     mixture = exact_mixture(cell.model["mixture"])
     per_repeat = score_exact(images.all(), cell.repeats, mixture, seed=cell.seed, tau=cell.tau, schedule=cell.schedule,
-                             noise_scheme=cell.noise, deterministic=cell.eta == 0)
+                             noise_scheme=cell.noise, deterministic=cell.eta == 0,
+                             fid_inf={"fractions": tuple(cell.metrics["fid_inf_fractions"]),
+                                      "draws": int(cell.metrics["fid_inf_draws"])})
     if len(mixture.stds) == 1 and cell.eta == 0:
         w2 = exact_w2(cell.sampler_info.sample, model, cell.tau, cell.schedule, mixture)
         ctx.run.log_metrics({Metric.W2_EXACT: w2})
     digest = hashlib.sha256(mixture.means.numpy().tobytes() + mixture.stds.numpy().tobytes()).hexdigest()
     ctx.run.log_dataset(mixture.name, digest=digest, source=f"harness.diffusion.analytic: {mixture.description}")
     spaces = {name: "true law" if name in (Metric.FD_TRUE, Metric.FD_TRUE_INF) else "exact flow" for name in per_repeat[0]}
-    return per_repeat, spaces, f"the true {mixture.name} law"
+    return summarize(per_repeat), spaces, f"the true {mixture.name} law"
 
 
 def _log_grid(ctx: JobContext, first: torch.Tensor) -> None:
@@ -176,13 +184,8 @@ def _log_grid(ctx: JobContext, first: torch.Tensor) -> None:
 
 def stored_images(cell) -> int:
     """How many of this cell's images its images folder holds already (a resumed cell, or one grown by repeats),
-    counted from the shard names ``<first>-<last>.pt`` without reading them (a sampling run checks each shard)."""
-    have = set()
-    for path in cell.images_dir.glob("*.pt"):
-        first, _, last = path.stem.partition("-")
-        if first.isdigit() and last.isdigit():
-            have.update(range(int(first), int(last) + 1))
-    return len(have.intersection(cell.indices))
+    counted from the shard names without reading them (a sampling run checks each shard)."""
+    return stored_count(cell.images_dir, cell.indices)
 
 
 def _check(options) -> None:
