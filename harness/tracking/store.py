@@ -83,7 +83,7 @@ DISK_FULL = ("database or disk is full", "No space left on device", "Disk quota 
 def store_folder(uri: str) -> str:
     """Where an SQLite store's bytes go (the database's folder), as messages show it; a server's own disk else."""
     if uri.startswith("sqlite:///"):
-        return str(Path(uri[len("sqlite:///"):]).parent)
+        return str(sqlite_store.sqlite_path(uri).parent)
     return f"the disk of the server {shown_uri(uri)}"
 
 
