@@ -398,13 +398,13 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
     if k >= N:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
                            f"raise N or lower metrics.prc_neighborhood.")
-    _int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
-    _int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
+    checked_int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
+    checked_int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
     fractions = metrics.get("fid_inf_fractions")
     if not fractions or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in fractions):
         raise HarnessError(f"metrics.fid_inf_fractions must be fractions in (0, 1], got {fractions!r}, e.g. "
                            "[0.5,0.6,0.7,0.8,0.9,1.0].")
-    blocks = _int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
+    blocks = checked_int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
     if blocks > 1 and (N % blocks or N // blocks < 2):
         raise HarnessError(f"metrics.blocks={blocks} must divide N={N} into blocks of at least 2 images: set "
                            f"metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
