@@ -36,7 +36,7 @@ def _rules(spec: str) -> list[tuple[str, str, dict[str, str]]]:
     return rules
 
 
-def point(name: str, **facts) -> None:
+def point(name: str, /, **facts) -> None:
     """A place where a real fault can strike; acts only on a matching rule of ``$DDIM_HARNESS_FAULTS``."""
     spec = os.environ.get(ENV)
     if not spec:

@@ -50,7 +50,8 @@ UNCALIBRATED = "no verdict: uncalibrated"  # a metric whose interval failed the 
 # misses the N-free difference far more often than 5% (benchmarks/calibration.py, README "Calibration"); its version
 # extrapolated to N -> inf (Chong & Forsyth 2020) held it in every setting measured for image features. Where the
 # cells log that one, it alone decides.
-BIAS_CORRECTED = {Metric.FID: Metric.FID_INF, Metric.FD_PIXELS: Metric.FD_PIXELS_INF}
+BIAS_CORRECTED = {Metric.FID: Metric.FID_INF, Metric.FD_PIXELS: Metric.FD_PIXELS_INF,
+                  Metric.FD_DINOV2: Metric.FD_DINOV2_INF}
 # Metrics no interval of the harness is calibrated for (measured coverage under 93%): why, said in claims.md.
 NOT_FOR_VERDICTS = {
     Metric.FD_TRUE: "at N=250 its paired interval held the true difference of S=10 against S=20 in 0-7.5% of the "
@@ -458,7 +459,8 @@ def plan_note(measured: dict[str, Rate]) -> str:
     rates_text = "; ".join(f"{d}: {r.seconds_per_image_nfe:.3g} s per image and NFE " + (
         "(given with --rate)" if r.kind == "given" else f"({r.kind}, median of {r.runs} runs)")
         for d, r in sorted(measured.items())) or "none measured"
-    return ("To decide (within-noise comparisons): the repeats K (Table 2: images n per cell) at which the paired "
+    return ("To decide (within-noise comparisons): the repeats K (cells scored in blocks: blocks of N/K images, "
+            "given as images per cell; Table 2: images n per cell) at which the paired "
             "t-test (Welch for Table 2) would decide the comparison at 95% with 80% power if the observed difference "
             "and spread were the true ones (noncentral t; Cohen 1988, Guenther 1981; harness/report/stats.py), the new "
             "images of both cells (grown cells keep their repeats), their network evaluations and the sampling time "
