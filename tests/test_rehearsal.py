@@ -99,7 +99,7 @@ NO_VIT = ("metrics.fd_dinov2=false", "metrics.cmmd=false")  # their networks' we
 
 
 def cifar_cell(root: Path, *extra: str):
-    (cell,) = cells("dataset=cifar10", f"dataset.root={root}", "N=4", "S=2", *extra)
+    (cell,) = cells("dataset=cifar10", f"dataset.root={root}", "N=4", "S=2", "metrics.blocks=2", *extra)
     return cell
 
 
@@ -192,7 +192,7 @@ def test_a_wrong_folder_fails_before_sampling_in_one_line(tmp_path, inception):
     ckpt = rehearsal.write_official_checkpoint("cifar10", tmp_path / "model-790000.ckpt")
     proc = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'wrong'}", f"model.checkpoint.path={ckpt}",
                    f"metrics.weights_path={inception}",
-                   "+dataset.download_url=http://127.0.0.1:9/cifar-10-python.tar.gz", "N=4", "S=2", check=False)
+                   "+dataset.download_url=http://127.0.0.1:9/cifar-10-python.tar.gz", "N=4", "S=2", "metrics.blocks=2", "device=cpu", check=False)
     assert proc.returncode == 2
     line = one_line(proc.stderr)
     assert "download of http://127.0.0.1:9/cifar-10-python.tar.gz" in line and "failed" in line
