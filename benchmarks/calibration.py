@@ -7,7 +7,7 @@ known.
 Each replication is one claim comparison as the report makes it (``harness.report.claims``): two cells of K repeats
 of N images, the paired differences d_k = m_k(a) - m_k(b), the t-interval ``stats.paired_interval`` and the verdict
 ``claims._verdict`` (PASS / FAIL when the interval lies wholly on one side of 0). Cells are sampled and scored by the
-harness's own functions, in process: ``generate.sample_batch`` (per-image (seed, index) noise, the DDIM sampler),
+harness's own functions, in process: ``sampling.sample_seeded`` (per-image (seed, index) noise, the DDIM sampler),
 ``exact.score_exact`` (fd_true, flow_rmse) and ``metrics.feature_metrics`` / ``metrics.score`` (FID, FID-inf, KID,
 precision, recall, pixel FD, through torch-fidelity's functions).
 
@@ -55,13 +55,13 @@ from common import Bench, load_model, machine_info, print_table
 from harness.metrics import features as F
 from harness.diffusion.analytic import exact_mixture, frechet_distance
 from harness.metrics.exact import score_exact
-from harness.run.generate import sample_batch
 from harness.diffusion.images import to_uint8
 from harness.metrics.suite import Scoring, feature_metrics, fid_infinity, score
 from harness.core.names import Metric
 from harness.diffusion.noise import DEFAULT_NOISE_SCHEME
 from harness.report.claims import FAIL, PASS, _verdict  # the report's verdict rule, called as the report calls it
 from harness.report.stats import paired_interval
+from harness.diffusion.sampling import sample_seeded
 from harness.diffusion.samplers import SAMPLERS
 from harness.diffusion.schedule import NoiseSchedule
 from harness.diffusion.trajectory import timesteps
@@ -109,8 +109,8 @@ def sample_cell(mixture, schedule, *, S: int | None, eta: float, seed: int, n: i
     if law:
         return mixture.sample(n, torch.Generator().manual_seed(seed)).float()
     tau = timesteps("uniform", S)
-    return sample_batch(DDIM, mixture.eps_model(schedule), range(n), seed, mixture.shape, tau, schedule, eta,
-                        CPU).float()
+    return sample_seeded(mixture.eps_model(schedule), range(n), seed, mixture.shape, tau, schedule, eta, CPU,
+                         sampler=DDIM.run).float()
 
 
 def run_cell(mixture, schedule, spec: dict, args, extractor, ref_stats, suite: Scoring | None) -> CellData:
@@ -232,8 +232,8 @@ def run_digits(args) -> dict:
     for seed in (1, 2):
         start = time.perf_counter()
         with torch.no_grad():
-            images = torch.cat([to_uint8(sample_batch(DDIM, model, range(i, min(n, i + 500)), seed, shape, tau,
-                                                      schedule, 0.0, CPU)) for i in range(0, n, 500)])
+            images = torch.cat([to_uint8(sample_seeded(model, range(i, min(n, i + 500)), seed, shape, tau, schedule,
+                                                       0.0, CPU, sampler=DDIM.run)) for i in range(0, n, 500)])
         seconds[f"sampling_seed{seed}"] = time.perf_counter() - start
         start = time.perf_counter()
         blocks = score(images, args.digits_blocks, scoring, CPU)

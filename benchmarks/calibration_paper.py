@@ -36,13 +36,13 @@ from common import Bench, print_table
 from harness.diffusion.analytic import exact_mixture, psd_sqrt
 from harness.diffusion.images import to_uint8
 from harness.diffusion.samplers import SAMPLERS
+from harness.diffusion.sampling import sample_seeded
 from harness.diffusion.schedule import NoiseSchedule
 from harness.diffusion.trajectory import timesteps
 from harness.metrics import features as F
 from harness.metrics.blocks import block_moments, frechet_from_moments, merge_blocks, t_quantile
 from harness.report.claims import FAIL, PASS, _verdict  # the report's verdict rule, called as the report calls it
 from harness.report.stats import paired_interval
-from harness.run.generate import sample_batch
 
 CPU = torch.device("cpu")
 METRIC = "fid"  # lower is better: the verdict rule of every Frechet distance
@@ -68,8 +68,8 @@ def pools(mixture, P: int, seed: int) -> dict[str, torch.Tensor]:
     for S in (10, 20):
         tau, batches = timesteps("uniform", S), []
         for i in range(0, P, 20000):
-            batches.append(to_uint8(sample_batch(SAMPLERS["ddim"], mixture.eps_model(schedule), range(i, min(P, i + 20000)),
-                                                 seed, mixture.shape, tau, schedule, 0.0, CPU).float()))
+            batches.append(to_uint8(sample_seeded(mixture.eps_model(schedule), range(i, min(P, i + 20000)), seed,
+                                                  mixture.shape, tau, schedule, 0.0, CPU, sampler=SAMPLERS["ddim"].run).float()))
         out[f"ddim{S}"] = torch.cat(batches)
     return out
 

@@ -8,6 +8,8 @@ random weights and random images (so the scores mean nothing; what is rehearsed 
   ``[model_state ("module." keys), optimizer_state, epoch, step, ema_state]``, for the architectures of conf/model/;
 * torch-fidelity's Inception weights file (a plain state dict of its ``FeatureExtractorInceptionV3``), given as
   ``metrics.weights_path``;
+* FD_DINOv2's and CMMD's networks: timm's DINOv2 ViT safetensors and open_clip's CLIP safetensors, of the real
+  classes at two blocks of width 64, given as ``metrics.dinov2`` / ``metrics.clip`` weights and architecture;
 * CIFAR-10's ``cifar-10-batches-py`` pickles, CelebA's ``img_align_celeba`` JPEGs (178x218, read through the official
   crop) with ``list_eval_partition.txt``, and LSUN's lmdb folders of webp images.
 
@@ -136,6 +138,54 @@ def write_inception_weights(path: Path) -> Path:
     return path
 
 
+# DINOv2's and CLIP's stand-ins: the classes and file formats of the real ones, two blocks of width 64 (the real
+# ViT-L: 24 of 1024), so the rehearsal scores FD_DINOv2 and CMMD in about a second.
+DINOV2_STANDIN = {"depth": 2, "embed_dim": 64, "num_heads": 2}
+CLIP_STANDIN = {"embed_dim": 32, "width": 64, "layers": 2, "head_width": 32}
+DINOV2_FILE, CLIP_FILE = "dinov2-standin.safetensors", "clip-standin.open_clip.safetensors"
+
+
+def random_state(module: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """The module's state dict with every float tensor random: N(0, 0.05^2), layer norms' scales and layer scales
+    around 1, so every block changes the features."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in module.state_dict().items():
+        noise = torch.randn(value.shape, generator=generator) * 0.05
+        around_one = key.endswith(".gamma") or (value.dim() == 1 and key.endswith("weight") and ("norm" in key or "ln_" in key))
+        state[key] = (1 + noise if around_one else noise).to(value.dtype).contiguous()
+    return state
+
+
+def write_dinov2_weights(path: Path, architecture: dict | None = None, seed: int = 0) -> Path:
+    """timm's hub file of DINOv2 (``vit_large_patch14_dinov2.lvd142m/model.safetensors``): the state dict of timm's
+    ViT built at 518x518 (37x37 position embeddings), in safetensors; ``architecture`` overrides timm's (the stand-in's)."""
+    import timm  # lazy: the metrics extra: only FD_DINOv2 needs it
+    from safetensors.torch import save_file  # lazy: the metrics extra: only FD_DINOv2 needs it
+
+    model = timm.create_model("vit_large_patch14_dinov2", pretrained=False, num_classes=0, img_size=518,
+                              **(DINOV2_STANDIN if architecture is None else architecture))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(random_state(model, seed), str(path))
+    return path
+
+
+def write_clip_weights(path: Path, architecture: dict | None = None, seed: int = 0) -> Path:
+    """open_clip's file of OpenAI's CLIP ViT-L/14-336 (``open_clip_model.safetensors``): the CLIP model's state dict,
+    its image tower under ``visual.`` (here with the text tower's ``logit_scale`` only: the harness reads the image
+    tower alone); ``architecture`` overrides the image tower's config (the stand-in's)."""
+    from safetensors.torch import save_file  # lazy: the metrics extra: only CMMD needs it
+
+    from harness.metrics.clip import build  # lazy: brings open_clip
+
+    spec = {"arch": "ViT-L-14-336", "image_size": 336, "architecture": CLIP_STANDIN if architecture is None else architecture}
+    state = {f"visual.{k}": v for k, v in random_state(build(spec), seed).items()}
+    state["logit_scale"] = torch.tensor(4.6052)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ stand-in data
 
 
@@ -210,6 +260,8 @@ class StandIns:
     data: Path
     checkpoints: dict[str, Path]
     inception: Path
+    dinov2: Path | None = None  # None: the metrics extra is not installed (FD_DINOV2 and CMMD are then left out)
+    clip: Path | None = None
 
 
 def make_standins(out: Path, datasets: set[str] | None = None) -> StandIns:
@@ -227,7 +279,20 @@ def make_standins(out: Path, datasets: set[str] | None = None) -> StandIns:
         if name in datasets:
             write_lsun(data, category)
             checkpoints[name] = write_official_checkpoint(name, ckpts / REGISTRY[f"ema_{name}"].filename)
-    return StandIns(out, data, checkpoints, write_inception_weights(out / INCEPTION_FILE))
+    try:
+        networks = {"dinov2": write_dinov2_weights(out / DINOV2_FILE), "clip": write_clip_weights(out / CLIP_FILE)}
+    except ImportError:  # no timm / open_clip: the presets run without FD_DINOv2 and CMMD (preset_arguments)
+        networks = {}
+    return StandIns(out, data, checkpoints, write_inception_weights(out / INCEPTION_FILE), **networks)
+
+
+def network_arguments(files: StandIns) -> list[str]:
+    """FD_DINOv2's and CMMD's stand-in weights and architectures, or both metrics off without the metrics extra."""
+    if files.dinov2 is None or files.clip is None:
+        return ["metrics.fd_dinov2=false", "metrics.cmmd=false"]
+    return [f"metrics.dinov2.weights_path={files.dinov2}", f"metrics.clip.weights_path={files.clip}",
+            *(f"metrics.dinov2.architecture.{k}={v}" for k, v in DINOV2_STANDIN.items()),
+            *(f"metrics.clip.architecture.{k}={v}" for k, v in CLIP_STANDIN.items())]
 
 
 def preset_arguments(preset: str, files: StandIns) -> list[str]:
@@ -240,7 +305,7 @@ def preset_arguments(preset: str, files: StandIns) -> list[str]:
     return [f"sweeps={preset}", *PRESETS[preset], "rehearsal=true", "device=cpu", "progress=false",
             *([] if own_launcher else ["hydra/launcher=basic"]), f"dataset.root={files.data}",
             f"model.checkpoint.path={files.checkpoints[dataset]}",
-            f"metrics.weights_path={files.inception}", f"tracking.uri=sqlite:///{files.root / 'mlflow.db'}",
+            f"metrics.weights_path={files.inception}", *network_arguments(files), f"tracking.uri=sqlite:///{files.root / 'mlflow.db'}",
             f"output_root={files.root / 'outputs'}"]
 
 

@@ -24,7 +24,7 @@ def test_fid_checks_defer_to_fid_inf_where_both_were_decided():
     only_biased = _claim("fd_pixels", {"10->20": C.FAIL})
     C.defer_to_corrected(only_biased, _claim("fd_pixels_inf", {"10->20": C.PASS}))
     assert only_biased.verdict == C.BIASED
-    assert C.BIAS_CORRECTED == {"fid": "fid_inf", "fd_pixels": "fd_pixels_inf"}
+    assert C.BIAS_CORRECTED == {"fid": "fid_inf", "fd_pixels": "fd_pixels_inf", "fd_dinov2": "fd_dinov2_inf"}
 
 
 def test_uncalibrated_metrics_show_numbers_but_decide_nothing():

@@ -27,7 +27,7 @@ import torch
 
 from clitools import ROOT
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real Slurm jobs: only with -m cluster (.ci/run brings the cluster up)
 
 TINY = ["N=8", "repeats=1", "batch_size=8", "threads=null"]
 LONG = ["N=200", "repeats=1", "S=20", "batch_size=10", "threads=null"]  # a cell that samples for a while

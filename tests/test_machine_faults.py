@@ -26,6 +26,7 @@ from harness.core.files import atomic_path
 from harness.run.shards import Missing, ShardStore
 
 TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
+PAPER_TINY = ["N=20", *TINY[1:]]  # the paper's datasets score in 10 blocks (metrics.blocks): N a multiple of 20
 
 
 def lines(proc) -> list[str]:
@@ -129,7 +130,7 @@ def test_a_dry_run_at_a_billion_images_counts_stored_shards_without_listing_n(tm
 def test_a_dataset_root_in_a_symlink_loop_is_one_line_before_any_download(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
-    proc = harness(tmp_path, "dataset=cifar10", "device=cpu", f"dataset.root={loop}", *TINY, check=False)
+    proc = harness(tmp_path, "dataset=cifar10", "device=cpu", f"dataset.root={loop}", *PAPER_TINY, check=False)
     line = one_line(proc)
     assert proc.returncode == 2 and "symbolic link loop" in line and "dataset.root" in line
     assert "download" not in proc.stdout + proc.stderr
@@ -173,7 +174,7 @@ def test_a_report_killed_mid_write_leaves_every_file_whole(tmp_path):
     assert report_cli(tmp_path, "--out", "r").returncode == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
     store.add("sample", "digits", 20, "0", sample_metrics(2.0, 10))
-    env = dict(os.environ, OMP_NUM_THREADS="1", DDIM_HARNESS_FAULTS="report_file:kill:name=claims.csv")
+    env = dict(os.environ, OMP_NUM_THREADS="1", DDIM_HARNESS_FAULTS="report_file:kill:file=claims.csv")
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run([sys.executable, "-m", "harness.report", "--out", "r"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -197,7 +198,7 @@ def test_a_paper_preset_without_a_gpu_is_one_line_before_sampling(tmp_path):
     env_hidden = {"CUDA_VISIBLE_DEVICES": ""}
     os.environ.update(env_hidden)  # inherited by the subprocess
     try:
-        proc = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", *TINY, check=False)
+        proc = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", *PAPER_TINY, check=False)
         plan = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "S=10", "dry_run=true")
         asked = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "S=10", "device=cpu",
                         "dry_run=true")

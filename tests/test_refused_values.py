@@ -23,6 +23,8 @@ REFUSED = {
     ("metrics.blocks=0",): "metrics.blocks must be an integer >= 1, got 0",
     ("N=250", "metrics.blocks=3"): "metrics.blocks=3 must divide N=250 into blocks of at least 2 images",
     ("metrics.batch_size=0",): "metrics.batch_size must be an integer >= 1, got 0",
+    ("metrics.cmmd=true", "metrics.cmmd_estimator=vstat"): "metrics.cmmd_estimator='vstat' is not an estimator",
+    ("metrics.fd_dinov2=true", "metrics.vit_batch_size=0"): "metrics.vit_batch_size must be an integer >= 1, got 0",
     ("job.grid_images=0",): "job.grid_images must be an integer >= 1, got 0",
     ("job.grid_scale=-1",): "job.grid_scale must be an integer >= 1, got -1",
     ("diffusion.beta_end=5",): "are not a noise schedule: set 0 < beta_start <= beta_end < 1",

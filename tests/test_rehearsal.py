@@ -95,6 +95,9 @@ def test_standin_datasets_are_read_by_the_dataset_modules(tmp_path):
 # ---------------------------------------------------------------- CIFAR-10: present, published, downloaded
 
 
+NO_VIT = ("metrics.fd_dinov2=false", "metrics.cmmd=false")  # their networks' weights are not the point here
+
+
 def cifar_cell(root: Path, *extra: str):
     (cell,) = cells("dataset=cifar10", f"dataset.root={root}", "N=4", "S=2", *extra)
     return cell
@@ -109,7 +112,7 @@ def test_a_folder_that_differs_from_the_published_files_is_refused_outside_a_reh
     with pytest.raises(HarnessError) as err:
         check_data(cifar_cell(tmp_path, weights))
     assert str(err.value) == problem
-    check_data(cifar_cell(tmp_path, weights, "rehearsal=true"))  # a rehearsal reads stand-ins: no checksum check
+    check_data(cifar_cell(tmp_path, weights, "rehearsal=true", *NO_VIT))  # a rehearsal reads stand-ins: no checksum check
     with pytest.raises(HarnessError, match="differs from the published files"):  # Table 2 reads the folder too
         check_data(cifar_cell(tmp_path, "job=recon", "eta=0"))
 
@@ -271,6 +274,10 @@ def test_rehearsal_of_every_paper_preset(tmp_path):
     decided = claims[(claims["kind"] == "claim") & claims["verdict"].isin(["PASS", "FAIL", "within noise"])]
     assert {", ".join(s.split(", ")[:2]) for s in decided["scope"]} == {"Table 1, CIFAR-10", "Table 3, LSUN Bedroom"}
     assert decided["evidence"].str.contains("block jackknife over K=2 blocks of 2 images").all()
+    for block in ("CIFAR-10: FD_DINOv2 in dinov2-vit-l-14 features", "CIFAR-10: CMMD in clip-vit-l-14-336 features"):
+        assert block in table1  # today's metrics beside FID, K=2: with intervals
+        assert "\u00b1" in table1.split(block, 1)[1].split("\n\n", 2)[1]
+    assert "FD_DINOv2" in (report / "table3.md").read_text() and "CMMD" in (report / "claims.md").read_text()
     # a report of real runs never takes them in silently
     proc = subprocess.run([sys.executable, "-m", "harness.report", "--tracking-uri", f"sqlite:///{out / 'mlflow.db'}",
                            "--out", str(tmp_path / "real")], cwd=tmp_path, capture_output=True, text=True, timeout=300)

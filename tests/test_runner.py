@@ -43,7 +43,8 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
     assert proc.stdout.count("[done]") == 4 and "cell 4/4" in proc.stdout and "fid " in proc.stdout
     assert "INFO" not in proc.stdout + proc.stderr and "Frechet Inception Distance" not in proc.stdout + proc.stderr
     # The outcomes came back as the launcher's return values: no file carries them, and the summary has every cell.
-    assert not list((tmp_path / "outputs" / "multirun").rglob("outcome.json"))
+    sweep_dir = tmp_path / "out" / "multirun"  # hydra.sweep.dir: the jobs' folders
+    assert list(sweep_dir.rglob("multirun.yaml")) and not list(sweep_dir.rglob("outcome.json"))
     summary = client.download_artifacts(sweep["run_id"].item(), "sweep_summary.csv", str(tmp_path))
     table = pd.read_csv(summary)
     assert sorted(table["index"]) == [0, 1, 2, 3] and set(table["status"]) == {"FINISHED"}
@@ -102,7 +103,7 @@ def test_a_cells_process_imports_neither_the_report_nor_jinja2(tmp_path):
         (["sampler=heun", "eta=1"], "takes no eta"),
         (["sampler=euler"], "Unknown sampler 'euler'"),
         (["sampler=dpm_solver_2", "trajectory=quad", "S=100"], "repeats some"),
-        (["job=recon", "sampler=heun"], "job=recon encodes and decodes with DDIM"),
+        (["job=recon", "sampler=heun"], "job=recon runs only sampler=ddim"),
         (["noise=mt"], "Unknown noise scheme"),
         (["compile=fast"], "Unknown compile mode"),
         (["precision=fp8"], "Unknown precision"),

@@ -19,7 +19,7 @@ import pytest
 from clitools import new_store, runs, wait_until
 
 from harness.run import signals
-from harness.tracking.store import _pid_alive
+from harness.core.processes import alive as _pid_alive
 
 SLOW_CELLS = ["N=200", "repeats=1", "batch_size=8", "S=20"]  # long enough to be stopped mid-sampling
 

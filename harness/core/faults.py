@@ -12,7 +12,7 @@ Rules are separated by ";". A rule fires at the first point of its name where ev
 point's (compared as text). Points: ``batch_done`` (facts ``batches``: batches this job has done, ``job``: its
 number in the sweep, None for a single run), ``scoring`` (a sample cell's images are all there, before it is
 scored; fact ``job``), ``report_file`` (a report file written under its temporary name, not yet renamed; fact
-``name``).
+``file``).
 """
 
 from __future__ import annotations

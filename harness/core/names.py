@@ -86,6 +86,9 @@ class Metric:
     FD_PIXELS = "fd_pixels"
     FID_INF = "fid_inf"  # FID extrapolated to N -> infinity (Chong & Forsyth 2020), metrics.fid_infinity=true
     FD_PIXELS_INF = "fd_pixels_inf"  # fd_pixels extrapolated likewise (with fid_inf)
+    FD_DINOV2 = "fd_dinov2"  # Frechet distance in DINOv2 ViT-L/14 features, EDM2's (metrics.fd_dinov2=true)
+    FD_DINOV2_INF = "fd_dinov2_inf"  # fd_dinov2 extrapolated likewise (with fid_inf)
+    CMMD = "cmmd"  # CMMD in CLIP ViT-L/14-336 embeddings (Jayasumana et al. 2024; metrics.cmmd=true)
     # scores of an exact-score dataset (harness.metrics.exact)
     FD_TRUE = "fd_true"
     FD_TRUE_INF = "fd_true_inf"  # fd_true extrapolated to N -> infinity (as fid_inf)
@@ -99,6 +102,7 @@ class Metric:
     IMAGES_PER_SECOND = "images_per_second"
     SECONDS_PER_NFE_IMAGE = "seconds_per_nfe_image"
     SCORING_SECONDS = "fid_seconds"
+    VIT_SECONDS_PER_IMAGE = "vit_seconds_per_image"  # FD_DINOv2's and CMMD's features per image (both networks)
     COMPILE_SECONDS = "compile_seconds"
     NFE_COUNTED = "nfe_counted"
     # reconstruction (Table 2)
@@ -132,6 +136,10 @@ SCORES = {  # the metrics cells are compared on, in the report's order: a new me
     Metric.PRC_RECALL: Score("recall", False, "k-NN recall in the dataset's features"),
     Metric.FD_PIXELS: Score("FD", True, "Frechet distance of the raw pixels on [0, 1]"),
     Metric.FD_PIXELS_INF: Score("FD-inf", True, "the pixel Frechet distance extrapolated likewise"),
+    Metric.FD_DINOV2: Score("FD_DINOv2", True, "Frechet distance in DINOv2 ViT-L/14 features (EDM2's fd_dinov2)"),
+    Metric.FD_DINOV2_INF: Score("FD_DINOv2-inf", True, "FD_DINOv2 extrapolated to infinitely many images likewise"),
+    Metric.CMMD: Score("CMMD", True, "MMD^2 x 1000 of CLIP ViT-L/14-336 embeddings, Gaussian kernel sigma 10 "
+                       "(Jayasumana et al. 2024)"),
     Metric.FD_TRUE: Score("FD to the true law", True, "Frechet distance to the exact law of exact-score data"),
     Metric.FD_TRUE_INF: Score("FD-inf to the true law", True, "the Frechet distance to the exact law extrapolated likewise"),
     Metric.FLOW_RMSE: Score("flow RMSE", True, "RMS distance to the exact probability-flow solution from the same x_T"),

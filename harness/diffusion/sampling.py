@@ -181,9 +181,11 @@ def sample_seeded(
     device: torch.device | str = "cpu",
     callback: StepCallback | None = None,
     noise_scheme: str = DEFAULT_NOISE_SCHEME,
+    sampler: Callable[..., torch.Tensor] = sample,
 ) -> torch.Tensor:
     """Sample the images with the given indices; each draws x_T and its noise from its own (seed, index) stream,
-    made by ``noise_scheme`` (``harness.diffusion.noise.NOISE_SCHEMES``)."""
+    made by ``noise_scheme`` (``harness.diffusion.noise.NOISE_SCHEMES``). ``sampler``: this module's ``sample`` (the
+    generalized process), or a registered sampler's ``run`` (harness.diffusion.samplers)."""
     noise = ImageNoise(base_seed, indices, device, scheme=noise_scheme)
     x_T = noise.randn(*shape)
-    return sample(model, x_T, tau, schedule, eta, noise, callback)
+    return sampler(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)

@@ -27,8 +27,8 @@ its weights and the layer.
 
 from __future__ import annotations
 
-import fcntl
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +41,11 @@ from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, p
 
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir, file_sha256
+from harness.core.locks import file_lock
 from harness.core.names import REPEAT_STATS, Metric, jackknife_estimate, per_repeat, repeat_stat
 from harness.diffusion.analytic import frechet_distance, psd_sqrt
 from harness.metrics import features as F
+from harness.metrics import vit_scores as V
 from harness.metrics.blocks import check_blocks, jackknife, jackknife_interval
 from harness.metrics.references import datasets_root, reference_fingerprint, reference_images
 from harness.models.digits_classifier import DEFAULT_WEIGHTS
@@ -52,6 +54,8 @@ from harness.models.digits_classifier import DEFAULT_WEIGHTS
 # twice while it concatenates, so 2,500 rows take 1 GB at n = 50,000 (its default 10,000 would take 4 GB). The
 # values do not depend on it (each distance and each row's k-th neighbour is computed whole).
 PRC_BLOCK = 2500
+
+
 @dataclass(frozen=True)
 class Scoring:
     """How a cell is scored: the cell's ``metrics`` config section plus its reference."""
@@ -66,6 +70,9 @@ class Scoring:
     datasets_root: str | None = None
     datasets_download: bool = True  # torch-fidelity may download its own inputs (CIFAR-10) when missing
     fid_infinity: bool = False  # also fid_inf, FID extrapolated to N -> infinity (fid_infinity below)
+    vit: tuple = ()  # the networks of fd_dinov2 and cmmd when they are on (harness.metrics.vit_scores)
+    cmmd_kernel: tuple = ()  # metrics.cmmd_* (sigma, scale, estimator)
+    vit_batch_size: int = 32
     # FID-infinity's subsets (conf metrics.fid_inf_fractions, fid_inf_draws): sizes f N for these fractions, the draws
     # at each size below N. Chong & Forsyth fit 15 sizes from N/10 to N at N = 50,000; at the digits' N = 250 in 64
     # dimensions the 1/n law needs n well above the dimension, so the sizes start at N/2.
@@ -75,23 +82,30 @@ class Scoring:
     blocks: int = 1  # blocks per repeat: > 1 pools them for the headline and jackknifes them (harness.metrics.blocks)
 
     @property
+    def networks(self) -> dict:
+        return {n.space: n for n in self.vit}
+
+    @property
     def pixels(self) -> bool:
         return self.image_size <= F.PIXELS_MAX_SIZE
 
     @property
     def metrics(self) -> list[str]:
         names = [Metric.FID] + [Metric.FID_INF] * self.fid_infinity + [Metric.KID, Metric.PRC_PRECISION, Metric.PRC_RECALL]
-        return names + [Metric.FD_PIXELS] + [Metric.FD_PIXELS_INF] * self.fid_infinity if self.pixels else names
+        names += [Metric.FD_PIXELS] + [Metric.FD_PIXELS_INF] * self.fid_infinity if self.pixels else []
+        return names + V.metrics(self.networks, self.fid_infinity)
 
     def feature_space(self, metric: str) -> str:
-        return F.PIXELS if metric in (Metric.FD_PIXELS, Metric.FD_PIXELS_INF) else self.feature_extractor
+        if metric in (Metric.FD_PIXELS, Metric.FD_PIXELS_INF):
+            return F.PIXELS
+        return V.feature_space(metric) or self.feature_extractor
 
     def layers(self) -> dict[str, list[str]]:
         """{extractor: [layers]}: one pass of the images through each extractor gives every metric's features."""
         out = {self.feature_extractor: sorted({F.default_layer(self.feature_extractor, m) for m in ("fid", "kid", "prc")})}
         if self.pixels:
             out[F.PIXELS] = ["pixels"]
-        return out
+        return out | {space: [V.LAYER] for space in self.networks}
 
 
 def scoring_of(cell) -> Scoring:
@@ -103,7 +117,10 @@ def scoring_of(cell) -> Scoring:
                    prc_neighborhood=int(m["prc_neighborhood"]), datasets_root=cell.dataset.get("root"),
                    fid_infinity=bool(m.get("fid_infinity", False)),
                    fid_inf_fractions=tuple(float(f) for f in m["fid_inf_fractions"]),
-                   fid_inf_draws=int(m["fid_inf_draws"]), kid_subsets=int(m["kid_subsets"]), blocks=int(m["blocks"]))
+                   fid_inf_draws=int(m["fid_inf_draws"]), kid_subsets=int(m["kid_subsets"]), blocks=int(m["blocks"]),
+                   vit=tuple(V.networks_of(m).values()),
+                   cmmd_kernel=tuple((k, m[k]) for k in ("cmmd_sigma", "cmmd_scale", "cmmd_estimator") if k in m),
+                   vit_batch_size=int(m.get("vit_batch_size", 32)))
 
 
 def _reference_path(scoring: Scoring, extractor: str, layer: str, root: Path) -> Path:
@@ -113,6 +130,8 @@ def _reference_path(scoring: Scoring, extractor: str, layer: str, root: Path) ->
         parts.append("w" + file_sha256(F.user_weights(extractor, weights))[:12])
     elif extractor == F.DIGITS:
         parts.append("w" + file_sha256(DEFAULT_WEIGHTS)[:12])
+    elif extractor in scoring.networks:
+        parts.append(V.cache_part(scoring.networks[extractor]))
     return cache_dir() / "references" / ("-".join(parts) + f"-{layer}.npz")
 
 
@@ -141,19 +160,13 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
         return loaded
     folder = next(iter(wanted.values())).parent
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(folder / ".lock"):
         loaded = {k: _load_npz(p) for k, p in wanted.items() if p.is_file()}
         missing = [k for k, p in wanted.items() if loaded.get(k) is None]
         if missing:
             images = reference_images(scoring.reference, root, scoring.datasets_download)
-            extractors = {e: F.make_extractor(e, [layer for ee, layer in missing if ee == e], scoring.weights_path
-                                              if e == scoring.feature_extractor else None, device)
-                          for e in dict.fromkeys(e for e, _ in missing)}
-            progress = progress_factory(len(images), f"reference features ({scoring.reference})") if progress_factory else None
-            computed = F.extract(images, extractors, scoring.batch_size, device, progress)
-            if progress is not None:
-                progress.close()
+            layers = {e: [layer for ee, layer in missing if ee == e] for e in dict.fromkeys(e for e, _ in missing)}
+            computed = _extract(images, scoring, layers, device, progress_factory, f"reference features ({scoring.reference})")
             for key in missing:
                 tmp = wanted[key].with_suffix(".tmp.npz")
                 try:
@@ -163,6 +176,29 @@ def reference_features(scoring: Scoring, device: torch.device, progress_factory=
                     tmp.unlink(missing_ok=True)
                 loaded[key] = computed[key]
     return loaded
+
+
+def _extract(images: Dataset, scoring: Scoring, layers: dict[str, list[str]], device: torch.device, progress_factory,
+             what: str, chunk: int | None = None, timings: dict | None = None) -> dict[tuple[str, str], torch.Tensor]:
+    """Each extractor's features of ``images``: the dataset's extractors in batches of ``batch_size``, then the ViTs
+    of fd_dinov2 and cmmd (harness.metrics.vit_scores) in batches of ``vit_batch_size``, their seconds added to
+    ``timings['vit_seconds']`` (the dry run's price of these metrics)."""
+    out = {}
+    for group in ([e for e in layers if e not in scoring.networks], [e for e in layers if e in scoring.networks]):
+        if not group:
+            continue
+        extractors = {e: V.make_extractor(scoring.networks[e], device) if e in scoring.networks else
+                      F.make_extractor(e, layers[e], scoring.weights_path if e == scoring.feature_extractor else None, device)
+                      for e in group}
+        progress = progress_factory(len(images), f"{what} ({', '.join(group)})") if progress_factory else None
+        vit, start = group[0] in scoring.networks, time.perf_counter()
+        out.update(F.extract(images, extractors, scoring.vit_batch_size if vit else scoring.batch_size, device,
+                             progress, chunk=chunk))
+        if vit and timings is not None:
+            timings["vit_seconds"] = timings.get("vit_seconds", 0.0) + time.perf_counter() - start
+        if progress is not None:
+            progress.close()
+    return out
 
 
 def fid_infinity(gen: np.ndarray, ref_mu: np.ndarray, ref_sigma: np.ndarray, fractions=Scoring.fid_inf_fractions,
@@ -212,6 +248,16 @@ def feature_metrics(gen: dict[tuple[str, str], torch.Tensor], ref: dict[tuple[st
                                                          verbose=False)[KEY_METRIC_FID]
         if scoring.fid_infinity:
             out[Metric.FD_PIXELS_INF] = _fid_inf(gen[key], pixels_ref, scoring)
+    if V.dinov2.NAME in scoring.networks:  # EDM2's fd_dinov2: the Frechet distance as FID's, in DINOv2 features
+        key = (V.dinov2.NAME, V.LAYER)
+        dino_ref = fid_features_to_statistics(ref[key])
+        out[Metric.FD_DINOV2] = fid_statistics_to_metric(fid_features_to_statistics(gen[key]), dino_ref,
+                                                         verbose=False)[KEY_METRIC_FID]
+        if scoring.fid_infinity:
+            out[Metric.FD_DINOV2_INF] = _fid_inf(gen[key], dino_ref, scoring)
+    if V.clip.NAME in scoring.networks:
+        key = (V.clip.NAME, V.LAYER)
+        out[Metric.CMMD] = V.cmmd_score(gen[key], ref[key], dict(scoring.cmmd_kernel))
     return {k: float(v) for k, v in out.items()}
 
 
@@ -220,7 +266,8 @@ def _fid_inf(gen: torch.Tensor, ref_stats: dict, scoring: Scoring) -> float:
                         scoring.fid_inf_draws)
 
 
-def _features(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None):
+def _features(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None,
+              timings: dict | None = None):
     """(reference features, the images' features, images per repeat), each image through each extractor once."""
     n = len(images)
     if repeats < 1 or n % repeats or n // repeats < 2:
@@ -232,26 +279,23 @@ def _features(images: Dataset, repeats: int, scoring: Scoring, device: torch.dev
     if scoring.blocks > 1:
         check_blocks(per, scoring.blocks)
     ref = reference_features(scoring, device, progress_factory)
-    extractors = {e: F.make_extractor(e, ls, scoring.weights_path if e == scoring.feature_extractor else None, device)
-                  for e, ls in scoring.layers().items()}
-    progress = progress_factory(n, "features") if progress_factory else None
-    gen = F.extract(images, extractors, scoring.batch_size, device, progress, chunk=per)
-    if progress is not None:
-        progress.close()
+    gen = _extract(images, scoring, scoring.layers(), device, progress_factory, "features", chunk=per, timings=timings)
     return ref, gen, per
 
 
-def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None) -> list[dict]:
-    """Each repeat's metrics: repeat k is images k*N .. (k+1)*N - 1 of ``images`` (N = len(images) / repeats)."""
-    ref, gen, per = _features(images, repeats, scoring, device, progress_factory)
+def score(images: Dataset, repeats: int, scoring: Scoring, device: torch.device, progress_factory=None,
+          timings: dict | None = None) -> list[dict]:
+    """Each repeat's metrics: repeat k is images k*N .. (k+1)*N - 1 of ``images`` (N = len(images) / repeats);
+    ``timings['vit_seconds']``: the seconds of the images' FD_DINOv2 and CMMD features."""
+    ref, gen, per = _features(images, repeats, scoring, device, progress_factory, timings)
     return [feature_metrics({k: v[r * per:(r + 1) * per] for k, v in gen.items()}, ref, scoring) for r in range(repeats)]
 
 
 def score_blocks(images: Dataset, repeats: int, scoring: Scoring, device: torch.device,
-                 progress_factory=None) -> tuple[list[dict], list[dict]]:
+                 progress_factory=None, timings: dict | None = None) -> tuple[list[dict], list[dict]]:
     """(each repeat's metrics of all its images pooled, the jackknife pseudo-values of its ``scoring.blocks`` blocks,
     repeat-major): harness.metrics.blocks. Precision/recall are pooled only (no pseudo-values)."""
-    ref, gen, per = _features(images, repeats, scoring, device, progress_factory)
+    ref, gen, per = _features(images, repeats, scoring, device, progress_factory, timings)
     pooled, pseudo = [], []
     for r in range(repeats):
         feats = {k: v[r * per:(r + 1) * per] for k, v in gen.items()}

@@ -103,7 +103,7 @@ def build_report(opts: Options) -> Result:
                 tmp.write_text(content, encoding="utf-8")
             else:
                 write_document(content, tmp, title)
-            faults.point("report_file", name=name)  # written, not yet renamed: where a stopped report is tested
+            faults.point("report_file", file=name)  # written, not yet renamed: where a stopped report is tested
         result.files.append(path)
 
     title = f"{REHEARSAL_BANNER}: {TITLE}" if runs.rehearsal else TITLE

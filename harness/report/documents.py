@@ -106,6 +106,8 @@ def sampler_section(views: list[SamplerView], figures: dict[str, Figure]) -> Sec
     for view in views:
         name = dataset_name(view.dataset)
         sec.add(Table(view.grid(), text("sampler_table", dataset=name, metric=label(view.metric))), *view.notes)
+        for metric, space in view.also.items():
+            sec.add(Table(view.grid(metric), text("sampler_table", dataset=name, metric=f"{label(metric)} in {space} features")))
         if view.orders is not None:
             sec.add(Table(orders_display(view.orders), text("orders", dataset=name)))
         sec.add(figures[view.dataset])

@@ -27,6 +27,7 @@ import pandas as pd
 from harness.core.errors import HarnessError
 from harness.core.names import REPEAT_STATS, Param, Tag, repeat_stat
 from harness.diffusion.eta import eta_label
+from harness.tracking.sqlite import sqlite_path
 from harness.tracking.store import client as tracking_client
 from harness.tracking.store import check_active, reconcile_orphans, shown_uri, store_errors
 
@@ -92,9 +93,9 @@ def grown_over(runs: pd.DataFrame) -> pd.Series:
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics).
     The report never creates a store, and asks a server once, briefly."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
         raise HarnessError(
-            f"No tracking store at {uri[len('sqlite:///'):]}: run some cells first (python -m harness ...) in that "
+            f"No tracking store at {sqlite_path(uri)}: run some cells first (python -m harness ...) in that "
             "directory, or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri "
             "sqlite:///path/mlflow.db.")
     with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix

@@ -331,11 +331,13 @@ class SamplerView:
     rows: list[str]
     orders: pd.DataFrame | None = None  # exact-score datasets: measured vs theoretical order
     notes: list[str] = field(default_factory=list)
+    also: dict[str, str] = field(default_factory=dict)  # FD_DINOv2, CMMD when logged: metric -> its feature space
 
-    def grid(self) -> pd.DataFrame:
-        """The headline metric, rows by NFE: mean ± half-width of the 95% interval."""
-        cells = self.cells[self.cells["metric"] == self.metric]
-        text = cells.assign(text=[fmt_cell(v, lo, hi, self.metric) for v, lo, hi in
+    def grid(self, metric: str | None = None) -> pd.DataFrame:
+        """The headline metric (or ``metric``), rows by NFE: mean ± half-width of the 95% interval."""
+        metric = metric or self.metric
+        cells = self.cells[self.cells["metric"] == metric]
+        text = cells.assign(text=[fmt_cell(v, lo, hi, metric) for v, lo, hi in
                                   zip(cells["value"], cells["ci95_low"], cells["ci95_high"])])
         grid = text.pivot(index="row", columns="nfe", values="text").reindex(index=self.rows,
                                                                            columns=sorted(set(cells["nfe"])))
@@ -390,6 +392,9 @@ def sampler_views(runs: RunSet) -> list[SamplerView]:
         key = {r: (_registry_rank(s), s, eta_sort_key(e))
                for r, s, e in zip(cells["row"], cells["sampler"], cells["eta"])}
         view = SamplerView(dataset, headline_metric(runs, dataset), cells, sorted(key, key=key.get))
+        mine = sample[sample["dataset"] == dataset]
+        view.also = {m: features(mine, m) or "?" for m in (Metric.FD_DINOV2, Metric.FD_DINOV2_INF, Metric.CMMD)
+                     if m != view.metric and m in set(cells["metric"])}
         settings = {k: sorted({str(v) for v in cells[k]}) for k in ("N", "repeats", "seed")}
         if any(len(v) > 1 for v in settings.values()):
             view.notes.append(f"{dataset_name(dataset)}: the cells differ in " + "; ".join(

@@ -1,27 +1,7 @@
-"""A cell is one job of a sweep: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated
-once from the Hydra config by ``Cell.from_config``; everything downstream (jobs, dry run, tracking, the sweep
-pre-check) takes a ``Cell`` and trusts it.
-
-Identity. Two keys are hashed from the settings:
-
-* ``images_key``: what determines the images. Image i of a cell depends only on (seed, i) and the process (model,
-  checkpoint, schedule, sampler, tau, eta, precision, noise scheme, compile mode), not on N, repeats, batch size,
-  device or threads; so every cell with the same ``images_key`` shares one folder of index-named sample shards, and
-  raising N or the number of repeats samples only the new indices.
-* ``key``: what determines the cell's result (the images, plus N, repeats, the job and the metrics); a finished run
-  with the same ``key`` makes a rerun skip the cell.
-* ``series_key``: the ``key`` without repeats. Raising ``repeats`` on a finished cell makes a new cell of the same
-  series: it finds the earlier repeats' images in the shared folder, samples only the new ones, and its run records
-  the run it grew from (harness.run.jobs.sample); the report takes the largest finished cell of a series.
-
-Both keys name the input files by their content (``Cell.inputs``, harness.run.inputs: the checkpoint's sha256, the
-extractor weights', the reference set's fingerprint), not by their paths: a file replaced under the same path is
-another cell, which neither skips to the old cell's run nor reuses its shards.
-
-Parts. ``parts=k`` splits a sample cell into k jobs (``part=0..k-1``) that may run on different GPUs or machines:
-part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices into the shared images
-folder, and the cell is scored once, by the part that completes it (harness.run.parts). Parts change neither key.
-"""
+"""One cell, ``Cell``: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from
+the Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys (``images_key``, ``key``,
+``series_key``) name its input files by content (docs/architecture.md: a cell's keys). The imports inside its methods
+bring torch only when a cell is built: the sweeper's start-up imports this module."""
 
 from __future__ import annotations
 
@@ -124,10 +104,7 @@ class Cell:
         _safe_name("model.name", model.get("name"))
         diffusion = _frozen(cfg.diffusion)
         T = checked_int("diffusion.T", diffusion.get("T"), 1, "Set diffusion.T=<number of training steps> (1000 in the paper).")
-        from harness.diffusion.samplers import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-            get_sampler,
-            steps_for_nfe,
-        )
+        from harness.diffusion.samplers import get_sampler, steps_for_nfe
 
         sampler_info = get_sampler(cfg.get("sampler", "ddim"))
         sampler = sampler_info.name
@@ -146,15 +123,9 @@ class Cell:
         threads = cfg.get("threads")
         if threads is not None:
             checked_int("threads", threads, 1, "Set threads=<torch CPU threads per job>, or threads=null for cores / jobs.")
-        from harness.core.runtime import (
-            check_precision,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
-        from harness.diffusion.noise import (
-            check_noise_scheme,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
-        from harness.models.acceleration import (
-            check_compile_mode,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.core.runtime import check_precision
+        from harness.diffusion.noise import check_noise_scheme
+        from harness.models.acceleration import check_compile_mode
 
         precision = check_precision(cfg.precision)
         noise, compile_mode = check_noise_scheme(cfg.noise), check_compile_mode(cfg.compile)
@@ -225,32 +196,24 @@ class Cell:
 
     @cached_property
     def schedule(self):
-        from harness.diffusion.schedule import (
-            NoiseSchedule,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.diffusion.schedule import NoiseSchedule
 
         d = self.diffusion
         if d.get("schedule", "linear") == "log_snr":
-            from harness.diffusion.analytic import (
-                log_snr_linear_schedule,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-            )
+            from harness.diffusion.analytic import log_snr_linear_schedule
 
             return log_snr_linear_schedule(int(d["T"]), float(d["lambda_max"]), float(d["lambda_min"]))
         return NoiseSchedule.linear(int(d["T"]), float(d["beta_start"]), float(d["beta_end"]))
 
     @cached_property
     def process_steps(self) -> list[tuple[int, float, float, float]]:
-        from harness.diffusion.sampling import (
-            process_steps,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.diffusion.sampling import process_steps
 
         return process_steps(self.tau, self.schedule, self.eta)
 
     @property
     def sampler_info(self):
-        from harness.diffusion.samplers import (
-            get_sampler,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.diffusion.samplers import get_sampler
 
         return get_sampler(self.sampler)
 
@@ -307,23 +270,19 @@ class Cell:
         """The content of the cell's input files (harness.run.inputs): ``checkpoint``, and for a scored sample cell
         ``extractor_weights`` and ``reference``; part of both keys, recorded as tags. Reads (hashes) files, once per
         file version: a missing file is a HarnessError naming the setting."""
-        from harness.run.inputs import (  # lazy: brings torch, torch_fidelity: the sweeper's start-up builds no cell but imports this module
-            extractor_identity,
-            reference_identity,
-        )
+        from harness.run.inputs import extractor_identity, network_identities, reference_identity
 
         out = {"checkpoint": self.checkpoint_content}
         if self.spec.scored and not self.is_exact:
             out.update(extractor_weights=extractor_identity(self.metrics), reference=reference_identity(self.dataset))
+            out.update(network_identities(self.metrics))
         return out
 
     @cached_property
     def checkpoint_content(self) -> str | None:
         """The content of the checkpoint (harness.run.inputs), all that the images depend on: the images folder is found
         without the reference data (a dry run counts a cell's stored images before its data is there)."""
-        from harness.run.inputs import (
-            checkpoint_identity,  # lazy: brings torch, torch_fidelity: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.run.inputs import checkpoint_identity
 
         return checkpoint_identity(self.model)
 
@@ -341,7 +300,13 @@ class Cell:
         """What determines the cell's result besides its number of repeats."""
         # fid_infinity=false adds nothing to the result, so it leaves the key of cells run before it existed alone
         metrics = {k: v for k, v in self.metrics.items()
-                   if k not in ("batch_size", "weights_path") and not (k == "fid_infinity" and not v)}
+                   if k not in ("batch_size", "weights_path", "vit_batch_size") and not (k == "fid_infinity" and not v)}
+        for flag, settings in VIT_SETTINGS.items():  # off: no part of the key (cells run before they existed keep theirs)
+            for k in (flag, *settings) if not metrics.get(flag) else ():
+                metrics.pop(k, None)
+        for section in ("dinov2", "clip"):  # where the weights come from is not the result: inputs names their content
+            if section in metrics:
+                metrics[section] = {k: v for k, v in metrics[section].items() if k not in ("url", "file", "weights_path")}
         job = {k: v for k, v in self.job_options.items() if k not in ("grid_images", "grid_scale", "module")}
         return {"images": self.images_key, "job": job, "N": self.N, "S": self.S, "trajectory": self.trajectory,
                 "metrics": metrics if self.spec.scored else None,
@@ -387,6 +352,10 @@ def job_name(name: str, cell: Cell) -> str:
     return f"{name} {cell.part_label}" if cell.part is not None else name
 
 
+# metrics.fd_dinov2 / metrics.cmmd and the settings that only act when they are on (harness.metrics.vit_scores)
+VIT_SETTINGS = {"fd_dinov2": ("dinov2",), "cmmd": ("clip", "cmmd_sigma", "cmmd_scale", "cmmd_estimator")}
+
+
 def _metrics(metrics: Mapping, N: int) -> Mapping:
     """The scoring settings of a sample cell, checked before any sampling: KID's unbiased estimate needs subsets of
     at least 2 images (0 or 1 gives NaN), precision/recall a k below the images per repeat."""
@@ -395,6 +364,11 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
          "KID averages an unbiased MMD over subsets of this many images (torch-fidelity's default: 1000).")
     k = checked_int("metrics.prc_neighborhood", metrics.get("prc_neighborhood"), 1,
              "Set metrics.prc_neighborhood=<k of the k-NN manifolds> (3 in Kynkaanniemi et al.).")
+    if metrics.get("fd_dinov2") or metrics.get("cmmd"):
+        checked_int("metrics.vit_batch_size", metrics.get("vit_batch_size", 32), 1, "Set metrics.vit_batch_size=<images per ViT call>.")
+    if metrics.get("cmmd") and metrics.get("cmmd_estimator") not in ("biased", "unbiased"):
+        raise HarnessError(f"metrics.cmmd_estimator={metrics.get('cmmd_estimator')!r} is not an estimator: use biased "
+                           "(the published code's) or unbiased.")
     if k >= N:
         raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
                            f"raise N or lower metrics.prc_neighborhood.")
@@ -444,26 +418,31 @@ def _parts(cfg: DictConfig, spec: registry.Job, n_images: int, force: bool, dry_
     return parts, part
 
 
+_CHECKED: set[str] = set()  # the environments check_environment found ready in this process
+
+
 def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
     exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
-    online), the data folder the cell reads is there and (outside a rehearsal) the published one."""
-    from harness.core.runtime import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        gpu_problem,
-        select_device,
-    )
-    from harness.run.preflight import (
-        check_data,  # lazy: brings torch, torch_fidelity, scipy: the sweeper's start-up builds no cell but imports this module
-    )
+    online), the data folder the cell reads is there and (outside a rehearsal) the published one. Once per process
+    for each (device, job, dataset, checkpoint): a sweep's worker runs many cells of one dataset."""
+    environment = _hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
+                         "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
+                         "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})
+    if environment in _CHECKED:
+        return
+    _check_environment(cell)
+    _CHECKED.add(environment)
+
+
+def _check_environment(cell: Cell) -> None:
+    from harness.core.runtime import gpu_problem, select_device
+    from harness.run.preflight import check_data
 
     select_device(cell.device)
     path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
     if hub and not path:
-        from harness.models.hub import (  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-            availability,
-            check_model,
-            snapshot,
-        )
+        from harness.models.hub import availability, check_model, snapshot
 
         check_model(hub, cell.model.get("name"))
         ok, text = availability(hub)
@@ -474,9 +453,7 @@ def check_environment(cell: Cell) -> None:
     if path and not Path(path).expanduser().exists():
         raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
     if path and Path(path).expanduser().is_dir():
-        from harness.models.hub import (
-            unet_folder,  # lazy: brings torch: the sweeper's start-up builds no cell but imports this module
-        )
+        from harness.models.hub import unet_folder
 
         unet_folder(Path(path).expanduser())
     if not cell.dry_run and not cell.rehearsal:  # before the data (CIFAR-10 is downloaded next); the dry run names the device

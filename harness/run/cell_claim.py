@@ -11,13 +11,13 @@ system with locks (NFSv4, Lustre mounted with ``flock``, GPFS), like the parts' 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.core.locks import file_lock
 from harness.run.cell import Cell
 
 
@@ -30,19 +30,21 @@ def claim_path(cell: Cell) -> Path:
 def claimed(cell: Cell, label: str) -> Iterator[bool]:
     """Hold the cell's claim for the block; yields whether it had to wait for another process first."""
     path = claim_path(cell)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        waited = False
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            print(f"[wait] {label}: {holder} is computing this cell; waiting for it to end", flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            waited = True
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        yield waited
+    with file_lock(path, wait=False) as handle:
+        if handle is not None:
+            _hold(handle)
+            yield False
+            return
+    holder = path.read_text().strip() or "another process"
+    print(f"[wait] {label}: {holder} is computing this cell; waiting for it to end", flush=True)
+    with file_lock(path) as handle:
+        _hold(handle)
+        yield True
+
+
+def _hold(handle) -> None:
+    """Write who holds the claim into its file, for the process that waits for it."""
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+    handle.flush()

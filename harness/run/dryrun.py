@@ -16,6 +16,7 @@ from harness.core.names import Metric, Param, Tag, part_key
 from harness.core.runtime import gpu_problem, planned_device
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
+from harness.metrics.vit_scores import networks_of
 from harness.models.checkpoints import availability
 from harness.run.cell import Cell, part_range
 from harness.run.parts import find_run
@@ -81,6 +82,40 @@ def _rate(cell: Cell, uri: str) -> Rate | None:
                 continue
             return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
     return None
+
+
+def _vit_rate(uri: str, experiment: str) -> Rate | None:
+    """The newest finished sample run that scored FD_DINOv2 or CMMD: its seconds per image of their features (in
+    the Rate's seconds_per_image_nfe: these features cost the same per image whatever the NFE)."""
+    exp = tracking.experiment_id(uri, experiment)
+    if exp is None:
+        return None
+    with tracking.store_errors(uri):
+        for run in tracking.client(uri).search_runs(
+            [exp], filter_string=f"metrics.{Metric.VIT_SECONDS_PER_IMAGE} > 0 and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        ):
+            t = run.data.tags
+            return Rate(run.data.metrics[Metric.VIT_SECONDS_PER_IMAGE], run.info.run_id, t.get(Tag.DEVICE, "cpu"),
+                        t.get(Tag.DEVICE_NAME, "?"))
+    return None
+
+
+def vit_price(cell: Cell, images: int, rates: dict) -> str:
+    """``  FD_DINOv2 and CMMD features: ~2.1 h of CPU time ...``: their price for a sample cell that scores them."""
+    if not cell.spec.scored or cell.is_exact or not networks_of(cell.metrics):
+        return ""
+    names = " and ".join(n for n, on in (("FD_DINOv2", cell.metrics.get("fd_dinov2")), ("CMMD", cell.metrics.get("cmmd"))) if on)
+    where = (tracking.tracking_uri(cell.tracking.uri), cell.tracking.experiment)
+    if where not in rates:
+        rates[where] = _vit_rate(*where)
+    rate = rates[where]
+    if rate is None:
+        return f"  {names} features of {images:,} images: time unknown (no finished run scored them yet; " \
+               "benchmarks/vit_metrics_cost.py measures it)"
+    return (f"  {names} features of {images:,} images: ~{_duration(images * rate.seconds_per_image_nfe)} of "
+            f"{rate.kind} time ({rate.seconds_per_image_nfe:.3g} s per image, run {rate.run_id} on {rate.device_name}), "
+            "and the reference's images once when their features are not cached")
 
 
 def _device(cell: Cell) -> str:
@@ -153,6 +188,7 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
         here = sorted(c.part for c in group if c.part is not None)
         plan = _part_plan(cell, seconds, here, uri) if cell.parts > 1 and not done else ""
         rows.append((cell, done, ckpt_ok and data_ok, seconds, rate, plan))
+    vit_rates: dict[tuple[str, str], Rate | None] = {}
     for cell, done, ready, seconds, rate, plan in rows:
         if done:
             state = f"done (run {done.info.run_id})"
@@ -164,6 +200,10 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
         state += f" ({reused} of its images already sampled)" if reused else ""
         print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
               f"{_device(cell)}, {state}{plan}")
+        if cell.spec.scored and not done:
+            price = vit_price(cell, cell.n_images, vit_rates)  # every image is scored again, sampled or reused
+            if price:
+                print(price)
         line = pilot(cell) if pilot is not None and cell.spec.scored else ""
         if line:
             print(f"  {line}")

@@ -18,9 +18,9 @@ import torch
 from harness.core.errors import HarnessError
 from harness.core.runtime import synchronize
 from harness.diffusion.images import to_uint8
-from harness.diffusion.noise import DEFAULT_NOISE_SCHEME, ImageNoise
+from harness.diffusion.noise import DEFAULT_NOISE_SCHEME
 from harness.diffusion.samplers import CountingModel, SamplerInfo
-from harness.diffusion.sampling import Model
+from harness.diffusion.sampling import Model, sample_seeded
 from harness.diffusion.schedule import NoiseSchedule
 from harness.run.shards import ShardStore
 
@@ -43,15 +43,6 @@ def _check_finite(indices: Sequence[int]):
                 "and the precision (fp16 overflows more easily; try precision=fp32)."
             )
     return check
-
-
-def sample_batch(sampler: SamplerInfo, model: Model, indices: Sequence[int], seed: int, shape: Sequence[int],
-                 tau: Sequence[int], schedule: NoiseSchedule, eta: float | str, device: torch.device,
-                 noise_scheme: str = DEFAULT_NOISE_SCHEME, callback=None) -> torch.Tensor:
-    """The images ``indices`` of a cell, each from its own (seed, index) noise stream."""
-    noise = ImageNoise(seed, indices, device, scheme=noise_scheme)
-    x_T = noise.randn(*shape)
-    return sampler.run(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)
 
 
 def generate(
@@ -87,7 +78,7 @@ def generate(
             if progress is not None:
                 progress.update(len(idx) / steps)
 
-        x = sample_batch(sampler, counted, idx, seed, store.shape, tau, schedule, eta, device, noise_scheme, step)
+        x = sample_seeded(counted, idx, seed, store.shape, tau, schedule, eta, device, step, noise_scheme, sampler.run)
         store.write(idx, (to_uint8(x) if store.dtype == torch.uint8 else x.to(store.dtype)).cpu())
         if after_batch is not None:
             after_batch(k + 1)

@@ -23,6 +23,8 @@ from harness.core.errors import HarnessError
 from harness.core.files import file_sha256
 from harness.metrics import features as F
 from harness.metrics.references import check_reference, datasets_root, reference_fingerprint
+from harness.metrics.vit_scores import identity as vit_identity
+from harness.metrics.vit_scores import networks_of
 from harness.models.checkpoints import checkpoint_dir, entry_for
 from harness.models.digits_classifier import DEFAULT_WEIGHTS
 from harness.models.hub import cached_snapshot, weights_file
@@ -66,6 +68,11 @@ def extractor_identity(metrics: Mapping) -> str | None:
     if name in F.WEIGHTS_URLS:
         return "hub:" + F.WEIGHTS_URLS[name].rsplit("/", 1)[-1]
     return None
+
+
+def network_identities(metrics: Mapping) -> dict[str, str]:
+    """``<dinov2|clip>_weights``: the content of the weights of the networks of fd_dinov2 and cmmd, when they are on."""
+    return {f"{n.section}_weights": vit_identity(n) for n in networks_of(metrics).values()}
 
 
 def reference_identity(dataset: Mapping) -> str:

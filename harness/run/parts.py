@@ -1,33 +1,9 @@
-"""A sample cell split into parts: k jobs (``parts=k``, ``part=0..k-1``), on the GPUs of one machine or as SLURM array
-tasks, that together make the cell's images and its one MLflow run.
-
-* Images. Part p samples the contiguous block ``part_range(K*N, k, p)`` of the cell's image indices (harness.run.cell)
-  into the cell's images folder, which all parts share (across machines: ``output_root`` on a shared file system).
-  Image i depends only on (seed, i), so the images are those of the cell run unsplit, bit for bit.
-* The run. The first part to start creates the cell's run (tagged ``parts=k``); the others find it (the newest run
-  with the cell's key and a ``parts`` tag). Both happen under the cell's lock file ``<output_root>/cells/<key>.lock``
-  (``fcntl.flock``: race-free between the processes of a machine, and between machines on a shared file system with
-  locks: NFSv4, Lustre mounted with ``flock``, GPFS). A part that finds the run FAILED or KILLED reopens it: a failed
-  part is rerun with the same command and resumes from its block's shards.
-* Records. Each part tags its state (``part_<p>_state``: running, done, failed, killed), host, pid, device and
-  error on the run; when its block is complete it joins ``parts_done`` and adds the images it sampled and their
-  seconds to ``part_<p>_images`` and ``part_<p>_seconds`` (summed over its completed attempts: a failed attempt
-  counts nothing, and its rerun samples only what it had not written). The finishing part logs their sums as the
-  cell's ``images_sampled``, ``sampling_seconds`` and throughput (GPU-seconds, whatever the number of GPUs).
-* Finishing. When its block is done, a part takes the lock and looks at the images folder: if every part has recorded
-  its block (``parts_done``), every image of the cell is there and no live part is scoring it, it becomes the
-  finishing part (``finishing_part``), releases the lock,
-  scores the cell once, logs the totals over the parts and ends the run FINISHED. Two parts finishing together check
-  one after the other, so the cell is scored once. A part whose failure ends it marks the run FAILED (KILLED on
-  Ctrl-C or SIGTERM).
-* Owner. While its parts sample, the run has no ``pid`` tag (no one process owns it), so ``reconcile_orphans`` never
-  marks it KILLED as parts come and go; the finishing part sets ``host`` and ``pid`` to its own, so a finishing part
-  that dies is reconciled like any cell, and a rerun of any part then scores the cell.
-"""
+"""A sample cell split into parts (``parts=k``, ``part=0..k-1``): each part samples its block of the cell's image
+indices into the shared images folder and records itself on the cell's one run, under the cell's lock; the part that
+completes the cell scores it once (docs/architecture.md: a cell in parts)."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.core import processes
 from harness.core.errors import HarnessError
+from harness.core.locks import file_lock
 from harness.core.names import Tag, part_key
 from harness.run.cell import Cell
 from harness.tracking import store as tracking
@@ -58,14 +36,8 @@ def lock_path(cell: Cell) -> Path:
 @contextmanager
 def cell_lock(cell: Cell) -> Iterator[None]:
     """The cell's lock, held briefly: to find or create its run, and to record a part and decide who finishes."""
-    path = lock_path(cell)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(lock_path(cell)):
+        yield
 
 
 def find_run(uri: str, experiment: str, key: str):
@@ -133,7 +105,7 @@ def _claimant(tags: Mapping[str, str], status: str) -> str | None:
     if part is None or status != "RUNNING":
         return None
     host, pid = tags.get(Tag.HOST, ""), tags.get(Tag.PID, "")
-    if host == socket.gethostname() and pid.isdigit() and not tracking._pid_alive(int(pid)):
+    if host == socket.gethostname() and pid.isdigit() and not processes.alive(int(pid)):
         return None
     return f"part {part} on {host} (pid {pid})"
 
@@ -141,8 +113,8 @@ def _claimant(tags: Mapping[str, str], status: str) -> str | None:
 def part_done(cell: Cell, run: tracking.Run, device: torch.device, sampled: int, seconds: float) -> PartEnd:
     """Record this part's block as done (with the images it sampled now and their seconds) and decide, under the
     cell's lock, whether it finishes the cell: every image is in the folder and no live part is scoring it."""
-    from harness.core.runtime import device_name  # lazy: brings torch: Hydra's sweeper loads this module at every start
-    from harness.run.shards import images_store  # lazy: brings torch: Hydra's sweeper loads this module at every start
+    from harness.core.runtime import device_name
+    from harness.run.shards import images_store
 
     p = cell.part
     with cell_lock(cell):

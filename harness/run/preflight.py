@@ -1,7 +1,7 @@
 """What a cell reads from disk, checked before any sampling, so that a missing or wrong file costs seconds rather
 than the hours of sampling before it: the dataset folder of the FID reference (a sample cell) or of the held-out
 split (a reconstruction cell) is there, downloaded now when the harness can fetch it (CIFAR-10), the feature
-extractor's weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
+extractors' weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
 checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads stand-ins, which differ by design.
 """
 
@@ -12,6 +12,7 @@ from harness.data import KNOWN, data_root, ensure_available, published_problem
 from harness.metrics.features import verified_weights
 from harness.metrics.references import datasets_root, ensure_data
 from harness.metrics.suite import scoring_of
+from harness.metrics.vit_scores import fetch, networks_of
 
 
 def check_data(cell) -> None:
@@ -24,6 +25,14 @@ def check_data(cell) -> None:
         data_root(dataset)  # a root no folder can be at (a link loop): said first, before any download
     if cell.spec.scored and not cell.is_exact:
         verified_weights(cell.metrics["feature_extractor"], cell.metrics.get("weights_path"))
+    _check_folder(cell)
+    if cell.spec.scored and not cell.is_exact:  # FD_DINOv2's and CMMD's networks: after the data (their
+        for network in networks_of(cell.metrics).values():  # download is the larger), downloaded now, checked
+            fetch(network)
+
+
+def _check_folder(cell) -> None:
+    dataset = dict(cell.dataset)
     if cell.is_exact or dataset.get("name") not in KNOWN or dataset.get("name") == "digits":
         return
     if cell.spec.scored:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from harness.core import processes
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -80,11 +82,10 @@ def _parent_gone() -> bool:
         if os.getppid() != _parent:
             return True
         time.sleep(0.01)
-    try:
-        with open(f"/proc/{_parent}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
+    parent = processes.state(_parent)
+    if parent is None:
         return not os.path.exists("/proc/self")  # no /proc: only the parent pid decides (it did not change)
+    return parent in ("Z", "X")
 
 
 def note(signum: int) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir
+from harness.tracking.sqlite import sqlite_path
 
 SHARD_BYTES = 4096  # a shard file's overhead (torch.save's zip records, indices, checksum): 2.2 KB measured, x2
 JOB_FOLDER_BYTES = 64 * 1024  # Hydra's job folder (.hydra/*.yaml and the job log): 15.5 KB measured, x4
@@ -74,7 +75,7 @@ def cell_needs(cell, uri: str) -> list[tuple[Path, str, int]]:
              (Path(cell.output_root), "the job folder", JOB_FOLDER_BYTES)]
     if uri.startswith("sqlite:///"):
         grid = int(cell.job_options.get("grid_images", 0)) * c * h * w * int(cell.job_options.get("grid_scale", 1)) ** 2
-        needs.append((Path(uri[len("sqlite:///"):]).parent, "the tracking store's rows and artifacts", STORE_BYTES + grid))
+        needs.append((sqlite_path(uri).parent, "the tracking store's rows and artifacts", STORE_BYTES + grid))
     return needs
 
 
@@ -112,7 +113,7 @@ def disk_full(err: BaseException, cell, uri: str) -> str | None:
     if named is not None:
         folder = Path(os.fsdecode(named)).parent
     elif uri.startswith("sqlite:///") and any("database or disk is full" in str(e) for e in chain):
-        folder = Path(uri[len("sqlite:///"):]).parent
+        folder = sqlite_path(uri).parent
     else:
         folders = [f for f, _, _ in cell_needs(cell, uri)] + [cache_dir()]  # the cache: reference features, weights
         folder = min(folders, key=free_bytes)

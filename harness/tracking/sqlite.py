@@ -26,6 +26,11 @@ _READY: set[str] = set()  # the stores this process has opened (migrated or foun
 _WRITABLE: set[str] = set()  # the stores this process found writable
 
 
+def sqlite_path(uri: str) -> Path:
+    """The database file of a ``sqlite:///<path>`` store URI."""
+    return Path(uri[len("sqlite:///"):])
+
+
 def lock_path(database: Path) -> Path:
     return database.with_name(database.name + ".lock")
 
@@ -76,7 +81,7 @@ def ready(uri: str, shown: str, setting: str) -> None:
         return
     import mlflow  # heavy: imported by the first use of a store, like every MLflow call here
 
-    database = Path(uri[len("sqlite:///"):])
+    database = sqlite_path(uri)
     try:
         database.parent.mkdir(parents=True, exist_ok=True)
         lock = open(lock_path(database), "a")  # noqa: SIM115 - closed by the with below
@@ -95,5 +100,5 @@ def ready(uri: str, shown: str, setting: str) -> None:
 def writable(uri: str, shown: str, setting: str) -> None:
     """``check_writable`` for the store at ``uri``, once per process (what every writer calls first)."""
     if uri not in _WRITABLE:
-        check_writable(Path(uri[len("sqlite:///"):]), shown, setting)
+        check_writable(sqlite_path(uri), shown, setting)
         _WRITABLE.add(uri)

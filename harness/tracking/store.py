@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness.core import processes
 from harness.core.errors import HarnessError
 from harness.core.names import Tag
 from harness.tracking import sqlite as sqlite_store
@@ -44,7 +45,7 @@ def tracking_uri(uri: str | None = None) -> str:
     what this returns can be shown and recorded."""
     uri = split_credentials(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+        uri = "sqlite:///" + str(sqlite_store.sqlite_path(uri).resolve())
     if uri.startswith(("./", "/", "file:")) or uri.rstrip("/").endswith("mlruns"):
         raise HarnessError(
             f"Tracking URI {uri!r} is a file store, which MLflow 3 rejects. Use SQLite, e.g. tracking.uri=sqlite:///mlflow.db, "
@@ -62,7 +63,7 @@ def shown_uri(uri: str) -> str:
     """A store URI as reports and messages show it: an SQLite file relative to the working directory (else by file
     name), a server without user or password."""
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = sqlite_store.sqlite_path(uri)
         try:
             return "sqlite:///" + path.resolve().relative_to(Path.cwd().resolve()).as_posix()
         except ValueError:
@@ -82,7 +83,7 @@ DISK_FULL = ("database or disk is full", "No space left on device", "Disk quota 
 def store_folder(uri: str) -> str:
     """Where an SQLite store's bytes go (the database's folder), as messages show it; a server's own disk else."""
     if uri.startswith("sqlite:///"):
-        return str(Path(uri[len("sqlite:///"):]).parent)
+        return str(sqlite_store.sqlite_path(uri).parent)
     return f"the disk of the server {shown_uri(uri)}"
 
 
@@ -135,7 +136,7 @@ def client(uri: str):
     import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
 
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+        path = sqlite_store.sqlite_path(uri)
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
             raise HarnessError(f"The tracking store {shown_uri(uri)} is not an SQLite database: move it aside to start a "
                                f"new store, or point {STORE_SETTING} at the right one.")
@@ -151,7 +152,7 @@ def _header(path: Path) -> bytes:
 def _artifact_location(uri: str) -> str | None:
     """Artifacts beside a SQLite database (``mlartifacts/``); a server chooses its own."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+        return (sqlite_store.sqlite_path(uri).parent / "mlartifacts").as_uri()
     return None
 
 
@@ -174,7 +175,7 @@ def experiment_tags() -> dict[str, str]:
 def _runnable_uri(uri: str) -> str:
     """A store URI for a command the user runs: an SQLite file outside the working directory by its whole path."""
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):]).resolve()
+        path = sqlite_store.sqlite_path(uri).resolve()
         if not path.is_relative_to(Path.cwd().resolve()):
             return f"sqlite:///{path.as_posix()}"
     return shown_uri(uri)
@@ -240,22 +241,6 @@ def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
     return newest_run(uri, experiment, f"tags.{Tag.CELL_KEY} = '{cell_key}' and attributes.status = 'FINISHED'")
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether the process runs. A zombie (exited, not yet reaped by its parent: an orphaned worker in a container
-    whose init does not reap) holds its pid but runs nothing, so it counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:  # Linux: "pid (comm) state ..."; elsewhere the pid alone decides
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) -> list[str]:
     """Mark KILLED the RUNNING runs started on this host by a process that no longer exists (``kill -9``, a crashed
     worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen), and
@@ -272,7 +257,7 @@ def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) ->
         for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'"
                                                       f"{only}", max_results=10_000):
             pid = run.data.tags.get(Tag.PID, "")
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not processes.alive(int(pid)):
                 c.set_tag(run.info.run_id, Tag.ERROR, f"process {pid} on {host} ended without closing the run "
                                                       "(killed or crashed); marked KILLED later")
                 c.set_terminated(run.info.run_id, status="KILLED")

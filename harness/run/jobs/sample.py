@@ -133,10 +133,13 @@ def _score(ctx: JobContext, model, store: ShardStore, metrics: dict, note: str =
 
 def _score_images(ctx: JobContext, images) -> tuple[dict, dict[str, str], str]:
     scoring = scoring_of(ctx.cell)
+    timings = {}
     if scoring.blocks > 1:  # the paper's budget: each repeat pooled, a block jackknife (harness.metrics.blocks)
-        summary = summarize(*score_blocks(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress))
+        summary = summarize(*score_blocks(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress, timings=timings))
     else:
-        summary = summarize(score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress))
+        summary = summarize(score(images, ctx.cell.repeats, scoring, ctx.device, ctx.progress, timings=timings))
+    if "vit_seconds" in timings:  # what FD_DINOv2's and CMMD's features cost per image here (priced by dry runs)
+        summary[Metric.VIT_SECONDS_PER_IMAGE] = timings["vit_seconds"] / len(images)
     ctx.run.set_tags({Tag.FEATURE_EXTRACTOR: scoring.feature_extractor, Tag.FID_REFERENCE: scoring.reference})
     digest = reference_fingerprint(scoring.reference, datasets_root(scoring.reference, scoring.datasets_root))
     ctx.run.log_dataset(scoring.reference, digest=digest, source=f"torch-fidelity input {scoring.reference}")
