@@ -61,4 +61,4 @@ def test_a_grown_cell_keeps_its_first_repeats_bitwise(tmp_path, capsys):
     print_plan(cells("dry_run=true", *COMMON, "repeats=6", f"output_root={tmp_path / 'out'}",
                      f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"))
     (line,) = [x for x in capsys.readouterr().out.splitlines() if "eta=1 digits/sample [uniform, 6 x 10 images]" in x]
-    assert ": NFE 4, to run, " in line and line.endswith(" (40 of its images already sampled)")
+    assert ": NFE 4, on cpu, to run, " in line and line.endswith(" (40 of its images already sampled)")

@@ -336,7 +336,7 @@ def test_table1_cifar10_preset_runs_from_a_hub_checkpoint(tmp_path, monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     write_cifar10(tmp_path / "data")
     weights = write_inception_weights(tmp_path / INCEPTION_FILE)
-    harness(tmp_path, "sweeps=table1_cifar10", "N=4", "S=2", "eta=0", "batch_size=4", "rehearsal=true",
+    harness(tmp_path, "sweeps=table1_cifar10", "N=4", "metrics.blocks=2", "S=2", "eta=0", "batch_size=4", "rehearsal=true",
             "device=cpu", "hydra.launcher.n_jobs=1", f"dataset.root={tmp_path / 'data'}",
             "model.checkpoint.hub=google/ddpm-cifar10-32", f"metrics.weights_path={weights}",
             "metrics.fd_dinov2=false", "metrics.cmmd=false")  # FD_DINOv2 and CMMD: the rehearsal's and test_vit_metrics' part

@@ -46,8 +46,8 @@ def test_recon_and_timing_jobs_log_their_metrics(tmp_path):
 def test_dry_run_lists_cells_without_sampling(tmp_path):
     harness(tmp_path, "N=8", "S=5")  # one finished cell
     proc = harness(tmp_path, "-m", "N=8", "S=5,10", "dry_run=true")
-    assert "S=5 eta=0 digits/sample [uniform, 5 x 8 images]: NFE 5, done" in proc.stdout
-    assert "S=10 eta=0 digits/sample [uniform, 5 x 8 images]: NFE 10, to run, ~" in proc.stdout  # timed from the S=5 run
+    assert "S=5 eta=0 digits/sample [uniform, 5 x 8 images]: NFE 5, on cpu, done" in proc.stdout
+    assert "S=10 eta=0 digits/sample [uniform, 5 x 8 images]: NFE 10, on cpu, to run, ~" in proc.stdout  # timed from the S=5 run
     assert "2 cells: 1 done, 1 to run" in proc.stdout
     assert len(runs(tmp_path).query("`tags.kind` == 'cell'")) == 1
 

@@ -115,7 +115,7 @@ def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_r
     assert tracking.reconcile_orphans(f"sqlite:///{b / 'mlflow.db'}", "ddim-harness") == []  # ... so it is no orphan
     monkeypatch.chdir(b)  # the store of the in-process dry runs below
     shown = plan(capsys, *(["parts=3", f"part={p}"] for p in range(3)))  # the three parts: one line
-    assert re.search(r"S=3 eta=0 digits/sample .*: NFE 4, to run, GPU-hours unknown .*; 3 parts of 5-6 images, "
+    assert re.search(r"S=3 eta=0 digits/sample .*: NFE 4, on cpu, to run, GPU-hours unknown .*; 3 parts of 5-6 images, "
                      r"parts done: 0, 2 \(run \w+\)", shown), shown
     last = harness(b, *TINY, "parts=3", "part=1")
     assert "[done]" in last.stdout and "the last of 3 parts" in last.stdout
@@ -138,8 +138,8 @@ def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_r
     skipped = run_cell(cell_of(*TINY, "parts=3", "part=0", f"output_root={b / 'out'}"))
     assert skipped.status == "SKIPPED" and skipped.run_id == run["run_id"] and len(cell_runs(b)) == 1
     shown = plan(capsys, ["parts=3", "part=0"], ["parts=3", "part=0", "S=5"])
-    assert f"S=3 eta=0 digits/sample [uniform, 1 x 16 images]: NFE 4, done (run {run['run_id']})" in shown
-    assert re.search(r"S=5 eta=0 digits/sample .*: NFE 5, to run, ~\d+ s of CPU time; 3 parts of 5-6 images "
+    assert f"S=3 eta=0 digits/sample [uniform, 1 x 16 images]: NFE 4, on cpu, done (run {run['run_id']})" in shown
+    assert re.search(r"S=5 eta=0 digits/sample .*: NFE 5, on cpu, to run, ~\d+ s of CPU time; 3 parts of 5-6 images "
                      r"\(~\d+ s each\), parts 0 here", shown), shown
     rate = f"{run['metrics.seconds_per_nfe_image']:.3g} s per image and NFE, from run {run['run_id']}"
     assert f"throughput of model digits: {rate}" in shown
