@@ -63,41 +63,37 @@ class Rate:
         return "GPU" if self.device.startswith("cuda") else "CPU"
 
 
+def _finished_runs(uri: str, experiment: str, where: str, max_results: int):
+    """The experiment's FINISHED runs matching ``where``, newest first (none when the experiment is not there)."""
+    exp = tracking.experiment_id(uri, experiment)
+    if exp is None:
+        return []
+    with tracking.store_errors(uri):
+        return tracking.client(uri).search_runs([exp], filter_string=f"{where} and attributes.status = 'FINISHED'",
+                                                order_by=["attributes.start_time DESC"], max_results=max_results)
+
+
+def _rate_of(run, value: float) -> Rate:
+    t = run.data.tags
+    return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
+
+
 def _rate(cell: Cell, uri: str) -> Rate | None:
     """The newest finished sample run of this model (seconds_per_nfe_image) or timing run (seconds_per_nfe / batch)."""
-    exp = tracking.experiment_id(uri, cell.tracking.experiment)
-    if exp is None:
-        return None
-    with tracking.store_errors(uri):
-        for run in tracking.client(uri).search_runs(
-            [exp], filter_string=f"params.{Param.MODEL} = '{cell.model['name']}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=50,
-        ):
-            m, p, t = run.data.metrics, run.data.params, run.data.tags
-            if Metric.SECONDS_PER_NFE_IMAGE in m:
-                value = m[Metric.SECONDS_PER_NFE_IMAGE]
-            elif Metric.SECONDS_PER_NFE in m and Param.BATCH_SIZE in p:
-                value = m[Metric.SECONDS_PER_NFE] / int(p[Param.BATCH_SIZE])
-            else:
-                continue
-            return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
+    for run in _finished_runs(uri, cell.tracking.experiment, f"params.{Param.MODEL} = '{cell.model['name']}'", 50):
+        m, p = run.data.metrics, run.data.params
+        if Metric.SECONDS_PER_NFE_IMAGE in m:
+            return _rate_of(run, m[Metric.SECONDS_PER_NFE_IMAGE])
+        if Metric.SECONDS_PER_NFE in m and Param.BATCH_SIZE in p:
+            return _rate_of(run, m[Metric.SECONDS_PER_NFE] / int(p[Param.BATCH_SIZE]))
     return None
 
 
 def _vit_rate(uri: str, experiment: str) -> Rate | None:
     """The newest finished sample run that scored FD_DINOv2 or CMMD: its seconds per image of their features (in
     the Rate's seconds_per_image_nfe: these features cost the same per image whatever the NFE)."""
-    exp = tracking.experiment_id(uri, experiment)
-    if exp is None:
-        return None
-    with tracking.store_errors(uri):
-        for run in tracking.client(uri).search_runs(
-            [exp], filter_string=f"metrics.{Metric.VIT_SECONDS_PER_IMAGE} > 0 and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=1,
-        ):
-            t = run.data.tags
-            return Rate(run.data.metrics[Metric.VIT_SECONDS_PER_IMAGE], run.info.run_id, t.get(Tag.DEVICE, "cpu"),
-                        t.get(Tag.DEVICE_NAME, "?"))
+    for run in _finished_runs(uri, experiment, f"metrics.{Metric.VIT_SECONDS_PER_IMAGE} > 0", 1):
+        return _rate_of(run, run.data.metrics[Metric.VIT_SECONDS_PER_IMAGE])
     return None
 
 
