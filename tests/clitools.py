@@ -3,6 +3,7 @@
 import contextlib
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
+from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from harness.core.faults import ENV as FAULTS_ENV
 
@@ -66,11 +69,40 @@ def wait_until(ready, what: str, procs=(), timeout: float = HANG, every: float =
         time.sleep(every)
 
 
-def runs(tmp_path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["ddim-harness"])
+def store_uri(folder: Path) -> str:
+    """The URI of ``folder/mlflow.db``, the store ``harness()`` gives a run in ``folder``."""
+    return f"sqlite:///{Path(folder) / 'mlflow.db'}"
 
 
+def store_client(folder: Path) -> mlflow.MlflowClient:
+    """A client of ``folder``'s store by its explicit URI: never mlflow's global tracking URI, which would outlive the
+    test in its worker (and reach the subprocesses of later tests through MLFLOW_TRACKING_URI)."""
+    return mlflow.MlflowClient(tracking_uri=store_uri(folder))
+
+
+def runs(folder: Path, experiment: str = "ddim-harness") -> pd.DataFrame:
+    """Every run of ``experiment`` in ``folder``'s store, one row each, in the columns of ``mlflow.search_runs``
+    (run_id, status, start_time, ..., ``params.*``, ``metrics.*``, ``tags.*``), read through ``store_client(folder)``."""
+    c = store_client(folder)
+    exp = c.get_experiment_by_name(experiment)
+    found, token = [], None
+    while exp is not None:
+        page = c.search_runs([exp.experiment_id], max_results=1000, page_token=token)
+        found += page
+        token = page.token
+        if not token:
+            break
+    rows = [{"run_id": r.info.run_id, "experiment_id": r.info.experiment_id, "status": r.info.status,
+             "artifact_uri": r.info.artifact_uri, "start_time": pd.to_datetime(r.info.start_time, unit="ms", utc=True),
+             "end_time": pd.to_datetime(r.info.end_time, unit="ms", utc=True),
+             **{f"metrics.{k}": v for k, v in r.data.metrics.items()},
+             **{f"params.{k}": v for k, v in r.data.params.items()},
+             **{f"tags.{k}": v for k, v in r.data.tags.items()}} for r in found]
+    df = pd.DataFrame(rows, columns=["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+                      if not rows else None)
+    text = [c for c in df.columns if c.startswith(("params.", "tags."))]
+    df[text] = df[text].astype(object).where(df[text].notna(), None)  # as mlflow.search_runs: None, not NaN
+    return df
 
 
 def cells(*overrides):
@@ -100,3 +132,34 @@ def local_server(handler):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# What a test may not leave to the next test of its worker (and to their subprocesses): where runs go and as whom, the
+# harness's caches, data and fault rules, which devices torch sees, the Hub's offline switch (conftest.isolated_state).
+WATCHED = re.compile(rf"MLFLOW_TRACKING_\w+|MLFLOW_EXPERIMENT_\w+|MLFLOW_RUN_ID|DDIM_HARNESS_\w+|{FAULTS_ENV}"
+                     r"|HF_HUB_OFFLINE|HF_HOME|HF_HUB_CACHE|TORCH_HOME|XDG_CACHE_HOME|CUDA_VISIBLE_DEVICES")
+GLOBAL_URI, ACTIVE_RUN = "mlflow's global tracking URI", "mlflow's active run"
+
+
+def watched_state() -> dict:
+    state = {k: v for k, v in os.environ.items() if WATCHED.fullmatch(k)}
+    state[GLOBAL_URI] = mlflow_tracking._tracking_uri  # what mlflow.set_tracking_uri sets (None: never set)
+    state[ACTIVE_RUN] = mlflow.active_run() and mlflow.active_run().info.run_id
+    return state
+
+
+def undo_leaks(before: dict) -> str:
+    """Puts back what changed since ``before`` (a ``watched_state()``); says what it was, "" if nothing."""
+    after = watched_state()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    for key in changed:
+        if key in (GLOBAL_URI, ACTIVE_RUN):
+            continue
+        if key in before:
+            os.environ[key] = before[key]
+        else:
+            os.environ.pop(key)
+    while mlflow.active_run() and mlflow.active_run().info.run_id != before[ACTIVE_RUN]:
+        mlflow.end_run()
+    mlflow_tracking._tracking_uri = before[GLOBAL_URI]
+    return "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed)

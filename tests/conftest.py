@@ -6,7 +6,10 @@ OpenMP pools on 2 cores collapse. Subprocesses the tests start inherit OMP_NUM_T
 The suite starts dozens of Python processes (xdist workers, the harness's command line, its workers). Installed with
 pip --no-compile and run with PYTHONDONTWRITEBYTECODE set (as on this project's machines), each would compile torch,
 torchvision and mlflow from source again: about 17 s per process here, and 16 min against 9 min for the whole suite
-from a fresh install. So the first import of a module writes its bytecode (into __pycache__/, which git ignores)."""
+from a fresh install. So the first import of a module writes its bytecode (into __pycache__/, which git ignores).
+
+No test reaches the internet: HF_HUB_OFFLINE=1 for the whole suite. A test leaves the tracking settings, credentials
+and mlflow's global state as it found them: isolated_state checks each test (clitools.WATCHED)."""
 import fcntl
 import os
 import sys
@@ -15,10 +18,11 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from clitools import TEMPLATE_ENV  # noqa: E402
+from clitools import TEMPLATE_ENV, undo_leaks, watched_state  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -41,3 +45,17 @@ def store_template(tmp_path_factory):
             partial.replace(template)
     os.environ[TEMPLATE_ENV] = str(template)
     return template
+
+
+
+@pytest.fixture(autouse=True)
+def isolated_state():
+    """Fails a test that leaves the tracking settings, credentials, the harness's caches or fault rules, or mlflow's
+    global tracking URI or active run changed (clitools.WATCHED; monkeypatch has undone its changes by now), and puts
+    them back, so that the next test of the worker starts as this one did."""
+    before = watched_state()
+    yield
+    leaked = undo_leaks(before)
+    if leaked:
+        pytest.fail(f"the test leaked state to the next ones: {leaked} (use monkeypatch, or an explicit URI)",
+                    pytrace=False)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from clitools import ROOT, harness, runs
+from clitools import ROOT, harness, runs, store_client
 from harness.core import files
 from harness.tracking import store as tracking
 from harness.core.errors import HarnessError
@@ -394,7 +394,7 @@ def test_one_bad_cell_fails_alone_and_orphans_are_reconciled(tmp_path):
                       "path=bad.pt S=3 eta=0 digits/sample": "FAILED", "path=c3.pt S=3 eta=0 digits/sample": "FINISHED"}
     bad = cells[cells["status"] == "FAILED"].iloc[0]
     assert bad["tags.error"].startswith("HarnessError: cannot read checkpoint")
-    client = mlflow.MlflowClient()
+    client = store_client(tmp_path)
     assert "cannot read checkpoint" in Path(client.download_artifacts(bad["run_id"], "error.txt", str(tmp_path))).read_text()
     assert sweep["status"].item() == "FAILED" and sweep["tags.mlflow.runName"].item() == "sweep path=c0.pt,c1.pt,bad.pt,c3.pt (4 cells)"
     assert sweep["tags.dataset"].item() == "digits" and sweep["tags.job"].item() == "sample"
@@ -486,5 +486,5 @@ def test_sigterm_stops_a_sweep(tmp_path):
     assert "sweep stopped (SIGTERM) after" in err and "3 cells, 0 finished, 0 skipped, 3 killed or not started" in err
     cells, sweep, df = cell_runs(tmp_path)
     assert list(cells["status"]) == ["KILLED"] and sweep["status"].item() == "KILLED"
-    summary = Path(mlflow.MlflowClient().download_artifacts(sweep["run_id"].item(), "sweep_summary.csv", str(tmp_path)))
+    summary = Path(store_client(tmp_path).download_artifacts(sweep["run_id"].item(), "sweep_summary.csv", str(tmp_path)))
     assert summary.read_text().count("not started: the sweep was stopped (SIGTERM)") == 2

@@ -195,15 +195,11 @@ def test_a_paper_preset_without_a_gpu_is_one_line_before_sampling(tmp_path):
     one line with torch's version, its CUDA build, why, and the fixes; the dry run names the device."""
     import torch
 
-    env_hidden = {"CUDA_VISIBLE_DEVICES": ""}
-    os.environ.update(env_hidden)  # inherited by the subprocess
-    try:
-        proc = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", *PAPER_TINY, check=False)
-        plan = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "S=10", "dry_run=true")
-        asked = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "S=10", "device=cpu",
-                        "dry_run=true")
-    finally:
-        os.environ.pop("CUDA_VISIBLE_DEVICES")
+    hidden = {"CUDA_VISIBLE_DEVICES": ""}  # the subprocesses' only: this process's environment is left as it was
+    proc = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", *PAPER_TINY, check=False, env=hidden)
+    plan = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "S=10", "dry_run=true", env=hidden)
+    asked = harness(tmp_path, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "S=10", "device=cpu",
+                    "dry_run=true", env=hidden)
     line = one_line(proc)
     assert proc.returncode == 2 and "dataset=cifar10 expects a GPU" in line and f"torch {torch.__version__}" in line
     assert ("CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}") in line

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from clitools import ROOT, cells, harness, local_server, new_store
+from clitools import runs as store_runs
 from harness import rehearsal
 from harness.data import check_available, cifar10, ensure_available, published_problem, reference_dataset
 from harness.core.errors import HarnessError
@@ -250,8 +251,7 @@ def test_rehearsal_of_every_paper_preset(tmp_path):
     assert [c["name"] for c in record["commands"]] == [*rehearsal.PRESETS, "report"]
     assert all(c["returncode"] == 0 for c in record["commands"])
 
-    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["ddim-harness"])
+    runs = store_runs(out)
     cells_ = runs[runs["tags.kind"] == "cell"]
     assert len(cells_) == 3 + 1 + 1 + 2 + 1 + 1 + 1 + 8 and (cells_["status"] == "FINISHED").all()
     assert (runs["tags.rehearsal"] == "true").all()

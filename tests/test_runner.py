@@ -1,11 +1,10 @@
 """The main command end to end: a tiny multirun into a temporary SQLite store, bad input, skip and resume."""
 
-import mlflow
 import pandas as pd
 import pytest
 import torch
 
-from clitools import cells, harness, runs
+from clitools import cells, harness, runs, store_client
 
 
 def test_tiny_multirun_logs_every_cell(tmp_path):
@@ -34,7 +33,7 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
     assert cells["tags.mlflow.note.content"].str.contains("digits").all()
     assert set(cells["tags.mlflow.runName"]) == {"S=4 eta=0 digits/sample", "S=4 eta=1 digits/sample",
                                                  "S=5 eta=0 digits/sample", "S=5 eta=1 digits/sample"}
-    client = mlflow.MlflowClient()
+    client = store_client(tmp_path)
     for run_id in cells["run_id"]:
         names = {a.path for a in client.list_artifacts(run_id)}
         assert {"config.yaml", "samples.png", "hydra"} <= names

@@ -9,19 +9,16 @@ precision) and run in float64, so that a difference measures the algorithm and n
 
 import inspect
 import math
-import os
 
-os.environ["HF_HUB_OFFLINE"] = "1"  # diffusers must never reach the Hub
+import diffusers  # never reaches the Hub: conftest sets HF_HUB_OFFLINE=1 for the whole suite
+import numpy as np
+import pytest
+import torch
 
-import diffusers  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from harness.diffusion.analytic import GaussianMixtureEps, exact_flow, exact_mixture, log_snr_linear_schedule  # noqa: E402
-from harness.core.errors import HarnessError  # noqa: E402
-from harness.diffusion.noise import ImageNoise  # noqa: E402
-from harness.diffusion.sampling import predict_x0  # noqa: E402
+from harness.diffusion.analytic import GaussianMixtureEps, exact_flow, exact_mixture, log_snr_linear_schedule
+from harness.core.errors import HarnessError
+from harness.diffusion.noise import ImageNoise
+from harness.diffusion.sampling import predict_x0
 from harness.diffusion.samplers import (
     SAMPLERS,
     CountingModel,
@@ -36,8 +33,8 @@ from harness.diffusion.samplers import (
     sample_unipc,
     steps_for_nfe,
 )
-from harness.diffusion.schedule import NoiseSchedule  # noqa: E402
-from harness.diffusion.trajectory import timesteps  # noqa: E402
+from harness.diffusion.schedule import NoiseSchedule
+from harness.diffusion.trajectory import timesteps
 
 # diffusers 0.42.1 calls np.array on torch tensors when it builds sigma tables; numpy 2 warns about it there.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
