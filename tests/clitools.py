@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from harness.core.faults import ENV as FAULTS_ENV
@@ -30,29 +31,68 @@ def new_store(db: Path) -> Path:
     return db
 
 
-def harness(tmp_path, *args, check=True, template=True, faults=None, entry=("-m", "harness"), env=None):
-    """``python -m harness ...`` in ``tmp_path``, its store ``tmp_path/mlflow.db`` (from the template if new, unless
-    ``template=False``: then the harness creates it); ``faults``: rules for the fault seam (harness.core.faults);
-    ``entry``: what python runs instead of ``-m harness`` (a script that wraps it); ``env``: variables to add."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    if template:
-        new_store(tmp_path / "mlflow.db")
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0",
+HANG = 900  # s: a guard against a test that hangs, not a limit on how fast the harness is (the cores may be loaded)
+TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]  # a digits cell of seconds on one core
+
+
+@pytest.fixture
+def private_caches(tmp_path, monkeypatch):
+    """The harness's caches (reference features, verified weights, digests) and torch's under ``tmp_path``: no test
+    reads what another wrote. A test module takes it with ``pytestmark = pytest.mark.usefixtures("private_caches")``
+    (conftest imports it)."""
+    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+
+def harness_env(folder: Path, faults=None, env=None) -> dict:
+    """The environment of ``python -m harness`` run in ``folder``: this one's, with the caches under ``folder``, one
+    thread, no tracking URI of the caller's; ``faults``: rules for the fault seam (harness.core.faults); ``env``:
+    variables to add."""
+    env = dict(os.environ, DDIM_HARNESS_CACHE=str(folder / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0",
                **(env or {}))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop(FAULTS_ENV, None)
     if faults:
         env[FAULTS_ENV] = faults
-    flags = [a for a in args if a.startswith("-")]  # Hydra wants flags before the overrides
+    return env
+
+
+def harness_command(folder: Path, *args, entry=("-m", "harness")) -> list:
+    """``python -m harness <flags> output_root=folder/out progress=false <overrides>`` (Hydra wants flags first; a later
+    ``output_root=`` in ``args`` wins); ``entry``: what python runs instead of ``-m harness`` (a script that wraps it)."""
+    flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
-    cmd = [sys.executable, *entry, *flags, f"output_root={tmp_path / 'out'}", "progress=false", *overrides]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    return [sys.executable, *entry, *flags, f"output_root={folder / 'out'}", "progress=false", *overrides]
+
+
+def harness(tmp_path, *args, check=True, template=True, faults=None, entry=("-m", "harness"), env=None):
+    """``python -m harness ...`` in ``tmp_path`` (harness_command, harness_env), waited for; its store
+    ``tmp_path/mlflow.db`` (from the template if new, unless ``template=False``: then the harness creates it)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if template:
+        new_store(tmp_path / "mlflow.db")
+    cmd = harness_command(tmp_path, *args, entry=entry)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=harness_env(tmp_path, faults, env), capture_output=True, text=True,
+                          timeout=HANG)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-HANG = 900  # s: a guard against a test that hangs, not a limit on how fast the harness is (the cores may be loaded)
+def start_harness(tmp_path, *args, template=True, faults=None, env=None, **popen) -> subprocess.Popen:
+    """``python -m harness ...`` as ``harness()`` runs it, started and not waited for, its output in pipes; ``popen``:
+    more arguments of Popen (start_new_session=True: its own process group)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if template:
+        new_store(tmp_path / "mlflow.db")
+    return subprocess.Popen(harness_command(tmp_path, *args), cwd=tmp_path, env=harness_env(tmp_path, faults, env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    """A started process waited for (a hang guard, not a time limit), as ``harness()`` returns it."""
+    out, err = proc.communicate(timeout=HANG)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def wait_until(ready, what: str, procs=(), timeout: float = HANG, every: float = 0.05) -> None:
@@ -67,6 +107,24 @@ def wait_until(ready, what: str, procs=(), timeout: float = HANG, every: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} after {timeout:.0f} s")
         time.sleep(every)
+
+
+def shards(folder: Path) -> list:
+    """The sample shards under ``folder/out`` (harness_command's output_root), of every cell."""
+    return list((folder / "out").glob("images/*/*.pt"))
+
+
+def wait_for_shards(folder: Path, procs=(), cells: int = 1) -> None:
+    """Until ``cells`` cells under ``folder`` have written a shard (each is then mid-sampling, its run RUNNING)."""
+    wait_until(lambda: len({p.parent for p in shards(folder)}) >= cells, f"a shard of {cells} cell(s)", procs)
+
+
+def process_state(pid: int) -> str:
+    """Linux's state letter of process ``pid`` (R, S, T stopped, Z zombie), "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 def store_uri(folder: Path) -> str:

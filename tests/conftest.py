@@ -22,7 +22,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from clitools import TEMPLATE_ENV, undo_leaks, watched_state  # noqa: E402
+from clitools import TEMPLATE_ENV, private_caches, undo_leaks, watched_state  # noqa: E402,F401 (a fixture)
 
 torch.set_num_threads(1)
 

@@ -21,9 +21,7 @@ from harness.report import claims as C
 from harness.report.stats import paired_plan
 
 
-@pytest.fixture(autouse=True)
-def private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_caches")  # clitools.private_caches
 
 
 def test_frechet_jackknife_from_block_moments_equals_the_distances_of_the_subsets():

@@ -9,17 +9,14 @@ import time
 import pytest
 import torch
 
-from clitools import ROOT, cells, harness, runs
+from clitools import ROOT, TINY, cells, harness, runs
 from harness.core import files
 from harness.models.loading import read_state_dict
 
 DIGITS_UNET = ROOT / "harness" / "assets" / "digits_unet.pt"
-TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 
 
-@pytest.fixture(autouse=True)
-def private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_caches")  # clitools.private_caches
 
 
 def other_weights(path) -> None:

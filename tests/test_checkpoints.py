@@ -172,8 +172,7 @@ def server():
 
 
 @pytest.fixture
-def cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+def cache(private_caches, tmp_path):
     return tmp_path / "cache"
 
 

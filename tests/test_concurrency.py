@@ -14,7 +14,7 @@ import sys
 import threading
 
 import pytest
-from clitools import ROOT, cells, new_store, runs, wait_until
+from clitools import ROOT, cells, new_store, runs, start_harness, wait_until
 
 from harness.tracking import store as tracking
 from harness.run.cell_claim import claim_path
@@ -56,10 +56,7 @@ def test_processes_starting_together_create_a_new_store_once(tmp_path):
 
 def start_sweep(folder, *args):
     """``python -m harness -m ...`` in ``folder`` (a new store there: the harness creates it), not waited for."""
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(folder / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [sys.executable, "-m", "harness", "-m", f"output_root={folder / 'out'}", "progress=false", *args]
-    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_harness(folder, "-m", *args, template=False)
 
 
 class Lines:

@@ -11,12 +11,11 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from clitools import harness
+from clitools import TINY, harness
 from harness.tracking import credentials
 from mlflow_server import free_port, start_server, stop_server
 
 SECRET = "s3cret"
-TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 
 
 def test_credentials_leave_the_uri(monkeypatch):

@@ -27,9 +27,7 @@ INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2
 
 
 @pytest.fixture(autouse=True)
-def private_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+def private_dirs(private_caches, tmp_path, monkeypatch):
     monkeypatch.setenv("DDIM_HARNESS_DATA", str(tmp_path / "default-data"))
 
 

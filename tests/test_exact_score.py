@@ -95,7 +95,7 @@ def test_log_snr_linear_schedule():
     assert float(schedule.alpha_bar(-1)) == 1.0 and schedule.T == 961
 
 
-def test_every_sampler_runs_through_the_harness_on_exact_and_digits_data(tmp_path, monkeypatch):
+def test_every_sampler_runs_through_the_harness_on_exact_and_digits_data(tmp_path, private_caches):
     """Each sampler as a cell through the runner (in this process): finite samples and logged metrics, on the
     exact-score Gaussian (flow error, exact W2) and on the shipped digits model at NFE 10 and 20."""
     import math as _math
@@ -106,7 +106,6 @@ def test_every_sampler_runs_through_the_harness_on_exact_and_digits_data(tmp_pat
     from harness.run.runner import run_cell
     from harness.diffusion.samplers import SAMPLERS
 
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
     common = [f"output_root={tmp_path / 'out'}", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "progress=false",
               f"sampler={','.join(SAMPLERS)}"]
     planned = cells("dataset=gmm_gaussian64", "nfe=10", "N=32", "repeats=1", *common)

@@ -22,19 +22,16 @@ import numpy as np
 import pytest
 import torch
 
-from clitools import ROOT, harness, runs, store_client
+from clitools import ROOT, TINY, harness, runs, start_harness, store_client, wait_for_shards
 from harness.core import files
 from harness.tracking import store as tracking
 from harness.core.errors import HarnessError
 from harness.run.shards import ShardStore
 
 DIGITS_UNET = ROOT / "harness" / "assets" / "digits_unet.pt"
-TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 
 
-@pytest.fixture(autouse=True)
-def private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_caches")  # clitools.private_caches
 
 
 class Payload:
@@ -435,29 +432,10 @@ def test_killed_worker_fails_only_its_cell(tmp_path):
 # --- 3. SIGTERM -------------------------------------------------------------------------------------------------------
 
 
-def start_harness(tmp_path, *args):
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    flags = [a for a in args if a.startswith("-")]
-    overrides = [a for a in args if not a.startswith("-")]
-    cmd = [sys.executable, "-m", "harness", *flags, f"output_root={tmp_path / 'out'}", "progress=false", *overrides]
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_first_shard(tmp_path, proc, timeout=300):
-    """Poll until a cell has written its first shard (its run is RUNNING, mid-sampling)."""
-    deadline = time.monotonic() + timeout
-    while not list((tmp_path / "out").glob("images/*/*.pt")):
-        if proc.poll() is not None:
-            raise AssertionError(f"ended before sampling: {proc.communicate()}")
-        assert time.monotonic() < deadline, "no shard written in time"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_sigterm_marks_a_single_run_killed(tmp_path):
     proc = start_harness(tmp_path, "N=200", "repeats=1", "batch_size=8", "S=20")
-    wait_for_first_shard(tmp_path, proc)
+    wait_for_shards(tmp_path, [proc])
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         (pid,) = db.execute("select value from tags where key = 'pid'").fetchone()
     assert int(pid) == proc.pid
@@ -477,7 +455,7 @@ def test_sigterm_stops_a_sweep(tmp_path):
     KILLED; no further cell starts; the summary lists every cell; the parent run is KILLED; exit 143 (issue 20)."""
     proc = start_harness(tmp_path, "-m", "seed=0,1,2", "N=200", "repeats=1", "batch_size=8", "S=20",
                          "hydra.launcher.n_jobs=1")
-    wait_for_first_shard(tmp_path, proc)
+    wait_for_shards(tmp_path, [proc])
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=180)
     print(out, err)

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,12 +19,11 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from clitools import harness, new_store
+from clitools import TINY, finish, harness, new_store, process_state, start_harness, wait_until
 from harness.core.overrides import unreadable_override
 from harness.core.files import atomic_path
 from harness.run.shards import Missing, ShardStore
 
-TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 PAPER_TINY = ["N=20", *TINY[1:]]  # the paper's datasets score in 10 blocks (metrics.blocks): N a multiple of 20
 
 
@@ -212,33 +210,14 @@ def test_a_paper_preset_without_a_gpu_is_one_line_before_sampling(tmp_path):
 # --- full disks, and a single run's own orphans ------------------------------------------------------------------------
 
 
-def start(cwd: Path, *args, faults: str | None = None) -> subprocess.Popen:
-    """``python -m harness`` as clitools.harness runs it (private caches), started, not waited for."""
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(cwd / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("DDIM_HARNESS_FAULTS", None)
-    if faults:
-        env["DDIM_HARNESS_FAULTS"] = faults
-    return subprocess.Popen([sys.executable, "-m", "harness", "progress=false", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(folder: Path, *args, faults: str | None = None) -> subprocess.Popen:
+    """clitools.start_harness with ``args`` naming their own output_root and store."""
+    return start_harness(folder, *args, template=False, faults=faults)
 
 
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    out, err = proc.communicate(timeout=600)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def wait_stopped(proc: subprocess.Popen, timeout: float = 400) -> None:
+def wait_stopped(proc: subprocess.Popen) -> None:
     """Until the process has stopped itself (a ``stop`` rule of the fault seam)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, finish(proc).stderr[-3000:]
-        with open(f"/proc/{proc.pid}/stat") as f:
-            if f.read().rpartition(")")[2].split()[0] == "T":
-                return
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the run never reached its stop point")
+    wait_until(lambda: process_state(proc.pid) == "T", "the run's stop point", [proc], every=0.2)
 
 
 def fid(proc) -> str:

@@ -26,10 +26,7 @@ from harness.metrics.references import TensorImages, reference_fingerprint
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+pytestmark = pytest.mark.usefixtures("private_caches")  # clitools.private_caches
 
 
 @pytest.fixture

@@ -4,23 +4,20 @@ parts recorded, a failed part resumed by its rerun, parts racing for the run and
 import fcntl
 import os
 import re
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from clitools import ROOT, cells, harness, runs
+from clitools import ROOT, TINY, cells, harness, runs, start_harness, wait_until
 from harness.tracking import store as tracking
 from harness.run.cell import Cell, part_range
 from harness.core.errors import HarnessError
 from harness.run.parts import lock_path
 from harness.sweep.plan import jobs_of
 
-TINY = ["N=16", "repeats=1", "S=3", "batch_size=4", "threads=1"]
+PARTS_TINY = ["N=16", *TINY[1:4], "threads=1"]  # clitools.TINY, N=16 to split in parts
 METRICS = ["fid", "kid", "prc_precision", "prc_recall", "fd_pixels"]
 
 
@@ -83,10 +80,10 @@ def test_bad_parts_are_refused_with_the_fix(overrides, message):
 
 
 def test_parts_leave_both_keys_alone():
-    whole, part = cell_of(*TINY), cell_of(*TINY, "parts=3", "part=2")
+    whole, part = cell_of(*PARTS_TINY), cell_of(*PARTS_TINY, "parts=3", "part=2")
     assert (whole.key, whole.images_key) == (part.key, part.images_key)
     assert list(whole.indices) == list(range(16)) and list(part.indices) == list(range(10, 16))
-    planned = cells(*TINY, "S=3,5", "parts=3")  # as the sweep's pre-check composes them
+    planned = cells(*PARTS_TINY, "S=3,5", "parts=3")  # as the sweep's pre-check composes them
     assert [(c.S, c.part) for c in planned] == [(3, 0), (3, 1), (3, 2), (5, 0), (5, 1), (5, 2)]
 
 
@@ -95,7 +92,7 @@ def plan(capsys, *overrides) -> str:
     from harness.run.dryrun import print_plan
 
     capsys.readouterr()
-    print_plan([cell_of(*TINY, *o) for o in overrides])
+    print_plan([cell_of(*PARTS_TINY, *o) for o in overrides])
     return capsys.readouterr().out
 
 
@@ -103,12 +100,12 @@ def plan(capsys, *overrides) -> str:
 def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_run(tmp_path, monkeypatch, capsys):
     from harness.run.runner import run_cell
 
-    harness(tmp_path / "a", *TINY)  # the cell unsplit
+    harness(tmp_path / "a", *PARTS_TINY)  # the cell unsplit
     whole = cell_runs(tmp_path / "a").iloc[0]
 
     b = tmp_path / "b"
-    harness(b, *TINY, "parts=3", "part=2")  # any order; each part is its own process
-    harness(b, *TINY, "parts=3", "part=0")
+    harness(b, *PARTS_TINY, "parts=3", "part=2")  # any order; each part is its own process
+    harness(b, *PARTS_TINY, "parts=3", "part=0")
     df = cell_runs(b)
     assert len(df) == 1 and df.iloc[0]["status"] == "RUNNING"
     assert pd.isna(df.iloc[0].get("tags.pid"))  # no one process owns it while its parts sample ...
@@ -117,7 +114,7 @@ def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_r
     shown = plan(capsys, *(["parts=3", f"part={p}"] for p in range(3)))  # the three parts: one line
     assert re.search(r"S=3 eta=0 digits/sample .*: NFE 4, on cpu, to run, GPU-hours unknown .*; 3 parts of 5-6 images, "
                      r"parts done: 0, 2 \(run \w+\)", shown), shown
-    last = harness(b, *TINY, "parts=3", "part=1")
+    last = harness(b, *PARTS_TINY, "parts=3", "part=1")
     assert "[done]" in last.stdout and "the last of 3 parts" in last.stdout
 
     assert torch.equal(shard_images(tmp_path / "a"), shard_images(b))  # bitwise
@@ -135,7 +132,7 @@ def test_three_part_processes_make_the_unsplit_cells_images_and_metrics_in_one_r
     assert run["tags.cell_key"] == whole["tags.cell_key"]
 
     # A part of a finished cell is skipped; a dry run with a measured rate gives the time of a cell and its parts.
-    skipped = run_cell(cell_of(*TINY, "parts=3", "part=0", f"output_root={b / 'out'}"))
+    skipped = run_cell(cell_of(*PARTS_TINY, "parts=3", "part=0", f"output_root={b / 'out'}"))
     assert skipped.status == "SKIPPED" and skipped.run_id == run["run_id"] and len(cell_runs(b)) == 1
     shown = plan(capsys, ["parts=3", "part=0"], ["parts=3", "part=0", "S=5"])
     assert f"S=3 eta=0 digits/sample [uniform, 1 x 16 images]: NFE 4, on cpu, done (run {run['run_id']})" in shown
@@ -167,13 +164,13 @@ def test_a_part_that_finds_every_image_waits_for_the_other_parts_count(tmp_path)
     has not recorded its block must not finish the cell (it would log the images sampled without the other's)."""
     import shutil
 
-    harness(tmp_path / "a", *TINY)  # every image of the cell, written unsplit
+    harness(tmp_path / "a", *PARTS_TINY)  # every image of the cell, written unsplit
     b = tmp_path / "b"
     shutil.copytree(tmp_path / "a" / "out", b / "out")  # b's store has no run; its images folder is complete
-    first = harness(b, *TINY, "parts=2", "part=0")
+    first = harness(b, *PARTS_TINY, "parts=2", "part=0")
     assert "every image is there; the last part to record its block scores the cell (parts done: 0 of 2)" in first.stdout
     assert cell_runs(b).iloc[0]["status"] == "RUNNING"
-    last = harness(b, *TINY, "parts=2", "part=1")
+    last = harness(b, *PARTS_TINY, "parts=2", "part=1")
     run = cell_runs(b).iloc[0]
     assert "[done]" in last.stdout and run["status"] == "FINISHED" and run["tags.parts_done"] == "0,1"
     assert run["tags.finishing_part"] == "1" and run["metrics.images_sampled"] == 0  # all from shards
@@ -181,7 +178,7 @@ def test_a_part_that_finds_every_image_waits_for_the_other_parts_count(tmp_path)
 
 @pytest.mark.slow  # about 1.5 min: two sweeps of 2 parts through submitit (the SLURM code path)
 def test_failed_parts_resume_on_rerun_through_submitit(tmp_path):
-    sweep = ["-m", "hydra/launcher=local", *TINY, "parts=2"]
+    sweep = ["-m", "hydra/launcher=local", *PARTS_TINY, "parts=2"]
     broken = harness(tmp_path, *sweep, check=False, faults="batch_done:raise:batches=1")
     assert broken.returncode != 0
     run = cell_runs(tmp_path).iloc[0]
@@ -198,35 +195,29 @@ def test_failed_parts_resume_on_rerun_through_submitit(tmp_path):
     # each part sampled only the 4 images its failed attempt had not written (a failed attempt records no count)
     assert run["metrics.part_0_images"] == 4 and run["metrics.part_1_images"] == 4
     assert run["metrics.images_sampled"] == 8
-    assert torch.equal(shard_images(tmp_path), unsplit_images(*TINY, f"output_root={tmp_path / 'ref'}"))
+    assert torch.equal(shard_images(tmp_path), unsplit_images(*PARTS_TINY, f"output_root={tmp_path / 'ref'}"))
 
 
-def blocked_on(path, count, proc, timeout=300.0) -> None:
+def blocked_on(path, count, proc) -> None:
     """Wait until ``count`` processes wait for the flock on ``path`` (Linux /proc/locks: blocked entries have "->")
     while ``proc`` runs."""
     inode = f":{os.stat(path).st_ino} "
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
+
+    def waiting() -> int:
         with open("/proc/locks") as f:
-            waiting = [line for line in f if "->" in line and inode in line]
-        if len(waiting) >= count:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{count} processes never waited for the cell lock {path}")
+            return sum("->" in line and inode in line for line in f)
+
+    wait_until(lambda: waiting() >= count, f"{count} processes waiting for the cell lock {path}", [proc], every=0.2)
 
 
 @pytest.mark.slow  # about 1 min: two parts in parallel workers
 def test_parallel_parts_race_for_one_run_and_one_scoring(tmp_path):
-    args = [*TINY, "parts=2"]
+    args = [*PARTS_TINY, "parts=2"]
     lock = lock_path(cell_of(*args, "part=0", f"output_root={tmp_path / 'out'}"))
     lock.parent.mkdir(parents=True)
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [sys.executable, "-m", "harness", "-m", f"output_root={tmp_path / 'out'}", "progress=false", *args,
-           "hydra.launcher.n_jobs=2"]
     with open(lock, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # both workers reach the cell's run together, then race for it
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_harness(tmp_path, "-m", *args, "hydra.launcher.n_jobs=2")
         try:
             blocked_on(lock, 2, proc)
         finally:

@@ -8,21 +8,19 @@ import os
 import pickle
 import re
 import signal
-import subprocess
-import sys
 import warnings
 
 import pytest
 import torch
 
-from clitools import ROOT, harness, new_store, runs, wait_until
+from clitools import ROOT, TINY, harness, runs, start_harness, wait_for_shards
 from harness.models.digits_classifier import DEFAULT_WEIGHTS, load_classifier
 from harness.core.errors import HarnessError
 from harness.core.files import NotTensors, load_tensors
 from harness.models.loading import read_state_dict
 
 DIGITS_UNET = ROOT / "harness" / "assets" / "digits_unet.pt"
-TINY = ["repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
+TINY_ANY_N = TINY[1:]  # clitools.TINY without its N
 
 
 class Payload:
@@ -75,10 +73,10 @@ def test_refused_pickles_say_what_they_hold_not_how_to_run_them(tmp_path):
 @pytest.mark.slow
 def test_damaged_shard_is_one_line(tmp_path):
     """A cell's shards, one of them damaged; a cell sharing its images (another N) warns once and resamples it."""
-    harness(tmp_path, *TINY, "N=8")
+    harness(tmp_path, *TINY_ANY_N, "N=8")
     (shard,) = [p for p in (tmp_path / "out").glob("images/*/*.pt") if p.name.startswith("0000000-")]
     shard.write_bytes(shard.read_bytes()[:200])
-    proc = harness(tmp_path, *TINY, "N=12")
+    proc = harness(tmp_path, *TINY_ANY_N, "N=12")
     text = proc.stdout + proc.stderr
     print(text)
     assert text.count(shard.name) == 1 and text.count("warning") == 1
@@ -88,13 +86,8 @@ def test_damaged_shard_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_reads_ctrl_c(tmp_path):
-    new_store(tmp_path / "mlflow.db")
-    env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "harness", f"output_root={tmp_path / 'out'}", "progress=false",
-                             "N=400", "repeats=1", "batch_size=8", "S=20"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: list((tmp_path / "out").glob("images/*/*.pt")), "a shard", [proc])
+    proc = start_harness(tmp_path, "N=400", "repeats=1", "batch_size=8", "S=20")
+    wait_for_shards(tmp_path, [proc])
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from clitools import cells, harness
+from clitools import TINY, cells, harness
 from harness.core.errors import HarnessError
 
-TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 
 REFUSED = {
     ("metrics.kid_subset_size=0",): "metrics.kid_subset_size must be an integer >= 2, got 0",

@@ -27,9 +27,7 @@ from harness.models.loading import load_checkpoint, read_state_dict
 from harness.run.preflight import check_data
 
 
-@pytest.fixture(autouse=True)
-def private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_caches")  # clitools.private_caches
 
 
 def one_line(text: str) -> str:

@@ -10,13 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
-from clitools import new_store, runs, wait_until
+from clitools import HANG, process_state, runs, start_harness, wait_for_shards, wait_until
 
 from harness.run import signals
 from harness.core.processes import alive as _pid_alive
@@ -28,13 +25,8 @@ class Sweep:
     """``python -m harness -m ...`` in its own process group, its output read as it comes."""
 
     def __init__(self, tmp_path, *args):
-        new_store(tmp_path / "mlflow.db")
-        env = dict(os.environ, DDIM_HARNESS_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
-        env.pop("MLFLOW_TRACKING_URI", None)
-        cmd = [sys.executable, "-m", "harness", "-m", f"output_root={tmp_path / 'out'}", "progress=false", *args]
         self.tmp_path = tmp_path
-        self.proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+        self.proc = start_harness(tmp_path, "-m", *args, start_new_session=True)
         self.out, self.err = [], []
         self.threads = [threading.Thread(target=self._read, args=(s, lines), daemon=True)
                         for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
@@ -52,8 +44,7 @@ class Sweep:
 
     def wait_for_shard(self, cells: int = 1):
         """Until ``cells`` cells have written a shard (each is then running, past its run's start)."""
-        self.wait_until(lambda: len({p.parent for p in (self.tmp_path / "out").glob("images/*/*.pt")}) >= cells,
-                        f"shards of {cells} cell(s)")
+        wait_for_shards(self.tmp_path, [self.proc], cells)
 
     def stop(self, signum: int, status: int) -> tuple[str, str]:
         """``signum`` to every process of the sweep; its output once it ended with ``status``, checked clean."""
@@ -64,7 +55,7 @@ class Sweep:
         clean(out, err)
         return out, err
 
-    def end(self, timeout=180):
+    def end(self, timeout=HANG):
         """The exit status and the whole output (stdout, stderr) once every process writing to it has ended."""
         status = self.proc.wait(timeout=timeout)
         for t in self.threads:
@@ -72,18 +63,10 @@ class Sweep:
         return status, "".join(self.out), "".join(self.err)
 
 
-def ended(pid: int, timeout: float = 30) -> bool:
-    """Whether process ``pid`` ends within ``timeout`` s: gone, or a zombie (an orphan whose new parent, the
-    container's init, may never reap it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return True
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        time.sleep(0.1)
-    return False
+def wait_ended(pid: int) -> None:
+    """Until process ``pid`` has ended: gone, or a zombie (an orphan whose new parent, the container's init, may never
+    reap it)."""
+    wait_until(lambda: process_state(pid) in ("", "Z"), f"the end of process {pid}")
 
 
 def clean(out: str, err: str) -> None:
@@ -138,9 +121,10 @@ def test_kill_9_of_the_sweep_stops_its_workers(tmp_path):
     worker = int(cells["tags.pid"].item())
     assert worker != sweep.proc.pid and _pid_alive(worker)
     sweep.proc.kill()
-    status, out, err = sweep.end(timeout=60)  # the output ends when the worker has ended too
+    status, out, err = sweep.end()  # the output ends when the worker has ended too
     print(out, err)
-    assert status == -9 and ended(worker)
+    assert status == -9
+    wait_ended(worker)
     clean(out, err)
     assert f"interrupted (signal 15: the sweep's process {sweep.proc.pid} died)" in err
     cells, sweep_run, _ = by_kind(tmp_path)
@@ -176,10 +160,9 @@ def test_the_first_stop_signal_raises_and_later_ones_are_ignored(monkeypatch):
     monkeypatch.setattr(signals, "received", None)
     with signals.handled():
         with pytest.raises(signals.Terminated, match="signal 15"):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)  # the handler runs before this returns
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGTERM)  # a signal to itself is handled before kill returns
+            raise AssertionError("SIGTERM did not raise")
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: nothing raised here
     assert signals.received == signal.SIGTERM and signals.exit_status(signals.received) == 143
 
 
@@ -187,7 +170,7 @@ def test_a_worker_between_cells_notes_a_signal_without_raising(monkeypatch):
     monkeypatch.setattr(signals, "received", None)
     with signals.handled(), signals.raising(False):
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.2)
+        wait_until(lambda: signals.received is not None, "the signal noted")
     assert signals.received == signal.SIGINT and signals.exit_status(signals.received) == 130
 
 
@@ -200,7 +183,7 @@ def test_a_zombie_counts_as_gone():
     try:
         assert _pid_alive(child.pid)
         child.kill()  # exited, not yet reaped: a zombie
-        wait_until(lambda: Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z", "a zombie")
+        wait_until(lambda: process_state(child.pid) == "Z", "a zombie")
         assert not _pid_alive(child.pid)
     finally:
         child.wait()

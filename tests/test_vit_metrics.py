@@ -10,7 +10,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from clitools import local_server
 from PIL import Image
 
@@ -23,10 +22,7 @@ transformers = pytest.importorskip("transformers")  # the test extra's second im
 TOL = 1e-5  # relative difference allowed between two implementations of the same network
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("private_caches")  # clitools.private_caches; HF_HUB_OFFLINE=1: conftest
 
 
 def spec(kind: str, path, **extra) -> dict:

@@ -12,11 +12,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from clitools import harness
+from clitools import TINY, harness
 from harness.core.errors import HarnessError
 from harness.run.writable import check_writable
 
-TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 
 
 @contextmanager
@@ -60,11 +59,10 @@ def test_reasons(tmp_path):
     assert not (tmp_path / "new").exists()  # nothing made: bad input elsewhere must leave no folders
 
 
-def test_verified_weights_folder_only_for_extractors_with_weights(tmp_path, monkeypatch):
+def test_verified_weights_folder_only_for_extractors_with_weights(tmp_path, private_caches):
     from clitools import cells
     from harness.run.writable import check_cell_paths
 
-    monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "verified-weights").write_text("x")
     check_cell_paths(cells("S=5", f"output_root={tmp_path / 'out'}")[0])  # digits-cnn: its weights ship with it
