@@ -221,3 +221,25 @@ def undo_leaks(before: dict) -> str:
         mlflow.end_run()
     mlflow_tracking._tracking_uri = before[GLOBAL_URI]
     return "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed)
+
+
+@contextlib.contextmanager
+def unavailable_server():
+    """A local HTTP server that answers every request 503 (a tracking server that is down behind its proxy); yields
+    its base URL and the list of the paths it was asked for, so that a test counts MLflow's retries, not seconds."""
+    asked = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            asked.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PATCH = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    with local_server(Unavailable) as url:
+        yield url, asked

@@ -14,7 +14,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from clitools import ROOT, TINY, harness, runs, start_harness, store_client, wait_for_shards
+from clitools import HANG, ROOT, TINY, harness, runs, start_harness, store_client, unavailable_server, wait_for_shards
 from harness.core import files
 from harness.tracking import store as tracking
 from harness.core.errors import HarnessError
@@ -289,23 +288,27 @@ def closed_port() -> int:
 
 
 def test_unusable_store_is_one_message_in_process(tmp_path, monkeypatch):
-    """The store's failure itself (imports paid): a dead server and a corrupt database each answer in seconds."""
+    """The store's failure itself: a dead server, a server that answers 503 and a corrupt database are each one
+    message; MLflow's HTTP retries are bounded (its default, 7 retries with growing back-off, takes minutes)."""
     for key in tracking._HTTP_LIMITS:
         monkeypatch.delenv(key, raising=False)
     bad = tmp_path / "mlflow.db"
     bad.write_bytes(np.random.default_rng(0).bytes(20000))
     for uri, expected in ((f"http://127.0.0.1:{closed_port()}", "is the server running and reachable?"),
                           (f"sqlite:///{bad}", "is not an SQLite database")):
-        start = time.perf_counter()
         with pytest.raises(HarnessError, match=re.escape(expected)):
             tracking.prepare_store(uri, "ddim-harness")
-        assert time.perf_counter() - start < 30
+    with unavailable_server() as (url, asked):
+        with pytest.raises(HarnessError, match=re.escape("is the server running and reachable?")):
+            tracking.prepare_store(url, "ddim-harness")
+    # 1 + MLFLOW_HTTP_REQUEST_MAX_RETRIES=1 requests for each of prepare_store's 5 attempts (MLflow's default: 8 each)
+    assert 2 <= len(asked) <= 2 * 5, asked
 
 
 @pytest.mark.slow
 def test_unusable_store_is_one_message_on_the_command_line(tmp_path):
     """A corrupt mlflow.db and a dead server: the runner (single run and sweep) and the report each exit non-zero
-    with one message naming the fix, no traceback, within 30 s (plus the start-up imports)."""
+    with one message naming the fix, no traceback (how few requests it takes: the in-process test above)."""
     (tmp_path / "mlflow.db").write_bytes(np.random.default_rng(0).bytes(20000))
     dead = f"tracking.uri=http://127.0.0.1:{closed_port()}"
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -318,21 +321,18 @@ def test_unusable_store_is_one_message_on_the_command_line(tmp_path):
         ("sweep, dead server", lambda: harness(tmp_path / "d", "-m", "S=3,4", *TINY[:3], dead, check=False),
          "is the server running"),
         ("report, corrupt store", lambda: subprocess.run(report, cwd=tmp_path, env=env, capture_output=True, text=True,
-                                                          timeout=120), "is not an SQLite database"),
+                                                          timeout=HANG), "is not an SQLite database"),
         ("report, dead server", lambda: subprocess.run(report + ["--tracking-uri", dead.split("=", 1)[1]], cwd=tmp_path,
-                                                        env=env, capture_output=True, text=True, timeout=120),
+                                                        env=env, capture_output=True, text=True, timeout=HANG),
          "is the server running"),
     ]
     for what, run, expected in cases:
-        start = time.perf_counter()
         proc = run()
-        seconds = time.perf_counter() - start
         assert proc.returncode != 0, what
         assert expected in proc.stderr, (what, proc.stderr)
         assert len([line for line in proc.stderr.splitlines() if line.strip()]) == 1, (what, proc.stderr)
         no_traceback(proc)
-        assert seconds < 60, (what, seconds)  # the store's part is < 30 s (above); start-up imports take the rest
-        print(f"{what}: exit {proc.returncode} in {seconds:.1f} s: {proc.stderr.strip()}")
+        print(f"{what}: exit {proc.returncode}: {proc.stderr.strip()}")
 
 
 # --- 4. NaN outputs ---------------------------------------------------------------------------------------------------
@@ -440,7 +440,7 @@ def test_sigterm_marks_a_single_run_killed(tmp_path):
         (pid,) = db.execute("select value from tags where key = 'pid'").fetchone()
     assert int(pid) == proc.pid
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 143, err
     assert "Traceback" not in out + err
     assert re.search(r"\[killed\] S=20 eta=0 digits/sample: interrupted \(signal 15\) \(run \w+, marked KILLED\)", err), err

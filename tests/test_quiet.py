@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 
-from clitools import ROOT, TINY, harness, runs, start_harness, wait_for_shards
+from clitools import HANG, ROOT, TINY, harness, runs, start_harness, wait_for_shards
 from harness.models.digits_classifier import DEFAULT_WEIGHTS, load_classifier
 from harness.core.errors import HarnessError
 from harness.core.files import NotTensors, load_tensors
@@ -89,7 +89,7 @@ def test_ctrl_c_reads_ctrl_c(tmp_path):
     proc = start_harness(tmp_path, "N=400", "repeats=1", "batch_size=8", "S=20")
     wait_for_shards(tmp_path, [proc])
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 130, err
     assert re.search(r"\[killed\] S=20 eta=0 digits/sample: interrupted \(Ctrl-C\) \(run \w+, marked KILLED\)", err), err
     assert "interrupted ()" not in out + err and "Traceback" not in out + err
