@@ -243,3 +243,28 @@ def unavailable_server():
 
     with local_server(Unavailable) as url:
         yield url, asked
+
+
+def coloured_pixels(png: Path) -> int:
+    """How many pixels of ``png`` are coloured (saturated: not white, grey or black): the data a plot draws in
+    matplotlib's colour cycle, not its frame, ticks, text or grey reference lines. 0 for a figure that drew nothing."""
+    from matplotlib.image import imread
+
+    rgb = imread(png)[..., :3].astype(float)
+    return int(((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.25).sum())
+
+
+def drawn_figures(monkeypatch) -> list:
+    """The matplotlib Figures saved from now on in this process (each saved once per file: the list may repeat one),
+    so that a test reads the data a figure plotted from its axes."""
+    from matplotlib.figure import Figure
+
+    saved, save = [], Figure.savefig
+
+    def recording(fig, *args, **kwargs):
+        if not saved or saved[-1] is not fig:
+            saved.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording)
+    return saved

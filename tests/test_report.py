@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from clitools import cells
+from clitools import cells, coloured_pixels, drawn_figures
 from report_store import GOLDEN_FILES, SHA, Store, fill_v1, golden_report
 
 from harness.report import claims as C
@@ -262,6 +262,31 @@ def test_files_written(report):
     assert "Kendall" in html
     report_md = (out / "report.md").read_text()
     assert "![" in report_md and "figure4_timing.png" in report_md
+
+
+def test_figure_4_draws_every_timing_line(report, tmp_path, monkeypatch):
+    """The report's Figure 4 and metric figures are drawn (coloured data, not an empty frame); Figure 4's lines are
+    the timing lines' points (NFE, hours), and without lines it draws only its grey references."""
+    from harness.report.figures import figure4
+    from harness.report.tables import timing_lines
+
+    assert coloured_pixels(report.out / "figure4_timing.png") > 500
+    metric_figures = sorted(report.out.glob("figure_metrics_*.png"))
+    assert len(metric_figures) >= 3 and all(coloured_pixels(png) > 500 for png in metric_figures), metric_figures
+
+    figures = drawn_figures(monkeypatch)
+    lines = timing_lines(report.runs)
+    figure4(lines, tmp_path)
+    (fig,) = figures
+    plotted = fig.axes[0].get_lines()
+    assert len(lines) >= 2 and len(plotted) == len(lines) + 2  # then the two grey references
+    for line, drawn in zip(lines, plotted):
+        assert drawn.get_label().startswith(line.label)
+        np.testing.assert_allclose(drawn.get_xydata(), line.points[["nfe", "hours"]].to_numpy(dtype=float))
+    assert coloured_pixels(tmp_path / "figure4_timing.png") == coloured_pixels(report.out / "figure4_timing.png")
+    (tmp_path / "empty").mkdir()
+    figure4([], tmp_path / "empty")
+    assert coloured_pixels(tmp_path / "empty" / "figure4_timing.png") == 0
 
 
 def test_latex_is_plausible(report):

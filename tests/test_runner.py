@@ -1,13 +1,15 @@
 """The main command end to end: a tiny multirun into a temporary SQLite store, bad input, skip and resume."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from clitools import cells, harness, runs, store_client
+from clitools import cells, coloured_pixels, drawn_figures, harness, runs, store_client, store_uri
+from harness.sweep.parent import _headline_figure
 
 
-def test_tiny_multirun_logs_every_cell(tmp_path):
+def test_tiny_multirun_logs_every_cell(tmp_path, monkeypatch):
     proc = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=2",
                    template=False)  # the harness creates the store
     df = runs(tmp_path)
@@ -48,6 +50,18 @@ def test_tiny_multirun_logs_every_cell(tmp_path):
     table = pd.read_csv(summary)
     assert sorted(table["index"]) == [0, 1, 2, 3] and set(table["status"]) == {"FINISHED"}
     assert set(table["run_id"]) == set(cells["run_id"]) and table["headline"].str.startswith("fid ").all()
+    # metric_vs_S.png draws the cells' FID against S, one line per eta, with their intervals
+    png = client.download_artifacts(sweep["run_id"].item(), "metric_vs_S.png", str(tmp_path))
+    assert coloured_pixels(png) > 500  # two lines of markers and error bars, not an empty frame
+    figures = drawn_figures(monkeypatch)
+    assert _headline_figure(store_uri(tmp_path), list(cells["run_id"])) is not None
+    (ax,) = figures[0].axes
+    drawn = {bars.get_label(): bars.lines[0].get_xydata() for bars in ax.containers}
+    assert set(drawn) == {"ddim eta=0", "ddim eta=1"}
+    for eta in ("0", "1"):
+        mine = cells[cells["params.eta"] == eta].sort_values("params.S", key=lambda s: s.astype(int))
+        expected = np.column_stack([mine["params.S"].astype(float), mine["metrics.fid"]])
+        np.testing.assert_allclose(drawn[f"ddim eta={eta}"], expected)
 
     # A second run of the same sweep skips every cell.
     again = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=1")
