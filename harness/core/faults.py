@@ -4,14 +4,14 @@ with ``point(name, **facts)`` and never looks at what a fault does; a point does
 ``$DDIM_HARNESS_FAULTS`` holds a rule for it (the tests set it; worker processes inherit it):
 
     DDIM_HARNESS_FAULTS="batch_done:raise:batches=2"   the job raises FaultInjected when its 2nd batch is done
-    DDIM_HARNESS_FAULTS="batch_done:kill:job=1"        the process of sweep job 1 SIGKILLs itself after a batch
+    DDIM_HARNESS_FAULTS="batch_done:kill:task=1"       the process of sweep task 1 SIGKILLs itself after a batch
     DDIM_HARNESS_FAULTS="scoring:stop"                  the job SIGSTOPs itself before scoring (the test fills the
                                                         disk meanwhile, then sends SIGCONT)
 
 Rules are separated by ";". A rule fires at the first point of its name where every fact it names equals the
-point's (compared as text). Points: ``batch_done`` (facts ``batches``: batches this job has done, ``job``: its
+point's (compared as text). Points: ``batch_done`` (facts ``batches``: batches this job has done, ``task``: its
 number in the sweep, None for a single run), ``scoring`` (a sample cell's images are all there, before it is
-scored; fact ``job``), ``report_file`` (a report file written under its temporary name, not yet renamed; fact
+scored; fact ``task``), ``report_file`` (a report file written under its temporary name, not yet renamed; fact
 ``file``).
 """
 

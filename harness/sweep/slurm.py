@@ -205,14 +205,14 @@ class SlurmLauncher(Launcher):
         return executor
 
     def _label(self, idx: int, overrides: Sequence[str]) -> str:
-        jobs = getattr(self.task_function, "jobs", None)
+        jobs = getattr(self.task_function, "tasks", None)
         if jobs is None:
             return " ".join(overrides)
         return f"cell {idx + 1}/{len(jobs)} {jobs[idx].label}"
 
     def _skipped(self, idx: int, overrides: list[str], sweep_dir: Path, seen: set) -> JobReturn | None:
         """A finished cell (a finished run with its key), reported without a task; None otherwise."""
-        jobs = getattr(self.task_function, "jobs", None)
+        jobs = getattr(self.task_function, "tasks", None)
         if jobs is None:
             return None
         cell = jobs[idx].cell
