@@ -1,4 +1,6 @@
-"""Run the harness's command line in a subprocess against a temporary working directory and tracking store."""
+"""The tests' shared helpers: the command line in a subprocess against a private folder, store and cache (harness,
+start_harness, TINY), the store read by an explicit URI (runs, store_client), polling with a hang guard (wait_until,
+wait_for_shards), private caches, figures read for their content, and the leak guard conftest runs around each test."""
 
 import contextlib
 import http.server
@@ -59,7 +61,7 @@ def harness_env(folder: Path, faults=None, env=None) -> dict:
 
 def harness_command(folder: Path, *args, entry=("-m", "harness")) -> list:
     """``python -m harness <flags> output_root=folder/out progress=false <overrides>`` (Hydra wants flags first; a later
-    ``output_root=`` in ``args`` wins); ``entry``: what python runs instead of ``-m harness`` (a script that wraps it)."""
+    ``output_root=`` in ``args`` wins); ``entry``: what python runs instead of ``-m harness`` (a script wrapping it)."""
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
     return [sys.executable, *entry, *flags, f"output_root={folder / 'out'}", "progress=false", *overrides]
@@ -140,7 +142,7 @@ def store_client(folder: Path) -> mlflow.MlflowClient:
 
 def runs(folder: Path, experiment: str = "ddim-harness") -> pd.DataFrame:
     """Every run of ``experiment`` in ``folder``'s store, one row each, in the columns of ``mlflow.search_runs``
-    (run_id, status, start_time, ..., ``params.*``, ``metrics.*``, ``tags.*``), read through ``store_client(folder)``."""
+    (run_id, status, start_time, ..., ``params.*``, ``metrics.*``, ``tags.*``), read by ``store_client(folder)``."""
     c = store_client(folder)
     exp = c.get_experiment_by_name(experiment)
     found, token = [], None

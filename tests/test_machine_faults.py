@@ -188,6 +188,7 @@ def test_a_report_killed_mid_write_leaves_every_file_whole(tmp_path):
 # --- no GPU for a paper preset --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # measured 24 and 62 s (load 3-4 on the 2 cores): three processes
 def test_a_paper_preset_without_a_gpu_is_one_line_before_sampling(tmp_path):
     """dataset=cifar10 (expects_gpu) with device=auto where torch sees no GPU (hidden here even on a GPU machine):
     one line with torch's version, its CUDA build, why, and the fixes; the dry run names the device."""

@@ -9,6 +9,7 @@ from clitools import cells, coloured_pixels, drawn_figures, harness, runs, store
 from harness.sweep.parent import _headline_figure
 
 
+@pytest.mark.slow  # measured 81-152 s (load 4-5 on the 2 cores): a 4-cell sweep, then again
 def test_tiny_multirun_logs_every_cell(tmp_path, monkeypatch):
     proc = harness(tmp_path, "-m", "N=16", "repeats=2", "batch_size=16", "S=4,5", "eta=0,1", "hydra.launcher.n_jobs=2",
                    template=False)  # the harness creates the store
