@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import platform
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from harness.core.errors import HarnessError
+from harness.core.locks import file_lock
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,21 +169,13 @@ def claimed_device(device: torch.device):
         yield device
         return
     lock_dir = Path(tempfile.gettempdir()) / "ddim-harness-gpu-locks"
-    lock_dir.mkdir(exist_ok=True)
     while True:
         for index in range(torch.cuda.device_count()):
             uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", f"{socket.gethostname()}-{index}"))
-            handle = open(lock_dir / f"{uuid}.lock", "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                continue
-            try:
+            with file_lock(lock_dir / f"{uuid}.lock", wait=False) as held:
+                if held is None:
+                    continue
                 torch.cuda.set_device(index)
                 yield torch.device("cuda", index)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-            return
+                return
         time.sleep(2.0)
