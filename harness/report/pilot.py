@@ -5,7 +5,8 @@ the same settings, any repeats) says it needs: the repeats that would decide its
 from __future__ import annotations
 
 from harness.core.errors import HarnessError
-from harness.report.claims import duration, store_plans
+from harness.core.throughput import duration
+from harness.report.claims import store_plans
 from harness.report.labels import fmt_number, label
 from harness.tracking import store as tracking
 from harness.tracking.sqlite import sqlite_path
