@@ -126,8 +126,8 @@ def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
     for run_id in dict.fromkeys(run_ids):  # the parts of a cell share its run
         run = c.get_run(run_id)
         p, m, t = run.data.params, run.data.metrics, run.data.tags
-        metric = t.get(Tag.HEADLINE_METRIC)
-        if p.get(Param.JOB) != "sample" or metric not in m:
+        metric = t.get(Tag.HEADLINE_METRIC)  # a scored job's tag
+        if metric not in m:
             continue
         rows.append({"line": f"{p.get(Param.SAMPLER, 'ddim')} eta={p.get(Param.ETA)}", "S": int(p[Param.S]),
                      "value": m[metric], "low": m.get(repeat_stat(metric, "ci95_low")), "metric": metric})
