@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from harness.core.errors import HarnessError
@@ -34,16 +35,43 @@ def size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _existing(folder: Path) -> Path:
-    """``folder`` or the nearest folder above it that exists: where its bytes will land."""
-    folder = Path(folder).expanduser().absolute()
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return folder
+def os_reason(err: OSError) -> str:
+    if err.errno == errno.ENOTDIR:
+        return "a file is in the way (a folder above it is a file)"
+    if err.errno == errno.ELOOP:
+        return "a symbolic link loop is on its path"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if err.errno == errno.EROFS:
+        return "the file system is read-only"
+    if err.errno == errno.ENOSPC:
+        return "the disk is full"
+    return err.strerror or type(err).__name__
+
+
+def nearest_existing(folder: Path) -> Path:
+    """``folder`` (absolute) or the nearest folder above it that exists: where the first one missing will be made and
+    its bytes land. A file in the way, or a link that leads nowhere or loops, is a ValueError saying so."""
+    path = folder = Path(folder).expanduser().absolute()
+    while True:
+        try:
+            st = os.stat(path)  # follows links
+        except FileNotFoundError:
+            if os.path.islink(path):
+                raise ValueError("it is a symbolic link whose target is missing") from None
+            if path.parent == path:
+                return path
+            path = path.parent
+            continue
+        except OSError as err:
+            raise ValueError(os_reason(err)) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ValueError("a file is in the way" + ("" if path == folder else f" ({path} is a file)"))
+        return path
 
 
 def free_bytes(folder: Path) -> int:
-    return shutil.disk_usage(_existing(folder)).free
+    return shutil.disk_usage(nearest_existing(folder)).free
 
 
 def check_free(folder: Path, need: int, what: str, fix: str) -> None:
@@ -86,7 +114,7 @@ def check_space(cell, uri: str) -> None:
         return
     disks: dict[int, list[tuple[Path, str, int]]] = {}
     for folder, what, need in cell_needs(cell, uri):
-        disks.setdefault(os.stat(_existing(folder)).st_dev, []).append((folder, what, need))
+        disks.setdefault(os.stat(nearest_existing(folder)).st_dev, []).append((folder, what, need))
     for items in disks.values():
         need = sum(n for _, _, n in items)
         folder = max(items, key=lambda item: item[2])[0]
@@ -94,7 +122,7 @@ def check_space(cell, uri: str) -> None:
         if need > free:
             parts = ", ".join(f"{what} {size(n)}" for _, what, n in items)
             raise HarnessError(
-                f"not enough space on {_existing(folder)}: the cell writes about {size(need)} ({need} bytes: {parts}) "
+                f"not enough space on {nearest_existing(folder)}: the cell writes about {size(need)} ({need} bytes: {parts}) "
                 f"and {size(free)} ({free} bytes) are free; free space there, set output_root=<a folder on a larger "
                 f"disk>, or lower N (N={cell.N} x repeats={cell.repeats}).")
 

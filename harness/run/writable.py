@@ -9,9 +9,7 @@ runner checks again for each cell (``check_cell_paths``), before its model is lo
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -24,44 +22,9 @@ from harness.core.errors import HarnessError
 from harness.core.files import cache_dir
 from harness.metrics.features import WEIGHTS_URLS
 from harness.run import registry
-from harness.run.space import JOB_FOLDER_BYTES, check_free
+from harness.run.space import JOB_FOLDER_BYTES, check_free, nearest_existing, os_reason
 
 CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
-
-
-def _reason(err: OSError) -> str:
-    if err.errno == errno.ENOTDIR:
-        return "a file is in the way (a folder above it is a file)"
-    if err.errno == errno.ELOOP:
-        return "a symbolic link loop is on its path"
-    if err.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if err.errno == errno.EROFS:
-        return "the file system is read-only"
-    if err.errno == errno.ENOSPC:
-        return "the disk is full"
-    return err.strerror or type(err).__name__
-
-
-def _nearest_existing(folder: Path) -> Path:
-    """``folder`` or the nearest folder above it that exists, which is where the first one missing will be made;
-    HarnessError-ready OSError reasons (a file in the way, a link that leads nowhere or loops) as ValueError."""
-    path = folder
-    while True:
-        try:
-            st = os.stat(path)  # follows links
-        except FileNotFoundError:
-            if os.path.islink(path):
-                raise ValueError("it is a symbolic link whose target is missing") from None
-            if path.parent == path:
-                return path
-            path = path.parent
-            continue
-        except OSError as err:
-            raise ValueError(_reason(err)) from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise ValueError("a file is in the way" + ("" if path == folder else f" ({path} is a file)"))
-        return path
 
 
 def check_writable(folder: Path, what: str, fix: str) -> None:
@@ -69,12 +32,12 @@ def check_writable(folder: Path, what: str, fix: str) -> None:
     folder above it that exists (nothing is created); else HarnessError: what, where, why, the fix."""
     folder = Path(folder).expanduser()
     try:
-        base = _nearest_existing(folder)
+        base = nearest_existing(folder)
         fd, probe = tempfile.mkstemp(dir=base, prefix=".write-check.")
         os.close(fd)
         os.unlink(probe)
     except (OSError, ValueError) as err:
-        why = str(err) if isinstance(err, ValueError) else _reason(err)
+        why = str(err) if isinstance(err, ValueError) else os_reason(err)
         raise HarnessError(f"cannot write {what} into {folder}: {why}; {fix}.") from None
 
 
