@@ -110,7 +110,7 @@ def sample_cell(mixture, schedule, *, S: int | None, eta: float, seed: int, n: i
         return mixture.sample(n, torch.Generator().manual_seed(seed)).float()
     tau = timesteps("uniform", S)
     return sample_seeded(mixture.eps_model(schedule), range(n), seed, mixture.shape, tau, schedule, eta, CPU,
-                         sampler=DDIM.run).float()
+                         sampler=DDIM.sample).float()
 
 
 def run_cell(mixture, schedule, spec: dict, args, extractor, ref_stats, suite: Scoring | None) -> CellData:
@@ -233,7 +233,7 @@ def run_digits(args) -> dict:
         start = time.perf_counter()
         with torch.no_grad():
             images = torch.cat([to_uint8(sample_seeded(model, range(i, min(n, i + 500)), seed, shape, tau, schedule,
-                                                       0.0, CPU, sampler=DDIM.run)) for i in range(0, n, 500)])
+                                                       0.0, CPU, sampler=DDIM.sample)) for i in range(0, n, 500)])
         seconds[f"sampling_seed{seed}"] = time.perf_counter() - start
         start = time.perf_counter()
         blocks = score(images, args.digits_blocks, scoring, CPU)

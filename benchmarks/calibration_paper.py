@@ -69,7 +69,7 @@ def pools(mixture, P: int, seed: int) -> dict[str, torch.Tensor]:
         tau, batches = timesteps("uniform", S), []
         for i in range(0, P, 20000):
             batches.append(to_uint8(sample_seeded(mixture.eps_model(schedule), range(i, min(P, i + 20000)), seed,
-                                                  mixture.shape, tau, schedule, 0.0, CPU, sampler=SAMPLERS["ddim"].run).float()))
+                                                  mixture.shape, tau, schedule, 0.0, CPU, sampler=SAMPLERS["ddim"].sample).float()))
         out[f"ddim{S}"] = torch.cat(batches)
     return out
 

@@ -7,24 +7,49 @@ installed package rather than a search path over the working directory.
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from harness.core.overrides import unreadable_override
 from harness.core.config import HYDRA_CONFIG_PATH
+from harness.core.console import configure_console
+from harness.core.errors import HarnessError
+from harness.core.overrides import unreadable_override
 from harness.run import signals
+from harness.run.cell import Cell, job_name
+from harness.run.outcome import Outcome
 
 
 def task(cfg: DictConfig) -> dict:
-    """One Hydra job: one cell (harness.run.runner.run_job). Module-level, so worker processes can import it by name."""
-    from harness.run.runner import run_job  # lazy: brings torch, mlflow: python -m harness --help stays fast
-
-    if cfg.get("dry_run"):  # only a dry run imports the report, for its planner line
+    """The Hydra job of a run without the cell sweeper (a sweep's jobs run its ``SweepTask``): its cell built, planned
+    (``dry_run=true``) or run (harness.run.runner). A single run exits non-zero when its cell fails."""
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    index = int(hc.job.num) if multirun else None
+    configure_console(bool(cfg.get("verbose", False)))
+    try:
+        cell = Cell.from_config(cfg)
+    except HarnessError as err:
+        if multirun:
+            return asdict(Outcome(index, " ".join(hc.overrides.task), "FAILED", error=str(err)))
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if cell.dry_run:  # only a dry run imports the report, for its planner line
         from harness.report.pilot import PilotLines
+        from harness.run.dryrun import print_plan
 
-        return run_job(cfg, pilot=PilotLines())
-    return run_job(cfg)
+        print_plan([cell], PilotLines())
+        return asdict(Outcome(index, job_name(cell.run_name, cell), "PLANNED"))
+    from harness.run.runner import run_cell  # lazy: torch, mlflow: python -m harness --help stays fast
+
+    outcome = run_cell(cell, Path(hc.runtime.output_dir), index=index)
+    if not multirun and outcome.status in ("FAILED", "KILLED"):
+        sys.exit((143 if "signal" in outcome.error else 130) if outcome.status == "KILLED" else 1 if outcome.run_id else 2)
+    return asdict(outcome)
 
 
 hydra_main = hydra.main(version_base="1.3", config_path=HYDRA_CONFIG_PATH, config_name="config")(task)

@@ -406,8 +406,8 @@ def test_eta_is_refused_except_by_ddim(name):
     assert not info.stochastic
     for eta in (0.5, 1.0, "hat"):
         with pytest.raises(HarnessError, match="takes no eta.*sampler=ddim"):
-            info.run(never_called, X_T, timesteps("uniform", 10), SCHEDULE, eta=eta)
-    info.run(MODEL, X_T, timesteps("uniform", 5), SCHEDULE, eta=0)  # 0 is accepted
+            info.sample(never_called, X_T, timesteps("uniform", 10), SCHEDULE, eta=eta)
+    info.sample(MODEL, X_T, timesteps("uniform", 5), SCHEDULE, eta=0)  # 0 is accepted
 
 
 def test_only_ddim_takes_eta_and_noise():
@@ -440,7 +440,7 @@ def test_tau_without_room_is_refused_before_any_evaluation():
 def test_images_do_not_depend_on_the_batch(name, eta):
     """Images 0..7 sampled in one batch and in batches of 3, 3, 2 (x_T and noise from per-image streams): bitwise
     equal."""
-    sample, tau = get_sampler(name).run, timesteps("uniform", 10)
+    sample, tau = get_sampler(name).sample, timesteps("uniform", 10)
 
     def images(indices):
         noise = ImageNoise(42, indices)

@@ -7,8 +7,8 @@ A sampler is one function, registered with its facts by ``@register(name, order=
 ``tau`` is the increasing list of timesteps of ``trajectory.timesteps``: the sampler starts from x_T at level tau[-1]
 and steps down tau, then from tau[0] into the data (t = -1, alpha_bar = 1). ``callback(i, t, x, x0_pred)`` runs after
 step i, with t the level the step starts from, x the new state and x0_pred the data prediction of the model at the
-step's start. Only ``ddim`` (``stochastic``) also takes ``eta`` and ``noise``; ``SamplerInfo.run`` passes them only to
-a sampler that takes them, and the others refuse eta != 0 once, in ``SamplerInfo.check_eta`` (Cell validation).
+step's start. Only ``ddim`` (``stochastic``) also takes ``eta`` and ``noise``; the registered function passes them only
+to a sampler that takes them, and the others refuse eta != 0 (``SamplerInfo.check_eta``, also run by Cell validation).
 
 Notation (float64 scalars), for a level t with a = alpha_bar(t):
     alpha = sqrt(a), sigma = sqrt(1 - a), lambda = log(alpha / sigma) (half the log-SNR), x_t = alpha x_0 + sigma eps;
@@ -108,32 +108,29 @@ class SamplerInfo:
                 "or use sampler=ddim, the only sampler with eta."
             )
 
-    def run(self, model: Model, x_T: Tensor, tau: Sequence[int], schedule: NoiseSchedule, *, eta: float | str = 0.0,
-            noise: ImageNoise | None = None, callback: StepCallback | None = None) -> Tensor:
-        """``sample`` with a cell's eta and noise, passed only to a sampler that takes them (the others: eta = 0)."""
-        if self.stochastic:
-            return self.sample(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)
-        self.check_eta(eta)
-        return self.sample(model, x_T, tau, schedule, callback=callback)
-
 
 SAMPLERS: dict[str, SamplerInfo] = {}  # in the order of definition below, which is the report's order
 
 
 def register(name: str, *, order: int, nfe: Callable[[int], int], tau: TauNeeds = TauNeeds(), stochastic: bool = False):
     """Register a sampler function under ``name``. The registered function checks tau (``tau``, and that it lies
-    inside the schedule) before any network call, hands it on as a list of ints, and runs without autograd."""
+    inside the schedule) before any network call, hands it on as a list of ints, and runs without autograd. Every
+    registered function takes ``eta`` and ``noise``: a deterministic sampler refuses eta != 0 and is not given them."""
 
     def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         @functools.wraps(fn)
         @torch.no_grad()
-        def sample(model: Model, x_T: Tensor, levels: Sequence[int], schedule: NoiseSchedule, **kwargs) -> Tensor:
+        def sample(model: Model, x_T: Tensor, levels: Sequence[int], schedule: NoiseSchedule, *,
+                   eta: float | str = 0.0, noise: ImageNoise | None = None, **kwargs) -> Tensor:
             levels = tau.check(name, levels)
             if levels[-1] >= schedule.T:
                 raise HarnessError(
                     f"tau reaches timestep {levels[-1]}, beyond the schedule's last one ({schedule.T - 1}): build tau "
                     f"for T = {schedule.T} (trajectory.timesteps(kind, S, T))."
                 )
+            if stochastic:
+                return fn(model, x_T, levels, schedule, eta=eta, noise=noise, **kwargs)
+            SAMPLERS[name].check_eta(eta)
             return fn(model, x_T, levels, schedule, **kwargs)
 
         SAMPLERS[name] = SamplerInfo(name, sample, order, nfe, tau, stochastic)
@@ -237,16 +234,9 @@ def _adams_bashforth(evals: Sequence[_Eval]) -> Tensor:
 
 # --- the samplers, in the report's order -------------------------------------------------------------------------
 
-@register("ddim", order=1, nfe=lambda n: n, tau=TauNeeds(distinct=False), stochastic=True)
-def sample_ddim(model: Model, x_T: Tensor, tau: list[int], schedule: NoiseSchedule, *, eta: float | str = 0.0,
-                noise: ImageNoise | None = None, callback: StepCallback | None = None) -> Tensor:
-    """DDIM (Song, Meng, Ermon, ICLR 2021): the generalized process of ``sampling.sample``, unchanged.
-
-    x_prev = sqrt(a_prev) (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) + sqrt(1 - a_prev - sigma^2) eps + sigma z (eq. 12),
-    sigma = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev) (eq. 16), or eta = "hat" (sigma-hat process).
-    eta = 0 is the first-order (Euler) solver of the probability-flow ODE in (sigma / alpha, x / alpha). NFE = len(tau).
-    """
-    return sampling.sample(model, x_T, tau, schedule, eta, noise, callback)
+# DDIM (Song, Meng, Ermon, ICLR 2021): the generalized process of ``sampling.sample`` (eq. 12, 16), whose docstring
+# states it.
+sample_ddim = register("ddim", order=1, nfe=lambda n: n, tau=TauNeeds(distinct=False), stochastic=True)(sampling.sample)
 
 
 @register("pndm", order=2, nfe=lambda n: n + 3 * _pndm_warmup(n), tau=TauNeeds(width=2, steps=_pndm_warmup))

@@ -93,7 +93,12 @@ def sample(
     noise: ImageNoise | None = None,
     callback: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Run the generative process from x_T down tau (one network evaluation per entry) and return x_0.
+    """Run the generative process from x_T down tau (one network evaluation per entry) and return x_0: DDIM (Song,
+    Meng, Ermon, ICLR 2021), the sampler ``ddim`` of harness.diffusion.samplers.
+
+    x_prev = sqrt(a_prev) (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) + sqrt(1 - a_prev - sigma^2) eps + sigma z (eq. 12),
+    sigma = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev) (eq. 16), or eta = "hat" (sigma-hat process).
+    eta = 0 is the first-order (Euler) solver of the probability-flow ODE in (sigma / alpha, x / alpha). NFE = len(tau).
 
     ``eta`` is a number >= 0 (eq. 12/16) or ``"hat"`` (sigma-hat process). Noise z is drawn from ``noise``
     (per-image streams) only on steps whose sigma > 0. ``callback(i, t, x_prev, x0_pred)`` runs after step i.
@@ -185,7 +190,7 @@ def sample_seeded(
 ) -> torch.Tensor:
     """Sample the images with the given indices; each draws x_T and its noise from its own (seed, index) stream,
     made by ``noise_scheme`` (``harness.diffusion.noise.NOISE_SCHEMES``). ``sampler``: this module's ``sample`` (the
-    generalized process), or a registered sampler's ``run`` (harness.diffusion.samplers)."""
+    generalized process), or a registered sampler (harness.diffusion.samplers: ``get_sampler(name).sample``)."""
     noise = ImageNoise(base_seed, indices, device, scheme=noise_scheme)
     x_T = noise.randn(*shape)
     return sampler(model, x_T, tau, schedule, eta=eta, noise=noise, callback=callback)

@@ -78,7 +78,7 @@ def generate(
             if progress is not None:
                 progress.update(len(idx) / steps)
 
-        x = sample_seeded(counted, idx, seed, store.shape, tau, schedule, eta, device, step, noise_scheme, sampler.run)
+        x = sample_seeded(counted, idx, seed, store.shape, tau, schedule, eta, device, step, noise_scheme, sampler.sample)
         store.write(idx, (to_uint8(x) if store.dtype == torch.uint8 else x.to(store.dtype)).cpu())
         if after_batch is not None:
             after_batch(k + 1)

@@ -60,8 +60,13 @@ def workers_of(config: DictConfig) -> int:
 
 def _execute(idx: int, overrides: Sequence[str], hydra_context: HydraContext, config: DictConfig,
              task_function: TaskFunction) -> JobReturn:
-    """Run one job as Hydra's launchers do: the job's config, its folder, its logging."""
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    """Run one job as Hydra's launchers do: the job's config (as the sweep's plan composed it), its folder, its logging."""
+    planned = getattr(task_function, "jobs", None)  # a SweepTask: each job's config composed once, by the plan
+    composed = planned[idx].config if planned is not None else None
+    if composed is not None:
+        sweep_config = composed.copy()
+    else:
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
         sweep_config.hydra.job.num = idx

@@ -42,6 +42,7 @@ class PlannedJob(Job):
 
     cell: Cell
     name: str  # the run's name
+    config: DictConfig | None = None  # the job's config with its hydra node, composed once (the launchers use it)
 
     @property
     def label(self) -> str:
@@ -120,11 +121,16 @@ def run_name(cell: Cell, job: Job, varying: list[str] | dict) -> str:
 
 
 def job_config(config_loader, config: DictConfig, job: Job) -> DictConfig:
-    """The job's config as its launcher composes it, without the ``hydra`` node (as Hydra hands it to the task)."""
-    composed = config_loader.load_sweep_config(master_config=config, sweep_overrides=list(job.overrides))
-    with open_dict(composed):
-        del composed["hydra"]
-    return composed
+    """The job's config as its launcher composes it, ``hydra`` node included (the launchers use it as composed here)."""
+    return config_loader.load_sweep_config(master_config=config, sweep_overrides=list(job.overrides))
+
+
+def task_config(composed: DictConfig) -> DictConfig:
+    """A job's config without the ``hydra`` node, as Hydra hands it to the task."""
+    task = composed.copy()
+    with open_dict(task):
+        del task["hydra"]
+    return task
 
 
 def plan(config: DictConfig, config_loader, arguments: Sequence[str], params: Mapping | None = None) -> list[PlannedJob]:
@@ -136,11 +142,12 @@ def plan(config: DictConfig, config_loader, arguments: Sequence[str], params: Ma
     planned = []
     for job in jobs:
         try:
-            cell = Cell.from_config(job_config(config_loader, config, job))
+            composed = job_config(config_loader, config, job)
+            cell = Cell.from_config(task_config(composed))
         except HarnessError as err:
             raise HarnessError(f"cell {' '.join(job.overrides)}: {err}") from None
         except HydraException as err:  # a config group option that does not exist, a bad value type
             problem = " ".join(str(err).split("\nConfig search path")[0].split())  # its options on one line
             raise HarnessError(f"cell {' '.join(job.overrides)}: {problem}") from None
-        planned.append(PlannedJob(job.index, job.overrides, job.settings, cell, run_name(cell, job, varying)))
+        planned.append(PlannedJob(job.index, job.overrides, job.settings, cell, run_name(cell, job, varying), composed))
     return planned

@@ -32,13 +32,18 @@ from harness.tracking import store as tracking
 def run(ctx: JobContext) -> dict:
     cell = ctx.cell
     store = images_store(cell)
-    if cell.part is not None:
-        return _run_part(ctx, store)
     if cell.force:
-        store.clear()  # force resamples; reusing shards is what resume does
+        store.clear()  # force resamples (a cell in parts refuses force); reusing shards is what resume does
     model = ctx.load_model()
-    ctx.run.set_tags(grown_from(cell))
-    gen = _sample(ctx, model, store)
+    if cell.part is None:
+        ctx.run.set_tags(grown_from(cell))
+    progress = ctx.progress(len(cell.indices), "sampling")
+    gen = generate(model, store, sampler=cell.sampler_info, indices=cell.indices, seed=cell.seed, tau=cell.tau,
+                   schedule=cell.schedule, eta=cell.eta, batch_size=cell.batch_size, device=ctx.device,
+                   noise_scheme=cell.noise, progress=progress, after_batch=ctx.after_batch)
+    progress.close()
+    if cell.part is not None:
+        return _part_end(ctx, model, gen)
     metrics = sampling_metrics(gen.sampled, gen.seconds, cell.nfe)
     metrics[Metric.IMAGES_REUSED] = len(cell.indices) - gen.sampled
     if gen.nfe is not None:
@@ -66,11 +71,9 @@ def grown_from(cell) -> dict[str, str]:
     return {Tag.GROWN_FROM: best.info.run_id, Tag.GROWN_FROM_REPEATS: best.data.params.get(Param.REPEATS, "1")}
 
 
-def _run_part(ctx: JobContext, store: ShardStore) -> dict:
-    """One part of a cell (harness.run.parts): sample its block, record it; if that completes the cell, score it."""
+def _part_end(ctx: JobContext, model, gen) -> dict:
+    """A part of a cell (harness.run.parts) that sampled its block: record it; if that completes the cell, score it."""
     cell = ctx.cell
-    model = ctx.load_model()
-    gen = _sample(ctx, model, store)
     if gen.nfe is not None:
         ctx.run.log_metrics({Metric.NFE_COUNTED: gen.nfe})
     end = part_done(cell, ctx.run, ctx.device, gen.sampled, gen.seconds)
@@ -86,17 +89,6 @@ def _run_part(ctx: JobContext, store: ShardStore) -> dict:
     metrics = sampling_metrics(int(end.images), end.seconds, cell.nfe)
     ctx.run.log_metrics(metrics)
     return _score(ctx, model, end.store, metrics, f"{sampled}, the last of {cell.parts} parts; ")
-
-
-def _sample(ctx: JobContext, model, store: ShardStore):
-    """Sample the images of this job (the cell's, or its part's block) that the store lacks."""
-    cell = ctx.cell
-    progress = ctx.progress(len(cell.indices), "sampling")
-    gen = generate(model, store, sampler=cell.sampler_info, indices=cell.indices, seed=cell.seed, tau=cell.tau,
-                   schedule=cell.schedule, eta=cell.eta, batch_size=cell.batch_size, device=ctx.device,
-                   noise_scheme=cell.noise, progress=progress, after_batch=ctx.after_batch)
-    progress.close()
-    return gen
 
 
 def sampling_metrics(sampled: int, seconds: float, nfe: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ def run(ctx: JobContext) -> dict:
     def once(tau) -> float:
         synchronize(ctx.device)
         t0 = time.perf_counter()
-        cell.sampler_info.run(model, x_T, tau, cell.schedule, eta=cell.eta, noise=noise)
+        cell.sampler_info.sample(model, x_T, tau, cell.schedule, eta=cell.eta, noise=noise)
         synchronize(ctx.device)
         return time.perf_counter() - t0
 
