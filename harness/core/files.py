@@ -168,13 +168,8 @@ def download(
     timeout: float = 60.0,
     fix: str = "retry; if it keeps failing, download the file yourself and set model.checkpoint.path=/path/to/it",
 ) -> Path:
-    """Download ``url`` (http, https or file) to ``dest``, verified, atomically.
-
-    The bytes go to a uniquely named temporary file next to ``dest`` that replaces ``dest`` only
-    once the length and checksums are right; on any failure it is deleted and HarnessError raised.
-    (``torch.hub.download_url_to_file`` has no timeout, no md5 and no length check, which the official
-    checkpoints' md5 sums and a dead server on a cluster need.)
-    """
+    """Download ``url`` (http, https or file) to ``dest`` atomically, once its length and checksums are right;
+    HarnessError otherwise (torch.hub's download has no timeout, md5 or length check)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")

@@ -1,7 +1,6 @@
-"""One cell, ``Cell``: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from
-the Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys (``images_key``, ``key``,
-``series_key``) name its input files by content (docs/architecture.md: a cell's keys). The imports inside its methods
-bring torch only when a cell is built: the sweeper's start-up imports this module."""
+"""One cell, ``Cell`` (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from the
+Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys name its inputs by content
+(docs/architecture.md). Its methods import torch's modules lazily: the sweeper's start-up imports this one."""
 
 from __future__ import annotations
 
@@ -419,10 +418,8 @@ _CHECKED: set[str] = set()  # the environments check_environment found ready in 
 
 
 def check_environment(cell: Cell) -> None:
-    """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
-    exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
-    online), the data folder the cell reads is there and (outside a rehearsal) the published one. Once per process
-    for each (device, job, dataset, checkpoint): a sweep's worker runs many cells of one dataset."""
+    """The checks that need no model but look outside the config (the device, the checkpoint, the data the cell
+    reads), once per process for each environment: a sweep's worker runs many cells of one dataset."""
     environment = _hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
                          "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
                          "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})

@@ -1,10 +1,6 @@
-"""``dry_run=true``: print every cell a sweep would run, which are done, their NFE and estimated device time, and
-whether their checkpoint and data are present, without sampling anything. A missing input is printed once, not per
-cell. The time is the cell's images x NFE x the model's measured seconds per image and NFE (its newest finished sample
-or timing run; "unknown" without one), in hours of the kind of device that measured it (GPU- or CPU-hours). A cell in
-parts is one line, with its part plan and, once its parts have started, which are done. With ``pilot`` (the report's
-planner over a pilot store, harness.report.pilot) each sample cell also gets its planner line: the repeats that would
-decide its within-noise comparisons, and what growing it costs."""
+"""``dry_run=true``: one line per cell (a cell in parts once, with its part plan): done or not, NFE, whether its
+checkpoint and data are there, and its device time at the model's newest measured rate; each missing input once; with
+``pilot`` (harness.report.pilot), the repeats that would decide its within-noise comparisons."""
 
 from __future__ import annotations
 

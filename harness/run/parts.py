@@ -1,6 +1,6 @@
-"""A sample cell split into parts (``parts=k``, ``part=0..k-1``): each part samples its block of the cell's image
-indices into the shared images folder and records itself on the cell's one run, under the cell's lock; the part that
-completes the cell scores it once (docs/architecture.md: a cell in parts)."""
+"""A sample cell in parts (``parts=k``, ``part=0..k-1``): each part samples its block of the cell's indices into the
+shared images folder and records itself on the cell's one run, under the cell's lock; the part that completes the
+cell scores it (docs/architecture.md: a cell in parts)."""
 
 from __future__ import annotations
 

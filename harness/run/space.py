@@ -1,12 +1,6 @@
-"""Disk space: what a sample cell will write, checked against each disk's free space before it samples, and a disk
-that fills while it runs, said in one line naming the folder (``no space left on <folder>``) instead of torch's or
-SQLite's words; the shards written so far stay, so the same command resumes once there is room.
-
-The estimate, per folder (summed over folders on one disk): the shards still to sample (images x bytes per image,
-plus ``SHARD_BYTES`` of file overhead per shard of ``batch_size`` images, measured 2.2 KB), Hydra's job folder
-(``JOB_FOLDER_BYTES``, measured 15.5 KB) under ``output_root``, and the SQLite store's growth (``STORE_BYTES`` of rows
-and small artifacts, plus the sample grid PNG at most uncompressed) beside the database.
-"""
+"""Disk space: what a sample cell will write (its shards, Hydra's job folder, the store's growth; sizes measured below),
+checked against each disk's free space before it samples, and a disk that fills while it runs said in one line naming
+the folder; the shards written so far stay, so the same command resumes."""
 
 from __future__ import annotations
 
@@ -128,9 +122,8 @@ def check_space(cell, uri: str) -> None:
 
 
 def disk_full(err: BaseException, cell, uri: str) -> str | None:
-    """``no space left on <folder>`` for an error caused by a full disk (errno ENOSPC or EDQUOT anywhere in its
-    chain, or SQLite's or torch's words for it), naming the folder from the error or, failing that, the cell's
-    folder whose disk is (nearly) full; None for any other error."""
+    """``no space left on <folder>`` when a full disk caused ``err`` (anywhere in its chain), naming the folder from
+    the error, else the cell's folder with the least free space; None for any other error."""
     chain, e = [], err
     while e is not None and e not in chain:
         chain.append(e)

@@ -1,11 +1,6 @@
-"""Every folder a cell writes to is checked writable before anything is written or sampled, with one message naming
-the fix: ``output_root`` (Hydra's job folders), its ``images/`` (the sample shards) and the cache (reference features,
-verified weights, downloads).
-
-Hydra creates a run's job folder under ``output_root`` before the app runs, so an unwritable ``output_root`` would end
-in a traceback from inside Hydra: ``WritableCallbacks.on_run_start`` (and ``on_multirun_start``) check first. The
-runner checks again for each cell (``check_cell_paths``), before its model is loaded.
-"""
+"""Every folder a cell writes (``output_root``, its ``images/``, the cache) checked writable before anything is written,
+with one message naming the fix: by Hydra callbacks before Hydra makes its job folders (else a traceback from inside
+Hydra), and by the runner for each cell (``check_cell_paths``)."""
 
 from __future__ import annotations
 

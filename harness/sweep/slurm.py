@@ -1,19 +1,7 @@
-"""A Hydra launcher that submits a sweep's jobs to Slurm as one array (submitit's executor) and follows each task to
-its end (``hydra/launcher=slurm``).
-
-* A finished cell takes no task: it is skipped before submission, with its ``[skip]`` line on the sweep's console.
-* Each task is collected on its own as it ends, and its ``[done]``/``[failed]``/``[killed]`` lines are copied from
-  its log to the sweep's console. A task that leaves Slurm's queue without a result (scancel, ``kill -9`` or the OOM
-  killer on its Python, a node failure) is recorded as KILLED with Slurm's end state (sacct, when accounting is on),
-  its run marked KILLED (runs record their Slurm job id); one missing result never touches another cell. The queue
-  is read with squeue, so a sweep never waits on sacct: without accounting a dead task is found all the same.
-* A task sent the pre-timeout or preemption signal (``--signal=USR2@signal_delay_s``) closes its run as preempted
-  (harness.run.runner); the sweep submits it again (up to ``max_num_timeout`` times) and the new task resumes the
-  cell from its shards in the same run.
-* Ctrl-C or SIGTERM of the sweep cancels its pending and running tasks (scancel), waits for them to end, and returns
-  every outcome, so that the summary runs and the parent run is marked KILLED. The sweep returns only when every
-  task has ended.
-"""
+"""A Hydra launcher that submits a sweep's jobs to Slurm as one array (submitit's executor) and follows each task to its
+end (``hydra/launcher=slurm``): finished cells are skipped before submission, each task is collected as it ends, one
+that leaves the queue without a result is recorded KILLED, a preempted one is submitted again, and Ctrl-C or SIGTERM
+cancels the array (docs/cluster.md)."""
 
 from __future__ import annotations
 

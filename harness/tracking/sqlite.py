@@ -1,17 +1,6 @@
-"""The SQLite tracking store's file on disk: checked writable before use, and created (MLflow's schema migrations)
-under a lock beside it, so that processes starting together on a new store (two sweeps, SLURM array tasks) do not
-migrate it at once.
-
-MLflow migrates an SQLite database that lacks its tables whenever a process first opens it, with no lock between
-processes: two doing so together fail (``table _alembic_tmp_experiments already exists``, ``duplicate column name``)
-and can leave alembic's temporary tables behind. Here the first use of a store in each process happens under
-``core.locks.file_lock`` on ``<database>.lock``; the process that gets the lock first migrates, the others then find the
-schema current. Temporary tables found under the lock are leftovers of a migration that died (no harness process
-migrates without the lock) and are dropped first.
-
-A store whose folder or file cannot be written (a read-only mount, an immutable folder, missing permissions) is
-found by a real write probe, in well under a second, instead of after MLflow's minutes of retries.
-"""
+"""The SQLite store's file: checked writable by a real write probe (seconds, not MLflow's minutes of retries), and
+opened first in each process under a lock beside it, since MLflow migrates a new database with no lock between
+processes (two at once fail, and can leave alembic's ``_alembic_tmp_*`` tables, dropped here)."""
 
 from __future__ import annotations
 

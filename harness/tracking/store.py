@@ -1,10 +1,6 @@
-"""MLflow at the edge: the tracking store, one run per cell (children of one parent run per sweep), orphan runs.
-
-The default store is SQLite (``sqlite:///mlflow.db`` in the working directory; MLflow 3 rejects the old ``./mlruns``
-file store); ``tracking.uri`` or ``$MLFLOW_TRACKING_URI`` point elsewhere, e.g. an ``mlflow server`` for clusters.
-A store that cannot be used (a corrupt database, a server that does not answer) is one HarnessError within about
-30 s: MLflow's HTTP retries and timeout are bounded here unless the user set them.
-"""
+"""MLflow at the edge: the tracking store (SQLite ``mlflow.db`` by default; ``tracking.uri`` or ``$MLFLOW_TRACKING_URI``),
+one run per cell under a sweep's parent run, and orphan runs. A store that cannot be used is one HarnessError within
+about 30 s (MLflow's HTTP retries bounded). MLflow is imported inside the functions that open a store: it takes seconds."""
 
 from __future__ import annotations
 
@@ -40,9 +36,8 @@ _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIM
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    """``uri`` if set, else ``$MLFLOW_TRACKING_URI``, else SQLite ``mlflow.db`` in the working directory (absolute, so
-    parallel workers agree). A server's user and password leave the URI for MLflow's variables (harness.tracking.credentials):
-    what this returns can be shown and recorded."""
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working directory (absolute, so parallel
+    workers agree); without user or password (harness.tracking.credentials), so it can be shown and recorded."""
     uri = split_credentials(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(sqlite_store.sqlite_path(uri).resolve())
@@ -133,7 +128,7 @@ def client(uri: str):
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
         # its traceback of every database error (a full disk, a locked file): store_errors says it in one line
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
+    import mlflow
 
     if uri.startswith("sqlite:///"):
         path = sqlite_store.sqlite_path(uri)
@@ -194,7 +189,7 @@ def view_link(uri: str, exp_id: str) -> str:
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the database (schema migrations) and the experiment if needed, with the tags the MLflow UI reads
     (set where missing on an experiment made before them; never changed once there); return the experiment id."""
-    from mlflow.exceptions import MlflowException  # lazy: mlflow takes seconds to import: only when a store is opened
+    from mlflow.exceptions import MlflowException
 
     if uri.startswith("sqlite:///"):  # a read-only store: one line now, not after MLflow's minutes of retries
         sqlite_store.writable(uri, shown_uri(uri), STORE_SETTING)
@@ -298,7 +293,7 @@ class Run:
         """A new RUNNING run, tagged with this host and, if ``owned``, this process (``pid``, which
         ``reconcile_orphans`` checks); a cell split into parts is owned by no one process while they sample."""
         experiment_id = prepare_store(uri, experiment)
-        from mlflow.entities import Param  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import Param
 
         tags = {k: str(v) for k, v in tags.items() if v is not None}
         tags[Tag.HOST] = socket.gethostname()
@@ -336,7 +331,7 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Log metrics as they are; the names of those that are NaN or +-inf also go to the ``nonfinite_metrics`` tag,
         so a table can flag them per cell instead of showing a number (MLflow stores inf as +-1.8e308)."""
-        from mlflow.entities import Metric  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
@@ -348,7 +343,7 @@ class Run:
             self.set_tags({Tag.NONFINITE_METRICS: ",".join(sorted(self._nonfinite))})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import RunTag
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
 
@@ -363,8 +358,8 @@ class Run:
 
     def log_dataset(self, name: str, digest: str, source: str, context: str = "reference") -> None:
         """An MLflow dataset input (what the UI's Dataset column shows): the reference the cell is scored against."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag  # lazy: mlflow takes seconds to import: only when a store is opened
-        from mlflow.exceptions import MlflowException  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         dataset = Dataset(name=name, digest=digest[:36], source_type="harness", source=source)
         for attempt in range(3):  # parallel workers may insert the same dataset row at once: the loser retries
