@@ -27,7 +27,7 @@ class PilotLines:
 
 def _pilot(uri: str, experiment: str) -> tuple | None:
     """The planner's checks of the store's report (harness.report.claims), or None without finished sample runs."""
-    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
+    if (path := sqlite_path(uri)) and not path.is_file():
         return None
     try:
         return store_plans(uri, experiment)

@@ -92,9 +92,9 @@ def grown_over(runs: pd.DataFrame) -> pd.Series:
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics).
     The report never creates a store, and asks a server once, briefly."""
-    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
+    if (path := sqlite_path(uri)) and not path.is_file():
         raise HarnessError(
-            f"No tracking store at {sqlite_path(uri)}: run some cells first (python -m harness ...) in that "
+            f"No tracking store at {path}: run some cells first (python -m harness ...) in that "
             "directory, or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri "
             "sqlite:///path/mlflow.db.")
     with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix

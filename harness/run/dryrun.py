@@ -46,13 +46,7 @@ def _data_status(cell: Cell) -> tuple[bool, str]:
 
 
 def _finished_runs(uri: str, experiment: str, where: str, max_results: int):
-    """The experiment's FINISHED runs matching ``where``, newest first (none when the experiment is not there)."""
-    exp = tracking.experiment_id(uri, experiment)
-    if exp is None:
-        return []
-    with tracking.store_errors(uri):
-        return tracking.client(uri).search_runs([exp], filter_string=f"{where} and attributes.status = 'FINISHED'",
-                                                order_by=["attributes.start_time DESC"], max_results=max_results)
+    return tracking.newest_runs(uri, experiment, f"{where} and attributes.status = 'FINISHED'", max_results)
 
 
 def _rate_of(run, value: float) -> Rate:

@@ -95,9 +95,9 @@ def cell_needs(cell, uri: str) -> list[tuple[Path, str, int]]:
     shards = -(-todo // cell.batch_size)
     needs = [(cell.images_dir, f"{todo} images' shards", todo * per_image + shards * SHARD_BYTES),
              (Path(cell.output_root), "the job folder", JOB_FOLDER_BYTES)]
-    if uri.startswith("sqlite:///"):
+    if (database := sqlite_path(uri)) is not None:
         grid = int(cell.job_options.get("grid_images", 0)) * c * h * w * int(cell.job_options.get("grid_scale", 1)) ** 2
-        needs.append((sqlite_path(uri).parent, "the tracking store's rows and artifacts", STORE_BYTES + grid))
+        needs.append((database.parent, "the tracking store's rows and artifacts", STORE_BYTES + grid))
     return needs
 
 
@@ -133,7 +133,7 @@ def disk_full(err: BaseException, cell, uri: str) -> str | None:
     named = next((e.filename for e in chain if getattr(e, "errno", None) in FULL and getattr(e, "filename", None)), None)
     if named is not None:
         folder = Path(os.fsdecode(named)).parent
-    elif uri.startswith("sqlite:///") and any("database or disk is full" in str(e) for e in chain):
+    elif sqlite_path(uri) and any("database or disk is full" in str(e) for e in chain):
         folder = sqlite_path(uri).parent
     else:
         folders = [f for f, _, _ in cell_needs(cell, uri)] + [cache_dir()]  # the cache: reference features, weights

@@ -119,33 +119,24 @@ def cancel(job_ids: Sequence[str]) -> None:
 def reconcile_ended_jobs(uri: str, experiment: str, job_ids: Sequence[str] | None = None) -> dict[str, str]:
     """Mark KILLED the RUNNING runs whose Slurm job has ended (whatever host ran them): those of ``job_ids``, or every
     RUNNING run with a job id that is not in the queue. Returns {job id: run id}; nothing when squeue fails."""
-    exp = tracking.experiment_id(uri, experiment)
-    if exp is None:
-        return {}
-    c = tracking.client(uri)
     wanted = f" and tags.{Tag.SLURM_JOB_ID} = '{job_ids[0]}'" if job_ids and len(job_ids) == 1 else ""
-    with tracking.store_errors(uri):
-        running = c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING'{wanted}", max_results=10_000)
-    running = [r for r in running if r.data.tags.get(Tag.SLURM_JOB_ID)]
-    if not running:
-        return {}
-    if job_ids is None:
-        live = queue()
-        if live is None:
-            return {}
-        ended = {r.data.tags[Tag.SLURM_JOB_ID] for r in running} - set(live)
-    else:
-        ended = set(job_ids)
-    fixed = {}
-    with tracking.store_errors(uri):
-        for run in running:
-            job = run.data.tags[Tag.SLURM_JOB_ID]
-            if job in ended:
-                c.set_tag(run.info.run_id, Tag.ERROR, f"Slurm job {job} ended without closing the run (cancelled, "
-                                                      "killed or its node failed); marked KILLED by a sweep")
-                c.set_terminated(run.info.run_id, status="KILLED")
-                fixed[job] = run.info.run_id
-    return fixed
+    live: list = []  # the queue, read once, after the search: a task that starts meanwhile is in it
+
+    def dead(run) -> str | None:
+        job = run.data.tags.get(Tag.SLURM_JOB_ID)
+        if not job:
+            return None
+        if job_ids is None:
+            live[:] = live or [queue()]
+            if live[0] is None or job in live[0]:  # squeue failed, or the task is still queued or running
+                return None
+        elif job not in job_ids:
+            return None
+        return (f"Slurm job {job} ended without closing the run (cancelled, killed or its node failed); marked KILLED "
+                "by a sweep")
+
+    return {run.data.tags[Tag.SLURM_JOB_ID]: run.info.run_id
+            for run in tracking.kill_dead_runs(uri, experiment, wanted, dead)}
 
 
 # --- the launcher --------------------------------------------------------------------------------------------------

@@ -16,13 +16,9 @@ _READY: set[str] = set()  # the stores this process has opened (migrated or foun
 _WRITABLE: set[str] = set()  # the stores this process found writable
 
 
-def sqlite_path(uri: str) -> Path:
-    """The database file of a ``sqlite:///<path>`` store URI."""
-    return Path(uri[len("sqlite:///"):])
-
-
-def lock_path(database: Path) -> Path:
-    return database.with_name(database.name + ".lock")
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///<path>`` store URI; None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 def check_writable(database: Path, shown: str, setting: str) -> None:
@@ -74,7 +70,7 @@ def ready(uri: str, shown: str, setting: str) -> None:
     database = sqlite_path(uri)
     with ExitStack() as held:
         try:
-            held.enter_context(file_lock(lock_path(database)))
+            held.enter_context(file_lock(database.with_name(database.name + ".lock")))
         except OSError:
             if not database.exists():
                 check_writable(database, shown, setting)  # says why the store cannot be created

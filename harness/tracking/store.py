@@ -10,7 +10,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,7 @@ def store_of(config) -> tuple[str, str]:
 def shown_uri(uri: str) -> str:
     """A store URI as reports and messages show it: an SQLite file relative to the working directory (else by file
     name), a server without user or password."""
-    if uri.startswith("sqlite:///"):
-        path = sqlite_store.sqlite_path(uri)
+    if (path := sqlite_store.sqlite_path(uri)) is not None:
         try:
             return "sqlite:///" + path.resolve().relative_to(Path.cwd().resolve()).as_posix()
         except ValueError:
@@ -77,9 +76,8 @@ DISK_FULL = ("database or disk is full", "No space left on device", "Disk quota 
 
 def store_folder(uri: str) -> str:
     """Where an SQLite store's bytes go (the database's folder), as messages show it; a server's own disk else."""
-    if uri.startswith("sqlite:///"):
-        return str(sqlite_store.sqlite_path(uri).parent)
-    return f"the disk of the server {shown_uri(uri)}"
+    path = sqlite_store.sqlite_path(uri)
+    return str(path.parent) if path else f"the disk of the server {shown_uri(uri)}"
 
 
 def check_active(found, uri: str, setting: str = EXPERIMENT_SETTING) -> None:
@@ -130,8 +128,7 @@ def client(uri: str):
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     import mlflow
 
-    if uri.startswith("sqlite:///"):
-        path = sqlite_store.sqlite_path(uri)
+    if (path := sqlite_store.sqlite_path(uri)) is not None:
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
             raise HarnessError(f"The tracking store {shown_uri(uri)} is not an SQLite database: move it aside to start a "
                                f"new store, or point {STORE_SETTING} at the right one.")
@@ -146,9 +143,8 @@ def _header(path: Path) -> bytes:
 
 def _artifact_location(uri: str) -> str | None:
     """Artifacts beside a SQLite database (``mlartifacts/``); a server chooses its own."""
-    if uri.startswith("sqlite:///"):
-        return (sqlite_store.sqlite_path(uri).parent / "mlartifacts").as_uri()
-    return None
+    path = sqlite_store.sqlite_path(uri)
+    return (path.parent / "mlartifacts").as_uri() if path else None
 
 
 def experiment_tags() -> dict[str, str]:
@@ -169,8 +165,8 @@ def experiment_tags() -> dict[str, str]:
 
 def _runnable_uri(uri: str) -> str:
     """A store URI for a command the user runs: an SQLite file outside the working directory by its whole path."""
-    if uri.startswith("sqlite:///"):
-        path = sqlite_store.sqlite_path(uri).resolve()
+    if (path := sqlite_store.sqlite_path(uri)) is not None:
+        path = path.resolve()
         if not path.is_relative_to(Path.cwd().resolve()):
             return f"sqlite:///{path.as_posix()}"
     return shown_uri(uri)
@@ -191,7 +187,7 @@ def prepare_store(uri: str, experiment: str) -> str:
     (set where missing on an experiment made before them; never changed once there); return the experiment id."""
     from mlflow.exceptions import MlflowException
 
-    if uri.startswith("sqlite:///"):  # a read-only store: one line now, not after MLflow's minutes of retries
+    if sqlite_store.sqlite_path(uri):  # a read-only store: one line now, not after MLflow's minutes of retries
         sqlite_store.writable(uri, shown_uri(uri), STORE_SETTING)
     with store_errors(uri):
         c = client(uri)
@@ -219,16 +215,19 @@ def experiment_id(uri: str, experiment: str) -> str | None:
     return None if found is None else found.experiment_id
 
 
-def newest_run(uri: str, experiment: str, filter_string: str) -> Any | None:
-    """The most recently started run of the experiment that matches ``filter_string`` (MLflow's search syntax), or
-    None (also when the experiment does not exist yet)."""
+def newest_runs(uri: str, experiment: str, filter_string: str, max_results: int) -> list:
+    """The experiment's runs that match ``filter_string`` (MLflow's search syntax), newest first (none when the
+    experiment does not exist yet)."""
     exp = experiment_id(uri, experiment)
     if exp is None:
-        return None
+        return []
     with store_errors(uri):
-        runs = client(uri).search_runs([exp], filter_string=filter_string, order_by=["attributes.start_time DESC"],
-                                       max_results=1)
-    return runs[0] if runs else None
+        return list(client(uri).search_runs([exp], filter_string=filter_string,
+                                            order_by=["attributes.start_time DESC"], max_results=max_results))
+
+
+def newest_run(uri: str, experiment: str, filter_string: str) -> Any | None:
+    return next(iter(newest_runs(uri, experiment, filter_string, 1)), None)
 
 
 def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
@@ -241,23 +240,34 @@ def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) ->
     worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen), and
     so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts). ``cell_key``: only the
     runs of that cell (what a single run reconciles before it starts)."""
+    host = socket.gethostname()
+    only = f" and tags.{Tag.CELL_KEY} = '{cell_key}'" if cell_key else ""
+
+    def dead(run) -> str | None:
+        pid = run.data.tags.get(Tag.PID, "")
+        if pid.isdigit() and not processes.alive(int(pid)):
+            return f"process {pid} on {host} ended without closing the run (killed or crashed); marked KILLED later"
+        return None
+
+    return [run.info.run_id for run in kill_dead_runs(uri, experiment, f" and tags.{Tag.HOST} = '{host}'{only}", dead)]
+
+
+def kill_dead_runs(uri: str, experiment: str, where: str, dead: Callable[[Any], str | None]) -> list:
+    """Mark KILLED, with ``dead(run)`` as their error, the experiment's RUNNING runs (``where``: more conditions)
+    that ``dead`` finds dead; return them."""
     exp = experiment_id(uri, experiment)
     if exp is None:
         return []
-    host = socket.gethostname()
-    fixed = []
-    only = f" and tags.{Tag.CELL_KEY} = '{cell_key}'" if cell_key else ""
+    killed = []
     with store_errors(uri):
         c = client(uri)
-        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'"
-                                                      f"{only}", max_results=10_000):
-            pid = run.data.tags.get(Tag.PID, "")
-            if pid.isdigit() and not processes.alive(int(pid)):
-                c.set_tag(run.info.run_id, Tag.ERROR, f"process {pid} on {host} ended without closing the run "
-                                                      "(killed or crashed); marked KILLED later")
+        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING'{where}", max_results=10_000):
+            error = dead(run)
+            if error:
+                c.set_tag(run.info.run_id, Tag.ERROR, error)
                 c.set_terminated(run.info.run_id, status="KILLED")
-                fixed.append(run.info.run_id)
-    return fixed
+                killed.append(run)
+    return killed
 
 
 def slurm_job_id() -> str | None:
