@@ -5,7 +5,6 @@ Hydra), and by the runner for each cell (``check_cell_paths``)."""
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from harness.core.cli import fail
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir
 from harness.metrics.features import WEIGHTS_URLS
@@ -74,8 +74,7 @@ class WritableCallbacks(Callback):
         try:
             check_paths(str(config.output_root), sample=sample, dry_run=bool(config.get("dry_run")))
         except HarnessError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+            fail(err)
 
     def on_run_start(self, config: DictConfig, **_: Any) -> None:
         self._check(config, registry.job(config.job.name, config.job.get("module")).scored)
