@@ -14,7 +14,7 @@ import pytest
 
 from clitools import harness
 from harness.core.errors import HarnessError
-from harness.run.writable import check_writable
+from harness.run.disk import check_writable
 
 TINY = ["N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8"]
 
@@ -62,7 +62,7 @@ def test_reasons(tmp_path):
 
 def test_verified_weights_folder_only_for_extractors_with_weights(tmp_path, monkeypatch):
     from clitools import cells
-    from harness.run.writable import check_cell_paths
+    from harness.run.disk import check_cell_paths
 
     monkeypatch.setenv("DDIM_HARNESS_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()

@@ -1,6 +1,7 @@
-"""Disk space: what a sample cell will write (its shards, Hydra's job folder, the store's growth; sizes measured below),
-checked against each disk's free space before it samples, and a disk that fills while it runs said in one line naming
-the folder; the shards written so far stay, so the same command resumes."""
+"""The disk a cell writes to: every folder it writes (``output_root``, its ``images/``, the cache) checked writable
+before anything is written (by Hydra callbacks before Hydra makes its job folders, and for each cell), its free space
+checked against what a sample cell will write, and a disk that fills while it runs said in one line naming the folder
+(the shards written so far stay: the same command resumes)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ import errno
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
+from typing import Any
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from harness.core.cli import fail
 from harness.core.errors import HarnessError
 from harness.core.files import cache_dir
+from harness.metrics.features import WEIGHTS_URLS
+from harness.run import registry
 from harness.tracking.sqlite import sqlite_path
 
 SHARD_BYTES = 4096  # a shard file's overhead (torch.save's zip records, indices, checksum): 2.2 KB measured, x2
@@ -19,6 +28,7 @@ JOB_FOLDER_BYTES = 64 * 1024  # Hydra's job folder (.hydra/*.yaml and the job lo
 STORE_BYTES = 256 * 1024  # a cell's rows and small artifacts (config.yaml, hydra/*.yaml) in the store: ~12 KB measured
 FULL = (errno.ENOSPC, errno.EDQUOT)
 FULL_WORDS = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
 
 
 def size(n: float) -> str:
@@ -29,7 +39,7 @@ def size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def os_reason(err: OSError) -> str:
+def _reason(err: OSError) -> str:
     if err.errno == errno.ENOTDIR:
         return "a file is in the way (a folder above it is a file)"
     if err.errno == errno.ELOOP:
@@ -43,7 +53,7 @@ def os_reason(err: OSError) -> str:
     return err.strerror or type(err).__name__
 
 
-def nearest_existing(folder: Path) -> Path:
+def _nearest_existing(folder: Path) -> Path:
     """``folder`` (absolute) or the nearest folder above it that exists: where the first one missing will be made and
     its bytes land. A file in the way, or a link that leads nowhere or loops, is a ValueError saying so."""
     path = folder = Path(folder).expanduser().absolute()
@@ -58,14 +68,14 @@ def nearest_existing(folder: Path) -> Path:
             path = path.parent
             continue
         except OSError as err:
-            raise ValueError(os_reason(err)) from None
+            raise ValueError(_reason(err)) from None
         if not stat.S_ISDIR(st.st_mode):
             raise ValueError("a file is in the way" + ("" if path == folder else f" ({path} is a file)"))
         return path
 
 
 def free_bytes(folder: Path) -> int:
-    return shutil.disk_usage(nearest_existing(folder)).free
+    return shutil.disk_usage(_nearest_existing(folder)).free
 
 
 def check_free(folder: Path, need: int, what: str, fix: str) -> None:
@@ -75,6 +85,67 @@ def check_free(folder: Path, need: int, what: str, fix: str) -> None:
     if free < need:
         raise HarnessError(f"no space left on {folder} for {what}: {size(free)} free ({free} bytes), at least "
                            f"{size(need)} ({need} bytes) needed; free space there, or {fix}.")
+
+
+def check_writable(folder: Path, what: str, fix: str) -> None:
+    """Whether ``folder`` can be made (if missing) and written: a file written and deleted in it, or in the nearest
+    folder above it that exists (nothing is created); else HarnessError: what, where, why, the fix."""
+    folder = Path(folder).expanduser()
+    try:
+        base = _nearest_existing(folder)
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except (OSError, ValueError) as err:
+        why = str(err) if isinstance(err, ValueError) else _reason(err)
+        raise HarnessError(f"cannot write {what} into {folder}: {why}; {fix}.") from None
+
+
+def check_paths(output_root: str | os.PathLike, sample: bool = True, dry_run: bool = False) -> None:
+    """The folders a job writes: ``output_root`` (Hydra's job folders, even for a dry run) and, unless it is a dry
+    run, the cache and for sample jobs ``output_root/images`` and the reference features' folder."""
+    root = Path(output_root).expanduser()
+    check_writable(root, "the job folders (output_root)", "set output_root=<a writable folder>")
+    check_free(root, JOB_FOLDER_BYTES, "the job folders (output_root)", "set output_root=<a folder on another disk>")
+    if dry_run:
+        return
+    if sample:
+        check_writable(root / "images", "the sample shards (output_root/images)",
+                       f"make {root / 'images'} a writable folder, or set output_root=<a writable folder>")
+    check_writable(cache_dir(), "the cache (reference features, verified weights)", CACHE_FIX)
+    if sample:
+        check_writable(cache_dir() / "references", "the reference features (cache/references)",
+                       f"make {cache_dir() / 'references'} a writable folder, or {CACHE_FIX}")
+
+
+def check_cell_paths(cell) -> None:
+    """``check_paths`` for one cell, and the cache folder of verified extractor weights when its extractor has some
+    (torch-fidelity's Inception)."""
+    check_paths(cell.output_root, sample=cell.spec.scored, dry_run=cell.dry_run)
+    if cell.dry_run or not cell.spec.scored or cell.is_exact:
+        return
+
+    if cell.metrics.get("feature_extractor") in WEIGHTS_URLS:
+        folder = cache_dir() / "verified-weights"
+        check_writable(folder, "the verified extractor weights (cache/verified-weights)",
+                       f"make {folder} a writable folder, or {CACHE_FIX}")
+
+
+class WritableCallbacks(Callback):
+    """Hydra callbacks: the writable folders, before Hydra makes its job folders."""
+
+    @staticmethod
+    def _check(config: DictConfig, sample: bool) -> None:
+        try:
+            check_paths(str(config.output_root), sample=sample, dry_run=bool(config.get("dry_run")))
+        except HarnessError as err:
+            fail(err)
+
+    def on_run_start(self, config: DictConfig, **_: Any) -> None:
+        self._check(config, registry.job(config.job.name, config.job.get("module")).scored)
+
+    def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
+        self._check(config, True)  # the job may be swept: the folders of sample jobs
 
 
 def stored_count(folder: Path, indices: range) -> int:
@@ -108,7 +179,7 @@ def check_space(cell, uri: str) -> None:
         return
     disks: dict[int, list[tuple[Path, str, int]]] = {}
     for folder, what, need in cell_needs(cell, uri):
-        disks.setdefault(os.stat(nearest_existing(folder)).st_dev, []).append((folder, what, need))
+        disks.setdefault(os.stat(_nearest_existing(folder)).st_dev, []).append((folder, what, need))
     for items in disks.values():
         need = sum(n for _, _, n in items)
         folder = max(items, key=lambda item: item[2])[0]
@@ -116,7 +187,7 @@ def check_space(cell, uri: str) -> None:
         if need > free:
             parts = ", ".join(f"{what} {size(n)}" for _, what, n in items)
             raise HarnessError(
-                f"not enough space on {nearest_existing(folder)}: the cell writes about {size(need)} ({need} bytes: {parts}) "
+                f"not enough space on {_nearest_existing(folder)}: the cell writes about {size(need)} ({need} bytes: {parts}) "
                 f"and {size(free)} ({free} bytes) are free; free space there, set output_root=<a folder on a larger "
                 f"disk>, or lower N (N={cell.N} x repeats={cell.repeats}).")
 
