@@ -20,7 +20,7 @@ from harness.core.console import configure_console
 from harness.core.errors import HarnessError
 from harness.core.overrides import unreadable_override
 from harness.run import signals
-from harness.run.cell import Cell, job_name
+from harness.run.cell import Cell, task_name
 from harness.run.outcome import Outcome
 
 
@@ -43,7 +43,7 @@ def task(cfg: DictConfig) -> dict:
         from harness.run.dryrun import print_plan
 
         print_plan([cell], PilotLines())
-        return asdict(Outcome(index, job_name(cell.run_name, cell), "PLANNED"))
+        return asdict(Outcome(index, task_name(cell.run_name, cell), "PLANNED"))
     from harness.run.runner import run_cell  # lazy: torch, mlflow: python -m harness --help stays fast
 
     outcome = run_cell(cell, Path(hc.runtime.output_dir), index=index)

@@ -415,7 +415,7 @@ def test_killed_worker_fails_only_its_cell(tmp_path):
     FAILED in the summary, its run marked KILLED (not left RUNNING), a new worker runs the remaining cell, the others
     finish, the exit status is 1."""
     proc = harness(tmp_path, "-m", "seed=0,1,2", *TINY, "hydra.launcher.n_jobs=2", check=False,
-                   faults="batch_done:kill:job=1")
+                   faults="batch_done:kill:task=1")
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 1
     no_traceback(proc)

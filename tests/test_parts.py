@@ -18,7 +18,7 @@ from harness.tracking import store as tracking
 from harness.run.cell import Cell, part_range
 from harness.core.errors import HarnessError
 from harness.run.parts import lock_path
-from harness.sweep.plan import jobs_of
+from harness.sweep.plan import tasks_of
 
 TINY = ["N=16", "repeats=1", "S=3", "batch_size=4", "threads=1"]
 METRICS = ["fid", "kid", "prc_precision", "prc_recall", "fd_pixels"]
@@ -55,7 +55,7 @@ def test_part_blocks_split_the_indices():
 
 def test_parts_alone_expand_into_part_jobs():
     def jobs(arguments, parts=1, part=None):
-        return [list(j.overrides) for j in jobs_of(arguments, parts, part)]
+        return [list(j.overrides) for j in tasks_of(arguments, parts, part)]
 
     assert jobs(["S=10", "parts=3"]) == [
         ["S=10", "parts=3", "part=0"], ["S=10", "parts=3", "part=1"], ["S=10", "parts=3", "part=2"]]

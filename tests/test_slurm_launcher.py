@@ -6,14 +6,14 @@ from omegaconf import OmegaConf
 
 from clitools import cells
 from harness.core.runtime import configure_threads
-from harness.sweep.plan import PlannedJob
+from harness.sweep.plan import PlannedTask
 from harness.sweep.slurm import SlurmLauncher
 from harness.sweep.sweeper import cell_outcomes
 from harness.tracking.store import slurm_job_id
 
 
 def planned(*overrides):
-    return [PlannedJob(i, (), {}, cell, "S=3 eta=0 digits/sample") for i, cell in enumerate(cells(*overrides))]
+    return [PlannedTask(i, (), {}, cell, "S=3 eta=0 digits/sample") for i, cell in enumerate(cells(*overrides))]
 
 
 def test_a_cell_in_parts_is_one_cell_of_the_summary():

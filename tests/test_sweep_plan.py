@@ -9,7 +9,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from clitools import cells
 from harness.core.errors import HarnessError
-from harness.sweep.plan import jobs_of, run_name, sweep_name, swept_values
+from harness.sweep.plan import tasks_of, run_name, sweep_name, swept_values
 from harness.sweep.sweeper import _outcome
 
 
@@ -24,7 +24,7 @@ def test_jobs_are_hydras_product_in_hydras_order(arguments):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     expected = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)[0]
-    jobs = jobs_of(arguments)
+    jobs = tasks_of(arguments)
     assert [list(j.overrides) for j in jobs] == expected
     assert [j.index for j in jobs] == list(range(len(expected)))
     assert dict(jobs[0].settings).get("foo", "-") == ("bar" if "+foo=bar" in arguments else "-")  # key without "+"
@@ -32,13 +32,13 @@ def test_jobs_are_hydras_product_in_hydras_order(arguments):
 
 def test_the_plan_refuses_what_it_cannot_sweep():
     with pytest.raises(HarnessError, match=r"list the values \(S=a,b,c\)"):
-        jobs_of(["S=interval(1,5)"])
+        tasks_of(["S=interval(1,5)"])
     with pytest.raises(HarnessError, match="key=value"):
-        jobs_of(["S=="])
+        tasks_of(["S=="])
 
 
 def test_names_say_what_the_sweep_varies():
-    jobs = jobs_of(["S=10,20", "eta=0,1", "seed=3", "model.checkpoint.path=/x/a.pt,/x/b.pt"])
+    jobs = tasks_of(["S=10,20", "eta=0,1", "seed=3", "model.checkpoint.path=/x/a.pt,/x/b.pt"])
     assert swept_values(jobs) == {"S": ["10", "20"], "eta": ["0", "1"],
                                   "model.checkpoint.path": ["/x/a.pt", "/x/b.pt"]}
     assert sweep_name(jobs) == "sweep S=10,20 eta=0,1 path=a.pt,b.pt (8 cells)"
@@ -66,7 +66,7 @@ def test_a_cell_crosses_to_a_worker_without_its_file_hashes():
 
 
 def test_outcomes_come_from_the_launchers_return_values():
-    job = jobs_of(["S=10"])[0]
+    job = tasks_of(["S=10"])[0]
     planned = type("Planned", (), {"index": 0, "label": "S=10 eta=0 digits/sample"})()
     done = JobReturn(overrides=list(job.overrides), status=JobStatus.COMPLETED)
     done.return_value = {"index": 0, "name": "x", "status": "FINISHED", "summary": "ok", "error": "",

@@ -346,7 +346,7 @@ class Cell:
         return int(self.metrics.get("blocks", 1)) if self.spec.scored and not self.is_exact else 1
 
 
-def job_name(name: str, cell: Cell) -> str:
+def task_name(name: str, cell: Cell) -> str:
     """A cell's run name and, for a part of it, which part: ``S=10 eta=0 digits/sample part 1 of 3 (images 5..9)``."""
     return f"{name} {cell.part_label}" if cell.part is not None else name
 

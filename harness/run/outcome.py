@@ -10,7 +10,7 @@ from harness.tracking.credentials import redact
 
 @dataclass
 class Outcome:
-    index: int | None  # the job's number in the sweep (None for a single run)
+    index: int | None  # the task's number in the sweep (None for a single run)
     name: str
     status: str  # FINISHED | FAILED | KILLED | SKIPPED | PLANNED
     summary: str = ""

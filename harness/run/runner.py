@@ -1,6 +1,6 @@
 """One cell from start to end (``run_cell``): skipped if already finished, else its job run on a claimed device in
 its MLflow run, closed FINISHED, FAILED (the cell fails alone) or KILLED (Ctrl-C, SIGTERM, a preemption), with one
-console line and the ``Outcome`` returned. ``SweepTask`` runs a sweep's cells in its jobs."""
+console line and the ``Outcome`` returned. ``SweepTask`` runs a sweep's cells in its tasks."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from harness.core.runtime import (
     select_device,
 )
 from harness.run import parts
-from harness.run.cell import Cell, check_environment, job_name, relative
+from harness.run.cell import Cell, check_environment, task_name, relative
 from harness.run.jobs.context import JobContext
 from harness.run import cell_claim, signals
 from harness.run.outcome import Outcome
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SweepContext:
-    """What a sweep's job knows of its sweep: its id, its number of jobs, its parent run, the cells run at once."""
+    """What a sweep's task knows of its sweep: its id, its number of tasks, its parent run, the cells run at once."""
 
     id: str
     size: int
@@ -47,22 +47,22 @@ class SweepContext:
 
 
 class SweepTask:
-    """The task the sweeper gives its launcher: job i runs the cell the sweeper built and named for it, with the
+    """The task the sweeper gives its launcher: task i runs the cell the sweeper built and task for it, with the
     sweep's context. Launchers send it to their workers (pickled, like any Hydra task function): the facts of the
     sweep travel with the task, not through the environment."""
 
-    def __init__(self, sweep: SweepContext, jobs: Sequence) -> None:  # the plan's jobs (harness.sweep.plan.PlannedJob)
-        self.sweep, self.jobs = sweep, tuple(jobs)
+    def __init__(self, sweep: SweepContext, tasks: Sequence) -> None:  # the plan's tasks (harness.sweep.plan.PlannedTask)
+        self.sweep, self.tasks = sweep, tuple(tasks)
 
     def __call__(self, cfg: DictConfig) -> dict:
         hc = HydraConfig.get()
         index = int(hc.job.num)
-        job = self.jobs[index]
-        if list(job.overrides) != list(hc.overrides.task):
-            raise RuntimeError(f"job {index} was launched with {list(hc.overrides.task)}, planned as {job.overrides}")
+        task = self.tasks[index]
+        if list(task.overrides) != list(hc.overrides.task):
+            raise RuntimeError(f"task {index} was launched with {list(hc.overrides.task)}, planned as {task.overrides}")
         configure_console(bool(cfg.get("verbose", False)))
-        outcome = run_cell(job.cell, Path(hc.runtime.output_dir), label=f"cell {index + 1}/{self.sweep.size} {job.label}",
-                           index=index, sweep=self.sweep, name=job.name)
+        outcome = run_cell(task.cell, Path(hc.runtime.output_dir), label=f"cell {index + 1}/{self.sweep.size} {task.label}",
+                           index=index, sweep=self.sweep, name=task.name)
         return asdict(outcome)
 
 
@@ -70,38 +70,39 @@ def run_cell(cell: Cell, output_dir: Path | None = None, *, label: str | None = 
              sweep: SweepContext | None = None, name: str | None = None) -> Outcome:
     """One cell: skipped if finished, else its job run under the cell's claim, on a claimed device, in its run."""
     name = name or cell.run_name
-    label, job = label or job_name(name, cell), job_name(name, cell)
+    task = task_name(name, cell)  # the run name, and which part
+    label = label or task
     try:
         uri, done = _ready(cell, label, sweep)
         if done is None:
             with signals.handled(), cell_claim.claimed(cell, label) as waited:
                 done = _finished(cell, uri) if waited else None  # the other process may have finished it
                 if done is not None:
-                    return _skipped(label, index, job, done)
+                    return _skipped(label, index, task, done)
                 with claimed_device(select_device(cell.device)) as device:
                     run, opened = _open_run(cell, device, uri, name, sweep)
                     if opened == parts.FINISHED:
                         print(f"[skip] {label}: its cell was finished by its parts (run {run.run_id})")
-                        return Outcome(index, job, "SKIPPED", run_id=run.run_id)
+                        return Outcome(index, task, "SKIPPED", run_id=run.run_id)
                     ctx = JobContext(cell=cell, device=device, run=run, label=label,
-                                     parallel=sweep is not None and sweep.workers > 1, job=index)
+                                     parallel=sweep is not None and sweep.workers > 1, index=index)
                     try:
                         if opened == parts.CREATED:  # of a cell in parts, only the part that made the run logs these
                             _log_config(run, cell, output_dir)
                         cell.spec.run(ctx)
                     except KeyboardInterrupt as err:
-                        return _killed(ctx, job, err)
+                        return _killed(ctx, task, err)
                     except BaseException as err:  # noqa: BLE001 - the cell fails alone, with its message on its run
-                        return _failed(ctx, job, err, uri)
-                    return _done(ctx, job)
+                        return _failed(ctx, task, err, uri)
+                    return _done(ctx, task)
     except HarnessError as err:
         print(f"[failed] {label}: {err}", file=sys.stderr)
-        return Outcome(index, job, "FAILED", error=str(err))
+        return Outcome(index, task, "FAILED", error=str(err))
     except KeyboardInterrupt as err:  # before the run existed (or while it was being closed)
         print(f"[killed] {label}: interrupted ({err}) before its run was open", file=sys.stderr)
-        return Outcome(index, job, "KILLED", error=f"interrupted ({str(err) or 'Ctrl-C'})",
+        return Outcome(index, task, "KILLED", error=f"interrupted ({str(err) or 'Ctrl-C'})",
                        preempted=isinstance(err, signals.Preempted))
-    return _skipped(label, index, job, done)
+    return _skipped(label, index, task, done)
 
 
 def _ready(cell: Cell, label: str, sweep: SweepContext | None) -> tuple[str, object]:
@@ -126,9 +127,9 @@ def _finished(cell: Cell, uri: str):
     return None if cell.force else tracking.finished_run(uri, cell.tracking.experiment, cell.key)
 
 
-def _skipped(label: str, index: int | None, job: str, done) -> Outcome:
+def _skipped(label: str, index: int | None, task: str, done) -> Outcome:
     print(f"[skip] {label}: finished run {done.info.run_id} has the same settings (force=true reruns it)")
-    return Outcome(index, job, "SKIPPED", run_id=done.info.run_id)
+    return Outcome(index, task, "SKIPPED", run_id=done.info.run_id)
 
 
 def out_of_memory(cell: Cell, device, err: BaseException) -> str | None:
@@ -181,7 +182,7 @@ def _log_config(run: tracking.Run, cell: Cell, output_dir: Path | None) -> None:
             run.log_text(redact_file(path), f"hydra/{path.name}")
 
 
-def _killed(ctx: JobContext, job: str, err: KeyboardInterrupt) -> Outcome:
+def _killed(ctx: JobContext, task: str, err: KeyboardInterrupt) -> Outcome:
     """Ctrl-C, SIGTERM or a preemption while the job ran: the run closed KILLED."""
     cell, run = ctx.cell, ctx.run
     how = f"interrupted ({str(err) or 'Ctrl-C'})"
@@ -194,11 +195,11 @@ def _killed(ctx: JobContext, job: str, err: KeyboardInterrupt) -> Outcome:
     run.end("KILLED")
     print(f"[{'preempted' if preempted else 'killed'}] {ctx.label}: {how} (run {run.run_id}, marked KILLED)",
           file=sys.stderr)
-    return Outcome(ctx.job, job, "KILLED", error=how, run_id=run.run_id, preempted=preempted)
+    return Outcome(ctx.index, task, "KILLED", error=how, run_id=run.run_id, preempted=preempted)
 
 
-def _failed(ctx: JobContext, job: str, err: BaseException, uri: str) -> Outcome:
-    """The job raised: the run closed FAILED with one line (out of memory and a full disk named as such)."""
+def _failed(ctx: JobContext, task: str, err: BaseException, uri: str) -> Outcome:
+    """The job raised: the run closed FAILED with one line (out of memory and a full disk task as such)."""
     cell, run = ctx.cell, ctx.run
     known = out_of_memory(cell, ctx.device, err) or disk_full(err, cell, uri)  # one line for these, no traceback
     message = str(err) if isinstance(err, HarnessError) and not known else known or f"{type(err).__name__}: {err}"
@@ -210,17 +211,17 @@ def _failed(ctx: JobContext, job: str, err: BaseException, uri: str) -> Outcome:
         if not known:
             raise
     if not isinstance(err, HarnessError) and not known:
-        log.exception("cell %s failed", job)
+        log.exception("cell %s failed", task)
     print(f"[failed] {ctx.label}: {message} (run {run.run_id})", file=sys.stderr)
-    return Outcome(ctx.job, job, "FAILED", error=message, run_id=run.run_id)
+    return Outcome(ctx.index, task, "FAILED", error=message, run_id=run.run_id)
 
 
-def _done(ctx: JobContext, job: str) -> Outcome:
+def _done(ctx: JobContext, task: str) -> Outcome:
     """The job returned: the run closed FINISHED (a part that did not finish its cell leaves it open)."""
     run = ctx.run
     if ctx.keep_open:
         print(f"[part done] {ctx.label}: {ctx.summary} (run {run.run_id})", flush=True)
-        return Outcome(ctx.job, job, "FINISHED", summary=ctx.summary, run_id=run.run_id)
+        return Outcome(ctx.index, task, "FINISHED", summary=ctx.summary, run_id=run.run_id)
     run.end("FINISHED")
     print(f"[done] {ctx.label}: {ctx.summary} (run {run.run_id})", flush=True)
-    return Outcome(ctx.job, job, "FINISHED", summary=ctx.summary, run_id=run.run_id, headline=ctx.headline)
+    return Outcome(ctx.index, task, "FINISHED", summary=ctx.summary, run_id=run.run_id, headline=ctx.headline)

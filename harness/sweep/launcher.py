@@ -6,7 +6,7 @@ takes only its own cell down: the launcher records that cell as FAILED (its MLfl
 new worker and runs the remaining cells.
 
 Ctrl-C and SIGTERM stop the sweep (harness.run.signals): no further cell starts, the signal is passed on to the workers,
-whose running cells are marked KILLED, and the launcher returns every job's outcome, so that the sweep's summary
+whose running cells are marked KILLED, and the launcher returns every task's outcome, so that the sweep's summary
 runs and its parent run is marked KILLED (harness.sweep.sweeper). A second signal kills the workers at once. Workers stop
 when the sweep's process dies, ``kill -9`` included.
 """
@@ -60,8 +60,8 @@ def workers_of(config: DictConfig) -> int:
 
 def _execute(idx: int, overrides: Sequence[str], hydra_context: HydraContext, config: DictConfig,
              task_function: TaskFunction) -> JobReturn:
-    """Run one job as Hydra's launchers do: the job's config (as the sweep's plan composed it), its folder, its logging."""
-    planned = getattr(task_function, "jobs", None)  # a SweepTask: each job's config composed once, by the plan
+    """Run one task as Hydra's launchers run a job: its config (as the sweep's plan composed it), its folder, its logging."""
+    planned = getattr(task_function, "tasks", None)  # a SweepTask: each task's config composed once, by the plan
     composed = planned[idx].config if planned is not None else None
     if composed is not None:
         sweep_config = composed.copy()
@@ -76,13 +76,13 @@ def _execute(idx: int, overrides: Sequence[str], hydra_context: HydraContext, co
 
 
 def _worker(conn, payload: bytes, parent_pid: int) -> None:
-    """A worker process: set up once, then run the jobs it is sent until told to stop (None).
+    """A worker process: set up once, then run the tasks it is sent until told to stop (None).
 
-    A stop signal raises only while a job runs (the cell's run is then marked KILLED by the runner); one that comes
-    between jobs is noted, and every job sent after it is answered "not started". The worker stops when the sweep's
+    A stop signal raises only while a task runs (the cell's run is then marked KILLED by the runner); one that comes
+    between tasks is noted, and every task sent after it is answered "not started". The worker stops when the sweep's
     process dies (``kill -9`` too): the running cell is marked KILLED and the worker exits without a traceback."""
     signals.install()
-    signals.stop_raising()  # until a job runs
+    signals.stop_raising()  # until a task runs
     signals.unblock()  # the launcher started this process with the stop signals held back
     signals.die_with_parent(parent_pid)
     hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
@@ -103,7 +103,7 @@ def _worker(conn, payload: bytes, parent_pid: int) -> None:
             try:
                 with signals.raising(True):
                     ret = _execute(idx, overrides, hydra_context, config, task_function)
-            except KeyboardInterrupt as err:  # stopped while Hydra set the job up, before its cell began
+            except KeyboardInterrupt as err:  # stopped while Hydra set the task up, before its cell began
                 ret = _stopped(idx, overrides, sweep_dir, signals.signal_of(err))
         ret.hydra_cfg = None  # the parent does not need it
         try:
@@ -113,13 +113,13 @@ def _worker(conn, payload: bytes, parent_pid: int) -> None:
 
 
 def _stopped(idx: int, overrides: list[str], sweep_dir: Path, signum: int) -> JobReturn:
-    """A job the sweep never started because it was stopped: KILLED in the summary, with no run."""
+    """A task the sweep never started because it was stopped: KILLED in the summary, with no run."""
     outcome = Outcome(idx, " ".join(overrides), "KILLED", error=f"not started: the sweep was stopped ({signals.name(signum)})")
     return _reported(overrides, sweep_dir / str(idx), outcome)
 
 
 def _reported(overrides: list[str], folder: Path, outcome) -> JobReturn:
-    """A job that did not return (its worker died, or the sweep stopped first), as Hydra's result: COMPLETED with the
+    """A task that did not return (its worker died, or the sweep stopped first), as Hydra's result: COMPLETED with the
     outcome as its value, like a cell that failed in its worker, so that Hydra's sweeper goes on to the summary (a
     FAILED JobReturn would make it raise, skipping the summary and leaving the parent run RUNNING)."""
     ret = JobReturn(overrides=overrides, cfg=None, hydra_cfg=None, working_dir=str(folder), task_name="")
@@ -144,8 +144,8 @@ class CellLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        jobs = deque((initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides))
-        n = max(1, min(self.n_jobs or default_workers(), len(jobs)))
+        tasks = deque((initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides))
+        n = max(1, min(self.n_jobs or default_workers(), len(tasks)))
         payload = cloudpickle.dumps((self.hydra_context, self.config, self.task_function, Singleton.get_state()))
         ctx = mp.get_context("spawn")
         results: dict[int, JobReturn] = {}
@@ -160,26 +160,26 @@ class CellLauncher(Launcher):
             return parent, process
 
         def give_work(conn, process) -> None:
-            if not jobs:
+            if not tasks:
                 with contextlib.suppress(OSError):  # a worker that died meanwhile needs no goodbye
                     conn.send(None)
                 process.join(timeout=30)
                 return
-            idx, overrides = jobs.popleft()
+            idx, overrides = tasks.popleft()
             try:
                 conn.send((idx, overrides))
-            except OSError:  # the worker died before it took the job (a stop signal while it started, kill -9)
+            except OSError:  # the worker died before it took the task (a stop signal while it started, kill -9)
                 process.join(timeout=5)
                 conn.close()
                 if stop:
                     cancelled.append((idx, overrides))
                     return
                 results[idx] = self._crashed(idx, overrides, process.exitcode, sweep_dir, process.pid)
-                if jobs:
+                if tasks:
                     give_work(*start_worker())
                 return
             busy[conn] = (process, idx, overrides)
-            if stop:  # the sweep was stopped while this job was being handed out
+            if stop:  # the sweep was stopped while this task was being handed out
                 os.kill(process.pid, stop[0])
 
         cancelled: list[tuple[int, list[str]]] = []
@@ -196,8 +196,8 @@ class CellLauncher(Launcher):
                 return
             stop.append(signum)
             signals.note(signum)
-            cancelled.extend(jobs)
-            jobs.clear()
+            cancelled.extend(tasks)
+            tasks.clear()
             for process, _, _ in busy.values():
                 if process.is_alive():
                     os.kill(process.pid, signum)
@@ -212,12 +212,12 @@ class CellLauncher(Launcher):
                     try:
                         results[idx] = cloudpickle.loads(conn.recv_bytes())
                         give_work(conn, process)
-                    except (EOFError, OSError):  # the worker died while running this job
+                    except (EOFError, OSError):  # the worker died while running this task
                         process.join(timeout=5)
                         results[idx] = self._crashed(idx, overrides, process.exitcode, sweep_dir, process.pid,
                                                      stop[0] if stop else None)
                         conn.close()
-                        if jobs:
+                        if tasks:
                             give_work(*start_worker())
         finally:
             for signum, handler in previous.items():
@@ -242,7 +242,7 @@ class CellLauncher(Launcher):
 
     def _crashed(self, idx: int, overrides: list[str], exitcode: int | None, sweep_dir: Path, pid: int | None = None,
                  stop: int | None = None) -> JobReturn:
-        """A job whose worker died: reported like a failed cell, its orphaned run marked KILLED."""
+        """A task whose worker died: reported like a failed cell, its orphaned run marked KILLED."""
         how = f"killed by signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit status {exitcode}"
         error = f"the worker process running this cell died ({how})"
         outcome = Outcome(idx, " ".join(overrides), "KILLED" if stop else "FAILED", error=error)

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from harness.core.names import Param, Tag, repeat_stat
 from harness.run import signals
-from harness.sweep.plan import PlannedJob
+from harness.sweep.plan import PlannedTask
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact
 from harness.tracking.store import store_of
@@ -44,7 +44,7 @@ class ParentRun:
         self.started = time.perf_counter()
 
     @classmethod
-    def open(cls, config: DictConfig, planned: list[PlannedJob], jobs_name: str, sweep_id: str) -> "ParentRun":
+    def open(cls, config: DictConfig, planned: list[PlannedTask], jobs_name: str, sweep_id: str) -> "ParentRun":
         """Prepare the store, mark the runs of dead processes KILLED, and start the parent run; HarnessError on a bad
         store."""
         cells = [p.cell for p in planned]

@@ -1,6 +1,6 @@
-"""A sweep's plan: the preset's params and the command line parsed once by Hydra's override parser into jobs (their
-cartesian product, in Hydra's order; ``parts=k`` as its k part jobs), each composed as its launcher will run it, built
-into its ``Cell`` (a bad setting stops the sweep before any work) and named by what the sweep varies."""
+"""A sweep's plan: the preset's params and the command line parsed once by Hydra's override parser into tasks (their
+cartesian product, in Hydra's order; ``parts=k`` as its k part tasks), each composed as its launcher will run it,
+built into its ``Cell`` (a bad setting stops the sweep before any work) and named by what the sweep varies."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
 from harness.core.errors import HarnessError
-from harness.run.cell import Cell, job_name
+from harness.run.cell import Cell, task_name
 
 
 @dataclass(frozen=True)
-class Job:
-    """One job of a sweep: its Hydra overrides (``key=value``, as launchers take them) and the same as settings."""
+class Task:
+    """One task of a sweep: its Hydra overrides (``key=value``, as launchers take them) and the same as settings."""
 
     index: int
     overrides: tuple[str, ...]
@@ -28,26 +28,26 @@ class Job:
 
 
 @dataclass(frozen=True)
-class PlannedJob(Job):
-    """A job with its built cell and its run name: what the sweeper hands the job."""
+class PlannedTask(Task):
+    """A task with its built cell and its run name: what the sweeper hands the task."""
 
     cell: Cell
     name: str  # the run's name
-    config: DictConfig | None = None  # the job's config with its hydra node, composed once (the launchers use it)
+    config: DictConfig | None = None  # the task's config with its hydra node, composed once (the launchers use it)
 
     @property
     def label(self) -> str:
         """The run's name and, for a part of a cell, which part."""
-        return job_name(self.name, self.cell)
+        return task_name(self.name, self.cell)
 
 
 def _key(override) -> str:
     return override.get_key_element().lstrip("+~")
 
 
-def jobs_of(arguments: list[str], parts: Any = 1, part: Any = None, config_loader=None) -> list[Job]:
-    """The jobs of ``arguments`` (``key=value`` or ``key=a,b,c``), in Hydra's order, a cell in parts as its part jobs.
-    ``parts``/``part``: the primary config's values, for jobs that do not set them."""
+def tasks_of(arguments: list[str], parts: Any = 1, part: Any = None, config_loader=None) -> list[Task]:
+    """The tasks of ``arguments`` (``key=value`` or ``key=a,b,c``), in Hydra's order, a cell in parts as its part tasks.
+    ``parts``/``part``: the primary config's values, for tasks that do not set them."""
     try:
         parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
     except HydraException as err:
@@ -63,24 +63,24 @@ def jobs_of(arguments: list[str], parts: Any = 1, part: Any = None, config_loade
         else:
             values = [override.get_value_element_as_str()]
         choices[element] = [(f"{element}={v}", _key(override), v) for v in values]
-    jobs: list[tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = []
+    tasks: list[tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = []
     for combination in itertools.product(*choices.values()):
         overrides = tuple(text for text, _, _ in combination)
         settings = tuple((key, value) for _, key, value in combination)
         given = dict(settings)
         k, p = given.get("parts") or parts, given.get("part") or part
         if p in (None, "null") and str(k).isdigit() and int(k) > 1:
-            jobs.extend(((*overrides, f"part={i}"), (*settings, ("part", str(i)))) for i in range(int(k)))
+            tasks.extend(((*overrides, f"part={i}"), (*settings, ("part", str(i)))) for i in range(int(k)))
         else:
-            jobs.append((overrides, settings))  # a bad parts value is refused with its fix by Cell.from_config
-    return [Job(i, overrides, settings) for i, (overrides, settings) in enumerate(jobs)]
+            tasks.append((overrides, settings))  # a bad parts value is refused with its fix by Cell.from_config
+    return [Task(i, overrides, settings) for i, (overrides, settings) in enumerate(tasks)]
 
 
-def swept_values(jobs: Sequence[Job]) -> dict[str, list[str]]:
-    """{key: its values in order} for the keys whose value differs between the jobs of a sweep."""
+def swept_values(tasks: Sequence[Task]) -> dict[str, list[str]]:
+    """{key: its values in order} for the keys whose value differs between the tasks of a sweep."""
     values: dict[str, list[str]] = {}
-    for job in jobs:
-        for key, value in job.settings:
+    for task in tasks:
+        for key, value in task.settings:
             if value not in values.setdefault(key, []):
                 values[key].append(value)
     return {k: v for k, v in values.items() if len(v) > 1}
@@ -92,53 +92,53 @@ def short(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def sweep_name(jobs: Sequence[Job]) -> str:
+def sweep_name(tasks: Sequence[Task]) -> str:
     """The parent run's name: what the sweep varies, e.g. ``sweep S=10,20 eta=0,1 (4 cells)``."""
-    swept = " ".join(f"{k.split('.')[-1]}={','.join(short(v, 16) for v in vs)}" for k, vs in swept_values(jobs).items())
+    swept = " ".join(f"{k.split('.')[-1]}={','.join(short(v, 16) for v in vs)}" for k, vs in swept_values(tasks).items())
     swept = swept if len(swept) <= 90 else swept[:87] + "..."
-    return f"sweep {swept} ({len(jobs)} cells)" if swept else f"sweep ({len(jobs)} cells)"
+    return f"sweep {swept} ({len(tasks)} cells)" if swept else f"sweep ({len(tasks)} cells)"
 
 
 _SHOWN = {"S", "eta", "sampler", "nfe", "dataset", "job", "model", "part"}  # in Cell.run_name (parts share a run)
 
 
-def run_name(cell: Cell, job: Job, varying: list[str] | dict) -> str:
+def run_name(cell: Cell, task: Task, varying: list[str] | dict) -> str:
     """The run name of a sweep's cell: first the swept settings that the standard name (``S=.. eta=..``, sampler,
     dataset, job) does not show, e.g. ``seed=2 S=50 eta=0 digits/sample`` or ``path=b.pt S=3 eta=0 ...``, so the cells
     of one sweep never share a name in MLflow's list."""
-    lead = [f"{key.split('.')[-1]}={short(value)}" for key, value in job.settings
+    lead = [f"{key.split('.')[-1]}={short(value)}" for key, value in task.settings
             if key in varying and key not in _SHOWN]
     return " ".join(lead + [cell.run_name])
 
 
-def job_config(config_loader, config: DictConfig, job: Job) -> DictConfig:
-    """The job's config as its launcher composes it, ``hydra`` node included (the launchers use it as composed here)."""
-    return config_loader.load_sweep_config(master_config=config, sweep_overrides=list(job.overrides))
+def composed_config(config_loader, config: DictConfig, task: Task) -> DictConfig:
+    """The task's config as its launcher composes it, ``hydra`` node included (the launchers use it as composed here)."""
+    return config_loader.load_sweep_config(master_config=config, sweep_overrides=list(task.overrides))
 
 
-def task_config(composed: DictConfig) -> DictConfig:
-    """A job's config without the ``hydra`` node, as Hydra hands it to the task."""
+def without_hydra(composed: DictConfig) -> DictConfig:
+    """A task's config without the ``hydra`` node, as Hydra hands it to the task function."""
     task = composed.copy()
     with open_dict(task):
         del task["hydra"]
     return task
 
 
-def plan(config: DictConfig, config_loader, arguments: Sequence[str], params: Mapping | None = None) -> list[PlannedJob]:
-    """Every job of the sweep (``params``: the preset's ``hydra.sweeper.params``, before the command line's
+def plan(config: DictConfig, config_loader, arguments: Sequence[str], params: Mapping | None = None) -> list[PlannedTask]:
+    """Every task of the sweep (``params``: the preset's ``hydra.sweeper.params``, before the command line's
     ``arguments``), built and named; a HarnessError names the cell and the fix."""
     arguments = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
-    jobs = jobs_of(arguments, config.get("parts", 1), config.get("part"), config_loader)
-    varying = swept_values(jobs)
+    tasks = tasks_of(arguments, config.get("parts", 1), config.get("part"), config_loader)
+    varying = swept_values(tasks)
     planned = []
-    for job in jobs:
+    for task in tasks:
         try:
-            composed = job_config(config_loader, config, job)
-            cell = Cell.from_config(task_config(composed))
+            composed = composed_config(config_loader, config, task)
+            cell = Cell.from_config(without_hydra(composed))
         except HarnessError as err:
-            raise HarnessError(f"cell {' '.join(job.overrides)}: {err}") from None
+            raise HarnessError(f"cell {' '.join(task.overrides)}: {err}") from None
         except HydraException as err:  # a config group option that does not exist, a bad value type
             problem = " ".join(str(err).split("\nConfig search path")[0].split())  # its options on one line
-            raise HarnessError(f"cell {' '.join(job.overrides)}: {problem}") from None
-        planned.append(PlannedJob(job.index, job.overrides, job.settings, cell, run_name(cell, job, varying), composed))
+            raise HarnessError(f"cell {' '.join(task.overrides)}: {problem}") from None
+        planned.append(PlannedTask(task.index, task.overrides, task.settings, cell, run_name(cell, task, varying), composed))
     return planned

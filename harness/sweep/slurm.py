@@ -1,4 +1,4 @@
-"""A Hydra launcher that submits a sweep's jobs to Slurm as one array (submitit's executor) and follows each task to its
+"""A Hydra launcher that submits a sweep's tasks to Slurm as one array (submitit's executor) and follows each task to its
 end (``hydra/launcher=slurm``): finished cells are skipped before submission, each task is collected as it ends, one
 that leaves the queue without a result is recorded KILLED, a preempted one is submitted again, and Ctrl-C or SIGTERM
 cancels the array (docs/cluster.md)."""
@@ -184,14 +184,14 @@ class SlurmLauncher(Launcher):
         return executor
 
     def _label(self, idx: int, overrides: Sequence[str]) -> str:
-        jobs = getattr(self.task_function, "jobs", None)
+        jobs = getattr(self.task_function, "tasks", None)
         if jobs is None:
             return " ".join(overrides)
         return f"cell {idx + 1}/{len(jobs)} {jobs[idx].label}"
 
     def _skipped(self, idx: int, overrides: list[str], sweep_dir: Path, seen: set) -> JobReturn | None:
         """A finished cell (a finished run with its key), reported without a task; None otherwise."""
-        jobs = getattr(self.task_function, "jobs", None)
+        jobs = getattr(self.task_function, "tasks", None)
         if jobs is None:
             return None
         cell = jobs[idx].cell

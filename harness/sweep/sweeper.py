@@ -1,13 +1,13 @@
 """The harness's Hydra sweeper (``hydra/sweeper=cells``, the default): one path from the command line to the record.
 
-1. Plan (harness.sweep.plan): the overrides parsed once into jobs (a cell in parts as its part jobs), each job's
+1. Plan (harness.sweep.plan): the overrides parsed once into tasks (a cell in parts as its part tasks), each task's
    config composed and built into its ``Cell`` and named. Any bad input stops the sweep here with one message.
 2. Check: each distinct device, checkpoint and data folder once (``check_environment``); ``dry_run=true`` prints the
    plan (harness.run.dryrun) and stops.
 3. Open the parent run (harness.sweep.parent).
-4. Launch: the launcher (``hydra/launcher``: local workers, submitit, Hydra's basic) gets the jobs' overrides, as
+4. Launch: the launcher (``hydra/launcher``: local workers, submitit, Hydra's basic) gets the tasks' overrides, as
    Hydra's launcher API takes them, and a task, ``SweepTask``, that carries the sweep's facts and the built cells to
-   the jobs. Each job returns its outcome; the launcher returns them all (one for a worker that died or a job the
+   the tasks. Each task returns its outcome; the launcher returns them all (one for a worker that died or a task the
    sweep never started, too).
 5. Summarise the outcomes on the parent run and exit 0, 1 (a cell failed) or the stop signal's status.
 
@@ -41,46 +41,46 @@ from harness.sweep.slurm import SlurmLauncher
 from harness.tracking.credentials import redact, redact_file
 
 
-def _failed(job: plan.PlannedJob, error: str) -> dict:
-    return asdict(Outcome(job.index, job.label, "FAILED", error=error))
+def _failed(task: plan.PlannedTask, error: str) -> dict:
+    return asdict(Outcome(task.index, task.label, "FAILED", error=error))
 
 
-def _outcome(job: plan.PlannedJob, ret: Any) -> dict:
-    """A job's outcome from the launcher's return value (a JobReturn); a job whose task raised is FAILED."""
+def _outcome(task: plan.PlannedTask, ret: Any) -> dict:
+    """A task's outcome from the launcher's return value (a JobReturn); one whose task function raised is FAILED."""
     if ret is None:
-        return _failed(job, "the launcher returned nothing for this job")
+        return _failed(task, "the launcher returned nothing for this task")
     try:
-        value = ret.return_value  # raises the job's own exception when its task raised
-    except Exception as err:  # noqa: BLE001 - a failed job is an outcome, not the sweep's end
-        return _failed(job, f"{type(err).__name__}: {err}")
+        value = ret.return_value  # raises the task function's own exception
+    except Exception as err:  # noqa: BLE001 - a failed task is an outcome, not the sweep's end
+        return _failed(task, f"{type(err).__name__}: {err}")
     if not isinstance(value, dict):
-        return _failed(job, f"the job returned {value!r}")
-    return {**value, "name": redact(job.label)}  # the plan's name, a worker that died included
+        return _failed(task, f"the task returned {value!r}")
+    return {**value, "name": redact(task.label)}  # the plan's name, a worker that died included
 
 
-def cell_outcomes(planned: list[plan.PlannedJob], outcomes: list[dict]) -> list[dict]:
+def cell_outcomes(planned: list[plan.PlannedTask], outcomes: list[dict]) -> list[dict]:
     """One outcome per cell: a cell in parts is one cell of the summary, FINISHED when its run is (the part that
     scored it), else its parts' worst state, with their errors."""
     merged: dict[str, dict] = {}
     rank = {"FAILED": 4, "KILLED": 3, "PLANNED": 2, "FINISHED": 1, "SKIPPED": 0}
-    for job, outcome in zip(planned, outcomes):
-        if job.cell.part is None:
-            merged[f"{job.index}"] = outcome
+    for task, outcome in zip(planned, outcomes):
+        if task.cell.part is None:
+            merged[f"{task.index}"] = outcome
             continue
-        cell = merged.setdefault(job.name, {**outcome, "name": job.name, "error": "", "status": "SKIPPED"})
+        cell = merged.setdefault(task.name, {**outcome, "name": task.name, "error": "", "status": "SKIPPED"})
         cell["run_id"] = cell.get("run_id") or outcome.get("run_id")
         if outcome.get("headline"):  # the part that scored the cell: the cell is done
             cell.update(status="FINISHED", summary=outcome.get("summary", ""), headline=outcome["headline"])
         elif cell.get("headline") is None and rank.get(outcome["status"], 0) > rank.get(cell["status"], 0):
             cell["status"] = outcome["status"]
         if outcome.get("error"):
-            cell["error"] = "; ".join(filter(None, [cell["error"], f"{job.cell.part_label}: {outcome['error']}"]))
+            cell["error"] = "; ".join(filter(None, [cell["error"], f"{task.cell.part_label}: {outcome['error']}"]))
     return list(merged.values())
 
 
 class CellSweeper(Sweeper):
-    """The cartesian product of the overrides (preset params first), a cell with ``parts=k`` as its k part jobs; each
-    job's Cell built before any runs, and the outcomes summarised on the sweep's parent run."""
+    """The cartesian product of the overrides (preset params first), a cell with ``parts=k`` as its k part tasks; each
+    task's Cell built before any runs, and the outcomes summarised on the sweep's parent run."""
 
     def __init__(self, params: dict | None = None) -> None:
         self.params = dict(params or {})
@@ -102,9 +102,9 @@ class CellSweeper(Sweeper):
         configure_console(bool(config.get("verbose", False)))
         try:
             planned = plan.plan(config, context.config_loader, arguments, self.params)
-            for job in {(j.cell.device, j.cell.job, j.cell.dataset.get("name"), j.cell.dataset.get("root")): j
+            for task in {(j.cell.device, j.cell.job, j.cell.dataset.get("name"), j.cell.dataset.get("root")): j
                         for j in planned}.values():
-                check_environment(job.cell)
+                check_environment(task.cell)
             if config.get("dry_run"):
                 from harness.report.pilot import PilotLines  # lazy: brings mlflow, pandas, scipy: only for a dry run
                 from harness.run.dryrun import print_plan
@@ -124,21 +124,21 @@ class CellSweeper(Sweeper):
         workers = 1 if slurm else workers_of(config)  # a Slurm task has its allocation to itself
         task = SweepTask(SweepContext(sweep_id, len(planned), parent.run_id, workers), planned)
         n = len({j.name for j in planned})
-        what = f"{n} cells" + (f" ({len(planned)} jobs: cells in parts)" if n != len(planned) else "")
+        what = f"{n} cells" + (f" ({len(planned)} tasks: cells in parts)" if n != len(planned) else "")
         where = SlurmLauncher.describe(config, len(planned)) if slurm else f"on {workers} worker(s)"
         print(f"sweep {sweep_id}: {what}, {where}, parent run {parent.run_id}", flush=True)
         self.launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=task,
                                                                 config=config)
         try:
             returns = list(self.launcher.launch([list(j.overrides) for j in planned], initial_job_idx=0))
-        except Exception as err:  # noqa: BLE001 - e.g. submitit lost a job: the parent run says so and ends FAILED
+        except Exception as err:  # noqa: BLE001 - e.g. submitit lost a task: the parent run says so and ends FAILED
             print(f"error: the launcher failed: {type(err).__name__}: {err}", file=sys.stderr)
             returns = []
             error = f"no outcome: the launcher failed ({type(err).__name__}: {err}); see the cell's run"
             outcomes = cell_outcomes(planned, [_failed(j, error) for j in planned])
         else:
             returns += [None] * (len(planned) - len(returns))
-            outcomes = cell_outcomes(planned, [_outcome(job, ret) for job, ret in zip(planned, returns)])
+            outcomes = cell_outcomes(planned, [_outcome(task, ret) for task, ret in zip(planned, returns)])
         status = parent.close(outcomes, signals.received)
         if status:
             sys.exit(status)

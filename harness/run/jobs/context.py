@@ -26,7 +26,7 @@ class JobContext:
     parallel: bool = False  # other workers share the console: status lines instead of progress bars
     summary: str = ""
     headline: str | None = None  # the headline metric with its interval, for the console and the sweep summary
-    job: int | None = None  # the job's number in its sweep (None for a single run)
+    index: int | None = None  # the task's number in its sweep (None for a single run)
     keep_open: bool = False  # a part that did its block but did not finish the cell: its run stays open (harness.run.parts)
 
     def load_model(self) -> torch.nn.Module:
@@ -55,4 +55,4 @@ class JobContext:
         return Progress(total, f"{self.label}: {what}", unit, enabled=self.cell.progress, lines=self.parallel)
 
     def after_batch(self, batches_done: int) -> None:
-        faults.point("batch_done", batches=batches_done, job=self.job)
+        faults.point("batch_done", batches=batches_done, task=self.index)

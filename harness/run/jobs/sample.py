@@ -49,7 +49,7 @@ def run(ctx: JobContext) -> dict:
     if gen.nfe is not None:
         metrics[Metric.NFE_COUNTED] = gen.nfe
     ctx.run.log_metrics(metrics)
-    faults.point("scoring", job=ctx.job)
+    faults.point("scoring", task=ctx.index)
     return _score(ctx, model, store, metrics)
 
 
