@@ -46,7 +46,6 @@ FIELDS = {
     "rehearsal": Tag.REHEARSAL,
 }
 REHEARSAL_BANNER = "REHEARSAL (stand-in files)"  # on every page of a report of rehearsal runs (--rehearsal)
-FEATURES = "features."  # the report's column features.<metric>: the tag Tag.FEATURES_PREFIX + <metric>
 INT_FIELDS = ["S", "nfe", "N", "repeats", "blocks", "seed", "batch_size", "T"]
 IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
 DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1, "blocks": 1}  # runs from before these params existed
@@ -93,9 +92,9 @@ def grown_over(runs: pd.DataFrame) -> pd.Series:
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics).
     The report never creates a store, and asks a server once, briefly."""
-    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
+    if (path := sqlite_path(uri)) and not path.is_file():
         raise HarnessError(
-            f"No tracking store at {sqlite_path(uri)}: run some cells first (python -m harness ...) in that "
+            f"No tracking store at {path}: run some cells first (python -m harness ...) in that "
             "directory, or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri "
             "sqlite:///path/mlflow.db.")
     with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix
@@ -127,9 +126,9 @@ def _eta(value) -> str | None:
 
 def normalize(raw: pd.DataFrame) -> pd.DataFrame:
     """The report's columns (FIELDS; None where a run lacks one), typed, with defaults for older runs."""
-    features = {c: FEATURES + c[len(Tag.FEATURES_PREFIX):] for c in raw.columns if c.startswith(Tag.FEATURES_PREFIX)}
-    out = raw.rename(columns={**{v: k for k, v in FIELDS.items()}, **features})
-    out = out.reindex(columns=["run_id", "status", "run_name", "start_time", "artifact_uri", *FIELDS, *features.values()])
+    features = [c for c in raw.columns if c.startswith(Tag.FEATURES_PREFIX)]  # the report's columns too
+    out = raw.rename(columns={v: k for k, v in FIELDS.items()})
+    out = out.reindex(columns=["run_id", "status", "run_name", "start_time", "artifact_uri", *FIELDS, *features])
     out = out.astype(object).where(out.notna(), None)
     out["start_time"] = pd.to_datetime(raw["start_time"], unit="ms", utc=True)
     for p in INT_FIELDS:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from scipy import stats
 
-from harness.core.names import Metric
+from harness.core.names import REPEAT_STATS, Metric, Tag
 from harness.diffusion.eta import eta_row_name, eta_sort_key
 from harness.report.labels import (
     DAGGER,
@@ -52,7 +52,7 @@ from harness.report.labels import (
     paper_layout,
 )
 from harness.report.render import text
-from harness.report.runs import FEATURES, RunSet, grown_over
+from harness.report.runs import RunSet, grown_over
 from harness.report.stats import Line, fit_line, loglog_line
 
 SETTINGS = {
@@ -61,12 +61,11 @@ SETTINGS = {
 }
 SETTING_NAMES = {"checkpoint_id": "checkpoint", "feature_extractor": "feature extractor"}
 LONG_SETTINGS = ["nfe", "N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision", "device_name"]
-SUMMARY = ["std", "min", "ci95_low", "ci95_high"]
 # the long CSV: its columns (stderr for Table 2 only) from these columns of a block's cells, then r0, r1, ...
 LONG = {"table": "table", "dataset": "dataset", "row": "row", "eta": "eta", "S": "S", "value": "measured",
         "paper": "paper", "reference_paper_value": "reference_paper_value", "reference_dataset": "reference_dataset",
         "flagged": "flagged", "stderr": "stderr", "run_id": "run_id", **{k: SETTING_NAMES.get(k, k) for k in LONG_SETTINGS},
-        "metric": "metric", "repeats": "K", **{s: s for s in SUMMARY}}
+        "metric": "metric", "repeats": "K", **{s: s for s in REPEAT_STATS}}
 RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
 
 
@@ -219,7 +218,7 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
 
 def features(runs: pd.DataFrame, metric: str) -> str | None:
     """The feature space(s) a metric was computed in (tag ``features.<metric>``; older runs: the feature extractor)."""
-    tags = runs.get(FEATURES + metric, pd.Series(dtype=object)).dropna()
+    tags = runs.get(Tag.FEATURES_PREFIX + metric, pd.Series(dtype=object)).dropna()
     if tags.empty and metric == Metric.FID:
         tags = runs["feature_extractor"].dropna()
     return ", ".join(sorted({str(x) for x in tags})) or None

@@ -1,7 +1,6 @@
-"""One cell, ``Cell``: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from
-the Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys (``images_key``, ``key``,
-``series_key``) name its input files by content (docs/architecture.md: a cell's keys). The imports inside its methods
-bring torch only when a cell is built: the sweeper's start-up imports this module."""
+"""One cell, ``Cell`` (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from the
+Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys name its inputs by content
+(docs/architecture.md). Its methods import torch's modules lazily: the sweeper's start-up imports this one."""
 
 from __future__ import annotations
 
@@ -369,9 +368,6 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
     if metrics.get("cmmd") and metrics.get("cmmd_estimator") not in ("biased", "unbiased"):
         raise HarnessError(f"metrics.cmmd_estimator={metrics.get('cmmd_estimator')!r} is not an estimator: use biased "
                            "(the published code's) or unbiased.")
-    if k >= N:
-        raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
-                           f"raise N or lower metrics.prc_neighborhood.")
     checked_int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
     checked_int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
     fractions = metrics.get("fid_inf_fractions")
@@ -379,9 +375,9 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
         raise HarnessError(f"metrics.fid_inf_fractions must be fractions in (0, 1], got {fractions!r}, e.g. "
                            "[0.5,0.6,0.7,0.8,0.9,1.0].")
     blocks = checked_int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
-    if blocks > 1 and (N % blocks or N // blocks < 2):
-        raise HarnessError(f"metrics.blocks={blocks} must divide N={N} into blocks of at least 2 images: set "
-                           f"metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
+    from harness.metrics.blocks import check_repeat_size
+
+    check_repeat_size(N, k, blocks)
     return metrics
 
 
@@ -422,10 +418,8 @@ _CHECKED: set[str] = set()  # the environments check_environment found ready in 
 
 
 def check_environment(cell: Cell) -> None:
-    """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
-    exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
-    online), the data folder the cell reads is there and (outside a rehearsal) the published one. Once per process
-    for each (device, job, dataset, checkpoint): a sweep's worker runs many cells of one dataset."""
+    """The checks that need no model but look outside the config (the device, the checkpoint, the data the cell
+    reads), once per process for each environment: a sweep's worker runs many cells of one dataset."""
     environment = _hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
                          "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
                          "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})

@@ -1,9 +1,6 @@
-"""What a cell reads from disk, checked before any sampling, so that a missing or wrong file costs seconds rather
-than the hours of sampling before it: the dataset folder of the FID reference (a sample cell) or of the held-out
-split (a reconstruction cell) is there, downloaded now when the harness can fetch it (CIFAR-10), the feature
-extractors' weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
-checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads stand-ins, which differ by design.
-"""
+"""What a cell reads from disk, checked before any sampling: the dataset folder it scores against or reads (downloaded
+now where the harness can fetch it) and the extractors' weights, identical to the published files where their
+checksums are known (not in a rehearsal, whose stand-ins differ by design)."""
 
 from __future__ import annotations
 

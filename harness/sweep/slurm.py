@@ -1,19 +1,7 @@
-"""A Hydra launcher that submits a sweep's jobs to Slurm as one array (submitit's executor) and follows each task to
-its end (``hydra/launcher=slurm``).
-
-* A finished cell takes no task: it is skipped before submission, with its ``[skip]`` line on the sweep's console.
-* Each task is collected on its own as it ends, and its ``[done]``/``[failed]``/``[killed]`` lines are copied from
-  its log to the sweep's console. A task that leaves Slurm's queue without a result (scancel, ``kill -9`` or the OOM
-  killer on its Python, a node failure) is recorded as KILLED with Slurm's end state (sacct, when accounting is on),
-  its run marked KILLED (runs record their Slurm job id); one missing result never touches another cell. The queue
-  is read with squeue, so a sweep never waits on sacct: without accounting a dead task is found all the same.
-* A task sent the pre-timeout or preemption signal (``--signal=USR2@signal_delay_s``) closes its run as preempted
-  (harness.run.runner); the sweep submits it again (up to ``max_num_timeout`` times) and the new task resumes the
-  cell from its shards in the same run.
-* Ctrl-C or SIGTERM of the sweep cancels its pending and running tasks (scancel), waits for them to end, and returns
-  every outcome, so that the summary runs and the parent run is marked KILLED. The sweep returns only when every
-  task has ended.
-"""
+"""A Hydra launcher that submits a sweep's tasks to Slurm as one array (submitit's executor) and follows each task to its
+end (``hydra/launcher=slurm``): finished cells are skipped before submission, each task is collected as it ends, one
+that leaves the queue without a result is recorded KILLED, a preempted one is submitted again, and Ctrl-C or SIGTERM
+cancels the array (docs/cluster.md)."""
 
 from __future__ import annotations
 
@@ -131,33 +119,24 @@ def cancel(job_ids: Sequence[str]) -> None:
 def reconcile_ended_jobs(uri: str, experiment: str, job_ids: Sequence[str] | None = None) -> dict[str, str]:
     """Mark KILLED the RUNNING runs whose Slurm job has ended (whatever host ran them): those of ``job_ids``, or every
     RUNNING run with a job id that is not in the queue. Returns {job id: run id}; nothing when squeue fails."""
-    exp = tracking.experiment_id(uri, experiment)
-    if exp is None:
-        return {}
-    c = tracking.client(uri)
     wanted = f" and tags.{Tag.SLURM_JOB_ID} = '{job_ids[0]}'" if job_ids and len(job_ids) == 1 else ""
-    with tracking.store_errors(uri):
-        running = c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING'{wanted}", max_results=10_000)
-    running = [r for r in running if r.data.tags.get(Tag.SLURM_JOB_ID)]
-    if not running:
-        return {}
-    if job_ids is None:
-        live = queue()
-        if live is None:
-            return {}
-        ended = {r.data.tags[Tag.SLURM_JOB_ID] for r in running} - set(live)
-    else:
-        ended = set(job_ids)
-    fixed = {}
-    with tracking.store_errors(uri):
-        for run in running:
-            job = run.data.tags[Tag.SLURM_JOB_ID]
-            if job in ended:
-                c.set_tag(run.info.run_id, Tag.ERROR, f"Slurm job {job} ended without closing the run (cancelled, "
-                                                      "killed or its node failed); marked KILLED by a sweep")
-                c.set_terminated(run.info.run_id, status="KILLED")
-                fixed[job] = run.info.run_id
-    return fixed
+    live: list = []  # the queue, read once, after the search: a task that starts meanwhile is in it
+
+    def dead(run) -> str | None:
+        job = run.data.tags.get(Tag.SLURM_JOB_ID)
+        if not job:
+            return None
+        if job_ids is None:
+            live[:] = live or [queue()]
+            if live[0] is None or job in live[0]:  # squeue failed, or the task is still queued or running
+                return None
+        elif job not in job_ids:
+            return None
+        return (f"Slurm job {job} ended without closing the run (cancelled, killed or its node failed); marked KILLED "
+                "by a sweep")
+
+    return {run.data.tags[Tag.SLURM_JOB_ID]: run.info.run_id
+            for run in tracking.kill_dead_runs(uri, experiment, wanted, dead)}
 
 
 # --- the launcher --------------------------------------------------------------------------------------------------
