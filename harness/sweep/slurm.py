@@ -43,8 +43,8 @@ ACCOUNTING_FIX = ("Slurm accounting is off (sacct: {why}): the sweep still finds
 
 # --- the task, in the Slurm job ----------------------------------------------------------------------------------
 
-class JobTask:
-    """What each Slurm task runs: the sweep's job ``idx`` as Hydra's launchers run it (harness.sweep.launcher), with
+class SlurmTask:
+    """What each Slurm task runs: the sweep's task ``idx`` as Hydra's launchers run a job (harness.sweep.launcher), with
     the pre-timeout/preemption signal (USR2) turned into ``signals.Preempted`` inside the cell instead of submitit's
     requeue, which would end the cell with ``SystemExit``."""
 
@@ -142,7 +142,9 @@ def reconcile_ended_jobs(uri: str, experiment: str, job_ids: Sequence[str] | Non
 # --- the launcher --------------------------------------------------------------------------------------------------
 
 @dataclass
-class Task:
+class Submitted:
+    """A task submitted to Slurm and followed to its end (a preempted one is submitted again: ``attempts``)."""
+
     idx: int
     overrides: list[str]
     job: Any  # submitit's Job
@@ -184,17 +186,17 @@ class SlurmLauncher(Launcher):
         return executor
 
     def _label(self, idx: int, overrides: Sequence[str]) -> str:
-        jobs = getattr(self.task_function, "tasks", None)
-        if jobs is None:
+        planned = getattr(self.task_function, "tasks", None)
+        if planned is None:
             return " ".join(overrides)
-        return f"cell {idx + 1}/{len(jobs)} {jobs[idx].label}"
+        return f"cell {idx + 1}/{len(planned)} {planned[idx].label}"
 
     def _skipped(self, idx: int, overrides: list[str], sweep_dir: Path, seen: set) -> JobReturn | None:
         """A finished cell (a finished run with its key), reported without a task; None otherwise."""
-        jobs = getattr(self.task_function, "tasks", None)
-        if jobs is None:
+        planned = getattr(self.task_function, "tasks", None)
+        if planned is None:
             return None
-        cell = jobs[idx].cell
+        cell = planned[idx].cell
         if cell.force:
             return None
         uri = tracking.tracking_uri(cell.tracking.uri)
@@ -239,10 +241,10 @@ class SlurmLauncher(Launcher):
             print("note: " + ACCOUNTING_FIX.format(why=why), file=sys.stderr, flush=True)
 
         executor = self._executor()
-        task = JobTask(self.hydra_context, self.config, self.task_function, Singleton.get_state())
+        task = SlurmTask(self.hydra_context, self.config, self.task_function, Singleton.get_state())
         with executor.batch():
             submitted = [(idx, overrides, executor.submit(task, idx, overrides)) for idx, overrides in todo]
-        tasks = {job.job_id: Task(idx, overrides, job) for idx, overrides, job in submitted}
+        tasks = {job.job_id: Submitted(idx, overrides, job) for idx, overrides, job in submitted}
         ids = sorted(tasks)
         print(f"submitted {len(tasks)} task(s) to Slurm: job {ids[0].split('_')[0]}"
               f"{' (array)' if '_' in ids[0] else ''}", flush=True)
@@ -272,7 +274,7 @@ class SlurmLauncher(Launcher):
                         job = executor.submit(task, t.idx, t.overrides)
                         print(f"[preempted] {self._label(t.idx, t.overrides)}: resubmitted as Slurm job {job.job_id} "
                               f"(attempt {t.attempts + 1}); it resumes from its shards in the same run", flush=True)
-                        tasks[job.job_id] = Task(t.idx, t.overrides, job, t.attempts + 1)
+                        tasks[job.job_id] = Submitted(t.idx, t.overrides, job, t.attempts + 1)
                         continue
                     results[t.idx] = ret
                 if tasks and cancelled_at is not None and time.monotonic() - cancelled_at > STOP_WAIT_S:
@@ -292,7 +294,7 @@ class SlurmLauncher(Launcher):
         value = getattr(ret, "_return_value", None)
         return isinstance(value, dict) and bool(value.get("preempted"))
 
-    def _echo(self, t: Task) -> None:
+    def _echo(self, t: Submitted) -> None:
         """The task's own console lines ([done], [failed], ...), from its log, on the sweep's console."""
         for path in (t.job.paths.stdout, t.job.paths.stderr):
             try:
@@ -304,7 +306,7 @@ class SlurmLauncher(Launcher):
                     t.lines.add(line)
                     print(line, flush=True)
 
-    def _collect(self, t: Task, live: dict[str, str] | None, uri: str, experiment: str, sweep_dir: Path,
+    def _collect(self, t: Submitted, live: dict[str, str] | None, uri: str, experiment: str, sweep_dir: Path,
                  stop: list[int]) -> JobReturn | None:
         """The task's JobReturn once it has ended (its result, or its death recorded), else None."""
         from submitit.core.utils import pickle_load  # lazy: only a sweep on Slurm needs it
@@ -335,7 +337,7 @@ class SlurmLauncher(Launcher):
             return None
         return self._lost(t, "ended without a result", uri, experiment, sweep_dir, stop)
 
-    def _lost(self, t: Task, what: str, uri: str, experiment: str, sweep_dir: Path, stop: list[int],
+    def _lost(self, t: Submitted, what: str, uri: str, experiment: str, sweep_dir: Path, stop: list[int],
               mark: bool = True) -> JobReturn:
         """A task that ended without a result: KILLED, with Slurm's end state, its run (if it opened one) KILLED."""
         self._echo(t)
