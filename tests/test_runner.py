@@ -146,7 +146,7 @@ def test_a_cells_process_imports_neither_the_report_nor_jinja2(tmp_path):
 )
 def test_bad_input_is_refused_before_any_work(args, message):
     """What the sweep's pre-check runs for every cell, before anything is launched."""
-    from harness.run.cell import check_environment
+    from harness.run.preflight import check_environment
     from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError) as err:

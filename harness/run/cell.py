@@ -46,7 +46,8 @@ def _frozen(node: Any) -> Mapping:
     return MappingProxyType(data)
 
 
-def _hash(blob: Mapping) -> str:
+def cell_hash(blob: Mapping) -> str:
+    """The first 16 hex digits of the SHA-256 of ``blob`` as sorted JSON: the keys of a cell and of its environment."""
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -287,7 +288,7 @@ class Cell:
 
     @cached_property
     def images_key(self) -> str:
-        return _hash({
+        return cell_hash({
             "dataset": {k: self.dataset.get(k) for k in ("name", "channels", "image_size")},
             "model": {"architecture": self.model.get("architecture"), "kind": self.model.get("kind"),
                       "checkpoint": self._checkpoint(), "content": self.checkpoint_content},
@@ -314,13 +315,13 @@ class Cell:
 
     @cached_property
     def key(self) -> str:
-        return _hash({**self._result(), "repeats": self.repeats})
+        return cell_hash({**self._result(), "repeats": self.repeats})
 
     @cached_property
     def series_key(self) -> str:
         """The key without the number of repeats: the cells of one series differ only in K, and since repeat k is
         always images k*N .. (k+1)*N - 1, a cell grown from K to K' > K repeats keeps the K repeats of the smaller."""
-        return _hash(self._result())
+        return cell_hash(self._result())
 
     @property
     def images_dir(self) -> Path:
@@ -412,49 +413,6 @@ def _parts(cfg: DictConfig, spec: registry.Job, n_images: int, force: bool, dry_
         raise HarnessError("force=true resamples the cell, which its parts cannot do apart (each would delete the "
                            "others' images): run the cell once unsplit with force=true (drop parts and part).")
     return parts, part
-
-
-_CHECKED: set[str] = set()  # the environments check_environment found ready in this process
-
-
-def check_environment(cell: Cell) -> None:
-    """The checks that need no model but look outside the config (the device, the checkpoint, the data the cell
-    reads), once per process for each environment: a sweep's worker runs many cells of one dataset."""
-    environment = _hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
-                         "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
-                         "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})
-    if environment in _CHECKED:
-        return
-    _check_environment(cell)
-    _CHECKED.add(environment)
-
-
-def _check_environment(cell: Cell) -> None:
-    from harness.core.runtime import gpu_problem, select_device
-    from harness.run.preflight import check_data
-
-    select_device(cell.device)
-    path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
-    if hub and not path:
-        from harness.models.hub import availability, check_model, snapshot
-
-        check_model(hub, cell.model.get("name"))
-        ok, text = availability(hub)
-        if not ok and not cell.dry_run:  # a dry run lists it among the missing inputs
-            raise HarnessError(text.removeprefix("missing: ") + ".")
-        if not cell.dry_run:  # downloaded now, before any sampling: the cell's key names the weights by content
-            snapshot(hub)
-    if path and not Path(path).expanduser().exists():
-        raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
-    if path and Path(path).expanduser().is_dir():
-        from harness.models.hub import unet_folder
-
-        unet_folder(Path(path).expanduser())
-    if not cell.dry_run and not cell.rehearsal:  # before the data (CIFAR-10 is downloaded next); the dry run names the device
-        problem = gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), f"dataset={cell.dataset['name']}")
-        if problem:
-            raise HarnessError(problem)
-    check_data(cell)
 
 
 def relative(path: str | os.PathLike) -> str:

@@ -33,7 +33,7 @@ def checkpoint_identity(model: Mapping) -> str | None:
     if ckpt.get("path"):
         path = Path(ckpt["path"]).expanduser()
         return _sha256(weights_file(path) if path.is_dir() else path, "model.checkpoint.path")  # a diffusers folder
-    if ckpt.get("hub"):  # its snapshot is downloaded before the key is needed (cell.check_environment)
+    if ckpt.get("hub"):  # its snapshot is downloaded before the key is needed (preflight.check_environment)
         root = cached_snapshot(ckpt["hub"])
         return _sha256(weights_file(root), "model.checkpoint.hub") if root else f"hub:{ckpt['hub']}"
     if ckpt.get("name") is None:

@@ -25,7 +25,8 @@ from harness.core.runtime import (
     select_device,
 )
 from harness.run import parts
-from harness.run.cell import Cell, check_environment, task_name, relative
+from harness.run.cell import Cell, task_name, relative
+from harness.run.preflight import check_environment
 from harness.run.jobs.context import JobContext
 from harness.run import cell_claim, signals
 from harness.run.outcome import Outcome

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.core.cli import fail
 from harness.core.console import configure_console
 from harness.core.errors import HarnessError
-from harness.run.cell import check_environment
+from harness.run.preflight import check_environment
 from harness.run import signals
 from harness.sweep import plan
 from harness.sweep.launcher import workers_of
