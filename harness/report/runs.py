@@ -50,6 +50,7 @@ INT_FIELDS = ["S", "nfe", "N", "repeats", "blocks", "seed", "batch_size", "T"]
 IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
 DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1, "blocks": 1}  # runs from before these params existed
 CELL = ["dataset", "job", "sampler", "S", "eta"]  # the identity columns of the long frame
+FIGURES_JOB = "figures"  # Figures 5 and 6: drawn from the newest finished run of this job
 PER_MACHINE = {"timing"}  # the jobs whose cells also depend on the machine and batch size (the cell key has neither)
 REPEAT = re.compile(r"^(?P<metric>.+)_r(?P<repeat>\d+)$")
 
@@ -249,7 +250,7 @@ def fetch(uri: str, run: pd.Series, name: str, tmp: Path) -> Path | None:
 
 def figures_images(uri: str, runs: pd.DataFrame, tmp: Path) -> tuple[pd.Series, dict, dict] | None:
     """(run, images, settings) of the newest figures run with both artifacts, or None."""
-    for _, run in runs[runs["job"] == "figures"].sort_values("start_time", ascending=False).iterrows():
+    for _, run in runs[runs["job"] == FIGURES_JOB].sort_values("start_time", ascending=False).iterrows():
         arrays, settings = fetch(uri, run, "figures.npz", tmp), fetch(uri, run, "figures.json", tmp)
         if arrays is not None and settings is not None:
             with np.load(arrays) as data:
