@@ -43,7 +43,7 @@ def _pilot_line(cell, pilot: tuple | None) -> str:
 
     runs, rates, plans = pilot
     r = runs.runs
-    match = r[(r["job"] == "sample") & (r["dataset"] == cell.dataset["name"]) & (r["sampler"] == cell.sampler)
+    match = r[(r["job"] == cell.job) & (r["dataset"] == cell.dataset["name"]) & (r["sampler"] == cell.sampler)
               & (r["S"] == cell.S) & (r["eta"] == cell.eta_label) & (r["N"] == cell.N) & (r["seed"] == cell.seed)]
     mine = [(c, k) for c, k in plans if set(k.runs) & set(match["run_id"]) and k.plan.unit == "repeats"]
     if not mine:

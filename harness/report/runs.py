@@ -50,6 +50,8 @@ INT_FIELDS = ["S", "nfe", "N", "repeats", "blocks", "seed", "batch_size", "T"]
 IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
 DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1, "blocks": 1}  # runs from before these params existed
 CELL = ["dataset", "job", "sampler", "S", "eta"]  # the identity columns of the long frame
+FIGURES_JOB = "figures"  # Figures 5 and 6: drawn from the newest finished run of this job
+PER_MACHINE = {"timing"}  # the jobs whose cells also depend on the machine and batch size (the cell key has neither)
 REPEAT = re.compile(r"^(?P<metric>.+)_r(?P<repeat>\d+)$")
 
 
@@ -144,12 +146,13 @@ def normalize(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def _key(r: pd.Series) -> str:
-    """The deduplication key: cell_key (hash of the identity params when missing), plus machine for timing."""
+    """The deduplication key: cell_key (hash of the identity params when missing), plus machine and batch for the
+    jobs in PER_MACHINE."""
     key = r["cell_key"] if isinstance(r["cell_key"], str) and r["cell_key"] else None
     if key is None:
         blob = "|".join(str(r[p]) for p in IDENTITY)
         key = "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-    if r["job"] == "timing":
+    if r["job"] in PER_MACHINE:
         batch = r["timing_batch_size"] if isinstance(r["timing_batch_size"], str) else r["batch_size"]
         key += f"|{r['device_name']}|{batch}"
     return key
@@ -247,7 +250,7 @@ def fetch(uri: str, run: pd.Series, name: str, tmp: Path) -> Path | None:
 
 def figures_images(uri: str, runs: pd.DataFrame, tmp: Path) -> tuple[pd.Series, dict, dict] | None:
     """(run, images, settings) of the newest figures run with both artifacts, or None."""
-    for _, run in runs[runs["job"] == "figures"].sort_values("start_time", ascending=False).iterrows():
+    for _, run in runs[runs["job"] == FIGURES_JOB].sort_values("start_time", ascending=False).iterrows():
         arrays, settings = fetch(uri, run, "figures.npz", tmp), fetch(uri, run, "figures.json", tmp)
         if arrays is not None and settings is not None:
             with np.load(arrays) as data:
