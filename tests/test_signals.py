@@ -13,7 +13,7 @@ import subprocess
 import threading
 
 import pytest
-from clitools import HANG, process_state, runs, start_harness, wait_for_shards, wait_until
+from clitools import HANG, process_state, runs, shards, start_harness, wait_until
 
 from harness.run import signals
 from harness.core.processes import alive as _pid_alive
@@ -44,7 +44,7 @@ class Sweep:
 
     def wait_for_shard(self, cells: int = 1):
         """Until ``cells`` cells have written a shard (each is then running, past its run's start)."""
-        wait_for_shards(self.tmp_path, [self.proc], cells)
+        self.wait_until(lambda: len({p.parent for p in shards(self.tmp_path)}) >= cells, f"shards of {cells} cell(s)")
 
     def stop(self, signum: int, status: int) -> tuple[str, str]:
         """``signum`` to every process of the sweep; its output once it ended with ``status``, checked clean."""

@@ -75,7 +75,7 @@ def _execute(idx: int, overrides: Sequence[str], hydra_context: HydraContext, co
                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
 
-def _worker(conn, payload: bytes, parent_pid: int) -> None:
+def _worker(conn, parent_pid: int) -> None:
     """A worker process: set up once, then run the tasks it is sent until told to stop (None).
 
     A stop signal raises only while a task runs (the cell's run is then marked KILLED by the runner); one that comes
@@ -85,7 +85,10 @@ def _worker(conn, payload: bytes, parent_pid: int) -> None:
     signals.stop_raising()  # until a task runs
     signals.unblock()  # the launcher started this process with the stop signals held back
     signals.die_with_parent(parent_pid)
-    hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
+    try:
+        hydra_context, config, task_function, singleton_state = cloudpickle.loads(conn.recv_bytes())
+    except (EOFError, OSError):  # the sweep's process is gone
+        return
     setup_globals()
     Singleton.set_state(singleton_state)
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -153,10 +156,14 @@ class CellLauncher(Launcher):
 
         def start_worker():
             parent, child = ctx.Pipe()
-            process = ctx.Process(target=_worker, args=(child, payload, os.getpid()), daemon=True)
+            process = ctx.Process(target=_worker, args=(child, os.getpid()), daemon=True)
             with signals.blocked():  # the worker starts with them held back until its handlers are in place
                 process.start()
             child.close()
+            # The payload (every task's config: over 64 KB) goes through the pipe, not spawn's start-up data: a worker
+            # that dies before reading it leaves this write with a broken pipe, where spawn's write would block forever.
+            with contextlib.suppress(OSError):  # give_work finds the worker dead
+                parent.send_bytes(payload)
             return parent, process
 
         def give_work(conn, process) -> None:
