@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from harness.core.config import HYDRA_CONFIG_PATH
+from harness.core.cli import fail
 from harness.core.console import configure_console
 from harness.core.errors import HarnessError
 from harness.core.overrides import unreadable_override
@@ -36,8 +37,7 @@ def task(cfg: DictConfig) -> dict:
     except HarnessError as err:
         if multirun:
             return asdict(Outcome(index, " ".join(hc.overrides.task), "FAILED", error=str(err)))
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(err)
     if cell.dry_run:  # only a dry run imports the report, for its planner line
         from harness.report.pilot import PilotLines
         from harness.run.dryrun import print_plan
@@ -61,8 +61,7 @@ def main() -> None:
     traceback; a sweep's parent run still open is marked KILLED."""
     problem = unreadable_override(sys.argv[1:])
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
+        fail(problem)
     signals.install()
     try:
         hydra_main()

@@ -223,7 +223,7 @@ def test_hub_repo_of_another_model_is_refused_before_download(offline_cache):
 
 
 def test_a_hub_checkpoint_is_checked_before_any_cell_runs(offline_cache):
-    from harness.run.cell import check_environment
+    from harness.run.preflight import check_environment
 
     for hub, message in [("google/ddpm-ema-celebahq-256", "CelebA-HQ"), ("google/ddpm-cifar10-32", "HF_HUB_OFFLINE=1")]:
         cell = cells("dataset=cifar10", f"model.checkpoint.hub={hub}")[0]

@@ -321,7 +321,7 @@ def test_the_stores_full_disk_is_one_line_naming_it(tmp_path):
     "is it an MLflow SQLite database? Move it aside"."""
     from clitools import cells
     from harness.core.errors import HarnessError
-    from harness.run.space import check_space
+    from harness.run.disk import check_space
     from harness.tracking.store import prepare_store
 
     with tmpfs(tmp_path / "disk", "2m") as disk:

@@ -70,8 +70,23 @@ def test_tiny_multirun_logs_every_cell(tmp_path, monkeypatch):
 
 
 CELL_IMPORTS = """
-import atexit, runpy, sys
+import atexit, os, runpy, sys, traceback
+import harness, harness.diffusion.samplers as samplers
+
 atexit.register(lambda: print("MODULES", *sorted(sys.modules)))
+root, first, counted = os.path.dirname(harness.__file__) + os.sep, [], samplers.CountingModel.__call__
+
+
+def call(self, x, t):  # stands in for the NFE counter's frame, the last harness frame before the network
+    if not first:
+        stack = traceback.extract_stack()[:-1]
+        first.extend(f"{os.path.relpath(f.filename, root)}:{f.name}" for f in stack if f.filename.startswith(root))
+        first.append("diffusion/samplers.py:__call__")
+    return counted(self, x, t)
+
+
+samplers.CountingModel.__call__ = call
+atexit.register(lambda: print("FRAMES", *first))
 sys.argv = ["harness", *sys.argv[1:]]
 runpy.run_module("harness", run_name="__main__", alter_sys=True)
 """
@@ -79,9 +94,10 @@ runpy.run_module("harness", run_name="__main__", alter_sys=True)
 
 @pytest.mark.slow  # two processes: 31-45 s on the loaded 2 cores
 def test_a_cells_process_imports_neither_the_report_nor_jinja2(tmp_path):
-    """One real cell (python -m harness, no -m): its process never imports the report (its tables, claims, templates)
-    nor jinja2; only a dry run imports the report, for its planner line. (scipy is a cell's own: mlflow
-    imports scipy.sparse, FID scipy.linalg, the repeats' interval scipy.stats.)"""
+    """One real cell (python -m harness, no -m): its process never imports the report (its tables, claims, templates),
+    the sweep's modules nor jinja2, and it reaches the network in at most 10 harness frames; only a dry run imports
+    the report, for its planner line. (scipy is a cell's own: mlflow imports scipy.sparse, FID scipy.linalg, the
+    repeats' interval scipy.stats.)"""
     script = tmp_path / "cell.py"
     script.write_text(CELL_IMPORTS)
     proc = harness(tmp_path / "run", "N=8", "repeats=1", "batch_size=4", "S=3", "job.grid_images=8",
@@ -92,6 +108,11 @@ def test_a_cells_process_imports_neither_the_report_nor_jinja2(tmp_path):
     assert "harness.run.runner" in modules and "harness.diffusion.unet" in modules  # it did run the cell here
     assert not {m for m in modules if m.startswith("harness.report")}
     assert not {m for m in modules if m.split(".")[0] == "jinja2"}
+    assert not {m for m in modules if m.startswith("harness.sweep")}  # a single run never enters the sweep
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("FRAMES ")]
+    frames = line.split()[1:]
+    assert frames[0] == "__main__.py:<module>" and "run/runner.py:run_cell" in frames, frames
+    assert len(frames) <= 10, frames  # python -m harness to the first network call (docs/architecture.md)
 
     dry = harness(tmp_path / "dry", "N=8", "repeats=1", "S=3", "dry_run=true", entry=(str(script),))
     (line,) = [x for x in dry.stdout.splitlines() if x.startswith("MODULES ")]
@@ -126,7 +147,7 @@ def test_a_cells_process_imports_neither_the_report_nor_jinja2(tmp_path):
 )
 def test_bad_input_is_refused_before_any_work(args, message):
     """What the sweep's pre-check runs for every cell, before anything is launched."""
-    from harness.run.cell import check_environment
+    from harness.run.preflight import check_environment
     from harness.core.errors import HarnessError
 
     with pytest.raises(HarnessError) as err:

@@ -14,7 +14,7 @@ import pytest
 
 from clitools import TINY, harness
 from harness.core.errors import HarnessError
-from harness.run.writable import check_writable
+from harness.run.disk import check_writable
 
 
 
@@ -61,7 +61,7 @@ def test_reasons(tmp_path):
 
 def test_verified_weights_folder_only_for_extractors_with_weights(tmp_path, private_caches):
     from clitools import cells
-    from harness.run.writable import check_cell_paths
+    from harness.run.disk import check_cell_paths
 
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "verified-weights").write_text("x")

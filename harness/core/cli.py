@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import NoReturn
 
 from harness.core.errors import HarnessError
+
+
+def fail(message: object) -> NoReturn:
+    """End the process with ``error: <message>`` on stderr and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def reports_errors(task):
@@ -16,7 +23,6 @@ def reports_errors(task):
         try:
             return task(*args, **kwargs)
         except HarnessError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+            fail(err)
 
     return wrapper

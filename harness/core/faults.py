@@ -1,19 +1,6 @@
-"""The one seam through which tests inject faults into real runs: a worker killed mid-cell (the OOM killer, a
-segfault), a job stopped after k batches (to exercise resume). Production code marks where such a fault can strike
-with ``point(name, **facts)`` and never looks at what a fault does; a point does nothing unless
-``$DDIM_HARNESS_FAULTS`` holds a rule for it (the tests set it; worker processes inherit it):
-
-    DDIM_HARNESS_FAULTS="batch_done:raise:batches=2"   the job raises FaultInjected when its 2nd batch is done
-    DDIM_HARNESS_FAULTS="batch_done:kill:task=1"       the process of sweep task 1 SIGKILLs itself after a batch
-    DDIM_HARNESS_FAULTS="scoring:stop"                  the job SIGSTOPs itself before scoring (the test fills the
-                                                        disk meanwhile, then sends SIGCONT)
-
-Rules are separated by ";". A rule fires at the first point of its name where every fact it names equals the
-point's (compared as text). Points: ``batch_done`` (facts ``batches``: batches this job has done, ``task``: its
-number in the sweep, None for a single run), ``scoring`` (a sample cell's images are all there, before it is
-scored; fact ``task``), ``report_file`` (a report file written under its temporary name, not yet renamed; fact
-``file``).
-"""
+"""The one seam through which tests inject faults into real runs: production code marks where one can strike with
+``point(name, **facts)``; a point acts only on a matching rule of ``$DDIM_HARNESS_FAULTS``, e.g.
+``batch_done:raise:batches=2;scoring:stop`` (the rules and points: docs/architecture.md)."""
 
 from __future__ import annotations
 

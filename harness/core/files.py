@@ -134,11 +134,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         Path(tmp).unlink(missing_ok=True)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: an interruption never leaves a partial file,
     and a failed write (a full disk) leaves no temporary file behind."""
@@ -168,13 +163,8 @@ def download(
     timeout: float = 60.0,
     fix: str = "retry; if it keeps failing, download the file yourself and set model.checkpoint.path=/path/to/it",
 ) -> Path:
-    """Download ``url`` (http, https or file) to ``dest``, verified, atomically.
-
-    The bytes go to a uniquely named temporary file next to ``dest`` that replaces ``dest`` only
-    once the length and checksums are right; on any failure it is deleted and HarnessError raised.
-    (``torch.hub.download_url_to_file`` has no timeout, no md5 and no length check, which the official
-    checkpoints' md5 sums and a dead server on a cluster need.)
-    """
+    """Download ``url`` (http, https or file) to ``dest`` atomically, once its length and checksums are right;
+    HarnessError otherwise (torch.hub's download has no timeout, md5 or length check)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")

@@ -1,15 +1,6 @@
-"""The names of everything the runner writes to MLflow and the report reads back: params, tags, metrics.
-
-One place for each name (as torch-fidelity keeps its ``KEY_METRIC_*`` constants), so renaming one cannot leave a
-report table silently empty: the writer and the reader both import it from here.
-
-* Params are set once, when a cell's run starts: the cell's identity and how it was sized.
-* Tags say where and how it ran, and what it was scored against.
-* Metrics are the numbers. A cell scored on K repeats (disjoint ranges of image indices) logs each repeat's value as
-  ``<metric>_r<k>`` and the summary over repeats under ``repeat_stat(metric, ...)``; the plain ``<metric>`` is the mean.
-  A cell scored in K blocks per repeat (harness.metrics.blocks) logs the metric of each repeat's images pooled as
-  ``<metric>`` (their mean over repeats; ``_min`` their minimum) and the jackknife pseudo-values as the ``_r<k>``.
-"""
+"""The names of everything the runner writes to MLflow and the report reads back (params, tags, metrics), each in one
+place, so the writer and the reader cannot drift apart. A cell of K repeats logs ``<metric>_r<k>`` per repeat and
+its summary under ``repeat_stat(metric, ...)``; the plain ``<metric>`` is the mean (in blocks: harness.metrics.blocks)."""
 
 from __future__ import annotations
 

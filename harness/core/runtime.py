@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import platform
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from harness.core.errors import HarnessError
+from harness.core.locks import file_lock
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,11 +89,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def configure_threads(threads: int | None, workers: int = 1) -> int:
-    """Torch CPU threads for this process: ``threads`` if given, else in a Slurm task the CPUs of its allocation
-    (``SLURM_CPUS_PER_TASK``), else the cores this process may use shared among ``workers``.
-
-    Several 2-thread OpenMP processes on two shared cores collapse, so parallel workers get one thread each.
-    """
+    """Torch CPU threads: ``threads``, else a Slurm task's ``SLURM_CPUS_PER_TASK``, else this process's cores shared
+    among ``workers`` (several 2-thread OpenMP processes on two shared cores collapse)."""
     if threads is None:
         allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -160,30 +157,19 @@ def apply_precision(model: torch.nn.Module, precision: str, device: torch.device
 
 @contextmanager
 def claimed_device(device: torch.device):
-    """Hold a CUDA device for this job so parallel local workers use one GPU each (a node-local lock per GPU).
-
-    ``device=auto`` on a machine with several GPUs: take the first GPU no other job holds, waiting if all are busy.
-    An explicit device, or the CPU, is used as given.
-    """
+    """With ``device=auto`` and several GPUs, hold the first GPU no other local worker holds (a node-local lock per
+    GPU), waiting while all are busy; an explicit device, or the CPU, as given."""
     if device.type != "cuda" or device.index is not None or torch.cuda.device_count() < 2:
         yield device
         return
     lock_dir = Path(tempfile.gettempdir()) / "ddim-harness-gpu-locks"
-    lock_dir.mkdir(exist_ok=True)
     while True:
         for index in range(torch.cuda.device_count()):
             uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", f"{socket.gethostname()}-{index}"))
-            handle = open(lock_dir / f"{uuid}.lock", "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                continue
-            try:
+            with file_lock(lock_dir / f"{uuid}.lock", wait=False) as held:
+                if held is None:
+                    continue
                 torch.cuda.set_device(index)
                 yield torch.device("cuda", index)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-            return
+                return
         time.sleep(2.0)

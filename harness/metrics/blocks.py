@@ -28,9 +28,19 @@ from harness.core.errors import HarnessError
 def check_blocks(n: int, blocks: int) -> int:
     """The images per block of ``n`` images in ``blocks`` equal blocks (one clear error otherwise)."""
     if blocks < 2 or n % blocks or n // blocks < 2:
-        raise HarnessError(f"cannot split {n} images into metrics.blocks={blocks} equal blocks of at least 2 images; "
-                           "set metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
+        raise HarnessError(f"metrics.blocks={blocks} must divide N={n} into blocks of at least 2 images: set "
+                           "metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
     return n // blocks
+
+
+def check_repeat_size(n: int, prc_neighborhood: int, blocks: int) -> None:
+    """Refuse a repeat of ``n`` images that precision/recall's k-NN or the blocks cannot use (the cell checks it before
+    any work; the suite again for callers of the library)."""
+    if prc_neighborhood >= n:
+        raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={prc_neighborhood} images per "
+                           f"repeat, got N={n}: raise N or lower metrics.prc_neighborhood.")
+    if blocks > 1:
+        check_blocks(n, blocks)
 
 
 def without_block(features: Mapping, k: int, blocks: int) -> dict:

@@ -46,7 +46,7 @@ from harness.core.names import REPEAT_STATS, Metric, jackknife_estimate, per_rep
 from harness.diffusion.analytic import frechet_distance, psd_sqrt
 from harness.metrics import features as F
 from harness.metrics import vit_scores as V
-from harness.metrics.blocks import check_blocks, jackknife, jackknife_interval
+from harness.metrics.blocks import check_repeat_size, jackknife, jackknife_interval
 from harness.metrics.references import datasets_root, reference_fingerprint, reference_images
 from harness.models.digits_classifier import DEFAULT_WEIGHTS
 
@@ -273,11 +273,7 @@ def _features(images: Dataset, repeats: int, scoring: Scoring, device: torch.dev
     if repeats < 1 or n % repeats or n // repeats < 2:
         raise HarnessError(f"cannot score {n} images as {repeats} repeats of at least 2 images each.")
     per = n // repeats
-    if scoring.prc_neighborhood >= per:
-        raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={scoring.prc_neighborhood} "
-                           f"images per repeat, got N={per}; raise N.")
-    if scoring.blocks > 1:
-        check_blocks(per, scoring.blocks)
+    check_repeat_size(per, scoring.prc_neighborhood, scoring.blocks)
     ref = reference_features(scoring, device, progress_factory)
     gen = _extract(images, scoring, scoring.layers(), device, progress_factory, "features", chunk=per, timings=timings)
     return ref, gen, per

@@ -23,6 +23,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.helpers import vassert
 
+from harness.core.cli import fail
 from harness.core.errors import HarnessError
 from harness.core.files import file_sha256, load_tensors
 from harness.data import digits
@@ -253,5 +254,4 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        fail(exc)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from harness.core.errors import HarnessError
 from harness.core.names import Metric
+from harness.core.throughput import Rate, duration
 from harness.diffusion.eta import SIGMA_HAT, eta_row_name
 from harness.report.labels import SAMPLE_METRICS, better, dataset_name, direction, fmt_number, fmt_value, label
 from harness.report.render import text
@@ -353,15 +354,6 @@ def _plan_fields(plan: Plan | None) -> dict:
     return dict(zip(PLAN_FIELDS, (plan.unit, plan.repeats, plan.images, plan.nfe, plan.seconds, plan.detectable)))
 
 
-@dataclass(frozen=True)
-class Rate:
-    """Sampling seconds per image and NFE of a dataset's runs in this store: the median, over how many, on what."""
-
-    seconds_per_image_nfe: float
-    runs: int
-    kind: str  # "CPU" or "GPU"
-
-
 def rates(runs: RunSet) -> dict[str, Rate]:
     """Per dataset, the median seconds per image and NFE over its runs that sampled (metric seconds_per_nfe_image)."""
     v = runs.values
@@ -430,12 +422,6 @@ def attach_plans(claims: list[Claim], runs: RunSet, given: float | None = None) 
             if check.plan is not None:
                 check.plan_line = plan_text(check.plan, rate)
     return measured
-
-
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def plan_text(plan: Plan, rate: Rate | None) -> str:

@@ -150,8 +150,8 @@ def _cell(text: str) -> str:
 
 
 def _row(row: str, table: ReportTable) -> str:
-    if table.spec.job == "recon":
-        return "MSE"
+    if table.spec.row is not None:  # one row: named by its metric's short label (MSE)
+        return label(table.spec.metric)
     if row == SIGMA_HAT:
         return r"$\hat{\sigma}$"
     value = float(row)
@@ -161,7 +161,7 @@ def _row(row: str, table: ReportTable) -> str:
 def _tabular(table: ReportTable, block: Block) -> str:
     grid = block.grid().reindex(columns=table.cols, fill_value=DASH).rename_axis(index=None)
     grid.columns = pd.MultiIndex.from_product([["$S$ (steps)"], grid.columns],
-                                              names=[None, "" if table.spec.job == "recon" else r"$\eta$"])
+                                              names=[None, r"$\eta$" if table.spec.row is None else ""])
     styler = grid.style.format(_cell, escape="latex").format_index(lambda r: _row(r, table), axis=0)
     return styler.to_latex(hrules=True, column_format="l" + "r" * len(table.cols), multicol_align="c").rstrip()
 

@@ -101,9 +101,9 @@ def metric_panels(data: pd.DataFrame, by: str, order: list[str], title: str, out
 
 
 def eta_figures(tables: list, out_dir: Path) -> list[Figure]:
-    """Per dataset of Tables 1/3: each metric against NFE, one line per eta (the cells the tables show)."""
+    """Per dataset of the tables by eta (1, 3): each metric against NFE, one line per eta (the cells the tables show)."""
     figures = []
-    for table in [t for t in tables if t.spec.number in (1, 3)]:
+    for table in [t for t in tables if t.spec.row is None]:
         for block in table.measured_blocks():
             data = pd.concat([b.measured.reset_index().assign(metric=b.metric)
                               for b in [block, *table.metric_blocks.get(block.dataset, [])]])
@@ -136,10 +136,10 @@ def _top_rows(image: np.ndarray, rows: int, nrow: int = 10, padding: int = 2) ->
 
 
 def sample_grids(tables: list[ReportTable], uri: str, out_dir: Path, tmp: Path) -> list[tuple[Figure, list[str]]]:
-    """One figure per dataset of Tables 1/3, the samples.png of the run in each (eta, S) cell, with the cells whose
+    """One figure per dataset of the tables by eta (1, 3), the samples.png of the run in each (eta, S) cell, with the cells whose
     run had no such artifact."""
     out = []
-    for block in [b for t in tables if t.spec.number in (1, 3) for b in t.measured_blocks()]:
+    for block in [b for t in tables if t.spec.row is None for b in t.measured_blocks()]:
         cells = block.measured
         rows = [r for r in block.rows if r in cells.index.get_level_values("eta")]
         cols = sorted(set(cells.index.get_level_values("S")))

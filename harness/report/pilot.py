@@ -5,7 +5,8 @@ the same settings, any repeats) says it needs: the repeats that would decide its
 from __future__ import annotations
 
 from harness.core.errors import HarnessError
-from harness.report.claims import duration, store_plans
+from harness.core.throughput import duration
+from harness.report.claims import store_plans
 from harness.report.labels import fmt_number, label
 from harness.tracking import store as tracking
 from harness.tracking.sqlite import sqlite_path
@@ -26,7 +27,7 @@ class PilotLines:
 
 def _pilot(uri: str, experiment: str) -> tuple | None:
     """The planner's checks of the store's report (harness.report.claims), or None without finished sample runs."""
-    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
+    if (path := sqlite_path(uri)) and not path.is_file():
         return None
     try:
         return store_plans(uri, experiment)
@@ -42,7 +43,7 @@ def _pilot_line(cell, pilot: tuple | None) -> str:
 
     runs, rates, plans = pilot
     r = runs.runs
-    match = r[(r["job"] == "sample") & (r["dataset"] == cell.dataset["name"]) & (r["sampler"] == cell.sampler)
+    match = r[(r["job"] == cell.job) & (r["dataset"] == cell.dataset["name"]) & (r["sampler"] == cell.sampler)
               & (r["S"] == cell.S) & (r["eta"] == cell.eta_label) & (r["N"] == cell.N) & (r["seed"] == cell.seed)]
     mine = [(c, k) for c, k in plans if set(k.runs) & set(match["run_id"]) and k.plan.unit == "repeats"]
     if not mine:

@@ -46,11 +46,12 @@ FIELDS = {
     "rehearsal": Tag.REHEARSAL,
 }
 REHEARSAL_BANNER = "REHEARSAL (stand-in files)"  # on every page of a report of rehearsal runs (--rehearsal)
-FEATURES = "features."  # the report's column features.<metric>: the tag Tag.FEATURES_PREFIX + <metric>
 INT_FIELDS = ["S", "nfe", "N", "repeats", "blocks", "seed", "batch_size", "T"]
 IDENTITY = ["job", "dataset", "model", "checkpoint", "ema", "S", "eta", "trajectory", "N", "seed", "T", "precision"]
 DEFAULTS = {"precision": "fp32", "sampler": "ddim", "repeats": 1, "blocks": 1}  # runs from before these params existed
 CELL = ["dataset", "job", "sampler", "S", "eta"]  # the identity columns of the long frame
+FIGURES_JOB = "figures"  # Figures 5 and 6: drawn from the newest finished run of this job
+PER_MACHINE = {"timing"}  # the jobs whose cells also depend on the machine and batch size (the cell key has neither)
 REPEAT = re.compile(r"^(?P<metric>.+)_r(?P<repeat>\d+)$")
 
 
@@ -93,9 +94,9 @@ def grown_over(runs: pd.DataFrame) -> pd.Series:
 def search(uri: str, experiment: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every run of the experiment (all statuses): (one row per run: attributes, tags, params; long metrics).
     The report never creates a store, and asks a server once, briefly."""
-    if uri.startswith("sqlite:///") and not sqlite_path(uri).is_file():
+    if (path := sqlite_path(uri)) and not path.is_file():
         raise HarnessError(
-            f"No tracking store at {sqlite_path(uri)}: run some cells first (python -m harness ...) in that "
+            f"No tracking store at {path}: run some cells first (python -m harness ...) in that "
             "directory, or point --tracking-uri (or MLFLOW_TRACKING_URI) at the store, e.g. --tracking-uri "
             "sqlite:///path/mlflow.db.")
     with store_errors(uri):  # an unreadable database, an unreachable server: one message naming the fix
@@ -127,9 +128,9 @@ def _eta(value) -> str | None:
 
 def normalize(raw: pd.DataFrame) -> pd.DataFrame:
     """The report's columns (FIELDS; None where a run lacks one), typed, with defaults for older runs."""
-    features = {c: FEATURES + c[len(Tag.FEATURES_PREFIX):] for c in raw.columns if c.startswith(Tag.FEATURES_PREFIX)}
-    out = raw.rename(columns={**{v: k for k, v in FIELDS.items()}, **features})
-    out = out.reindex(columns=["run_id", "status", "run_name", "start_time", "artifact_uri", *FIELDS, *features.values()])
+    features = [c for c in raw.columns if c.startswith(Tag.FEATURES_PREFIX)]  # the report's columns too
+    out = raw.rename(columns={v: k for k, v in FIELDS.items()})
+    out = out.reindex(columns=["run_id", "status", "run_name", "start_time", "artifact_uri", *FIELDS, *features])
     out = out.astype(object).where(out.notna(), None)
     out["start_time"] = pd.to_datetime(raw["start_time"], unit="ms", utc=True)
     for p in INT_FIELDS:
@@ -145,12 +146,13 @@ def normalize(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def _key(r: pd.Series) -> str:
-    """The deduplication key: cell_key (hash of the identity params when missing), plus machine for timing."""
+    """The deduplication key: cell_key (hash of the identity params when missing), plus machine and batch for the
+    jobs in PER_MACHINE."""
     key = r["cell_key"] if isinstance(r["cell_key"], str) and r["cell_key"] else None
     if key is None:
         blob = "|".join(str(r[p]) for p in IDENTITY)
         key = "params:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
-    if r["job"] == "timing":
+    if r["job"] in PER_MACHINE:
         batch = r["timing_batch_size"] if isinstance(r["timing_batch_size"], str) else r["batch_size"]
         key += f"|{r['device_name']}|{batch}"
     return key
@@ -248,7 +250,7 @@ def fetch(uri: str, run: pd.Series, name: str, tmp: Path) -> Path | None:
 
 def figures_images(uri: str, runs: pd.DataFrame, tmp: Path) -> tuple[pd.Series, dict, dict] | None:
     """(run, images, settings) of the newest figures run with both artifacts, or None."""
-    for _, run in runs[runs["job"] == "figures"].sort_values("start_time", ascending=False).iterrows():
+    for _, run in runs[runs["job"] == FIGURES_JOB].sort_values("start_time", ascending=False).iterrows():
         arrays, settings = fetch(uri, run, "figures.npz", tmp), fetch(uri, run, "figures.json", tmp)
         if arrays is not None and settings is not None:
             with np.load(arrays) as data:

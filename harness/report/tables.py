@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, namedtuple
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
 from scipy import stats
 
-from harness.core.names import Metric
+from harness.core.names import REPEAT_STATS, Metric, Tag
 from harness.diffusion.eta import eta_row_name, eta_sort_key
 from harness.report.labels import (
     DAGGER,
@@ -52,27 +52,42 @@ from harness.report.labels import (
     paper_layout,
 )
 from harness.report.render import text
-from harness.report.runs import FEATURES, RunSet, grown_over
+from harness.report.runs import RunSet, grown_over
 from harness.report.stats import Line, fit_line, loglog_line
 
-SETTINGS = {
-    "sample": ["N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision"],
-    "recon": ["N", "seed", "trajectory", "checkpoint_id", "precision"],
-}
+SETTINGS = ["N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision"]
 SETTING_NAMES = {"checkpoint_id": "checkpoint", "feature_extractor": "feature extractor"}
 LONG_SETTINGS = ["nfe", "N", "seed", "trajectory", "checkpoint_id", "feature_extractor", "precision", "device_name"]
-SUMMARY = ["std", "min", "ci95_low", "ci95_high"]
-# the long CSV: its columns (stderr for Table 2 only) from these columns of a block's cells, then r0, r1, ...
+# the long CSV: its columns (stderr for a table with one) from these columns of a block's cells, then r0, r1, ...
 LONG = {"table": "table", "dataset": "dataset", "row": "row", "eta": "eta", "S": "S", "value": "measured",
         "paper": "paper", "reference_paper_value": "reference_paper_value", "reference_dataset": "reference_dataset",
         "flagged": "flagged", "stderr": "stderr", "run_id": "run_id", **{k: SETTING_NAMES.get(k, k) for k in LONG_SETTINGS},
-        "metric": "metric", "repeats": "K", **{s: s for s in SUMMARY}}
-RECON_ROW = "0"  # reconstruction encodes and decodes with eta = 0 (the paper's Table 2 row)
+        "metric": "metric", "repeats": "K", **{s: s for s in REPEAT_STATS}}
+ONE_ROW = "0"  # the eta of a table with one row (reconstruction encodes and decodes with eta = 0)
 
 
-Spec = namedtuple("Spec", "number title job lsun")  # lsun: True LSUN datasets only, False all but LSUN, None any
+@dataclass(frozen=True)
+class Spec:
+    """One of the paper's tables: the runs it shows and what differs in how it shows them."""
+
+    number: int
+    title: str
+    job: str  # its runs: the DDIM runs of this job
+    lsun: bool | None  # True: LSUN datasets only, False: all but LSUN, None: any
+    metric: str | None = None  # the one metric shown; None: each dataset's headline metric, then a block per other one
+    row: str | None = None  # the name of its one row (eta 0); None: one row per eta
+    stderr: str | None = None  # the metric of a cell's standard error over its images: its interval, a long-CSV column
+    features: bool = True  # scored in a feature space: the extractor is a setting of its blocks and named in them
+
+    @property
+    def settings(self) -> list[str]:
+        """The run settings of its blocks: a cell whose run differs from its block's most common is flagged."""
+        return [k for k in SETTINGS if self.features or k != "feature_extractor"]
+
+
 SPECS = [Spec(1, "Table 1: FID by eta and number of sampling steps S", "sample", False),
-         Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", None),
+         Spec(2, "Table 2: reconstruction error (per-dimension MSE, pixels on [0,1]) by S", "recon", None,
+              metric=Metric.RECON_MSE, row="reconstruction MSE", stderr=Metric.RECON_MSE_STDERR, features=False),
          Spec(3, "Table 3: LSUN FID, DDIM (eta=0) vs DDPM (eta=1)", "sample", True)]
 
 
@@ -139,14 +154,14 @@ class ReportTable:
 
     @property
     def row_header(self) -> str:
-        return "" if self.spec.job == "recon" else "eta"
+        return "eta" if self.spec.row is None else ""
 
     @property
     def cols(self) -> list[int]:
         return sorted({s for b in self.blocks for s in b.cols})
 
     def row_label(self, row: str) -> str:
-        return "reconstruction MSE" if self.spec.job == "recon" else eta_row_name(row)
+        return eta_row_name(row) if self.spec.row is None else self.spec.row
 
     def measured_blocks(self, other_metrics: bool = False) -> list[Block]:
         """The blocks with measured cells: the headline blocks, and the other metrics' blocks if asked."""
@@ -178,7 +193,7 @@ class ReportTable:
             cells = cells.assign(table=self.spec.number, dataset=b.dataset, row=cells["eta"].map(self.row_label),
                                  reference_dataset=None if b.comparable else b.reference_dataset, metric=b.metric,
                                  flagged=cells["flagged"].astype(object))
-            cells = cells.drop(columns=[] if self.spec.job == "recon" else ["stderr"])
+            cells = cells.drop(columns=[] if self.spec.stderr else ["stderr"])
             frames.append(cells[[c for c in [*LONG, *repeats] if c in cells]].rename(columns=LONG))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -219,7 +234,7 @@ def _choose(block: Block, runs: pd.DataFrame, keys: list[str], notes: bool) -> N
 
 def features(runs: pd.DataFrame, metric: str) -> str | None:
     """The feature space(s) a metric was computed in (tag ``features.<metric>``; older runs: the feature extractor)."""
-    tags = runs.get(FEATURES + metric, pd.Series(dtype=object)).dropna()
+    tags = runs.get(Tag.FEATURES_PREFIX + metric, pd.Series(dtype=object)).dropna()
     if tags.empty and metric == Metric.FID:
         tags = runs["feature_extractor"].dropna()
     return ", ".join(sorted({str(x) for x in tags})) or None
@@ -228,13 +243,14 @@ def features(runs: pd.DataFrame, metric: str) -> str | None:
 def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) -> Block:
     """The measured block of one dataset and metric (the headline block carries the paper's values and the notes on
     its runs)."""
-    recon = spec.job == "recon"
-    sub = runs.cells(spec.job, metric, *([Metric.RECON_MSE_STDERR, Metric.N_IMAGES] if recon else []))
+    sub = runs.cells(spec.job, metric, *([spec.stderr, Metric.N_IMAGES] if spec.stderr else []))
     sub = sub[(sub["dataset"] == dataset) & (sub["sampler"] == "ddim")]
-    if recon:  # the interval of a mean over n images: t(n-1) standard errors
-        sub = sub.rename(columns={Metric.RECON_MSE_STDERR: "stderr", Metric.N_IMAGES: "n_images"})
+    if spec.stderr:  # the interval of a mean over n images: t(n-1) standard errors
+        sub = sub.rename(columns={spec.stderr: "stderr", Metric.N_IMAGES: "n_images"})
         half = stats.t.ppf(0.975, sub["n_images"] - 1) * sub["stderr"]
-        sub = sub.assign(eta=RECON_ROW, ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
+        sub = sub.assign(ci95_low=sub["value"] - half, ci95_high=sub["value"] + half)
+    if spec.row is not None:
+        sub = sub.assign(eta=ONE_ROW)
     _, paper_rows, paper_S = paper_layout(spec.number)
     block = Block(dataset, "", sorted(set(paper_rows) | set(sub["eta"]), key=eta_sort_key),
                   sorted(set(paper_S) | set(sub["S"].astype(int))), metric)
@@ -242,9 +258,9 @@ def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) 
         block.paper = block.reference = paper_cells(spec.number, dataset)
         block.reference_dataset = dataset if len(block.paper) else None
     if len(sub):
-        _choose(block, sub, SETTINGS[spec.job], notes=headline)
+        _choose(block, sub, spec.settings, notes=headline)
     extractor = features(sub, metric)
-    how = [f"{label(metric)} in {extractor} features"] if extractor and spec.job == "sample" else []
+    how = [f"{label(metric)} in {extractor} features"] if extractor and spec.features else []
     how += [f"N={block.settings['N']}", f"trajectory {block.settings['trajectory']}"] if block.settings else []
     if not headline:
         block.label = f"{dataset_name(dataset)}: {how[0] if extractor else label(metric)} ({direction(metric)})"
@@ -254,15 +270,15 @@ def _block(spec: Spec, runs: RunSet, dataset: str, metric: str, headline: bool) 
                    + (f"; {', '.join(how)}" if how else "") + ("" if has_paper else "; no paper values"))
     if not has_paper:
         block.reference, block.reference_dataset = paper_cells(spec.number, ORDERING_REFERENCE), ORDERING_REFERENCE
-        block.notes.append(text("reference_note", dataset=dataset_name(dataset), extractor=extractor, recon=recon,
-                                reference=dataset_name(ORDERING_REFERENCE)))
+        block.notes.append(text("reference_note", dataset=dataset_name(dataset), extractor=extractor,
+                                features=spec.features, reference=dataset_name(ORDERING_REFERENCE)))
     return block
 
 
-def headline_metric(runs: RunSet, dataset: str) -> str:
-    """The dataset's headline metric for its tables: its runs' tag ``headline_metric``, else the first metric of
-    SAMPLE_METRICS they logged (older runs: FID)."""
-    mine = runs.runs[(runs.runs["dataset"] == dataset) & (runs.runs["job"] == "sample")]
+def headline_metric(runs: RunSet, dataset: str, job: str) -> str:
+    """The dataset's headline metric for its tables: its runs' (of ``job``) tag ``headline_metric``, else the first
+    metric of SAMPLE_METRICS they logged (older runs: FID)."""
+    mine = runs.runs[(runs.runs["dataset"] == dataset) & (runs.runs["job"] == job)]
     tags = mine["headline_metric"].dropna()
     logged = set(runs.values.loc[runs.values["run_id"].isin(mine["run_id"]), "metric"])
     return str(tags.mode().iloc[0]) if len(tags) else next((m for m in SAMPLE_METRICS if m in logged), Metric.FID)
@@ -276,7 +292,7 @@ def build_table(spec: Spec, runs: RunSet) -> ReportTable:
     measured = set(frame["dataset"])
     table = ReportTable(spec, notes=[text("table_note", number=spec.number)])
     for ds in [d for d in paper if d in measured] + sorted(measured - set(paper)):
-        metric = Metric.RECON_MSE if spec.job == "recon" else headline_metric(runs, ds)
+        metric = spec.metric or headline_metric(runs, ds, spec.job)
         block = _block(spec, runs, ds, metric, headline=True)
         table.blocks.append(block)
         if not block.comparable:
@@ -284,7 +300,7 @@ def build_table(spec: Spec, runs: RunSet) -> ReportTable:
                      f"{dataset_name(ds)}")
             table.blocks.append(Block(ORDERING_REFERENCE, label, block.rows, paper_S, paper=block.reference,
                                       paper_only=True))
-        if spec.job == "sample":
+        if spec.metric is None:
             others = [_block(spec, runs, ds, m, headline=False) for m in SAMPLE_METRICS if m != metric]
             table.metric_blocks[ds] = [b for b in others if len(b.measured)]
     if not table.blocks:  # no runs for this table: the paper's blocks with '-' measured cells
@@ -374,13 +390,16 @@ def orders_display(orders: pd.DataFrame) -> pd.DataFrame:
         "NFE": orders["NFE"], "cells": orders["cells"]})
 
 
+SAMPLER_JOB = "sample"  # the samplers compared at equal NFE: the runs of this job
+
+
 def sampler_views(runs: RunSet) -> list[SamplerView]:
     views = []
-    sample = runs.runs[runs.runs["job"] == "sample"]
+    sample = runs.runs[runs.runs["job"] == SAMPLER_JOB]
     for dataset in sorted(d for d, g in sample.groupby("dataset") if g["sampler"].nunique() > 1):
         frames = []
         for metric in SAMPLE_METRICS:
-            cells = runs.cells("sample", metric)
+            cells = runs.cells(SAMPLER_JOB, metric)
             cells = cells[cells["dataset"] == dataset]
             if len(cells):
                 cells = cells.assign(row=[_row(s, e) for s, e in zip(cells["sampler"], cells["eta"])],
@@ -391,7 +410,7 @@ def sampler_views(runs: RunSet) -> list[SamplerView]:
         cells = pd.concat(frames, ignore_index=True)
         key = {r: (_registry_rank(s), s, eta_sort_key(e))
                for r, s, e in zip(cells["row"], cells["sampler"], cells["eta"])}
-        view = SamplerView(dataset, headline_metric(runs, dataset), cells, sorted(key, key=key.get))
+        view = SamplerView(dataset, headline_metric(runs, dataset, SAMPLER_JOB), cells, sorted(key, key=key.get))
         mine = sample[sample["dataset"] == dataset]
         view.also = {m: features(mine, m) or "?" for m in (Metric.FD_DINOV2, Metric.FD_DINOV2_INF, Metric.CMMD)
                      if m != view.metric and m in set(cells["metric"])}
@@ -414,6 +433,7 @@ def long_frame(views: list[SamplerView]) -> pd.DataFrame:
 
 
 SPI = Metric.SECONDS_PER_IMAGE
+TIMING_JOB, FALLBACK_JOB = "timing", "sample"  # Figure 4: the runs of the first, of the second where none
 TIMING_SOURCE = "timing jobs (hours_50k)"
 SAMPLE_SOURCE = "sample jobs (fallback: seconds_per_image * 50000 / 3600)"
 
@@ -455,8 +475,8 @@ def _device(name, device, precision) -> str:
 
 
 def timing_lines(runs: RunSet) -> list[TimingLine]:
-    timing = runs.cells("timing", Metric.HOURS_50K, SPI).rename(columns={"value": "hours"})
-    sample = runs.cells("sample", SPI).rename(columns={"value": SPI})
+    timing = runs.cells(TIMING_JOB, Metric.HOURS_50K, SPI).rename(columns={"value": "hours"})
+    sample = runs.cells(FALLBACK_JOB, SPI).rename(columns={"value": SPI})
     sample = sample[sample["checkpoint"].astype(str) != "None"]  # an analytic model evaluates no network: no time
     lines = []
     for ds in sorted(set(timing["dataset"]) | set(sample["dataset"])):

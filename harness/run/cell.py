@@ -1,7 +1,6 @@
-"""One cell, ``Cell``: (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from
-the Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys (``images_key``, ``key``,
-``series_key``) name its input files by content (docs/architecture.md: a cell's keys). The imports inside its methods
-bring torch only when a cell is built: the sweeper's start-up imports this module."""
+"""One cell, ``Cell`` (job, dataset, model, sampler, S, eta, N, repeats, seed, ...), built and validated once from the
+Hydra config by ``Cell.from_config``; everything downstream trusts it. Its keys name its inputs by content
+(docs/architecture.md). Its methods import torch's modules lazily: the sweeper's start-up imports this one."""
 
 from __future__ import annotations
 
@@ -47,7 +46,8 @@ def _frozen(node: Any) -> Mapping:
     return MappingProxyType(data)
 
 
-def _hash(blob: Mapping) -> str:
+def cell_hash(blob: Mapping) -> str:
+    """The first 16 hex digits of the SHA-256 of ``blob`` as sorted JSON: the keys of a cell and of its environment."""
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -288,7 +288,7 @@ class Cell:
 
     @cached_property
     def images_key(self) -> str:
-        return _hash({
+        return cell_hash({
             "dataset": {k: self.dataset.get(k) for k in ("name", "channels", "image_size")},
             "model": {"architecture": self.model.get("architecture"), "kind": self.model.get("kind"),
                       "checkpoint": self._checkpoint(), "content": self.checkpoint_content},
@@ -315,13 +315,13 @@ class Cell:
 
     @cached_property
     def key(self) -> str:
-        return _hash({**self._result(), "repeats": self.repeats})
+        return cell_hash({**self._result(), "repeats": self.repeats})
 
     @cached_property
     def series_key(self) -> str:
         """The key without the number of repeats: the cells of one series differ only in K, and since repeat k is
         always images k*N .. (k+1)*N - 1, a cell grown from K to K' > K repeats keeps the K repeats of the smaller."""
-        return _hash(self._result())
+        return cell_hash(self._result())
 
     @property
     def images_dir(self) -> Path:
@@ -369,9 +369,6 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
     if metrics.get("cmmd") and metrics.get("cmmd_estimator") not in ("biased", "unbiased"):
         raise HarnessError(f"metrics.cmmd_estimator={metrics.get('cmmd_estimator')!r} is not an estimator: use biased "
                            "(the published code's) or unbiased.")
-    if k >= N:
-        raise HarnessError(f"precision/recall needs more than metrics.prc_neighborhood={k} images per repeat, got N={N}: "
-                           f"raise N or lower metrics.prc_neighborhood.")
     checked_int("metrics.kid_subsets", metrics.get("kid_subsets"), 1, "KID averages this many random subsets (100 by default).")
     checked_int("metrics.fid_inf_draws", metrics.get("fid_inf_draws"), 1, "FID-inf draws this many subsets per size (3).")
     fractions = metrics.get("fid_inf_fractions")
@@ -379,9 +376,9 @@ def _metrics(metrics: Mapping, N: int) -> Mapping:
         raise HarnessError(f"metrics.fid_inf_fractions must be fractions in (0, 1], got {fractions!r}, e.g. "
                            "[0.5,0.6,0.7,0.8,0.9,1.0].")
     blocks = checked_int("metrics.blocks", metrics.get("blocks"), 1, "1 scores each repeat whole; 10 splits N=50000 in 10.")
-    if blocks > 1 and (N % blocks or N // blocks < 2):
-        raise HarnessError(f"metrics.blocks={blocks} must divide N={N} into blocks of at least 2 images: set "
-                           f"metrics.blocks to a divisor of N (10 for N=50000), or 1 for no blocks.")
+    from harness.metrics.blocks import check_repeat_size
+
+    check_repeat_size(N, k, blocks)
     return metrics
 
 
@@ -416,51 +413,6 @@ def _parts(cfg: DictConfig, spec: registry.Job, n_images: int, force: bool, dry_
         raise HarnessError("force=true resamples the cell, which its parts cannot do apart (each would delete the "
                            "others' images): run the cell once unsplit with force=true (drop parts and part).")
     return parts, part
-
-
-_CHECKED: set[str] = set()  # the environments check_environment found ready in this process
-
-
-def check_environment(cell: Cell) -> None:
-    """The checks that need no model but look outside the config: the device exists here, a checkpoint given by path
-    exists (a file, or a diffusers UNet2DModel folder), a hub checkpoint is the model's and can be had (cached, or
-    online), the data folder the cell reads is there and (outside a rehearsal) the published one. Once per process
-    for each (device, job, dataset, checkpoint): a sweep's worker runs many cells of one dataset."""
-    environment = _hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
-                         "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
-                         "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})
-    if environment in _CHECKED:
-        return
-    _check_environment(cell)
-    _CHECKED.add(environment)
-
-
-def _check_environment(cell: Cell) -> None:
-    from harness.core.runtime import gpu_problem, select_device
-    from harness.run.preflight import check_data
-
-    select_device(cell.device)
-    path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
-    if hub and not path:
-        from harness.models.hub import availability, check_model, snapshot
-
-        check_model(hub, cell.model.get("name"))
-        ok, text = availability(hub)
-        if not ok and not cell.dry_run:  # a dry run lists it among the missing inputs
-            raise HarnessError(text.removeprefix("missing: ") + ".")
-        if not cell.dry_run:  # downloaded now, before any sampling: the cell's key names the weights by content
-            snapshot(hub)
-    if path and not Path(path).expanduser().exists():
-        raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
-    if path and Path(path).expanduser().is_dir():
-        from harness.models.hub import unet_folder
-
-        unet_folder(Path(path).expanduser())
-    if not cell.dry_run and not cell.rehearsal:  # before the data (CIFAR-10 is downloaded next); the dry run names the device
-        problem = gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), f"dataset={cell.dataset['name']}")
-        if problem:
-            raise HarnessError(problem)
-    check_data(cell)
 
 
 def relative(path: str | os.PathLike) -> str:

@@ -1,13 +1,6 @@
-"""One process computes a cell at a time: two sweeps of the same cells started together (or a rerun while the first
-is still going) never do the same work twice.
-
-A job holds its cell's claim, ``fcntl.flock`` on ``<output_root>/cells/<key>.busy`` (a part: ``<key>.part<p>.busy``),
-from before it opens its run until the run is closed. A job that finds the claim held says so on one line and waits
-for it; then, as the runner does before any cell, it skips the cell if the other process finished it, and computes
-it otherwise (the other failed or was killed). The claim is the kernel's: it ends with its process however that
-ends (``kill -9`` too), so a stale claim never blocks. Between machines it works where ``output_root`` is on a file
-system with locks (NFSv4, Lustre mounted with ``flock``, GPFS), like the parts' lock (harness.run.parts).
-"""
+"""A cell's claim, so that one process computes a cell at a time: a kernel file lock on
+``<output_root>/cells/<key>.busy`` (a part: ``<key>.part<p>.busy``), held from before its run opens until it closes.
+A process that finds it held waits, then skips or computes the cell (docs/reliability.md: concurrent sweeps)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,15 @@
-"""``dry_run=true``: print every cell a sweep would run, which are done, their NFE and estimated device time, and
-whether their checkpoint and data are present, without sampling anything. A missing input is printed once, not per
-cell. The time is the cell's images x NFE x the model's measured seconds per image and NFE (its newest finished sample
-or timing run; "unknown" without one), in hours of the kind of device that measured it (GPU- or CPU-hours). A cell in
-parts is one line, with its part plan and, once its parts have started, which are done. With ``pilot`` (the report's
-planner over a pilot store, harness.report.pilot) each sample cell also gets its planner line: the repeats that would
-decide its within-noise comparisons, and what growing it costs."""
+"""``dry_run=true``: one line per cell (a cell in parts once, with its part plan): done or not, NFE, whether its
+checkpoint and data are there, and its device time at the model's newest measured rate; each missing input once; with
+``pilot`` (harness.report.pilot), the repeats that would decide its within-noise comparisons."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from harness.core.errors import HarnessError
 from harness.core.names import Metric, Param, Tag, part_key
 from harness.core.runtime import gpu_problem, planned_device
+from harness.core.throughput import Rate, device_kind, duration
 from harness.data import check_available
 from harness.metrics.suite import reference_cached, scoring_of
 from harness.metrics.vit_scores import networks_of
@@ -49,33 +45,13 @@ def _data_status(cell: Cell) -> tuple[bool, str]:
     return True, "no data needed"
 
 
-@dataclass(frozen=True)
-class Rate:
-    """Measured sampling throughput of a model: seconds per image per network evaluation, and where it was measured."""
-
-    seconds_per_image_nfe: float
-    run_id: str
-    device: str  # the run's device tag: cpu, cuda, cuda:1
-    device_name: str
-
-    @property
-    def kind(self) -> str:
-        return "GPU" if self.device.startswith("cuda") else "CPU"
-
-
 def _finished_runs(uri: str, experiment: str, where: str, max_results: int):
-    """The experiment's FINISHED runs matching ``where``, newest first (none when the experiment is not there)."""
-    exp = tracking.experiment_id(uri, experiment)
-    if exp is None:
-        return []
-    with tracking.store_errors(uri):
-        return tracking.client(uri).search_runs([exp], filter_string=f"{where} and attributes.status = 'FINISHED'",
-                                                order_by=["attributes.start_time DESC"], max_results=max_results)
+    return tracking.newest_runs(uri, experiment, f"{where} and attributes.status = 'FINISHED'", max_results)
 
 
 def _rate_of(run, value: float) -> Rate:
     t = run.data.tags
-    return Rate(value, run.info.run_id, t.get(Tag.DEVICE, "cpu"), t.get(Tag.DEVICE_NAME, "?"))
+    return Rate(value, 1, device_kind(t.get(Tag.DEVICE, "cpu")), f"run {run.info.run_id} on {t.get(Tag.DEVICE_NAME, '?')}")
 
 
 def _rate(cell: Cell, uri: str) -> Rate | None:
@@ -109,8 +85,8 @@ def vit_price(cell: Cell, images: int, rates: dict) -> str:
     if rate is None:
         return f"  {names} features of {images:,} images: time unknown (no finished run scored them yet; " \
                "benchmarks/vit_metrics_cost.py measures it)"
-    return (f"  {names} features of {images:,} images: ~{_duration(images * rate.seconds_per_image_nfe)} of "
-            f"{rate.kind} time ({rate.seconds_per_image_nfe:.3g} s per image, run {rate.run_id} on {rate.device_name}), "
+    return (f"  {names} features of {images:,} images: ~{duration(images * rate.seconds_per_image_nfe)} of "
+            f"{rate.kind} time ({rate.seconds_per_image_nfe:.3g} s per image, {rate.source}), "
             "and the reference's images once when their features are not cached")
 
 
@@ -120,20 +96,12 @@ def _device(cell: Cell) -> str:
     return planned_device(cell.device) + (" (NO GPU here: the run stops unless device=cpu)" if problem else "")
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"~{seconds:.0f} s"
-    if seconds < 7200:
-        return f"~{seconds / 60:.0f} min"
-    return f"~{seconds / 3600:.1f} h"
-
-
 def _part_plan(cell: Cell, seconds: float | None, here: list[int], uri: str) -> str:
     """``; 8 parts of 6250 images (~20 min each), parts done 0, 3 (run ...)``."""
     sizes = sorted({len(part_range(cell.n_images, cell.parts, p)) for p in range(cell.parts)})
     plan = f"; {cell.parts} parts of {'-'.join(map(str, sizes))} images"
     if seconds is not None:
-        plan += f" ({_duration(seconds / cell.parts)} each)"
+        plan += f" (~{duration(seconds / cell.parts)} each)"
     if here and here != list(range(cell.parts)):
         plan += f", parts {', '.join(map(str, here))} here"
     run = find_run(uri, cell.tracking.experiment, _key(cell)) if _key(cell) else None
@@ -191,7 +159,7 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
         else:
             state = ("to run" if ready else "MISSING inputs") + (
                 ", GPU-hours unknown (no finished run of this model yet)" if rate is None else
-                f", {_duration(seconds)} of {rate.kind} time")
+                f", ~{duration(seconds)} of {rate.kind} time")
         reused = cell.spec.stored(cell) if not done else 0
         state += f" ({reused} of its images already sampled)" if reused else ""
         print(f"{cell.run_name} [{cell.trajectory}, {cell.repeats} x {cell.N} images]: NFE {cell.nfe}, on "
@@ -210,7 +178,7 @@ def print_plan(cells: list[Cell], pilot: Callable[[Cell], str] | None = None) ->
         if any(r[0].model["name"] == model for r in todo):
             print(f"throughput of model {model}: " + (
                 "unknown (no finished sample or timing run of it yet)" if rate is None else
-                f"{rate.seconds_per_image_nfe:.3g} s per image and NFE, from run {rate.run_id} on {rate.device_name}"))
+                f"{rate.seconds_per_image_nfe:.3g} s per image and NFE, from {rate.source}"))
     missing = sum(1 for r in todo if not r[2])
     hours: dict[str, float] = {}
     for _, _, _, seconds, rate, _ in todo:

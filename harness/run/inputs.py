@@ -1,18 +1,6 @@
-"""What a cell's input files hold, as part of its identity (harness.run.cell): the checkpoint, the feature extractor's
-weights and the reference set, each named by its content rather than by its path, so a file replaced under the same
-path is a new cell (no skip, no reuse of the old cell's sample shards).
-
-* checkpoint: ``sha256:<hex>`` of the file given by ``model.checkpoint.path`` (of its weights file when it is a
-  diffusers folder), of the weights file of a ``model.checkpoint.hub`` snapshot (downloaded before the key is
-  needed, by the cell's checks), or of a cached registry file that has no published checksum; a registry file with
-  a published checksum is named by it (it is verified on every load).
-* extractor weights: ``sha256:<hex>`` of ``metrics.weights_path``, or of the harness's own digits classifier; for
-  torch-fidelity's Inception the hub file name, which carries a prefix of its sha256 (checked on every load).
-* reference: ``harness.metrics.references.reference_fingerprint`` (the data's bytes, or a folder's files and preprocessing).
-
-File hashes are computed once per file version (``harness.core.files.file_digest``: cached by path, size, modification
-and change time).
-"""
+"""What a cell's input files hold, part of its identity (harness.run.cell): the checkpoint, the extractor's weights and
+the reference set, named by content rather than path (docs/architecture.md: a cell's keys). Hashes are computed once
+per file version (harness.core.files.file_digest)."""
 
 from __future__ import annotations
 
@@ -45,7 +33,7 @@ def checkpoint_identity(model: Mapping) -> str | None:
     if ckpt.get("path"):
         path = Path(ckpt["path"]).expanduser()
         return _sha256(weights_file(path) if path.is_dir() else path, "model.checkpoint.path")  # a diffusers folder
-    if ckpt.get("hub"):  # its snapshot is downloaded before the key is needed (cell.check_environment)
+    if ckpt.get("hub"):  # its snapshot is downloaded before the key is needed (preflight.check_environment)
         root = cached_snapshot(ckpt["hub"])
         return _sha256(weights_file(root), "model.checkpoint.hub") if root else f"hub:{ckpt['hub']}"
     if ckpt.get("name") is None:

@@ -1,13 +1,12 @@
-"""A sample cell split into parts (``parts=k``, ``part=0..k-1``): each part samples its block of the cell's image
-indices into the shared images folder and records itself on the cell's one run, under the cell's lock; the part that
-completes the cell scores it once (docs/architecture.md: a cell in parts)."""
+"""A sample cell in parts (``parts=k``, ``part=0..k-1``): each part samples its block of the cell's indices into the
+shared images folder and records itself on the cell's one run, under the cell's lock; the part that completes the
+cell scores it (docs/architecture.md: a cell in parts)."""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +29,8 @@ CREATED, JOINED, REOPENED, FINISHED = "created", "joined", "reopened", "finished
 # --- the cell's run ----------------------------------------------------------------------------------------------
 
 def lock_path(cell: Cell) -> Path:
-    return cell.output_root / "cells" / f"{cell.key}.lock"
-
-
-@contextmanager
-def cell_lock(cell: Cell) -> Iterator[None]:
     """The cell's lock, held briefly: to find or create its run, and to record a part and decide who finishes."""
-    with file_lock(lock_path(cell)):
-        yield
+    return cell.output_root / "cells" / f"{cell.key}.lock"
 
 
 def find_run(uri: str, experiment: str, key: str):
@@ -61,7 +54,7 @@ def open_run(cell: Cell, uri: str, name: str, tags: Mapping[str, Any],
              parent_run_id: str | None) -> tuple[tracking.Run, str]:
     """The cell's run for this part and how it was got: CREATED (the first part), JOINED, REOPENED (it was FAILED or
     KILLED), or FINISHED (nothing left to do). The part is recorded on it as running."""
-    with cell_lock(cell):
+    with file_lock(lock_path(cell)):
         found = find_run(uri, cell.tracking.experiment, cell.key)
         with tracking.store_errors(uri):
             if found is None:
@@ -117,7 +110,7 @@ def part_done(cell: Cell, run: tracking.Run, device: torch.device, sampled: int,
     from harness.run.shards import images_store
 
     p = cell.part
-    with cell_lock(cell):
+    with file_lock(lock_path(cell)):
         with tracking.store_errors(run.uri):
             now = run.client.get_run(run.run_id)
             metrics, tags = dict(now.data.metrics), now.data.tags

@@ -1,18 +1,56 @@
-"""What a cell reads from disk, checked before any sampling, so that a missing or wrong file costs seconds rather
-than the hours of sampling before it: the dataset folder of the FID reference (a sample cell) or of the held-out
-split (a reconstruction cell) is there, downloaded now when the harness can fetch it (CIFAR-10), the feature
-extractors' weights are there (``metrics.weights_path``, or torch hub's file, downloaded now), and, outside a rehearsal, identical to the published files where the harness knows their
-checksums (``harness/data/cifar10.md5``). A rehearsal (harness.rehearsal) reads stand-ins, which differ by design.
-"""
+"""The checks of a cell before any work that look outside its config: the device, the checkpoint, the dataset folder
+it scores against or reads (downloaded now where the harness can fetch it) and the extractors' weights, identical to
+the published files where their checksums are known (not in a rehearsal, whose stand-ins differ by design)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.core.errors import HarnessError
+from harness.core.runtime import gpu_problem, select_device
 from harness.data import KNOWN, data_root, ensure_available, published_problem
 from harness.metrics.features import verified_weights
 from harness.metrics.references import datasets_root, ensure_data
 from harness.metrics.suite import scoring_of
 from harness.metrics.vit_scores import fetch, networks_of
+from harness.models.hub import availability, check_model, snapshot, unet_folder
+from harness.run.cell import Cell, cell_hash
+
+
+_CHECKED: set[str] = set()  # the environments check_environment found ready in this process
+
+
+def check_environment(cell: Cell) -> None:
+    """The checks that need no model but look outside the config (the device, the checkpoint, the data the cell
+    reads), once per process for each environment: a sweep's worker runs many cells of one dataset."""
+    environment = cell_hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
+                         "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
+                         "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})
+    if environment in _CHECKED:
+        return
+    _check_environment(cell)
+    _CHECKED.add(environment)
+
+
+def _check_environment(cell: Cell) -> None:
+    select_device(cell.device)
+    path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
+    if hub and not path:
+        check_model(hub, cell.model.get("name"))
+        ok, text = availability(hub)
+        if not ok and not cell.dry_run:  # a dry run lists it among the missing inputs
+            raise HarnessError(text.removeprefix("missing: ") + ".")
+        if not cell.dry_run:  # downloaded now, before any sampling: the cell's key names the weights by content
+            snapshot(hub)
+    if path and not Path(path).expanduser().exists():
+        raise HarnessError(f"checkpoint file {Path(path).expanduser()} does not exist; fix model.checkpoint.path.")
+    if path and Path(path).expanduser().is_dir():
+        unet_folder(Path(path).expanduser())
+    if not cell.dry_run and not cell.rehearsal:  # before the data (CIFAR-10 is downloaded next); the dry run names the device
+        problem = gpu_problem(cell.device, bool(cell.dataset.get("expects_gpu")), f"dataset={cell.dataset['name']}")
+        if problem:
+            raise HarnessError(problem)
+    check_data(cell)
 
 
 def check_data(cell) -> None:

@@ -1,7 +1,6 @@
-"""The jobs a cell can run, one registry entry each (after EDM2's metric specs): what a job samples, whether its
-images are scored, split into parts, what it costs and how it is described. A job is one module,
-``harness/run/jobs/<name>.py`` with its ``JOB``, and one config, ``conf/job/<name>.yaml`` (``name: <name>``; a job kept
-elsewhere names its module with ``module:``). Entries load on first use: the sweeper's start-up imports no torch."""
+"""The jobs a cell can run, one entry each (after EDM2's metric specs): what a job samples, scores, splits, costs and how
+it is described. A job is ``harness/run/jobs/<name>.py`` with its ``JOB`` and ``conf/job/<name>.yaml`` (``module:`` for
+one kept elsewhere); entries load on first use, so the sweeper's start-up imports no torch."""
 
 from __future__ import annotations
 

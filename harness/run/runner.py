@@ -25,12 +25,12 @@ from harness.core.runtime import (
     select_device,
 )
 from harness.run import parts
-from harness.run.cell import Cell, check_environment, task_name, relative
+from harness.run.cell import Cell, task_name, relative
+from harness.run.preflight import check_environment
 from harness.run.jobs.context import JobContext
 from harness.run import cell_claim, signals
 from harness.run.outcome import Outcome
-from harness.run.space import check_space, disk_full
-from harness.run.writable import check_cell_paths
+from harness.run.disk import check_cell_paths, check_space, disk_full
 from harness.tracking import store as tracking
 from harness.tracking.credentials import redact_file, redacted
 

@@ -1,10 +1,6 @@
-"""The sampled images of a cell on disk: index-named shards, each written atomically as soon as its batch is done.
-
-A shard ``<first>-<last>.pt`` holds images [n, C, H, W] (uint8; float32 samples for exact-score data), their indices and a sha256 of both, checked on
-every load: a shard that is unreadable, of another shape, or whose contents do not match its checksum (a tampered or
-damaged file) is deleted with a warning, and its images are sampled again. ``ShardImages`` streams images in index
-order from the shards, one shard in memory at a time, so scoring a 50,000-image LSUN cell does not hold all images.
-"""
+"""A cell's sampled images on disk: shards ``<first>-<last>.pt`` (images, their indices and a sha256 of both, written
+atomically per batch, checked on every load: a bad shard is deleted with a warning and resampled), streamed in index
+order one shard at a time (``ShardImages``)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,7 @@
-"""Ctrl-C (SIGINT) and SIGTERM (a scheduler's time limit, ``docker stop``, ``kill``) as clean stops.
-
-The first of these signals a process gets becomes an exception where the process can stop cleanly: KeyboardInterrupt
-for Ctrl-C, ``Terminated`` (a KeyboardInterrupt) for SIGTERM; the cell's run is then marked KILLED (harness.run.runner)
-and the command ends with 130 or 143, as a shell reports a process stopped by those signals. Every later one is
-ignored: a terminal's Ctrl-C reaches every process of the group and a sweep passes the signal on to its workers, so
-one process may get it twice, and the second must not break off the cleanup the first started.
-
-A sweep's worker raises only while it runs a cell (``interruptible``); between cells it notes the signal and answers
-every job it is then sent with "not started", so no job is lost between the worker and its sweep. A worker also
-stops when its sweep's process dies, ``kill -9`` included (``die_with_parent``).
-"""
+"""Ctrl-C (SIGINT) and SIGTERM as clean stops. The first becomes a KeyboardInterrupt (``Terminated`` for SIGTERM) and
+the command ends with 130 or 143; later ones are only noted: a terminal's Ctrl-C reaches every process of the group
+and a sweep passes it on, so a second must not cut short the cleanup of the first. A worker raises only while it
+runs a cell (``raising``) and stops when its sweep dies (``die_with_parent``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""A sweep's parent run in MLflow: the cells' runs are its children; it is opened before any cell runs (the store
-prepared, runs left RUNNING by dead processes marked KILLED), and at the end it holds the summary of the outcomes the
-launcher returned (k of n cells failed, which and why; a table and a metric-vs-S figure) and is ended FINISHED,
-FAILED or KILLED. ``end_open_parent`` ends it when a signal stops the command outside the sweep's own handling.
-"""
+"""A sweep's parent run in MLflow, the cells' runs its children: opened before any cell (the store prepared, runs of
+dead processes marked KILLED), and at the end given the outcomes' summary (a table, a metric-vs-S figure) and ended
+FINISHED, FAILED or KILLED."""
 
 from __future__ import annotations
 
@@ -108,7 +106,7 @@ class ParentRun:
 
 
 def _log_summary(parent, outcomes: list[dict], figure: bool = True) -> None:
-    import pandas as pd  # lazy: pandas: only for the summary table
+    import pandas as pd  # lazy, as matplotlib below: only the summary needs them
 
     table = pd.DataFrame(outcomes, columns=["index", "name", "status", "headline", "summary", "error", "run_id"])
     parent.log_text(table.to_csv(index=False), "sweep_summary.csv")
@@ -126,17 +124,17 @@ def _headline_figure(uri: str, run_ids: list[str]) -> Path | None:
     for run_id in dict.fromkeys(run_ids):  # the parts of a cell share its run
         run = c.get_run(run_id)
         p, m, t = run.data.params, run.data.metrics, run.data.tags
-        metric = t.get(Tag.HEADLINE_METRIC)
-        if p.get(Param.JOB) != "sample" or metric not in m:
+        metric = t.get(Tag.HEADLINE_METRIC)  # a scored job's tag
+        if metric not in m:
             continue
         rows.append({"line": f"{p.get(Param.SAMPLER, 'ddim')} eta={p.get(Param.ETA)}", "S": int(p[Param.S]),
                      "value": m[metric], "low": m.get(repeat_stat(metric, "ci95_low")), "metric": metric})
     if not rows:
         return None
-    import matplotlib  # lazy: matplotlib: only when a figure is drawn
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: matplotlib: only when a figure is drawn
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for line in sorted({r["line"] for r in rows}):

@@ -1,15 +1,6 @@
-"""A sweep's plan: the command line's overrides parsed once into its tasks, each built into its ``Cell`` and named.
-
-* Tasks. The preset's params and then the command line (a later value of a key replaces an earlier one in its place, as in
-  Hydra's basic sweeper) are parsed by Hydra's public override parser, once; their cartesian product is the sweep's tasks, in
-  Hydra's order. A task with ``parts=k`` (k > 1) and no ``part`` becomes its k part tasks (harness.run.parts).
-* Cells. Each task's config is composed as its launcher will compose it (``ConfigLoader.load_sweep_config``) and built
-  into its ``Cell``, so a bad setting in any cell stops the sweep with one message before any work.
-* Names. What the sweep varies names the parent run (``sweep S=10,20 eta=0,1 (4 cells)``) and leads each cell's run
-  name when the standard name does not show it (``seed=2 S=50 eta=0 digits/sample``).
-
-The sweeper hands the built cells and their names to its task function (harness.run.runner.SweepTask).
-"""
+"""A sweep's plan: the preset's params and the command line parsed once by Hydra's override parser into tasks (their
+cartesian product, in Hydra's order; ``parts=k`` as its k part tasks), each composed as its launcher will run it,
+built into its ``Cell`` (a bad setting stops the sweep before any work) and named by what the sweep varies."""
 
 from __future__ import annotations
 

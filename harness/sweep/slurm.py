@@ -1,19 +1,7 @@
-"""A Hydra launcher that submits a sweep's jobs to Slurm as one array (submitit's executor) and follows each task to
-its end (``hydra/launcher=slurm``).
-
-* A finished cell takes no task: it is skipped before submission, with its ``[skip]`` line on the sweep's console.
-* Each task is collected on its own as it ends, and its ``[done]``/``[failed]``/``[killed]`` lines are copied from
-  its log to the sweep's console. A task that leaves Slurm's queue without a result (scancel, ``kill -9`` or the OOM
-  killer on its Python, a node failure) is recorded as KILLED with Slurm's end state (sacct, when accounting is on),
-  its run marked KILLED (runs record their Slurm job id); one missing result never touches another cell. The queue
-  is read with squeue, so a sweep never waits on sacct: without accounting a dead task is found all the same.
-* A task sent the pre-timeout or preemption signal (``--signal=USR2@signal_delay_s``) closes its run as preempted
-  (harness.run.runner); the sweep submits it again (up to ``max_num_timeout`` times) and the new task resumes the
-  cell from its shards in the same run.
-* Ctrl-C or SIGTERM of the sweep cancels its pending and running tasks (scancel), waits for them to end, and returns
-  every outcome, so that the summary runs and the parent run is marked KILLED. The sweep returns only when every
-  task has ended.
-"""
+"""A Hydra launcher that submits a sweep's tasks to Slurm as one array (submitit's executor) and follows each task to its
+end (``hydra/launcher=slurm``): finished cells are skipped before submission, each task is collected as it ends, one
+that leaves the queue without a result is recorded KILLED, a preempted one is submitted again, and Ctrl-C or SIGTERM
+cancels the array (docs/cluster.md)."""
 
 from __future__ import annotations
 
@@ -55,8 +43,8 @@ ACCOUNTING_FIX = ("Slurm accounting is off (sacct: {why}): the sweep still finds
 
 # --- the task, in the Slurm job ----------------------------------------------------------------------------------
 
-class JobTask:
-    """What each Slurm task runs: the sweep's job ``idx`` as Hydra's launchers run it (harness.sweep.launcher), with
+class SlurmTask:
+    """What each Slurm task runs: the sweep's task ``idx`` as Hydra's launchers run a job (harness.sweep.launcher), with
     the pre-timeout/preemption signal (USR2) turned into ``signals.Preempted`` inside the cell instead of submitit's
     requeue, which would end the cell with ``SystemExit``."""
 
@@ -131,39 +119,32 @@ def cancel(job_ids: Sequence[str]) -> None:
 def reconcile_ended_jobs(uri: str, experiment: str, job_ids: Sequence[str] | None = None) -> dict[str, str]:
     """Mark KILLED the RUNNING runs whose Slurm job has ended (whatever host ran them): those of ``job_ids``, or every
     RUNNING run with a job id that is not in the queue. Returns {job id: run id}; nothing when squeue fails."""
-    exp = tracking.experiment_id(uri, experiment)
-    if exp is None:
-        return {}
-    c = tracking.client(uri)
     wanted = f" and tags.{Tag.SLURM_JOB_ID} = '{job_ids[0]}'" if job_ids and len(job_ids) == 1 else ""
-    with tracking.store_errors(uri):
-        running = c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING'{wanted}", max_results=10_000)
-    running = [r for r in running if r.data.tags.get(Tag.SLURM_JOB_ID)]
-    if not running:
-        return {}
-    if job_ids is None:
-        live = queue()
-        if live is None:
-            return {}
-        ended = {r.data.tags[Tag.SLURM_JOB_ID] for r in running} - set(live)
-    else:
-        ended = set(job_ids)
-    fixed = {}
-    with tracking.store_errors(uri):
-        for run in running:
-            job = run.data.tags[Tag.SLURM_JOB_ID]
-            if job in ended:
-                c.set_tag(run.info.run_id, Tag.ERROR, f"Slurm job {job} ended without closing the run (cancelled, "
-                                                      "killed or its node failed); marked KILLED by a sweep")
-                c.set_terminated(run.info.run_id, status="KILLED")
-                fixed[job] = run.info.run_id
-    return fixed
+    live: list = []  # the queue, read once, after the search: a task that starts meanwhile is in it
+
+    def dead(run) -> str | None:
+        job = run.data.tags.get(Tag.SLURM_JOB_ID)
+        if not job:
+            return None
+        if job_ids is None:
+            live[:] = live or [queue()]
+            if live[0] is None or job in live[0]:  # squeue failed, or the task is still queued or running
+                return None
+        elif job not in job_ids:
+            return None
+        return (f"Slurm job {job} ended without closing the run (cancelled, killed or its node failed); marked KILLED "
+                "by a sweep")
+
+    return {run.data.tags[Tag.SLURM_JOB_ID]: run.info.run_id
+            for run in tracking.kill_dead_runs(uri, experiment, wanted, dead)}
 
 
 # --- the launcher --------------------------------------------------------------------------------------------------
 
 @dataclass
-class Task:
+class Submitted:
+    """A task submitted to Slurm and followed to its end (a preempted one is submitted again: ``attempts``)."""
+
     idx: int
     overrides: list[str]
     job: Any  # submitit's Job
@@ -205,17 +186,17 @@ class SlurmLauncher(Launcher):
         return executor
 
     def _label(self, idx: int, overrides: Sequence[str]) -> str:
-        jobs = getattr(self.task_function, "tasks", None)
-        if jobs is None:
+        planned = getattr(self.task_function, "tasks", None)
+        if planned is None:
             return " ".join(overrides)
-        return f"cell {idx + 1}/{len(jobs)} {jobs[idx].label}"
+        return f"cell {idx + 1}/{len(planned)} {planned[idx].label}"
 
     def _skipped(self, idx: int, overrides: list[str], sweep_dir: Path, seen: set) -> JobReturn | None:
         """A finished cell (a finished run with its key), reported without a task; None otherwise."""
-        jobs = getattr(self.task_function, "tasks", None)
-        if jobs is None:
+        planned = getattr(self.task_function, "tasks", None)
+        if planned is None:
             return None
-        cell = jobs[idx].cell
+        cell = planned[idx].cell
         if cell.force:
             return None
         uri = tracking.tracking_uri(cell.tracking.uri)
@@ -260,10 +241,10 @@ class SlurmLauncher(Launcher):
             print("note: " + ACCOUNTING_FIX.format(why=why), file=sys.stderr, flush=True)
 
         executor = self._executor()
-        task = JobTask(self.hydra_context, self.config, self.task_function, Singleton.get_state())
+        task = SlurmTask(self.hydra_context, self.config, self.task_function, Singleton.get_state())
         with executor.batch():
             submitted = [(idx, overrides, executor.submit(task, idx, overrides)) for idx, overrides in todo]
-        tasks = {job.job_id: Task(idx, overrides, job) for idx, overrides, job in submitted}
+        tasks = {job.job_id: Submitted(idx, overrides, job) for idx, overrides, job in submitted}
         ids = sorted(tasks)
         print(f"submitted {len(tasks)} task(s) to Slurm: job {ids[0].split('_')[0]}"
               f"{' (array)' if '_' in ids[0] else ''}", flush=True)
@@ -293,7 +274,7 @@ class SlurmLauncher(Launcher):
                         job = executor.submit(task, t.idx, t.overrides)
                         print(f"[preempted] {self._label(t.idx, t.overrides)}: resubmitted as Slurm job {job.job_id} "
                               f"(attempt {t.attempts + 1}); it resumes from its shards in the same run", flush=True)
-                        tasks[job.job_id] = Task(t.idx, t.overrides, job, t.attempts + 1)
+                        tasks[job.job_id] = Submitted(t.idx, t.overrides, job, t.attempts + 1)
                         continue
                     results[t.idx] = ret
                 if tasks and cancelled_at is not None and time.monotonic() - cancelled_at > STOP_WAIT_S:
@@ -313,7 +294,7 @@ class SlurmLauncher(Launcher):
         value = getattr(ret, "_return_value", None)
         return isinstance(value, dict) and bool(value.get("preempted"))
 
-    def _echo(self, t: Task) -> None:
+    def _echo(self, t: Submitted) -> None:
         """The task's own console lines ([done], [failed], ...), from its log, on the sweep's console."""
         for path in (t.job.paths.stdout, t.job.paths.stderr):
             try:
@@ -325,7 +306,7 @@ class SlurmLauncher(Launcher):
                     t.lines.add(line)
                     print(line, flush=True)
 
-    def _collect(self, t: Task, live: dict[str, str] | None, uri: str, experiment: str, sweep_dir: Path,
+    def _collect(self, t: Submitted, live: dict[str, str] | None, uri: str, experiment: str, sweep_dir: Path,
                  stop: list[int]) -> JobReturn | None:
         """The task's JobReturn once it has ended (its result, or its death recorded), else None."""
         from submitit.core.utils import pickle_load  # lazy: only a sweep on Slurm needs it
@@ -356,7 +337,7 @@ class SlurmLauncher(Launcher):
             return None
         return self._lost(t, "ended without a result", uri, experiment, sweep_dir, stop)
 
-    def _lost(self, t: Task, what: str, uri: str, experiment: str, sweep_dir: Path, stop: list[int],
+    def _lost(self, t: Submitted, what: str, uri: str, experiment: str, sweep_dir: Path, stop: list[int],
               mark: bool = True) -> JobReturn:
         """A task that ended without a result: KILLED, with Slurm's end state, its run (if it opened one) KILLED."""
         self._echo(t)

@@ -29,9 +29,10 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from harness.core.cli import fail
 from harness.core.console import configure_console
 from harness.core.errors import HarnessError
-from harness.run.cell import check_environment
+from harness.run.preflight import check_environment
 from harness.run import signals
 from harness.sweep import plan
 from harness.sweep.launcher import workers_of
@@ -114,8 +115,7 @@ class CellSweeper(Sweeper):
             sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             parent = ParentRun.open(config, planned, plan.sweep_name(planned), sweep_id)
         except HarnessError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+            fail(err)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, sweep_dir / "multirun.yaml")

@@ -1,3 +1,2 @@
-"""The only door to MLflow: the tracking store and its URI, resolved once and shown without secrets (store), the
-SQLite store's creation and migration under a lock (sqlite), credentials kept out of every record (credentials), one
-run per cell under a sweep's parent run, and orphaned runs. Imports only ``harness.core``."""
+"""The only door to MLflow: the store and its URI (store), the SQLite file's creation under a lock (sqlite), and
+credentials kept out of every record (credentials). Imports only ``harness.core``."""

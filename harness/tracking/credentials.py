@@ -1,12 +1,6 @@
-"""Credentials in a tracking URI (``http://alice:s3cret@host:5000``) never leave the process that was given them.
-
-``split_credentials`` moves the user and password out of the URI into MLflow's own variables
-(``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``, which MLflow sends as HTTP basic auth), so the URI the
-harness hands to MLflow, tags, prints and records holds none. ``redact`` strikes ``user:password@`` from any URL in a
-text, ``redacted`` from every string of a config and ``redact_file`` from a file, for what the harness records as
-given (the resolved config and Hydra's saved configs, logged as artifacts and kept in the job folders; the sweep's
-command line; job names made of overrides).
-"""
+"""Credentials in a tracking URI (``http://alice:s3cret@host:5000``) never leave the process: ``split_credentials``
+moves them into MLflow's ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, and ``redact``/``redacted``/``redact_file`` strike
+them from what the harness records (configs, command lines, job names)."""
 
 from __future__ import annotations
 

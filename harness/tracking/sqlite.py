@@ -1,38 +1,24 @@
-"""The SQLite tracking store's file on disk: checked writable before use, and created (MLflow's schema migrations)
-under a lock beside it, so that processes starting together on a new store (two sweeps, SLURM array tasks) do not
-migrate it at once.
-
-MLflow migrates an SQLite database that lacks its tables whenever a process first opens it, with no lock between
-processes: two doing so together fail (``table _alembic_tmp_experiments already exists``, ``duplicate column name``)
-and can leave alembic's temporary tables behind. Here the first use of a store in each process happens under
-``fcntl.flock`` on ``<database>.lock``; the process that gets the lock first migrates, the others then find the
-schema current. Temporary tables found under the lock are leftovers of a migration that died (no harness process
-migrates without the lock) and are dropped first.
-
-A store whose folder or file cannot be written (a read-only mount, an immutable folder, missing permissions) is
-found by a real write probe, in well under a second, instead of after MLflow's minutes of retries.
-"""
+"""The SQLite store's file: checked writable by a real write probe (seconds, not MLflow's minutes of retries), and
+opened first in each process under a lock beside it, since MLflow migrates a new database with no lock between
+processes (two at once fail, and can leave alembic's ``_alembic_tmp_*`` tables, dropped here)."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
+from contextlib import ExitStack
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.locks import file_lock
 
 _READY: set[str] = set()  # the stores this process has opened (migrated or found current)
 _WRITABLE: set[str] = set()  # the stores this process found writable
 
 
-def sqlite_path(uri: str) -> Path:
-    """The database file of a ``sqlite:///<path>`` store URI."""
-    return Path(uri[len("sqlite:///"):])
-
-
-def lock_path(database: Path) -> Path:
-    return database.with_name(database.name + ".lock")
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///<path>`` store URI; None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
 def check_writable(database: Path, shown: str, setting: str) -> None:
@@ -82,18 +68,15 @@ def ready(uri: str, shown: str, setting: str) -> None:
     import mlflow  # heavy: imported by the first use of a store, like every MLflow call here
 
     database = sqlite_path(uri)
-    try:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(lock_path(database), "a")  # noqa: SIM115 - closed by the with below
-    except OSError:
-        if not database.exists():
-            check_writable(database, shown, setting)  # says why the store cannot be created
-        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
-    else:
-        with lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (also when the process dies)
+    with ExitStack() as held:
+        try:
+            held.enter_context(file_lock(database.with_name(database.name + ".lock")))
+        except OSError:
+            if not database.exists():
+                check_writable(database, shown, setting)  # says why the store cannot be created
+        else:
             _drop_stale_migration_tables(database)
-            mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # opens the store: migrates it
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # opens the store: migrates it
     _READY.add(uri)
 
 

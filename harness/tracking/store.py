@@ -1,10 +1,6 @@
-"""MLflow at the edge: the tracking store, one run per cell (children of one parent run per sweep), orphan runs.
-
-The default store is SQLite (``sqlite:///mlflow.db`` in the working directory; MLflow 3 rejects the old ``./mlruns``
-file store); ``tracking.uri`` or ``$MLFLOW_TRACKING_URI`` point elsewhere, e.g. an ``mlflow server`` for clusters.
-A store that cannot be used (a corrupt database, a server that does not answer) is one HarnessError within about
-30 s: MLflow's HTTP retries and timeout are bounded here unless the user set them.
-"""
+"""MLflow at the edge: the tracking store (SQLite ``mlflow.db`` by default; ``tracking.uri`` or ``$MLFLOW_TRACKING_URI``),
+one run per cell under a sweep's parent run, and orphan runs. A store that cannot be used is one HarnessError within
+about 30 s (MLflow's HTTP retries bounded). MLflow is imported inside the functions that open a store: it takes seconds."""
 
 from __future__ import annotations
 
@@ -14,7 +10,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,9 +36,8 @@ _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIM
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    """``uri`` if set, else ``$MLFLOW_TRACKING_URI``, else SQLite ``mlflow.db`` in the working directory (absolute, so
-    parallel workers agree). A server's user and password leave the URI for MLflow's variables (harness.tracking.credentials):
-    what this returns can be shown and recorded."""
+    """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``mlflow.db`` in the working directory (absolute, so parallel
+    workers agree); without user or password (harness.tracking.credentials), so it can be shown and recorded."""
     uri = split_credentials(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(sqlite_store.sqlite_path(uri).resolve())
@@ -62,8 +57,7 @@ def store_of(config) -> tuple[str, str]:
 def shown_uri(uri: str) -> str:
     """A store URI as reports and messages show it: an SQLite file relative to the working directory (else by file
     name), a server without user or password."""
-    if uri.startswith("sqlite:///"):
-        path = sqlite_store.sqlite_path(uri)
+    if (path := sqlite_store.sqlite_path(uri)) is not None:
         try:
             return "sqlite:///" + path.resolve().relative_to(Path.cwd().resolve()).as_posix()
         except ValueError:
@@ -82,9 +76,8 @@ DISK_FULL = ("database or disk is full", "No space left on device", "Disk quota 
 
 def store_folder(uri: str) -> str:
     """Where an SQLite store's bytes go (the database's folder), as messages show it; a server's own disk else."""
-    if uri.startswith("sqlite:///"):
-        return str(sqlite_store.sqlite_path(uri).parent)
-    return f"the disk of the server {shown_uri(uri)}"
+    path = sqlite_store.sqlite_path(uri)
+    return str(path.parent) if path else f"the disk of the server {shown_uri(uri)}"
 
 
 def check_active(found, uri: str, setting: str = EXPERIMENT_SETTING) -> None:
@@ -133,10 +126,9 @@ def client(uri: str):
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # retry warnings: the error says it once
         # its traceback of every database error (a full disk, a locked file): store_errors says it in one line
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    import mlflow  # lazy: mlflow takes seconds to import: only when a store is opened
+    import mlflow
 
-    if uri.startswith("sqlite:///"):
-        path = sqlite_store.sqlite_path(uri)
+    if (path := sqlite_store.sqlite_path(uri)) is not None:
         if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
             raise HarnessError(f"The tracking store {shown_uri(uri)} is not an SQLite database: move it aside to start a "
                                f"new store, or point {STORE_SETTING} at the right one.")
@@ -151,9 +143,8 @@ def _header(path: Path) -> bytes:
 
 def _artifact_location(uri: str) -> str | None:
     """Artifacts beside a SQLite database (``mlartifacts/``); a server chooses its own."""
-    if uri.startswith("sqlite:///"):
-        return (sqlite_store.sqlite_path(uri).parent / "mlartifacts").as_uri()
-    return None
+    path = sqlite_store.sqlite_path(uri)
+    return (path.parent / "mlartifacts").as_uri() if path else None
 
 
 def experiment_tags() -> dict[str, str]:
@@ -174,8 +165,8 @@ def experiment_tags() -> dict[str, str]:
 
 def _runnable_uri(uri: str) -> str:
     """A store URI for a command the user runs: an SQLite file outside the working directory by its whole path."""
-    if uri.startswith("sqlite:///"):
-        path = sqlite_store.sqlite_path(uri).resolve()
+    if (path := sqlite_store.sqlite_path(uri)) is not None:
+        path = path.resolve()
         if not path.is_relative_to(Path.cwd().resolve()):
             return f"sqlite:///{path.as_posix()}"
     return shown_uri(uri)
@@ -194,9 +185,9 @@ def view_link(uri: str, exp_id: str) -> str:
 def prepare_store(uri: str, experiment: str) -> str:
     """Create the database (schema migrations) and the experiment if needed, with the tags the MLflow UI reads
     (set where missing on an experiment made before them; never changed once there); return the experiment id."""
-    from mlflow.exceptions import MlflowException  # lazy: mlflow takes seconds to import: only when a store is opened
+    from mlflow.exceptions import MlflowException
 
-    if uri.startswith("sqlite:///"):  # a read-only store: one line now, not after MLflow's minutes of retries
+    if sqlite_store.sqlite_path(uri):  # a read-only store: one line now, not after MLflow's minutes of retries
         sqlite_store.writable(uri, shown_uri(uri), STORE_SETTING)
     with store_errors(uri):
         c = client(uri)
@@ -224,16 +215,19 @@ def experiment_id(uri: str, experiment: str) -> str | None:
     return None if found is None else found.experiment_id
 
 
-def newest_run(uri: str, experiment: str, filter_string: str) -> Any | None:
-    """The most recently started run of the experiment that matches ``filter_string`` (MLflow's search syntax), or
-    None (also when the experiment does not exist yet)."""
+def newest_runs(uri: str, experiment: str, filter_string: str, max_results: int) -> list:
+    """The experiment's runs that match ``filter_string`` (MLflow's search syntax), newest first (none when the
+    experiment does not exist yet)."""
     exp = experiment_id(uri, experiment)
     if exp is None:
-        return None
+        return []
     with store_errors(uri):
-        runs = client(uri).search_runs([exp], filter_string=filter_string, order_by=["attributes.start_time DESC"],
-                                       max_results=1)
-    return runs[0] if runs else None
+        return list(client(uri).search_runs([exp], filter_string=filter_string,
+                                            order_by=["attributes.start_time DESC"], max_results=max_results))
+
+
+def newest_run(uri: str, experiment: str, filter_string: str) -> Any | None:
+    return next(iter(newest_runs(uri, experiment, filter_string, 1)), None)
 
 
 def finished_run(uri: str, experiment: str, cell_key: str) -> Any | None:
@@ -246,23 +240,34 @@ def reconcile_orphans(uri: str, experiment: str, cell_key: str | None = None) ->
     worker, a power cut); return their ids. Runs of other hosts are left alone (their processes cannot be seen), and
     so are runs with no ``pid`` tag: a cell's run while its parts sample (harness.run.parts). ``cell_key``: only the
     runs of that cell (what a single run reconciles before it starts)."""
+    host = socket.gethostname()
+    only = f" and tags.{Tag.CELL_KEY} = '{cell_key}'" if cell_key else ""
+
+    def dead(run) -> str | None:
+        pid = run.data.tags.get(Tag.PID, "")
+        if pid.isdigit() and not processes.alive(int(pid)):
+            return f"process {pid} on {host} ended without closing the run (killed or crashed); marked KILLED later"
+        return None
+
+    return [run.info.run_id for run in kill_dead_runs(uri, experiment, f" and tags.{Tag.HOST} = '{host}'{only}", dead)]
+
+
+def kill_dead_runs(uri: str, experiment: str, where: str, dead: Callable[[Any], str | None]) -> list:
+    """Mark KILLED, with ``dead(run)`` as their error, the experiment's RUNNING runs (``where``: more conditions)
+    that ``dead`` finds dead; return them."""
     exp = experiment_id(uri, experiment)
     if exp is None:
         return []
-    host = socket.gethostname()
-    fixed = []
-    only = f" and tags.{Tag.CELL_KEY} = '{cell_key}'" if cell_key else ""
+    killed = []
     with store_errors(uri):
         c = client(uri)
-        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING' and tags.{Tag.HOST} = '{host}'"
-                                                      f"{only}", max_results=10_000):
-            pid = run.data.tags.get(Tag.PID, "")
-            if pid.isdigit() and not processes.alive(int(pid)):
-                c.set_tag(run.info.run_id, Tag.ERROR, f"process {pid} on {host} ended without closing the run "
-                                                      "(killed or crashed); marked KILLED later")
+        for run in c.search_runs([exp], filter_string=f"attributes.status = 'RUNNING'{where}", max_results=10_000):
+            error = dead(run)
+            if error:
+                c.set_tag(run.info.run_id, Tag.ERROR, error)
                 c.set_terminated(run.info.run_id, status="KILLED")
-                fixed.append(run.info.run_id)
-    return fixed
+                killed.append(run)
+    return killed
 
 
 def slurm_job_id() -> str | None:
@@ -298,7 +303,7 @@ class Run:
         """A new RUNNING run, tagged with this host and, if ``owned``, this process (``pid``, which
         ``reconcile_orphans`` checks); a cell split into parts is owned by no one process while they sample."""
         experiment_id = prepare_store(uri, experiment)
-        from mlflow.entities import Param  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import Param
 
         tags = {k: str(v) for k, v in tags.items() if v is not None}
         tags[Tag.HOST] = socket.gethostname()
@@ -336,7 +341,7 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Log metrics as they are; the names of those that are NaN or +-inf also go to the ``nonfinite_metrics`` tag,
         so a table can flag them per cell instead of showing a number (MLflow stores inf as +-1.8e308)."""
-        from mlflow.entities import Metric  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
@@ -348,7 +353,7 @@ class Run:
             self.set_tags({Tag.NONFINITE_METRICS: ",".join(sorted(self._nonfinite))})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import RunTag
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None])
 
@@ -363,8 +368,8 @@ class Run:
 
     def log_dataset(self, name: str, digest: str, source: str, context: str = "reference") -> None:
         """An MLflow dataset input (what the UI's Dataset column shows): the reference the cell is scored against."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag  # lazy: mlflow takes seconds to import: only when a store is opened
-        from mlflow.exceptions import MlflowException  # lazy: mlflow takes seconds to import: only when a store is opened
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
 
         dataset = Dataset(name=name, digest=digest[:36], source_type="harness", source=source)
         for attempt in range(3):  # parallel workers may insert the same dataset row at once: the loser retries

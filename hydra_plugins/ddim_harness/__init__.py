@@ -1,20 +1,37 @@
-"""Hydra instantiates launchers and sweepers only from classes defined in the ``hydra_plugins`` package: these are
-the harness's launchers (the code is harness.sweep.launcher and harness.sweep.slurm), selected by
-conf/hydra/launcher/parallel.yaml and slurm.yaml, and sweeper (harness.sweep.sweeper), selected by
-conf/hydra/sweeper/cells.yaml."""
+"""Hydra instantiates launchers and sweepers only from classes defined in ``hydra_plugins``, and imports this package
+in every process it starts: these classes name the harness's (conf/hydra/launcher/*.yaml, conf/hydra/sweeper/cells.yaml)
+and import their module only when Hydra makes one, so a single run imports no ``harness.sweep``."""
 
-from harness.sweep.launcher import CellLauncher as _CellLauncher
-from harness.sweep.slurm import SlurmLauncher as _SlurmLauncher
-from harness.sweep.sweeper import CellSweeper as _CellSweeper
+import importlib
 
-
-class CellLauncher(_CellLauncher):
-    """Worker processes on this machine, each cell alone (see harness.sweep.launcher)."""
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
 
 
-class CellSweeper(_CellSweeper):
-    """The cells of a sweep planned, built, launched and summarised (see harness.sweep.sweeper)."""
+class _Lazy:
+    """Making one makes the class ``made`` names instead (``__init__`` is then not called on this one)."""
+
+    made = ""
+    setup = launch = sweep = None  # the made object's (these only make the shim concrete for Hydra's plugin scan)
+
+    def __new__(cls, *args, **kwargs):
+        module, name = cls.made.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
-class SlurmLauncher(_SlurmLauncher):
-    """A sweep's jobs as one Slurm array, each task followed to its end (see harness.sweep.slurm)."""
+class CellLauncher(_Lazy, Launcher):
+    """Worker processes on this machine, each cell alone."""
+
+    made = "harness.sweep.launcher.CellLauncher"
+
+
+class SlurmLauncher(_Lazy, Launcher):
+    """A sweep's jobs as one Slurm array, each task followed to its end."""
+
+    made = "harness.sweep.slurm.SlurmLauncher"
+
+
+class CellSweeper(_Lazy, Sweeper):
+    """The cells of a sweep planned, built, launched and summarised."""
+
+    made = "harness.sweep.sweeper.CellSweeper"

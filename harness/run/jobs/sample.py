@@ -25,7 +25,7 @@ from harness.run.jobs.context import JobContext
 from harness.run.parts import part_done
 from harness.run.registry import Job
 from harness.run.shards import ShardStore, images_store
-from harness.run.space import stored_count
+from harness.run.disk import stored_count
 from harness.tracking import store as tracking
 
 
