@@ -16,18 +16,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.core import config
 from harness.core.names import SCORES, Metric
 from harness.diffusion.eta import SIGMA_HAT, eta_label, eta_sort_key
 
 DASH, DAGGER, ONE_REPEAT = "-", "\u2020", "\u2021"  # not run; settings differ from the block's; measured once (K=1)
-DATASET_NAMES = {"digits": "digits 8x8", "cifar10": "CIFAR-10", "celeba": "CelebA", "lsun_bedroom": "LSUN Bedroom",
-                 "lsun_church": "LSUN Church"}
 METRICS = {name: (score.label, score.lower_is_better) for name, score in SCORES.items()}  # metric: (label, lower better)
 SAMPLE_METRICS = [m for m in METRICS if m != Metric.RECON_MSE]
 
 
+@lru_cache(maxsize=None)
 def dataset_name(dataset: str) -> str:
-    return DATASET_NAMES.get(dataset, dataset)
+    """A dataset's title (its conf's ``title``: ``CIFAR-10``), else its name."""
+    if dataset not in config.names("dataset"):
+        return dataset
+    return str(config.load("dataset", dataset).get("title") or dataset)
 
 
 def label(metric: str) -> str:

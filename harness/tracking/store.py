@@ -26,11 +26,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3 then opens the experiment on its runs
 ENTRY_POINT = "python -m harness"
-HEADLINE_METRIC = "fid"  # the experiment's primary metric: the first chart of MLflow's chart view
-VIEW_KEY = "ddim-cells"  # the saved view of the runs table (MLflow's "Saved views" menu; ?viewStateShareKey=ddim-cells)
-VIEW_COLUMNS = ["attributes.`Dataset`", "params.`S`", "params.`eta`", "params.`N`", "metrics.`fid`", "metrics.`kid`"]
-VIEW_ORDER = ["attributes.`Run Name`", "runDateAndNestInfo", "attributes.`Dataset`", "duration", *VIEW_COLUMNS[1:]]
-VIEW_WIDTHS = {"attributes.`Run Name`": 320, "attributes.`Dataset`": 160}  # run names uncut (MLflow's default: 190 px)
+VIEW = json.loads((Path(__file__).parent / "runs_view.json").read_text())  # the MLflow UI's saved view of the runs
 _HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
@@ -154,13 +150,13 @@ def experiment_tags() -> dict[str, str]:
     and headline metrics as columns and run names uncut (the table itself shows no metric until one is ticked; MLflow
     keeps that choice per browser, so a saved view is the one way a store can offer columns)."""
     now = int(time.time() * 1000)
-    state = {"selectedColumns": VIEW_COLUMNS, "columnOrder": VIEW_ORDER, "columnWidths": VIEW_WIDTHS,
+    state = {"selectedColumns": VIEW["columns"], "columnOrder": VIEW["order"], "columnWidths": VIEW["widths"],
              "orderByKey": "attributes.start_time", "orderByAsc": False}
-    view = {"name": f"DDIM cells: {HEADLINE_METRIC} by S and eta", "createdAt": now, "updatedAt": now,
+    view = {"name": f"DDIM cells: {VIEW['headline_metric']} by S and eta", "createdAt": now, "updatedAt": now,
             "state": json.dumps(state)}
-    return {**EXPERIMENT_KIND, "mlflow.experiment.primaryMetric.name": HEADLINE_METRIC,
+    return {**EXPERIMENT_KIND, "mlflow.experiment.primaryMetric.name": VIEW["headline_metric"],
             "mlflow.experiment.primaryMetric.greaterIsBetter": "False",
-            f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(view)}
+            f"mlflow.sharedViewState.{VIEW['key']}": json.dumps(view)}
 
 
 def _runnable_uri(uri: str) -> str:
@@ -176,7 +172,7 @@ def view_link(uri: str, exp_id: str) -> str:
     """Where to look at the runs: the experiment's saved view in the MLflow UI. MLflow 3.17's UI picks the experiment
     page (GenAI traces or the runs table) from a switch kept per browser, GenAI by default, not from the experiment's
     kind tag; ``workflowType=machine_learning`` in the link opens the runs table."""
-    page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    page = f"#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW['key']}"
     if uri.startswith(("http://", "https://")):
         return f"{shown_uri(uri).rstrip('/')}/{page}"
     return f"mlflow ui --backend-store-uri {_runnable_uri(uri)}, then open http://127.0.0.1:5000/{page}"
