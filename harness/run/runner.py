@@ -48,7 +48,7 @@ class SweepContext:
 
 
 class SweepTask:
-    """The task the sweeper gives its launcher: task i runs the cell the sweeper built and task for it, with the
+    """The task the sweeper gives its launcher: task i runs the cell the sweeper built and named for it, with the
     sweep's context. Launchers send it to their workers (pickled, like any Hydra task function): the facts of the
     sweep travel with the task, not through the environment."""
 
@@ -200,7 +200,7 @@ def _killed(ctx: JobContext, task: str, err: KeyboardInterrupt) -> Outcome:
 
 
 def _failed(ctx: JobContext, task: str, err: BaseException, uri: str) -> Outcome:
-    """The job raised: the run closed FAILED with one line (out of memory and a full disk task as such)."""
+    """The job raised: the run closed FAILED with one line (out of memory and a full disk named as such)."""
     cell, run = ctx.cell, ctx.run
     known = out_of_memory(cell, ctx.device, err) or disk_full(err, cell, uri)  # one line for these, no traceback
     message = str(err) if isinstance(err, HarnessError) and not known else known or f"{type(err).__name__}: {err}"
