@@ -24,8 +24,8 @@ def check_environment(cell: Cell) -> None:
     """The checks that need no model but look outside the config (the device, the checkpoint, the data the cell
     reads), once per process for each environment: a sweep's worker runs many cells of one dataset."""
     environment = cell_hash({"device": cell.device, "job": cell.job, "dataset": dict(cell.dataset),
-                         "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
-                         "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})
+                             "checkpoint": cell.model.get("checkpoint"), "metrics": dict(cell.metrics),
+                             "dry_run": cell.dry_run, "rehearsal": cell.rehearsal})
     if environment in _CHECKED:
         return
     _check_environment(cell)
@@ -34,7 +34,8 @@ def check_environment(cell: Cell) -> None:
 
 def _check_environment(cell: Cell) -> None:
     select_device(cell.device)
-    path, hub = (cell.model.get("checkpoint") or {}).get("path"), (cell.model.get("checkpoint") or {}).get("hub")
+    checkpoint = cell.model.get("checkpoint") or {}
+    path, hub = checkpoint.get("path"), checkpoint.get("hub")
     if hub and not path:
         check_model(hub, cell.model.get("name"))
         ok, text = availability(hub)

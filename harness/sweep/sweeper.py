@@ -103,8 +103,7 @@ class CellSweeper(Sweeper):
         configure_console(bool(config.get("verbose", False)))
         try:
             planned = plan.plan(config, context.config_loader, arguments, self.params)
-            for task in {(j.cell.device, j.cell.job, j.cell.dataset.get("name"), j.cell.dataset.get("root")): j
-                        for j in planned}.values():
+            for task in planned:  # once per distinct environment: check_environment keeps the ones it found ready
                 check_environment(task.cell)
             if config.get("dry_run"):
                 from harness.report.pilot import PilotLines  # lazy: brings mlflow, pandas, scipy: only for a dry run
