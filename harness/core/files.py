@@ -22,6 +22,14 @@ from tqdm import tqdm
 
 from harness.core.errors import HarnessError
 
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+FULL_WORDS = ("No space left on device", "database or disk is full", "Disk quota exceeded")  # the OS's, SQLite's
+
+
+def full_disk(err: BaseException) -> bool:
+    """Whether ``err`` says a disk is full: errno ENOSPC or EDQUOT, or the OS's or SQLite's (SQLITE_FULL) words for it."""
+    return getattr(err, "errno", None) in FULL_ERRNOS or any(w in str(err) for w in FULL_WORDS)
+
 
 def cache_dir() -> Path:
     """``$DDIM_HARNESS_CACHE``, else ``$XDG_CACHE_HOME/ddim-harness``, else ``~/.cache/ddim-harness``."""

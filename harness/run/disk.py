@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from harness.core.cli import fail
 from harness.core.errors import HarnessError
-from harness.core.files import cache_dir
+from harness.core.files import FULL_ERRNOS, cache_dir, full_disk
 from harness.metrics.features import WEIGHTS_URLS
 from harness.run import registry
 from harness.tracking.sqlite import sqlite_path
@@ -26,8 +26,6 @@ from harness.tracking.sqlite import sqlite_path
 SHARD_BYTES = 4096  # a shard file's overhead (torch.save's zip records, indices, checksum): 2.2 KB measured, x2
 JOB_FOLDER_BYTES = 64 * 1024  # Hydra's job folder (.hydra/*.yaml and the job log): 15.5 KB measured, x4
 STORE_BYTES = 256 * 1024  # a cell's rows and small artifacts (config.yaml, hydra/*.yaml) in the store: ~12 KB measured
-FULL = (errno.ENOSPC, errno.EDQUOT)
-FULL_WORDS = ("No space left on device", "database or disk is full", "Disk quota exceeded")
 CACHE_FIX = "set DDIM_HARNESS_CACHE=<a writable folder>"
 
 
@@ -199,9 +197,9 @@ def disk_full(err: BaseException, cell, uri: str) -> str | None:
     while e is not None and e not in chain:
         chain.append(e)
         e = e.__cause__ or e.__context__
-    if not any(getattr(e, "errno", None) in FULL or any(w in str(e) for w in FULL_WORDS) for e in chain):
+    if not any(full_disk(e) for e in chain):
         return None
-    named = next((e.filename for e in chain if getattr(e, "errno", None) in FULL and getattr(e, "filename", None)), None)
+    named = next((e.filename for e in chain if getattr(e, "errno", None) in FULL_ERRNOS and getattr(e, "filename", None)), None)
     if named is not None:
         folder = Path(os.fsdecode(named)).parent
     elif sqlite_path(uri) and any("database or disk is full" in str(e) for e in chain):

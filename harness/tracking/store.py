@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from harness.core import processes
 from harness.core.errors import HarnessError
+from harness.core.files import full_disk
 from harness.core.names import Tag
 from harness.tracking import sqlite as sqlite_store
 from harness.tracking.credentials import split_credentials
@@ -66,8 +67,6 @@ def shown_uri(uri: str) -> str:
 # Where a user points the harness at a store: what the messages below name as the fix.
 STORE_SETTING = "tracking.uri (python -m harness), --tracking-uri (the report) or MLFLOW_TRACKING_URI"
 EXPERIMENT_SETTING = "tracking.experiment=<another name>"  # the report's is --experiment NAME
-# SQLite's and the OS's words for a full disk (sqlite3's SQLITE_FULL, errno ENOSPC, EDQUOT)
-DISK_FULL = ("database or disk is full", "No space left on device", "Disk quota exceeded")
 
 
 def store_folder(uri: str) -> str:
@@ -102,7 +101,7 @@ def store_errors(uri: str) -> Iterator[None]:
             raise HarnessError(f"Cannot reach the tracking server {shown_uri(uri)} ({why}, after MLflow's retries): is the "
                                f"server running and reachable? Start it (mlflow server ...) or fix {STORE_SETTING}.") from None
         first = (text.strip().splitlines() or [type(err).__name__])[0][:300]
-        if any(w in text for w in DISK_FULL) or getattr(err, "errno", None) in (28, 122):
+        if full_disk(err):
             raise HarnessError(f"no space left on {store_folder(uri)} (the tracking store {shown_uri(uri)}: {first}): "
                                f"free space there, or point {STORE_SETTING} at a store on another disk.") from None
         if uri.startswith("sqlite:") and "readonly database" in text:
